@@ -1,0 +1,398 @@
+/**
+ * The download client: the latest status on connect and every update, range
+ * reads as Web streams (several may be in flight on one socket), and a
+ * follower that reads a resource to its end while it grows.
+ *
+ * @module
+ */
+
+import { ResourceFailedError, SpoolError } from "../protocol/errors.ts";
+import type {
+  DownloadServerMessage,
+  ReadMessage,
+} from "../protocol/messages.ts";
+import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
+import { decodeDataFrame } from "../protocol/data_frame.ts";
+import { parseDownloadServerMessage } from "../protocol/validate.ts";
+import { connect, describeClose, toSocketUrl } from "./_socket.ts";
+
+/** Options of {@linkcode openDownload}. */
+export interface DownloadOptions {
+  /** Bytes the server may send ahead of what a reader consumed, per read. Default 4 MiB. */
+  window?: number;
+  /** Milliseconds to wait for the connection and the first status. Default 30 000. */
+  connectTimeoutMs?: number;
+  /** Aborting it closes the download. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@linkcode Download.follow}. */
+export interface FollowOptions {
+  /** First byte to read. Default 0. */
+  start?: number;
+}
+
+const DEFAULT_WINDOW = 4 * 1024 * 1024;
+
+/** Receive side of one read request. */
+class PendingRead {
+  readonly chunks: Uint8Array[] = [];
+  done = false;
+  error: Error | undefined;
+  consumed = 0;
+  wake: (() => void) | undefined;
+
+  notify(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+}
+
+/**
+ * A connection to one resource. Obtain one with {@linkcode openDownload}.
+ *
+ * @example
+ * ```ts ignore
+ * await using download = await openDownload(reference);
+ * console.log(download.status.status, download.status.size);
+ * const bytes = await new Response(download.read(0, download.status.size)).bytes();
+ * ```
+ */
+export class Download {
+  /** The reference this download is connected to. */
+  readonly reference: string;
+  readonly #socket: WebSocket;
+  readonly #window: number;
+  #status: ResourceStatus;
+  #nextRequestId = 1;
+  readonly #reads = new Map<number, PendingRead>();
+  readonly #statusStreams = new Set<
+    ReadableStreamDefaultController<ResourceStatus>
+  >();
+  #statusWaiters: (() => void)[] = [];
+  #closed: Error | undefined;
+  readonly #closedPromise: Promise<void>;
+
+  /** @internal Use {@linkcode openDownload}. */
+  constructor(
+    socket: WebSocket,
+    reference: string,
+    first: ResourceStatus,
+    options: { window: number },
+  ) {
+    this.#socket = socket;
+    this.reference = reference;
+    this.#status = first;
+    this.#window = options.window;
+    this.#closedPromise = new Promise((resolve) => {
+      socket.addEventListener("close", (event) => {
+        this.#shutDown(
+          new SpoolError(
+            "connection-closed",
+            `download socket closed (${describeClose(event)})`,
+          ),
+        );
+        resolve();
+      });
+    });
+    socket.onmessage = (event) => this.#onMessage(event);
+  }
+
+  /** The latest status received. */
+  get status(): ResourceStatus {
+    return this.#status;
+  }
+
+  #onMessage(event: MessageEvent): void {
+    if (typeof event.data !== "string") {
+      const { requestId, payload } = decodeDataFrame(
+        new Uint8Array(event.data as ArrayBuffer),
+      );
+      const read = this.#reads.get(requestId);
+      // Frames of a cancelled read may still be in flight; they are dropped.
+      if (read && !read.done) {
+        read.chunks.push(payload);
+        read.notify();
+      }
+      return;
+    }
+    let message: DownloadServerMessage;
+    try {
+      message = parseDownloadServerMessage(event.data);
+    } catch (error) {
+      this.#shutDown(error as Error);
+      this.#socket.close(1002, "protocol error");
+      return;
+    }
+    switch (message.type) {
+      case "status":
+        this.#status = message.resource;
+        for (const controller of this.#statusStreams) {
+          controller.enqueue(message.resource);
+          if (isTerminal(message.resource)) controller.close();
+        }
+        if (isTerminal(message.resource)) this.#statusStreams.clear();
+        for (const waiter of this.#statusWaiters.splice(0)) waiter();
+        break;
+      case "read-end": {
+        const read = this.#reads.get(message.requestId);
+        if (read) {
+          read.done = true;
+          read.notify();
+        }
+        break;
+      }
+      case "error": {
+        const error = new SpoolError(message.code, message.message, {
+          requestId: message.requestId,
+        });
+        const read = message.requestId === undefined
+          ? undefined
+          : this.#reads.get(message.requestId);
+        if (read) {
+          read.error = error;
+          read.notify();
+        } else {
+          console.error(`spool: server reported: ${message.message}`);
+        }
+        break;
+      }
+    }
+  }
+
+  #shutDown(error: Error): void {
+    if (this.#closed) return;
+    this.#closed = error;
+    for (const read of this.#reads.values()) {
+      if (!read.done) read.error ??= error;
+      read.notify();
+    }
+    for (const controller of this.#statusStreams) controller.close();
+    this.#statusStreams.clear();
+    for (const waiter of this.#statusWaiters.splice(0)) waiter();
+  }
+
+  /**
+   * A stream of statuses: the latest one first, then every update; it closes
+   * after a final status or when the connection closes.
+   */
+  statuses(): ReadableStream<ResourceStatus> {
+    let self: ReadableStreamDefaultController<ResourceStatus>;
+    return new ReadableStream<ResourceStatus>({
+      start: (controller) => {
+        self = controller;
+        controller.enqueue(this.#status);
+        if (isTerminal(this.#status) || this.#closed) controller.close();
+        else this.#statusStreams.add(controller);
+      },
+      cancel: () => {
+        this.#statusStreams.delete(self);
+      },
+    });
+  }
+
+  /** Resolves with the next status that satisfies `predicate` (the current one counts). */
+  async waitForStatus(
+    predicate: (status: ResourceStatus) => boolean,
+  ): Promise<ResourceStatus> {
+    while (!predicate(this.#status)) {
+      if (this.#closed) throw this.#closed;
+      await new Promise<void>((resolve) => this.#statusWaiters.push(resolve));
+    }
+    return this.#status;
+  }
+
+  /**
+   * Reads bytes `[start, end)`; `end` must be within the checkpointed size.
+   * The stream errors with a {@linkcode SpoolError} if the server refuses the
+   * range. Cancelling the stream cancels the request.
+   */
+  read(start: number, end: number): ReadableStream<Uint8Array> {
+    if (this.#closed) {
+      return new ReadableStream({ start: (c) => c.error(this.#closed) });
+    }
+    const requestId = this.#nextRequestId;
+    this.#nextRequestId = (this.#nextRequestId + 1) % 0x1_0000_0000;
+    const read = new PendingRead();
+    this.#reads.set(requestId, read);
+    const request: ReadMessage = {
+      type: "read",
+      requestId,
+      start,
+      end,
+      window: this.#window,
+    };
+    this.#socket.send(JSON.stringify(request));
+    let granted = 0;
+    const finish = () => this.#reads.delete(requestId);
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        while (read.chunks.length === 0 && !read.done && !read.error) {
+          await new Promise<void>((resolve) => read.wake = resolve);
+        }
+        const chunk = read.chunks.shift();
+        if (chunk) {
+          controller.enqueue(chunk);
+          read.consumed += chunk.byteLength;
+          // Grant credit in halves of the window: a message per frame would be wasteful.
+          if (read.consumed - granted >= this.#window / 2 && !read.done) {
+            const bytes = read.consumed - granted;
+            granted = read.consumed;
+            if (this.#socket.readyState === WebSocket.OPEN) {
+              this.#socket.send(
+                JSON.stringify({ type: "credit", requestId, bytes }),
+              );
+            }
+          }
+          return;
+        }
+        finish();
+        if (read.error) controller.error(read.error);
+        else controller.close();
+      },
+      cancel: () => {
+        finish();
+        read.done = true;
+        if (this.#socket.readyState === WebSocket.OPEN) {
+          this.#socket.send(JSON.stringify({ type: "cancel", requestId }));
+        }
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /**
+   * Reads the whole resource as it grows, from `start`: requests each new
+   * range as statuses arrive, closes once `COMPLETED` and every byte is read,
+   * errors with {@linkcode ResourceFailedError} on `FAILED`.
+   */
+  follow(options: FollowOptions = {}): ReadableStream<Uint8Array> {
+    let position = options.start ?? 0;
+    let current: ReadableStreamDefaultReader<Uint8Array> | undefined;
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        while (true) {
+          const status = this.#status;
+          if (status.status === "FAILED") {
+            await current?.cancel();
+            throw new ResourceFailedError(
+              status.id,
+              status.error ?? "unknown reason",
+            );
+          }
+          if (current) {
+            const { value, done } = await current.read();
+            if (!done) {
+              position += value.byteLength;
+              controller.enqueue(value);
+              return;
+            }
+            current = undefined;
+            continue;
+          }
+          if (position < status.size) {
+            current = this.read(position, status.size).getReader();
+            continue;
+          }
+          if (status.status === "COMPLETED") {
+            controller.close();
+            return;
+          }
+          await this.waitForStatus((next) => next !== status);
+        }
+      },
+      cancel: async (reason) => {
+        await current?.cancel(reason);
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /** Closes the connection; reads in flight error. */
+  async close(): Promise<void> {
+    if (this.#socket.readyState <= WebSocket.OPEN) {
+      this.#socket.close(1000, "done");
+    }
+    await this.#closedPromise;
+  }
+
+  /** Closes the connection. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * Connects to a resource's reference and resolves once its first status
+ * arrived. Rejects with a {@linkcode SpoolError} of code `not-found` for an
+ * unknown resource.
+ *
+ * @example
+ * ```ts ignore
+ * import { openDownload } from "./download.ts";
+ * await using download = await openDownload("ws://127.0.0.1:8787/resources/abc");
+ * for await (const status of download.statuses()) console.log(status.status, status.size);
+ * ```
+ */
+export async function openDownload(
+  reference: string | URL,
+  options: DownloadOptions = {},
+): Promise<Download> {
+  const url = toSocketUrl(reference).href;
+  const timeoutMs = options.connectTimeoutMs ?? 30_000;
+  const socket = await connect(url, { timeoutMs, signal: options.signal });
+  const first = await new Promise<ResourceStatus>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      reject(
+        new SpoolError(
+          "timeout",
+          `no status from ${url} within ${timeoutMs} ms`,
+        ),
+      );
+    }, timeoutMs);
+    socket.onmessage = (event) => {
+      clearTimeout(timer);
+      try {
+        const message = parseDownloadServerMessage(String(event.data));
+        if (message.type === "status") resolve(message.resource);
+        else if (message.type === "error") {
+          reject(new SpoolError(message.code, message.message));
+        } else {reject(
+            new SpoolError(
+              "unexpected-message",
+              `expected a status first, got ${message.type}`,
+            ),
+          );}
+      } catch (error) {
+        reject(error);
+      }
+    };
+    socket.onclose = (event) => {
+      clearTimeout(timer);
+      reject(
+        new SpoolError(
+          "connection-closed",
+          `download socket closed (${
+            describeClose(event)
+          }) before the first status`,
+        ),
+      );
+    };
+  }).catch(async (error) => {
+    if (socket.readyState !== WebSocket.CLOSED) {
+      const closed = new Promise((resolve) =>
+        socket.addEventListener("close", resolve)
+      );
+      socket.close();
+      await closed;
+    }
+    throw error;
+  });
+  socket.onclose = null;
+  const download = new Download(socket, url, first, {
+    window: options.window ?? DEFAULT_WINDOW,
+  });
+  options.signal?.addEventListener("abort", () => download.close(), {
+    once: true,
+  });
+  return download;
+}

@@ -1,0 +1,28 @@
+/**
+ * Spool moves bytes while they are still being produced.
+ *
+ * - **Live resources**: upload over a WebSocket and get a reference at once;
+ *   anyone can download the resource while it grows, by range or by
+ *   following it to its end.
+ * - **Object transport**: ordered streams of objects (header + body) to HTTP
+ *   endpoints, each stream's send loop in a Web Worker.
+ *
+ * @example Upload and follow a live resource
+ * ```ts
+ * import { openDownload, startServer, startUpload } from "./mod.ts";
+ *
+ * await using server = await startServer({ port: 0, dataDir: await Deno.makeTempDir() });
+ * const upload = await startUpload(server.url, { name: "build.log", mimeType: "text/plain" });
+ * await using download = await openDownload(upload.reference);
+ * const followed = new Response(download.follow()).text();
+ * await upload.write(new TextEncoder().encode("step 1\nstep 2\n"));
+ * await upload.finish();
+ * console.log(await followed); // "step 1\nstep 2\n"
+ * ```
+ *
+ * @module
+ */
+
+export * from "./protocol/mod.ts";
+export * from "./server/mod.ts";
+export * from "./client/mod.ts";

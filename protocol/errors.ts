@@ -1,0 +1,86 @@
+/**
+ * Typed errors shared by the live-resource server and clients. Every error a
+ * peer reports on the wire carries one of {@linkcode ERROR_CODES}.
+ *
+ * @module
+ */
+
+/** Machine-readable error codes sent in `error` messages. */
+export const ERROR_CODES = [
+  "malformed-message",
+  "unknown-type",
+  "invalid-field",
+  "unexpected-message",
+  "unexpected-binary",
+  "not-found",
+  "invalid-range",
+  "range-not-satisfiable",
+  "unknown-request",
+  "duplicate-request",
+  "flow-control",
+  "upload-failed",
+  "checksum-mismatch",
+  "connection-closed",
+  "timeout",
+  "internal",
+] as const;
+
+/** One of the machine-readable error codes of the protocol. */
+export type ErrorCode = typeof ERROR_CODES[number];
+
+/**
+ * An error of the live-resource protocol: raised locally for bad input and
+ * built from `error` messages the peer sends.
+ *
+ * @example
+ * ```ts
+ * import { SpoolError } from "./errors.ts";
+ * const error = new SpoolError("not-found", "no resource with id 'x'");
+ * console.log(error.code, error.message);
+ * ```
+ */
+export class SpoolError extends Error {
+  /** The machine-readable code. */
+  readonly code: ErrorCode;
+  /** The read request the error belongs to, if any. */
+  readonly requestId?: number;
+
+  /**
+   * Creates an error with a code and a message saying what was wrong and
+   * what was expected.
+   */
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options?: { requestId?: number; cause?: unknown },
+  ) {
+    super(message, { cause: options?.cause });
+    this.name = "SpoolError";
+    this.code = code;
+    if (options?.requestId !== undefined) this.requestId = options.requestId;
+  }
+}
+
+/**
+ * A resource that ended `FAILED` while a client was reading or waiting on it.
+ *
+ * @example
+ * ```ts
+ * import { ResourceFailedError } from "./errors.ts";
+ * throw new ResourceFailedError("abc", "uploader disconnected");
+ * ```
+ */
+export class ResourceFailedError extends Error {
+  /** The id of the failed resource. */
+  readonly resourceId: string;
+  /** The reason the server gave. */
+  readonly reason: string;
+
+  /** Creates the error for resource `resourceId` failed for `reason`. */
+  constructor(resourceId: string, reason: string) {
+    super(`resource ${resourceId} FAILED: ${reason}`);
+    this.name = "ResourceFailedError";
+    this.resourceId = resourceId;
+    this.reason = reason;
+  }
+}

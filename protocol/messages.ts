@@ -1,0 +1,117 @@
+/**
+ * The JSON control messages of the live-resource protocol. Every message is a
+ * WebSocket text frame holding one object with a `type` field; data travels in
+ * binary frames (see `data_frame.ts`). `docs/protocol.md` describes the
+ * exchange.
+ *
+ * @module
+ */
+
+import type { ResourceStatus } from "./status.ts";
+import type { ErrorCode } from "./errors.ts";
+
+/** Uploader → server: create a resource and start uploading it. */
+export interface RequestUploadMessage {
+  type: "request-upload";
+  /** A label for the resource (e.g. a file name); never used as a path. */
+  name: string;
+  /** MIME type; `application/octet-stream` when omitted. */
+  mimeType?: string;
+  /** Custom string metadata, stored and returned in every status. */
+  metadata?: Record<string, string>;
+}
+
+/** Uploader → server: no more bytes follow. */
+export interface EndOfInputMessage {
+  type: "end-of-input";
+  /** Lowercase hex SHA-256 the uploader computed; a mismatch fails the upload. */
+  sha256?: string;
+}
+
+/** Server → uploader: the resource exists; send bytes within `window`. */
+export interface ReadyForUploadMessage {
+  type: "ready-for-upload";
+  /** The resource id. */
+  id: string;
+  /** The download reference (a `ws:` or `wss:` URL). */
+  reference: string;
+  /** Bytes the uploader may send beyond the last acknowledged offset. */
+  window: number;
+}
+
+/** Server → uploader: bytes up to `offset` are written to the store. */
+export interface AckMessage {
+  type: "ack";
+  /** Total bytes written so far. */
+  offset: number;
+}
+
+/** Server → uploader: the upload ended; the resource's final status. */
+export interface FinalStatusMessage {
+  type: "final-status";
+  resource: ResourceStatus;
+}
+
+/** Downloader → server: send bytes `[start, end)`, tagged with `requestId`. */
+export interface ReadMessage {
+  type: "read";
+  /** Client-chosen tag, an integer in `[0, 2^32)`, unique among its reads in flight. */
+  requestId: number;
+  /** First byte, inclusive. */
+  start: number;
+  /** Last byte, exclusive; at most the checkpointed size. */
+  end: number;
+  /** Bytes the server may send before it needs more credit; server default when omitted. */
+  window?: number;
+}
+
+/** Downloader → server: the reader consumed `bytes` more of request `requestId`. */
+export interface CreditMessage {
+  type: "credit";
+  requestId: number;
+  bytes: number;
+}
+
+/** Downloader → server: stop sending request `requestId`. */
+export interface CancelMessage {
+  type: "cancel";
+  requestId: number;
+}
+
+/** Server → downloader: the latest status, sent on connect and on every change. */
+export interface StatusMessage {
+  type: "status";
+  resource: ResourceStatus;
+}
+
+/** Server → downloader: request `requestId` is complete after `bytes` bytes. */
+export interface ReadEndMessage {
+  type: "read-end";
+  requestId: number;
+  bytes: number;
+}
+
+/** Either direction: a request failed; the connection stays usable unless closed. */
+export interface ErrorMessage {
+  type: "error";
+  code: ErrorCode;
+  message: string;
+  /** The read request the error belongs to, if any. */
+  requestId?: number;
+}
+
+/** Messages an uploader sends. */
+export type UploadClientMessage = RequestUploadMessage | EndOfInputMessage;
+/** Messages the server sends on an upload socket. */
+export type UploadServerMessage =
+  | ReadyForUploadMessage
+  | AckMessage
+  | FinalStatusMessage
+  | ErrorMessage;
+/** Messages a downloader sends. */
+export type DownloadClientMessage = ReadMessage | CreditMessage | CancelMessage;
+/** Messages the server sends on a download socket. */
+export type DownloadServerMessage =
+  | StatusMessage
+  | ReadEndMessage
+  | ErrorMessage;

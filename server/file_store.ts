@@ -1,0 +1,215 @@
+/**
+ * The filesystem store: per resource a data file and a JSON metadata file,
+ * under a two-character fan-out directory. Paths are built from validated ids
+ * only, never from names given by users.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import type { ResourceStatus } from "../protocol/status.ts";
+import { isResourceId } from "./resource_id.ts";
+import type { ResourceStore, ResourceWriter } from "./store.ts";
+
+/** Options of {@linkcode FileStore}. */
+export interface FileStoreOptions {
+  /** `fdatasync` at every checkpoint so checkpointed bytes survive power loss. Default `false`. */
+  durable?: boolean;
+}
+
+/** Thrown for an id that is not a store id; guards every path built from ids. */
+export class InvalidResourceIdError extends Error {
+  /** Creates the error for `id`. */
+  constructor(id: string) {
+    super(
+      `invalid resource id ${
+        JSON.stringify(id.slice(0, 64))
+      }; expected 22 characters of [A-Za-z0-9_-]`,
+    );
+    this.name = "InvalidResourceIdError";
+  }
+}
+
+const READ_CHUNK_SIZE = 256 * 1024;
+
+/**
+ * Stores resources under a directory: `<dir>/<id[0..2]>/<id>.data` and
+ * `<id>.json`.
+ *
+ * @example
+ * ```ts
+ * import { FileStore } from "./file_store.ts";
+ * const store = new FileStore(await Deno.makeTempDir());
+ * console.log(await store.list()); // []
+ * ```
+ */
+export class FileStore implements ResourceStore {
+  readonly #dir: string;
+  readonly #durable: boolean;
+
+  /** Creates a store rooted at `dir` (created when missing). */
+  constructor(dir: string, options: FileStoreOptions = {}) {
+    this.#dir = dir;
+    this.#durable = options.durable ?? false;
+  }
+
+  #paths(id: string): { folder: string; data: string; meta: string } {
+    if (!isResourceId(id)) throw new InvalidResourceIdError(id);
+    const folder = join(this.#dir, id.slice(0, 2));
+    return {
+      folder,
+      data: join(folder, `${id}.data`),
+      meta: join(folder, `${id}.json`),
+    };
+  }
+
+  /** Creates the data file and saves the first status. */
+  async create(status: ResourceStatus): Promise<ResourceWriter> {
+    const paths = this.#paths(status.id);
+    await Deno.mkdir(paths.folder, { recursive: true });
+    const file = await Deno.open(paths.data, {
+      write: true,
+      createNew: true,
+    });
+    try {
+      await this.save(status);
+    } catch (error) {
+      file.close();
+      throw error;
+    }
+    return new FileWriter(file, this.#durable);
+  }
+
+  /** Writes the status to a temporary file, then renames it over the old one. */
+  async save(status: ResourceStatus): Promise<void> {
+    const paths = this.#paths(status.id);
+    const temporary = `${paths.meta}.${crypto.randomUUID()}.tmp`;
+    await Deno.writeTextFile(temporary, JSON.stringify(status));
+    if (this.#durable) {
+      using file = await Deno.open(temporary, { read: true, write: true });
+      await file.syncData();
+    }
+    await Deno.rename(temporary, paths.meta);
+  }
+
+  /** Reads `[start, end)` of the data file as a byte stream. */
+  read(id: string, start: number, end: number): ReadableStream<Uint8Array> {
+    const { data } = this.#paths(id);
+    let file: Deno.FsFile | undefined;
+    let position = start;
+    const closeFile = () => {
+      file?.close();
+      file = undefined;
+    };
+    return new ReadableStream({
+      type: "bytes",
+      autoAllocateChunkSize: READ_CHUNK_SIZE,
+      async start() {
+        if (start === end) return;
+        file = await Deno.open(data, { read: true });
+        await file.seek(start, Deno.SeekMode.Start);
+      },
+      async pull(controller) {
+        const request = controller.byobRequest!;
+        const view = request.view as Uint8Array;
+        if (position >= end || !file) {
+          closeFile();
+          controller.close();
+          request.respond(0);
+          return;
+        }
+        const wanted = Math.min(view.byteLength, end - position);
+        let read: number | null;
+        try {
+          read = await file.read(view.subarray(0, wanted));
+        } catch (error) {
+          closeFile();
+          throw error;
+        }
+        if (read === null) {
+          closeFile();
+          throw new Error(
+            `data of resource ${id} ends at byte ${position}; expected bytes up to ${end}`,
+          );
+        }
+        position += read;
+        request.respond(read);
+        if (position >= end) {
+          closeFile();
+          controller.close();
+        }
+      },
+      cancel() {
+        closeFile();
+      },
+    });
+  }
+
+  /** Length of the data file. */
+  async dataSize(id: string): Promise<number> {
+    return (await Deno.stat(this.#paths(id).data)).size;
+  }
+
+  /** Reads every `*.json` metadata file; skips temporary files. */
+  async list(): Promise<ResourceStatus[]> {
+    const statuses: ResourceStatus[] = [];
+    let folders: Deno.DirEntry[];
+    try {
+      folders = await Array.fromAsync(Deno.readDir(this.#dir));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return statuses;
+      throw error;
+    }
+    for (const folder of folders) {
+      if (!folder.isDirectory) continue;
+      for await (const entry of Deno.readDir(join(this.#dir, folder.name))) {
+        const id = entry.name.slice(0, -".json".length);
+        if (
+          !entry.isFile || !entry.name.endsWith(".json") || !isResourceId(id)
+        ) {
+          continue;
+        }
+        const text = await Deno.readTextFile(this.#paths(id).meta);
+        statuses.push(JSON.parse(text) as ResourceStatus);
+      }
+    }
+    return statuses;
+  }
+
+  /** Removes both files of `id`. */
+  async delete(id: string): Promise<void> {
+    const paths = this.#paths(id);
+    await Deno.remove(paths.meta).catch(ignoreNotFound);
+    await Deno.remove(paths.data).catch(ignoreNotFound);
+  }
+}
+
+function ignoreNotFound(error: unknown): void {
+  if (!(error instanceof Deno.errors.NotFound)) throw error;
+}
+
+class FileWriter implements ResourceWriter {
+  readonly #file: Deno.FsFile;
+  readonly #durable: boolean;
+
+  constructor(file: Deno.FsFile, durable: boolean) {
+    this.#file = file;
+    this.#durable = durable;
+  }
+
+  async append(chunk: Uint8Array): Promise<void> {
+    let written = 0;
+    while (written < chunk.byteLength) {
+      written += await this.#file.write(chunk.subarray(written));
+    }
+  }
+
+  async sync(): Promise<void> {
+    if (this.#durable) await this.#file.syncData();
+  }
+
+  close(): Promise<void> {
+    this.#file.close();
+    return Promise.resolve();
+  }
+}

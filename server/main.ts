@@ -1,0 +1,109 @@
+/**
+ * `deno run -A server/main.ts`: runs a Spool server until SIGINT or SIGTERM.
+ * Its first stdout line is `Listening on http://HOST:PORT/`.
+ *
+ * @module
+ */
+
+import { integerFlag, parseFlags, UsageError } from "../cli/args.ts";
+import { startServer } from "./server.ts";
+
+const HELP = `Usage: deno run -A server/main.ts [options]
+
+Runs a Spool server: live uploads and downloads over WebSockets.
+
+Options:
+  --hostname H        interface to bind (default 127.0.0.1)
+  --port P            port; 0 picks a free one (default 8787)
+  --data-dir D        directory of the store (default ./spool-data)
+  --checkpoint-ms N   checkpoint interval of live uploads in ms;
+                      0 = after every write (default 250)
+  --public-url URL    base URL put in references (default: the URL
+                      the uploader connected to)
+  --durable           fdatasync the store at every checkpoint
+  -h, --help          show this help
+
+Endpoints: ws://HOST:PORT/upload, ws://HOST:PORT/resources/{id}
+Exit codes: 0 after a clean shutdown, 2 for bad options, 1 for other errors.
+`;
+
+/**
+ * Runs the server command with `args`; resolves with the exit code once the
+ * server has stopped.
+ *
+ * @example
+ * ```ts ignore
+ * Deno.exit(await main(["--port", "0"]));
+ * ```
+ */
+export async function main(args: string[]): Promise<number> {
+  let flags;
+  try {
+    flags = parseFlags(args, {
+      string: ["hostname", "port", "data-dir", "checkpoint-ms", "public-url"],
+      boolean: ["durable", "help"],
+      alias: { h: "help" },
+    });
+    if (flags.booleans.help) {
+      console.log(HELP);
+      return 0;
+    }
+    if (flags.positional.length > 0) {
+      throw new UsageError(
+        `unexpected argument ${
+          JSON.stringify(flags.positional[0])
+        }; the server takes options only`,
+      );
+    }
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`spool server: ${error.message}\nTry --help.`);
+    return 2;
+  }
+  const { strings } = flags;
+  let port, checkpointMs;
+  try {
+    port = integerFlag(strings, "port", { min: 0, max: 65535, fallback: 8787 });
+    checkpointMs = integerFlag(strings, "checkpoint-ms", { fallback: 250 });
+    if (
+      strings["public-url"] !== undefined &&
+      !URL.canParse(strings["public-url"])
+    ) {
+      throw new UsageError(
+        `--public-url is ${
+          JSON.stringify(strings["public-url"])
+        }; expected an absolute URL`,
+      );
+    }
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`spool server: ${error.message}\nTry --help.`);
+    return 2;
+  }
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  try {
+    const server = await startServer({
+      hostname: strings.hostname,
+      port,
+      dataDir: strings["data-dir"],
+      checkpointMs,
+      publicUrl: strings["public-url"],
+      durable: flags.booleans.durable,
+      signal: controller.signal,
+      onListen: (url) => console.log(`Listening on ${url.href}`),
+    });
+    await server.finished;
+    return 0;
+  } catch (error) {
+    console.error(`spool server: ${(error as Error).message}`);
+    return 1;
+  } finally {
+    Deno.removeSignalListener("SIGINT", stop);
+    Deno.removeSignalListener("SIGTERM", stop);
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

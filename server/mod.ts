@@ -1,0 +1,23 @@
+/**
+ * The Spool server: live resources over WebSockets, hosted by `Deno.serve`.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "./mod.ts";
+ * await using server = await startServer({ port: 0, dataDir: await Deno.makeTempDir() });
+ * console.log(server.url.href);
+ * ```
+ *
+ * @module
+ */
+
+export * from "./server.ts";
+export * from "./store.ts";
+export {
+  FileStore,
+  type FileStoreOptions,
+  InvalidResourceIdError,
+} from "./file_store.ts";
+export { INTERRUPTED_REASON, ResourceRegistry } from "./registry.ts";
+export { Resource } from "./resource.ts";
+export { DISCONNECTED_REASON } from "./upload_socket.ts";

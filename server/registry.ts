@@ -1,0 +1,111 @@
+/**
+ * The resources a server knows: live ones created by uploads and finished
+ * ones loaded from the store at start-up.
+ *
+ * @module
+ */
+
+import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
+import { Resource } from "./resource.ts";
+import { isResourceId, newResourceId } from "./resource_id.ts";
+import type { ResourceStore } from "./store.ts";
+
+/** What an uploader asks for. */
+export interface NewResource {
+  name: string;
+  mimeType: string;
+  metadata: Record<string, string>;
+}
+
+/** Reason recorded for uploads that were live when the server stopped. */
+export const INTERRUPTED_REASON =
+  "the server stopped while the upload was in progress";
+
+/**
+ * Creates, finds and loads resources.
+ *
+ * @example
+ * ```ts ignore
+ * const registry = await ResourceRegistry.load(store, { checkpointMs: 250 });
+ * const resource = await registry.create({ name: "a.log", mimeType: "text/plain", metadata: {} });
+ * ```
+ */
+export class ResourceRegistry {
+  readonly #store: ResourceStore;
+  readonly #checkpointMs: number;
+  readonly #resources = new Map<string, Resource>();
+
+  private constructor(store: ResourceStore, checkpointMs: number) {
+    this.#store = store;
+    this.#checkpointMs = checkpointMs;
+  }
+
+  /**
+   * Loads every stored resource. Uploads that were live when the server last
+   * stopped become `FAILED`, with every byte that reached the store readable.
+   */
+  static async load(
+    store: ResourceStore,
+    options: { checkpointMs: number },
+  ): Promise<ResourceRegistry> {
+    const registry = new ResourceRegistry(store, options.checkpointMs);
+    for (let status of await store.list()) {
+      if (!isTerminal(status)) {
+        const now = new Date().toISOString();
+        status = {
+          ...status,
+          status: "FAILED",
+          size: await store.dataSize(status.id),
+          error: INTERRUPTED_REASON,
+          updatedAt: now,
+          finishedAt: now,
+        };
+        await store.save(status);
+      }
+      registry.#resources.set(
+        status.id,
+        new Resource(store, status, { checkpointMs: options.checkpointMs }),
+      );
+    }
+    return registry;
+  }
+
+  /** Creates a live resource in state `INITIATED`. */
+  async create(request: NewResource): Promise<Resource> {
+    const now = new Date().toISOString();
+    const status: ResourceStatus = {
+      id: newResourceId(),
+      name: request.name,
+      mimeType: request.mimeType,
+      metadata: request.metadata,
+      status: "INITIATED",
+      size: 0,
+      createdAt: now,
+      updatedAt: now,
+    };
+    const writer = await this.#store.create(status);
+    const resource = new Resource(this.#store, status, {
+      checkpointMs: this.#checkpointMs,
+      writer,
+    });
+    this.#resources.set(status.id, resource);
+    return resource;
+  }
+
+  /** The resource with `id`, if any (malformed ids find nothing). */
+  get(id: string): Resource | undefined {
+    return isResourceId(id) ? this.#resources.get(id) : undefined;
+  }
+
+  /** Every resource, live and finished. */
+  all(): IterableIterator<Resource> {
+    return this.#resources.values();
+  }
+
+  /** Every resource still accepting bytes. */
+  *live(): IterableIterator<Resource> {
+    for (const resource of this.#resources.values()) {
+      if (resource.live) yield resource;
+    }
+  }
+}

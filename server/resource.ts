@@ -1,0 +1,233 @@
+/**
+ * One resource: the owner of its truth. A live resource appends bytes through
+ * the store, checkpoints them on a timer and fans each new status out to its
+ * watchers; a finished one only answers reads. Sockets translate messages to
+ * calls on it and hold no state of their own.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
+import type { ResourceStore, ResourceWriter } from "./store.ts";
+
+/** Receives each status a resource publishes, with its pre-serialised `status` message. */
+export type StatusWatcher = (status: ResourceStatus, message: string) => void;
+
+/** Options of a live resource. */
+export interface LiveResourceOptions {
+  /** Checkpoint interval in milliseconds; `0` checkpoints after every write. */
+  checkpointMs: number;
+}
+
+function statusMessage(status: ResourceStatus): string {
+  return JSON.stringify({ type: "status", resource: status });
+}
+
+/**
+ * A resource known to the server. Created live by an upload, or loaded
+ * finished from the store.
+ *
+ * @example
+ * ```ts ignore
+ * const stop = resource.watch((status) => console.log(status.size));
+ * stop();
+ * ```
+ */
+export class Resource {
+  readonly #store: ResourceStore;
+  readonly #checkpointMs: number;
+  #writer: ResourceWriter | undefined;
+  #status: ResourceStatus;
+  #statusMessage: string;
+  readonly #watchers = new Set<StatusWatcher>();
+  /** Bytes the store has acknowledged; may run ahead of the checkpointed size. */
+  #written = 0;
+  /** Serialises appends: the store sees bytes in arrival order. */
+  #writeChain: Promise<void> = Promise.resolve();
+  #pendingWrites = 0;
+  #writeError: Error | undefined;
+  #checkpointTimer: ReturnType<typeof setTimeout> | undefined;
+  #checkpointing: Promise<void> | undefined;
+  readonly #hash = createHash("sha256");
+
+  /** Wraps a status and, for a live resource, the writer of its bytes. */
+  constructor(
+    store: ResourceStore,
+    status: ResourceStatus,
+    options: LiveResourceOptions & { writer?: ResourceWriter },
+  ) {
+    this.#store = store;
+    this.#status = status;
+    this.#statusMessage = statusMessage(status);
+    this.#checkpointMs = options.checkpointMs;
+    this.#writer = options.writer;
+    this.#written = status.size;
+  }
+
+  /** The latest published status. */
+  get status(): ResourceStatus {
+    return this.#status;
+  }
+
+  /** Whether the resource still accepts bytes. */
+  get live(): boolean {
+    return this.#writer !== undefined && !isTerminal(this.#status);
+  }
+
+  /** Bytes written to the store so far (ahead of, or equal to, the checkpoint). */
+  get written(): number {
+    return this.#written;
+  }
+
+  /** Bytes received but not yet written. */
+  get pendingWrites(): number {
+    return this.#pendingWrites;
+  }
+
+  /** Number of watchers. */
+  get watcherCount(): number {
+    return this.#watchers.size;
+  }
+
+  /** Calls `watcher` with the latest status now and with every later one. */
+  watch(watcher: StatusWatcher): () => void {
+    this.#watchers.add(watcher);
+    watcher(this.#status, this.#statusMessage);
+    return () => this.#watchers.delete(watcher);
+  }
+
+  /** Reads checkpointed bytes `[start, end)`; the caller checked the range. */
+  read(start: number, end: number): ReadableStream<Uint8Array> {
+    return this.#store.read(this.#status.id, start, end);
+  }
+
+  /**
+   * Appends `chunk` after every earlier chunk; resolves with the total bytes
+   * written once it is in the store. Rejects if the store failed.
+   */
+  append(chunk: Uint8Array): Promise<number> {
+    if (!this.live) {
+      return Promise.reject(
+        new Error(
+          `resource ${this.#status.id} is ${this.#status.status}; it accepts no more bytes`,
+        ),
+      );
+    }
+    this.#pendingWrites += chunk.byteLength;
+    this.#hash.update(chunk);
+    const written = this.#writeChain.then(async () => {
+      if (this.#writeError) throw this.#writeError;
+      try {
+        await this.#writer!.append(chunk);
+      } catch (error) {
+        this.#writeError = error as Error;
+        throw error;
+      } finally {
+        this.#pendingWrites -= chunk.byteLength;
+      }
+      this.#written += chunk.byteLength;
+      this.#scheduleCheckpoint();
+      return this.#written;
+    });
+    // The chain itself must not reject, or one failed write would hide the next.
+    this.#writeChain = written.then(() => {}, () => {});
+    return written;
+  }
+
+  #scheduleCheckpoint(): void {
+    if (this.#checkpointMs === 0) {
+      this.#checkpointing ??= this.checkpoint().finally(() => {
+        this.#checkpointing = undefined;
+      });
+      return;
+    }
+    this.#checkpointTimer ??= setTimeout(() => {
+      this.#checkpointTimer = undefined;
+      this.checkpoint();
+    }, this.#checkpointMs);
+  }
+
+  /**
+   * Makes written bytes durable and visible: publishes `IN_PROGRESS` with the
+   * written size. Called by the timer; callable directly.
+   */
+  async checkpoint(): Promise<void> {
+    if (!this.live) return;
+    const size = this.#written;
+    if (size === this.#status.size && this.#status.status === "IN_PROGRESS") {
+      return;
+    }
+    await this.#writer!.sync();
+    if (!this.live) return;
+    this.#publish({
+      ...this.#status,
+      status: "IN_PROGRESS",
+      size,
+      updatedAt: new Date().toISOString(),
+    });
+    // With interval 0, writes that landed during the sync need a checkpoint too.
+    if (this.#checkpointMs === 0 && this.#written > size) {
+      await this.checkpoint();
+    }
+  }
+
+  /**
+   * Ends the upload: waits for pending writes, then publishes `COMPLETED`
+   * with the SHA-256, or `FAILED` when `expectedSha256` does not match.
+   */
+  async complete(expectedSha256?: string): Promise<ResourceStatus> {
+    await this.#writeChain;
+    if (!this.live) return this.#status;
+    if (this.#writeError) {
+      return this.fail(`store write failed: ${this.#writeError.message}`);
+    }
+    const sha256 = this.#hash.digest("hex");
+    if (expectedSha256 !== undefined && expectedSha256 !== sha256) {
+      return this.fail(
+        `checksum mismatch: uploader sent sha256 ${expectedSha256}, server computed ${sha256} over ${this.#written} bytes`,
+      );
+    }
+    return await this.#finish({ status: "COMPLETED", sha256 });
+  }
+
+  /** Marks the resource `FAILED` with `reason`; bytes written stay readable. */
+  async fail(reason: string): Promise<ResourceStatus> {
+    await this.#writeChain;
+    if (!this.live) return this.#status;
+    return await this.#finish({ status: "FAILED", error: reason });
+  }
+
+  async #finish(
+    outcome: Pick<ResourceStatus, "status" | "sha256" | "error">,
+  ): Promise<ResourceStatus> {
+    clearTimeout(this.#checkpointTimer);
+    this.#checkpointTimer = undefined;
+    const writer = this.#writer!;
+    this.#writer = undefined;
+    const now = new Date().toISOString();
+    const status: ResourceStatus = {
+      ...this.#status,
+      ...outcome,
+      size: this.#written,
+      updatedAt: now,
+      finishedAt: now,
+    };
+    try {
+      await writer.sync();
+    } finally {
+      await writer.close();
+    }
+    await this.#store.save(status);
+    this.#publish(status);
+    return status;
+  }
+
+  #publish(status: ResourceStatus): void {
+    this.#status = status;
+    this.#statusMessage = statusMessage(status);
+    for (const watcher of this.#watchers) {
+      watcher(status, this.#statusMessage);
+    }
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * The storage interface behind live resources: bytes are appended by one
+ * writer and read by ranges while they grow; metadata is the resource's
+ * status. {@linkcode FileStore} is the embedded default; other backends fit
+ * behind the same interface.
+ *
+ * @module
+ */
+
+import type { ResourceStatus } from "../protocol/status.ts";
+
+/** Appends the bytes of one resource, in order. */
+export interface ResourceWriter {
+  /** Appends `chunk`; resolves once it is written (visible to readers). */
+  append(chunk: Uint8Array): Promise<void>;
+  /** Makes everything appended so far durable (a no-op for stores that need none). */
+  sync(): Promise<void>;
+  /** Releases the writer; no append follows. */
+  close(): Promise<void>;
+}
+
+/**
+ * Storage for resource bytes and metadata.
+ *
+ * @example A store that keeps everything in memory
+ * ```ts
+ * import type { ResourceStore } from "./store.ts";
+ * declare const store: ResourceStore;
+ * for (const status of await store.list()) console.log(status.id, status.status);
+ * ```
+ */
+export interface ResourceStore {
+  /** Creates the data of a new resource and saves its first status. */
+  create(status: ResourceStatus): Promise<ResourceWriter>;
+  /** Saves a resource's status (atomically: readers never see a torn one). */
+  save(status: ResourceStatus): Promise<void>;
+  /**
+   * Reads bytes `[start, end)` as a byte stream (BYOB-capable), so a caller
+   * can read straight into its own buffers.
+   */
+  read(id: string, start: number, end: number): ReadableStream<Uint8Array>;
+  /** Bytes of data held for `id`, which may exceed the checkpointed size. */
+  dataSize(id: string): Promise<number>;
+  /** Every stored resource's last saved status. */
+  list(): Promise<ResourceStatus[]>;
+  /** Removes a resource's data and metadata. */
+  delete(id: string): Promise<void>;
+}
