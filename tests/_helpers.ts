@@ -61,3 +61,57 @@ export async function readAll(
 ): Promise<Uint8Array> {
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
+
+const SERVER_MAIN = new URL("../server/main.ts", import.meta.url).pathname;
+
+/** A server running as a subprocess of `server/main.ts`. */
+export interface ServerProcess {
+  process: Deno.ChildProcess;
+  url: URL;
+}
+
+/**
+ * Runs `server/main.ts` (or `main`, e.g. a URL) as a subprocess and resolves
+ * once its first stdout line says where it listens.
+ */
+export async function spawnServer(
+  dataDir: string,
+  options: { main?: string; denoArgs?: string[]; args?: string[]; cwd?: string } = {},
+): Promise<ServerProcess> {
+  const process = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      ...(options.denoArgs ?? []),
+      options.main ?? SERVER_MAIN,
+      "--port",
+      "0",
+      "--data-dir",
+      dataDir,
+      "--checkpoint-ms",
+      "10",
+      ...(options.args ?? []),
+    ],
+    cwd: options.cwd,
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await lines.read();
+    if (done) {
+      await process.status;
+      throw new Error(`server exited before listening; its output: ${text}`);
+    }
+    text += value;
+  }
+  const first = text.split("\n")[0];
+  const match = first.match(/^Listening on (http:\/\/\S+)$/);
+  if (!match) throw new Error(`unexpected first line: ${first}`);
+  // Keep draining stdout so the child never blocks on a full pipe.
+  (async () => {
+    while (!(await lines.read()).done) { /* discard */ }
+  })();
+  return { process, url: new URL(match[1]) };
+}

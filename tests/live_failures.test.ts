@@ -1,0 +1,265 @@
+import { assert, assertEquals, assertRejects } from "@std/assert";
+import {
+  DISCONNECTED_REASON,
+  openDownload,
+  ResourceFailedError,
+  SpoolError,
+  startUpload,
+  upload,
+} from "../mod.ts";
+import { randomBytes, readAll, sha256, startTestServer } from "./_helpers.ts";
+import { RawSocket } from "./_raw_socket.ts";
+
+function resourceUrl(server: { url: URL }, id: string): URL {
+  const url = new URL(`resources/${id}`, server.url);
+  url.protocol = "ws:";
+  return url;
+}
+
+Deno.test("an uploader disconnecting mid-way fails the resource and its followers at once", async () => {
+  await using server = await startTestServer();
+  const up = await startUpload(server.url, { name: "doomed.bin" });
+  const data = randomBytes(500_000);
+  await using follower = await openDownload(up.reference);
+  const reader = follower.follow().getReader();
+  await up.write(data);
+  // Read a first chunk, so the follower is mid-resource when the uploader goes.
+  const first = await reader.read();
+  assertEquals(first.done, false);
+  up.abort("simulated crash");
+  await up.closed();
+  const error = await (async () => {
+    while (true) {
+      const { done } = await reader.read();
+      if (done) return undefined;
+    }
+  })().catch((e) => e);
+  assert(error instanceof ResourceFailedError, `follower failed with ${error}`);
+  assertEquals(error.reason, DISCONNECTED_REASON);
+  const status = await follower.waitForStatus((s) => s.status === "FAILED");
+  assertEquals(status.error, DISCONNECTED_REASON);
+  // The bytes that reached the store stay readable.
+  const kept = await readAll(follower.read(0, status.size));
+  assertEquals(kept, data.subarray(0, status.size));
+  await assertRejects(() => up.finish(), SpoolError);
+});
+
+Deno.test("every bad download request gets its error and the next good request works", async () => {
+  await using server = await startTestServer();
+  const data = randomBytes(1000, 9);
+  let id = "";
+  await upload(server.url, data, { name: "ok.bin", onReady: (u) => id = u.id });
+  const socket = await RawSocket.open(resourceUrl(server, id));
+  const status = await socket.json();
+  assertEquals(status.type, "status");
+
+  const bad: [string | Uint8Array, string, string, number?][] = [
+    ["{not json", "malformed-message", "message is not valid JSON"],
+    ["[1,2]", "malformed-message", "message is [1,2]; expected a JSON object"],
+    ['{"type":7}', "malformed-message", "field 'type' is 7; expected a string"],
+    ['{"type":"dance"}', "unknown-type", 'unknown message type "dance"; expected one of read, credit, cancel'],
+    [
+      '{"type":"read","requestId":1,"start":10,"end":5}',
+      "invalid-range",
+      "range [10, 5) has start > end; expected start <= end",
+      1,
+    ],
+    [
+      '{"type":"read","requestId":2,"start":0,"end":1001}',
+      "range-not-satisfiable",
+      "range [0, 1001) ends past the checkpointed size 1000; expected end <= 1000",
+      2,
+    ],
+    [
+      '{"type":"read","requestId":3,"start":-1,"end":5}',
+      "invalid-field",
+      "field 'start' is -1; expected an integer offset >= 0",
+      3,
+    ],
+    [
+      '{"type":"read","requestId":4,"start":0.5,"end":5}',
+      "invalid-field",
+      "field 'start' is 0.5; expected an integer offset >= 0",
+      4,
+    ],
+    [
+      '{"type":"read","requestId":-4,"start":0,"end":5}',
+      "invalid-field",
+      "field 'requestId' is -4; expected an integer in [0, 4294967295]",
+    ],
+    [
+      '{"type":"read","requestId":5,"start":0,"end":5,"window":0}',
+      "invalid-field",
+      "field 'window' is 0; expected an integer > 0",
+      5,
+    ],
+    [
+      new Uint8Array([1, 2, 3]),
+      "unexpected-binary",
+      "binary frame of 3 bytes on a download socket; expected only JSON text messages",
+    ],
+  ];
+  for (const [message, code, text, requestId] of bad) {
+    socket.send(message);
+    const error = await socket.expect("error");
+    assertEquals(error.code, code, `code for ${message}`);
+    assert(
+      String(error.message).startsWith(text),
+      `message for ${message}: ${error.message}`,
+    );
+    assertEquals(error.requestId, requestId);
+    // The same socket still serves a good request.
+    socket.send({ type: "read", requestId: 100, start: 10, end: 20 });
+    const frame = await socket.next();
+    if (!("binary" in frame)) throw new Error(`expected a data frame, got ${frame.text}`);
+    assertEquals(frame.binary.subarray(4), data.subarray(10, 20));
+    assertEquals(new DataView(frame.binary.buffer).getUint32(0), 100);
+    assertEquals(await socket.expect("read-end"), { type: "read-end", requestId: 100, bytes: 10 });
+  }
+  await socket.close();
+});
+
+Deno.test("a read waits for credit: the server runs at most one window ahead", async () => {
+  await using server = await startTestServer();
+  const data = randomBytes(1024 * 1024, 10);
+  let id = "";
+  await upload(server.url, data, { name: "credit.bin", onReady: (u) => id = u.id });
+  const socket = await RawSocket.open(resourceUrl(server, id));
+  await socket.expect("status");
+  const window = 64 * 1024;
+  socket.send({ type: "read", requestId: 1, start: 0, end: data.byteLength, window });
+  socket.send({ type: "read", requestId: 2, start: 0, end: 1, window });
+  const received = new Map<number, number>([[1, 0], [2, 0]]);
+  const collect = async (until: (m: Record<string, unknown>) => boolean) => {
+    while (true) {
+      const message = await socket.next();
+      if ("binary" in message) {
+        const tag = new DataView(message.binary.buffer).getUint32(0);
+        received.set(tag, received.get(tag)! + message.binary.byteLength - 4);
+      } else if (until(JSON.parse(message.text))) return;
+    }
+  };
+  await collect((m) => m.type === "read-end" && m.requestId === 2);
+  assert(received.get(1)! <= window, `read 1 sent ${received.get(1)} bytes with a window of ${window}`);
+  socket.send({ type: "credit", requestId: 1, bytes: data.byteLength });
+  await collect((m) => m.type === "read-end" && m.requestId === 1);
+  assertEquals(received.get(1), data.byteLength);
+  await socket.close();
+});
+
+Deno.test("a duplicate request id is refused while the first is in flight", async () => {
+  await using server = await startTestServer();
+  let id = "";
+  await upload(server.url, randomBytes(1024 * 1024), { name: "dup", onReady: (u) => id = u.id });
+  const socket = await RawSocket.open(resourceUrl(server, id));
+  await socket.expect("status");
+  socket.send({ type: "read", requestId: 7, start: 0, end: 1024 * 1024, window: 1024 });
+  socket.send({ type: "read", requestId: 7, start: 0, end: 1 });
+  const error = await socket.expect("error");
+  assertEquals(error.code, "duplicate-request");
+  assertEquals(error.requestId, 7);
+  socket.send({ type: "cancel", requestId: 7 });
+  await socket.close();
+});
+
+Deno.test("an unknown resource id gets not-found and a 4404 close", async () => {
+  await using server = await startTestServer();
+  const error = await assertRejects(
+    () => openDownload(resourceUrl(server, "AAAAAAAAAAAAAAAAAAAAAA")),
+    SpoolError,
+  );
+  assertEquals(error.code, "not-found");
+  assert(error.message.includes('no resource with id "AAAAAAAAAAAAAAAAAAAAAA"'));
+  const raw = await RawSocket.open(resourceUrl(server, "..%2F..%2Fetc%2Fpasswd"));
+  assertEquals((await raw.json()).code, "not-found");
+  assertEquals((await raw.closed).code, 4404);
+});
+
+Deno.test("bad upload requests get errors; the socket then uploads normally", async () => {
+  await using server = await startTestServer();
+  const url = new URL("upload", server.url);
+  url.protocol = "ws:";
+  const socket = await RawSocket.open(url);
+  const bad: [string | Uint8Array, string, string][] = [
+    [new Uint8Array([1]), "unexpected-binary", "binary frame of 1 bytes received while awaiting-request"],
+    ['{"type":"end-of-input"}', "unexpected-message", "end-of-input received while awaiting-request"],
+    ['{"type":"request-upload","name":""}', "invalid-field", "field 'name' is \"\"; expected a non-empty string"],
+    ['{"type":"request-upload","name":"a","mimeType":"nope"}', "invalid-field", "field 'mimeType' is \"nope\""],
+    ['{"type":"request-upload","name":"a","metadata":{"k":1}}', "invalid-field", "field 'metadata.k' is 1; expected a string"],
+    ['{"type":"upload-please"}', "unknown-type", 'unknown message type "upload-please"'],
+    ["nope", "malformed-message", "message is not valid JSON"],
+  ];
+  for (const [message, code, text] of bad) {
+    socket.send(message);
+    const error = await socket.expect("error");
+    assertEquals(error.code, code);
+    assert(String(error.message).startsWith(text), String(error.message));
+  }
+  socket.send({ type: "request-upload", name: "../../etc/passwd", mimeType: "text/plain" });
+  const ready = await socket.expect("ready-for-upload");
+  socket.send({ type: "request-upload", name: "again" });
+  assertEquals((await socket.expect("error")).code, "unexpected-message");
+  const data = new TextEncoder().encode("hello\n");
+  socket.send(data);
+  socket.send({ type: "end-of-input", sha256: "z".repeat(64) });
+  assertEquals((await socket.expect("error")).code, "invalid-field");
+  socket.send({ type: "end-of-input", sha256: await sha256(data) });
+  const final = await socket.expect("final-status");
+  const resource = final.resource as Record<string, unknown>;
+  assertEquals(resource.status, "COMPLETED");
+  assertEquals(resource.name, "../../etc/passwd");
+  assertEquals(resource.id, ready.id);
+  await socket.close();
+  // The name is a label only: the store holds nothing outside its directory.
+  for await (const entry of Deno.readDir(server.dataDir)) {
+    assert(entry.isDirectory && entry.name.length === 2, `unexpected entry ${entry.name}`);
+  }
+});
+
+Deno.test("a checksum mismatch at end-of-input fails the resource with a reason", async () => {
+  await using server = await startTestServer();
+  const url = new URL("upload", server.url);
+  url.protocol = "ws:";
+  const socket = await RawSocket.open(url);
+  socket.send({ type: "request-upload", name: "bad-sum" });
+  await socket.expect("ready-for-upload");
+  socket.send(new Uint8Array([1, 2, 3]));
+  socket.send({ type: "end-of-input", sha256: "0".repeat(64) });
+  const final = (await socket.expect("final-status")).resource as Record<string, string>;
+  assertEquals(final.status, "FAILED");
+  assert(final.error.startsWith(`checksum mismatch: uploader sent sha256 ${"0".repeat(64)}`));
+  await socket.close();
+});
+
+Deno.test("an uploader ignoring the window is stopped with flow-control", async () => {
+  await using server = await startTestServer({ uploadWindow: 64 * 1024 });
+  const url = new URL("upload", server.url);
+  url.protocol = "ws:";
+  const socket = await RawSocket.open(url);
+  socket.send({ type: "request-upload", name: "greedy" });
+  const ready = await socket.expect("ready-for-upload");
+  assertEquals(ready.window, 64 * 1024);
+  const chunk = randomBytes(64 * 1024);
+  for (let i = 0; i < 64; i++) socket.send(chunk);
+  const error = await socket.expect("error");
+  assertEquals(error.code, "flow-control");
+  await socket.close();
+  const status = server.registry.get(String(ready.id))!.status;
+  assertEquals(status.status, "FAILED");
+  assert(status.error!.startsWith("flow control violated"));
+});
+
+Deno.test("a failed resource does not affect another upload in progress", async () => {
+  await using server = await startTestServer();
+  const healthy = await startUpload(server.url, { name: "healthy" });
+  const doomed = await startUpload(server.url, { name: "doomed" });
+  const data = randomBytes(2 * 1024 * 1024, 11);
+  await healthy.write(data.subarray(0, 1024));
+  await doomed.write(data.subarray(0, 1024));
+  doomed.abort();
+  await doomed.closed();
+  await healthy.write(data.subarray(1024));
+  const final = await healthy.finish();
+  await healthy.closed();
+  assertEquals(final.sha256, await sha256(data));
+});
