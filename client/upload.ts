@@ -66,6 +66,8 @@ export class Upload {
   #failure: Error | undefined;
   #ended = false;
   #wakeWriter: (() => void) | undefined;
+  /** Serialises writes: bytes go out in call order and one writer waits at a time. */
+  #writeChain: Promise<void> = Promise.resolve();
   #final: PromiseWithResolvers<ResourceStatus> = Promise.withResolvers();
   #writable: WritableStream<Uint8Array> | undefined;
 
@@ -169,7 +171,15 @@ export class Upload {
    * Sends `chunk`; resolves once it is handed to the socket. Waits while the
    * server's window is full, so memory stays bounded whatever the producer.
    */
-  async write(chunk: Uint8Array): Promise<void> {
+  write(chunk: Uint8Array): Promise<void> {
+    const written = this.#writeChain.then(() => this.#writeNow(chunk));
+    this.#writeChain = written.catch(
+      () => {/* the caller of write() gets the error */},
+    );
+    return written;
+  }
+
+  async #writeNow(chunk: Uint8Array): Promise<void> {
     if (this.#ended) {
       throw new SpoolError(
         "unexpected-message",

@@ -76,7 +76,12 @@ export interface ServerProcess {
  */
 export async function spawnServer(
   dataDir: string,
-  options: { main?: string; denoArgs?: string[]; args?: string[]; cwd?: string } = {},
+  options: {
+    main?: string;
+    denoArgs?: string[];
+    args?: string[];
+    cwd?: string;
+  } = {},
 ): Promise<ServerProcess> {
   const process = new Deno.Command(Deno.execPath(), {
     args: [

@@ -33,9 +33,13 @@ export class RawSocket {
     const raw = new RawSocket(socket);
     await new Promise<void>((resolve, reject) => {
       socket.addEventListener("open", () => resolve(), { once: true });
-      socket.addEventListener("error", () => reject(new Error(`cannot open ${url}`)), {
-        once: true,
-      });
+      socket.addEventListener(
+        "error",
+        () => reject(new Error(`cannot open ${url}`)),
+        {
+          once: true,
+        },
+      );
     });
     return raw;
   }
@@ -53,11 +57,15 @@ export class RawSocket {
   }
 
   /** The next text message, parsed; binary messages before it are skipped if `skipBinary`. */
-  async json(options: { skipBinary?: boolean } = {}): Promise<Record<string, unknown>> {
+  async json(
+    options: { skipBinary?: boolean } = {},
+  ): Promise<Record<string, unknown>> {
     while (true) {
       const message = await this.next();
       if ("text" in message) return JSON.parse(message.text);
-      if (!options.skipBinary) throw new Error("expected a text message, got binary");
+      if (!options.skipBinary) {
+        throw new Error("expected a text message, got binary");
+      }
     }
   }
 

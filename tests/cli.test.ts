@@ -23,11 +23,17 @@ async function run(args: string[], stdin?: Uint8Array): Promise<Run> {
     await writer.close();
   }
   const output = await child.output();
-  return { code: output.code, stdout: output.stdout, stderr: new TextDecoder().decode(output.stderr) };
+  return {
+    code: output.code,
+    stdout: output.stdout,
+    stderr: new TextDecoder().decode(output.stderr),
+  };
 }
 
 /** Reads the first stdout line of a running child; the rest is collected. */
-async function firstLine(child: Deno.ChildProcess): Promise<{ line: string; rest: Promise<Uint8Array> }> {
+async function firstLine(
+  child: Deno.ChildProcess,
+): Promise<{ line: string; rest: Promise<Uint8Array> }> {
   const reader = child.stdout.getReader();
   const chunks: Uint8Array[] = [];
   let text = "";
@@ -68,7 +74,10 @@ Deno.test("cli: upload a file, then status and downloads of whole and partial ra
     const uploaded = await run(["upload", "--server", server.href, file]);
     assertEquals(uploaded.code, 0, uploaded.stderr);
     const reference = new TextDecoder().decode(uploaded.stdout).split("\n")[0];
-    assertMatch(reference, /^ws:\/\/127\.0\.0\.1:\d+\/resources\/[A-Za-z0-9_-]{22}$/);
+    assertMatch(
+      reference,
+      /^ws:\/\/127\.0\.0\.1:\d+\/resources\/[A-Za-z0-9_-]{22}$/,
+    );
 
     const status = await run(["status", reference]);
     assertEquals(status.code, 0, status.stderr);
@@ -81,7 +90,14 @@ Deno.test("cli: upload a file, then status and downloads of whole and partial ra
     const whole = await run(["download", reference]);
     assertEquals(whole.code, 0, whole.stderr);
     assertEquals(await sha256(whole.stdout), await sha256(data));
-    const part = await run(["download", "--start", "1000", "--end", "5000", reference]);
+    const part = await run([
+      "download",
+      "--start",
+      "1000",
+      "--end",
+      "5000",
+      reference,
+    ]);
     assertEquals(part.stdout, data.subarray(1000, 5000));
     await Deno.remove(file);
   });
@@ -90,7 +106,17 @@ Deno.test("cli: upload a file, then status and downloads of whole and partial ra
 Deno.test("cli: stdin upload followed live by download --follow", async () => {
   await withServer(async (server) => {
     const uploader = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", CLIENT_MAIN, "upload", "--server", server.href, "--name", "live.log", "-"],
+      args: [
+        "run",
+        "-A",
+        CLIENT_MAIN,
+        "upload",
+        "--server",
+        server.href,
+        "--name",
+        "live.log",
+        "-",
+      ],
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
@@ -124,7 +150,14 @@ Deno.test("cli: stdin upload followed live by download --follow", async () => {
 
 Deno.test("cli: refused ranges, unknown and FAILED resources exit 1 with a one-line reason", async () => {
   await withServer(async (server) => {
-    const uploaded = await run(["upload", "--server", server.href, "--name", "small", "-"], randomBytes(100));
+    const uploaded = await run([
+      "upload",
+      "--server",
+      server.href,
+      "--name",
+      "small",
+      "-",
+    ], randomBytes(100));
     const reference = new TextDecoder().decode(uploaded.stdout).split("\n")[0];
 
     const refused = await run(["download", "--end", "101", reference]);
@@ -133,9 +166,15 @@ Deno.test("cli: refused ranges, unknown and FAILED resources exit 1 with a one-l
       refused.stderr,
       "spool: range [0, 101) ends past the checkpointed size 100; expected end <= 100\n",
     );
-    const unknown = await run(["download", reference.replace(/[^/]{22}$/, "A".repeat(22))]);
+    const unknown = await run([
+      "download",
+      reference.replace(/[^/]{22}$/, "A".repeat(22)),
+    ]);
     assertEquals(unknown.code, 1);
-    assertMatch(unknown.stderr, /^spool: no resource with id "A{22}"; expected the id of a reference this server returned\n$/);
+    assertMatch(
+      unknown.stderr,
+      /^spool: no resource with id "A{22}"; expected the id of a reference this server returned\n$/,
+    );
 
     // An uploader killed mid-way leaves a FAILED resource.
     const uploader = new Deno.Command(Deno.execPath(), {
@@ -150,10 +189,15 @@ Deno.test("cli: refused ranges, unknown and FAILED resources exit 1 with a one-l
     uploader.kill("SIGKILL");
     await uploader.status;
     await rest;
-    await stdin.close().catch(() => {/* the child is gone; its pipe is broken */});
+    await stdin.close().catch(
+      () => {/* the child is gone; its pipe is broken */},
+    );
     const failed = await run(["download", "--follow", failedRef]);
     assertEquals(failed.code, 1);
-    assertMatch(failed.stderr, /^spool: resource \S+ FAILED: the uploader disconnected before end-of-input\n$/);
+    assertMatch(
+      failed.stderr,
+      /^spool: resource \S+ FAILED: the uploader disconnected before end-of-input\n$/,
+    );
     const failedPlain = await run(["download", failedRef]);
     assertEquals(failedPlain.code, 1);
   });
@@ -162,23 +206,46 @@ Deno.test("cli: refused ranges, unknown and FAILED resources exit 1 with a one-l
 Deno.test("cli: help, bad usage and unreachable servers", async () => {
   const help = await run(["--help"]);
   assertEquals(help.code, 0);
-  assert(new TextDecoder().decode(help.stdout).includes("Usage: deno run -A client/main.ts COMMAND"));
+  assert(
+    new TextDecoder().decode(help.stdout).includes(
+      "Usage: deno run -A client/main.ts COMMAND",
+    ),
+  );
   const bad = await run(["download", "--bogus", "x"]);
   assertEquals(bad.code, 2);
-  assert(bad.stderr.startsWith("spool: unknown option --bogus; expected one of"));
+  assert(
+    bad.stderr.startsWith("spool: unknown option --bogus; expected one of"),
+  );
   const noCommand = await run(["frobnicate"]);
   assertEquals(noCommand.code, 2);
   assert(noCommand.stderr.startsWith('spool: unknown command "frobnicate"'));
-  const missing = await run(["upload", "--server", "http://127.0.0.1:9/", "/nonexistent/file"]);
+  const missing = await run([
+    "upload",
+    "--server",
+    "http://127.0.0.1:9/",
+    "/nonexistent/file",
+  ]);
   assertEquals(missing.code, 1);
   assert(missing.stderr.startsWith("spool: cannot read /nonexistent/file"));
-  const unreachable = await run(["upload", "--server", "http://127.0.0.1:9/", "-"], new Uint8Array(1));
+  const unreachable = await run([
+    "upload",
+    "--server",
+    "http://127.0.0.1:9/",
+    "-",
+  ], new Uint8Array(1));
   assertEquals(unreachable.code, 1);
-  assert(unreachable.stderr.startsWith("spool: cannot connect to ws://127.0.0.1:9/upload"), unreachable.stderr);
+  assert(
+    unreachable.stderr.startsWith(
+      "spool: cannot connect to ws://127.0.0.1:9/upload",
+    ),
+    unreachable.stderr,
+  );
 
   const serverHelp = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", SERVER_MAIN, "--help"],
   }).output();
   assertEquals(serverHelp.code, 0);
-  assert(new TextDecoder().decode(serverHelp.stdout).includes("--checkpoint-ms N"));
+  assert(
+    new TextDecoder().decode(serverHelp.stdout).includes("--checkpoint-ms N"),
+  );
 });

@@ -57,7 +57,11 @@ Deno.test("every bad download request gets its error and the next good request w
     ["{not json", "malformed-message", "message is not valid JSON"],
     ["[1,2]", "malformed-message", "message is [1,2]; expected a JSON object"],
     ['{"type":7}', "malformed-message", "field 'type' is 7; expected a string"],
-    ['{"type":"dance"}', "unknown-type", 'unknown message type "dance"; expected one of read, credit, cancel'],
+    [
+      '{"type":"dance"}',
+      "unknown-type",
+      'unknown message type "dance"; expected one of read, credit, cancel',
+    ],
     [
       '{"type":"read","requestId":1,"start":10,"end":5}',
       "invalid-range",
@@ -111,10 +115,16 @@ Deno.test("every bad download request gets its error and the next good request w
     // The same socket still serves a good request.
     socket.send({ type: "read", requestId: 100, start: 10, end: 20 });
     const frame = await socket.next();
-    if (!("binary" in frame)) throw new Error(`expected a data frame, got ${frame.text}`);
+    if (!("binary" in frame)) {
+      throw new Error(`expected a data frame, got ${frame.text}`);
+    }
     assertEquals(frame.binary.subarray(4), data.subarray(10, 20));
     assertEquals(new DataView(frame.binary.buffer).getUint32(0), 100);
-    assertEquals(await socket.expect("read-end"), { type: "read-end", requestId: 100, bytes: 10 });
+    assertEquals(await socket.expect("read-end"), {
+      type: "read-end",
+      requestId: 100,
+      bytes: 10,
+    });
   }
   await socket.close();
 });
@@ -123,11 +133,20 @@ Deno.test("a read waits for credit: the server runs at most one window ahead", a
   await using server = await startTestServer();
   const data = randomBytes(1024 * 1024, 10);
   let id = "";
-  await upload(server.url, data, { name: "credit.bin", onReady: (u) => id = u.id });
+  await upload(server.url, data, {
+    name: "credit.bin",
+    onReady: (u) => id = u.id,
+  });
   const socket = await RawSocket.open(resourceUrl(server, id));
   await socket.expect("status");
   const window = 64 * 1024;
-  socket.send({ type: "read", requestId: 1, start: 0, end: data.byteLength, window });
+  socket.send({
+    type: "read",
+    requestId: 1,
+    start: 0,
+    end: data.byteLength,
+    window,
+  });
   socket.send({ type: "read", requestId: 2, start: 0, end: 1, window });
   const received = new Map<number, number>([[1, 0], [2, 0]]);
   const collect = async (until: (m: Record<string, unknown>) => boolean) => {
@@ -140,7 +159,10 @@ Deno.test("a read waits for credit: the server runs at most one window ahead", a
     }
   };
   await collect((m) => m.type === "read-end" && m.requestId === 2);
-  assert(received.get(1)! <= window, `read 1 sent ${received.get(1)} bytes with a window of ${window}`);
+  assert(
+    received.get(1)! <= window,
+    `read 1 sent ${received.get(1)} bytes with a window of ${window}`,
+  );
   socket.send({ type: "credit", requestId: 1, bytes: data.byteLength });
   await collect((m) => m.type === "read-end" && m.requestId === 1);
   assertEquals(received.get(1), data.byteLength);
@@ -150,10 +172,19 @@ Deno.test("a read waits for credit: the server runs at most one window ahead", a
 Deno.test("a duplicate request id is refused while the first is in flight", async () => {
   await using server = await startTestServer();
   let id = "";
-  await upload(server.url, randomBytes(1024 * 1024), { name: "dup", onReady: (u) => id = u.id });
+  await upload(server.url, randomBytes(1024 * 1024), {
+    name: "dup",
+    onReady: (u) => id = u.id,
+  });
   const socket = await RawSocket.open(resourceUrl(server, id));
   await socket.expect("status");
-  socket.send({ type: "read", requestId: 7, start: 0, end: 1024 * 1024, window: 1024 });
+  socket.send({
+    type: "read",
+    requestId: 7,
+    start: 0,
+    end: 1024 * 1024,
+    window: 1024,
+  });
   socket.send({ type: "read", requestId: 7, start: 0, end: 1 });
   const error = await socket.expect("error");
   assertEquals(error.code, "duplicate-request");
@@ -169,8 +200,12 @@ Deno.test("an unknown resource id gets not-found and a 4404 close", async () => 
     SpoolError,
   );
   assertEquals(error.code, "not-found");
-  assert(error.message.includes('no resource with id "AAAAAAAAAAAAAAAAAAAAAA"'));
-  const raw = await RawSocket.open(resourceUrl(server, "..%2F..%2Fetc%2Fpasswd"));
+  assert(
+    error.message.includes('no resource with id "AAAAAAAAAAAAAAAAAAAAAA"'),
+  );
+  const raw = await RawSocket.open(
+    resourceUrl(server, "..%2F..%2Fetc%2Fpasswd"),
+  );
   assertEquals((await raw.json()).code, "not-found");
   assertEquals((await raw.closed).code, 4404);
 });
@@ -181,12 +216,36 @@ Deno.test("bad upload requests get errors; the socket then uploads normally", as
   url.protocol = "ws:";
   const socket = await RawSocket.open(url);
   const bad: [string | Uint8Array, string, string][] = [
-    [new Uint8Array([1]), "unexpected-binary", "binary frame of 1 bytes received while awaiting-request"],
-    ['{"type":"end-of-input"}', "unexpected-message", "end-of-input received while awaiting-request"],
-    ['{"type":"request-upload","name":""}', "invalid-field", "field 'name' is \"\"; expected a non-empty string"],
-    ['{"type":"request-upload","name":"a","mimeType":"nope"}', "invalid-field", "field 'mimeType' is \"nope\""],
-    ['{"type":"request-upload","name":"a","metadata":{"k":1}}', "invalid-field", "field 'metadata.k' is 1; expected a string"],
-    ['{"type":"upload-please"}', "unknown-type", 'unknown message type "upload-please"'],
+    [
+      new Uint8Array([1]),
+      "unexpected-binary",
+      "binary frame of 1 bytes received while awaiting-request",
+    ],
+    [
+      '{"type":"end-of-input"}',
+      "unexpected-message",
+      "end-of-input received while awaiting-request",
+    ],
+    [
+      '{"type":"request-upload","name":""}',
+      "invalid-field",
+      "field 'name' is \"\"; expected a non-empty string",
+    ],
+    [
+      '{"type":"request-upload","name":"a","mimeType":"nope"}',
+      "invalid-field",
+      "field 'mimeType' is \"nope\"",
+    ],
+    [
+      '{"type":"request-upload","name":"a","metadata":{"k":1}}',
+      "invalid-field",
+      "field 'metadata.k' is 1; expected a string",
+    ],
+    [
+      '{"type":"upload-please"}',
+      "unknown-type",
+      'unknown message type "upload-please"',
+    ],
     ["nope", "malformed-message", "message is not valid JSON"],
   ];
   for (const [message, code, text] of bad) {
@@ -195,7 +254,11 @@ Deno.test("bad upload requests get errors; the socket then uploads normally", as
     assertEquals(error.code, code);
     assert(String(error.message).startsWith(text), String(error.message));
   }
-  socket.send({ type: "request-upload", name: "../../etc/passwd", mimeType: "text/plain" });
+  socket.send({
+    type: "request-upload",
+    name: "../../etc/passwd",
+    mimeType: "text/plain",
+  });
   const ready = await socket.expect("ready-for-upload");
   socket.send({ type: "request-upload", name: "again" });
   assertEquals((await socket.expect("error")).code, "unexpected-message");
@@ -212,7 +275,10 @@ Deno.test("bad upload requests get errors; the socket then uploads normally", as
   await socket.close();
   // The name is a label only: the store holds nothing outside its directory.
   for await (const entry of Deno.readDir(server.dataDir)) {
-    assert(entry.isDirectory && entry.name.length === 2, `unexpected entry ${entry.name}`);
+    assert(
+      entry.isDirectory && entry.name.length === 2,
+      `unexpected entry ${entry.name}`,
+    );
   }
 });
 
@@ -225,9 +291,16 @@ Deno.test("a checksum mismatch at end-of-input fails the resource with a reason"
   await socket.expect("ready-for-upload");
   socket.send(new Uint8Array([1, 2, 3]));
   socket.send({ type: "end-of-input", sha256: "0".repeat(64) });
-  const final = (await socket.expect("final-status")).resource as Record<string, string>;
+  const final = (await socket.expect("final-status")).resource as Record<
+    string,
+    string
+  >;
   assertEquals(final.status, "FAILED");
-  assert(final.error.startsWith(`checksum mismatch: uploader sent sha256 ${"0".repeat(64)}`));
+  assert(
+    final.error.startsWith(
+      `checksum mismatch: uploader sent sha256 ${"0".repeat(64)}`,
+    ),
+  );
   await socket.close();
 });
 

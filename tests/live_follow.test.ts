@@ -23,7 +23,10 @@ for (const checkpointMs of [0, 25]) {
     // Join once some bytes are checkpointed, while the upload is running.
     await before.waitForStatus((s) => s.size > 0);
     const during = await openDownload(upload.reference);
-    assert(during.status.size > 0, "a late joiner first gets the latest status");
+    assert(
+      during.status.size > 0,
+      "a late joiner first gets the latest status",
+    );
     const duringBytes = readAll(during.follow());
     await upload.write(data.subarray(third));
     const final = await upload.finish();
@@ -47,11 +50,17 @@ for (const checkpointMs of [0, 25]) {
     for (let i = 1; i < statuses.length; i++) {
       assert(statuses[i].size >= statuses[i - 1].size, "sizes never shrink");
       assert(
-        STATE_ORDER.indexOf(statuses[i].status) >= STATE_ORDER.indexOf(statuses[i - 1].status),
-        `state ${statuses[i - 1].status} -> ${statuses[i].status} goes backwards`,
+        STATE_ORDER.indexOf(statuses[i].status) >=
+          STATE_ORDER.indexOf(statuses[i - 1].status),
+        `state ${statuses[i - 1].status} -> ${
+          statuses[i].status
+        } goes backwards`,
       );
     }
-    assert(statuses.some((s) => s.status === "IN_PROGRESS"), "IN_PROGRESS was published");
+    assert(
+      statuses.some((s) => s.status === "IN_PROGRESS"),
+      "IN_PROGRESS was published",
+    );
     await Promise.all([before.close(), during.close(), after.close()]);
   });
 }
@@ -98,4 +107,23 @@ Deno.test("metadata and MIME type travel with every status", async () => {
   assertEquals(download.status.metadata, { job: "42", step: "build" });
   await upload.send(new TextEncoder().encode("ok\n"));
   await upload.closed();
+});
+
+Deno.test("concurrent write() calls keep their order under a small window", async () => {
+  await using server = await startTestServer({ uploadWindow: 4096 });
+  const upload = await startUpload(server.url, { name: "order" });
+  const pieces = Array.from(
+    { length: 200 },
+    (_, i) => randomBytes(1000 + i, i + 1),
+  );
+  await Promise.all(pieces.map((piece) => upload.write(piece)));
+  const final = await upload.finish();
+  await upload.closed();
+  const joined = new Uint8Array(pieces.reduce((n, p) => n + p.byteLength, 0));
+  let offset = 0;
+  for (const piece of pieces) {
+    joined.set(piece, offset);
+    offset += piece.byteLength;
+  }
+  assertEquals(final.sha256, await sha256(joined));
 });

@@ -2,9 +2,15 @@ import { assertEquals, assertRejects } from "@std/assert";
 import { openDownload, SpoolError, upload } from "../mod.ts";
 import { randomBytes, readAll, sha256, startTestServer } from "./_helpers.ts";
 
-async function uploaded(server: { url: URL }, data: Uint8Array): Promise<string> {
+async function uploaded(
+  server: { url: URL },
+  data: Uint8Array,
+): Promise<string> {
   let reference = "";
-  await upload(server.url, data, { name: "ranges.bin", onReady: (u) => reference = u.reference });
+  await upload(server.url, data, {
+    name: "ranges.bin",
+    onReady: (u) => reference = u.reference,
+  });
   return reference;
 }
 
@@ -23,9 +29,15 @@ Deno.test("range reads return exact slices, several in flight on one socket", as
     [0, size],
     [262_143, 262_145],
   ];
-  const results = await Promise.all(ranges.map(([s, e]) => readAll(download.read(s, e))));
+  const results = await Promise.all(
+    ranges.map(([s, e]) => readAll(download.read(s, e))),
+  );
   for (const [i, [start, end]] of ranges.entries()) {
-    assertEquals(results[i].byteLength, end - start, `length of [${start}, ${end})`);
+    assertEquals(
+      results[i].byteLength,
+      end - start,
+      `length of [${start}, ${end})`,
+    );
     assertEquals(
       await sha256(results[i]),
       await sha256(data.subarray(start, end)),
@@ -48,7 +60,9 @@ Deno.test("a large range with a small window flows under back-pressure", async (
     if (done) break;
     chunks.push(value);
     received += value.byteLength;
-    if (chunks.length % 16 === 0) await new Promise((r) => queueMicrotask(() => r(null)));
+    if (chunks.length % 16 === 0) {
+      await new Promise((r) => queueMicrotask(() => r(null)));
+    }
   }
   assertEquals(received, data.byteLength);
   const joined = new Uint8Array(received);
@@ -65,12 +79,16 @@ Deno.test("a large range with a small window flows under back-pressure", async (
 Deno.test("cancelling a read stops it and the socket serves the next one", async () => {
   await using server = await startTestServer();
   const data = randomBytes(16 * 1024 * 1024, 5);
-  await using download = await openDownload(await uploaded(server, data), { window: 256 * 1024 });
+  await using download = await openDownload(await uploaded(server, data), {
+    window: 256 * 1024,
+  });
   const reader = download.read(0, data.byteLength).getReader();
   const first = await reader.read();
   assertEquals(first.done, false);
   await reader.cancel("enough");
-  const tail = await readAll(download.read(data.byteLength - 10, data.byteLength));
+  const tail = await readAll(
+    download.read(data.byteLength - 10, data.byteLength),
+  );
   assertEquals(tail, data.subarray(data.byteLength - 10));
 });
 
@@ -90,8 +108,13 @@ Deno.test("partial reads paginate a finished log", async () => {
 
 Deno.test("a range past the size is refused with range-not-satisfiable", async () => {
   await using server = await startTestServer();
-  await using download = await openDownload(await uploaded(server, randomBytes(100)));
-  const error = await assertRejects(() => readAll(download.read(0, 101)), SpoolError);
+  await using download = await openDownload(
+    await uploaded(server, randomBytes(100)),
+  );
+  const error = await assertRejects(
+    () => readAll(download.read(0, 101)),
+    SpoolError,
+  );
   assertEquals(error.code, "range-not-satisfiable");
   assertEquals(
     error.message,

@@ -5,18 +5,28 @@ const REPO = new URL("../", import.meta.url);
 
 /** Serves the repository's files read-only on 127.0.0.1, as a static host would. */
 function serveRepo(): Deno.HttpServer<Deno.NetAddr> {
-  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (request) => {
-    const path = new URL(request.url).pathname;
-    if (path.includes("..")) return new Response("bad path", { status: 400 });
-    try {
-      const body = await Deno.readFile(new URL(`.${path}`, REPO));
-      const type = path.endsWith(".json") ? "application/json" : "application/typescript";
-      return new Response(body, { headers: { "content-type": type } });
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return new Response("not found", { status: 404 });
-      throw error;
-    }
-  });
+  return Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (request) => {
+      const path = new URL(request.url).pathname;
+      if (path.includes("..")) return new Response("bad path", { status: 400 });
+      try {
+        const body = await Deno.readFile(new URL(`.${path}`, REPO));
+        const type = path.endsWith(".json")
+          ? "application/json"
+          : "application/typescript";
+        return new Response(body, { headers: { "content-type": type } });
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) {
+          return new Response(
+            "not found",
+            { status: 404 },
+          );
+        }
+        throw error;
+      }
+    },
+  );
 }
 
 Deno.test("the server runs and mod.ts imports by URL with --import-map", async () => {
@@ -36,7 +46,9 @@ Deno.test("the server runs and mod.ts imports by URL with --import-map", async (
     await Deno.writeTextFile(
       script,
       `import { upload, openDownload } from "${base}mod.ts";
-const status = await upload(${JSON.stringify(server.url.href)}, new TextEncoder().encode("by url\\n"), { name: "u.txt" });
+const status = await upload(${
+        JSON.stringify(server.url.href)
+      }, new TextEncoder().encode("by url\\n"), { name: "u.txt" });
 console.log(JSON.stringify({ status: status.status, size: status.size }));
 `,
     );
@@ -48,7 +60,10 @@ console.log(JSON.stringify({ status: status.status, size: status.size }));
     }).output();
     const stderr = new TextDecoder().decode(output.stderr);
     assertEquals(output.code, 0, stderr);
-    assertEquals(JSON.parse(new TextDecoder().decode(output.stdout)), { status: "COMPLETED", size: 7 });
+    assertEquals(JSON.parse(new TextDecoder().decode(output.stdout)), {
+      status: "COMPLETED",
+      size: 7,
+    });
   } finally {
     server.process.kill("SIGTERM");
     await server.process.status;
