@@ -12,6 +12,7 @@ import type { ErrorCode } from "./errors.ts";
 
 /** Uploader → server: create a resource and start uploading it. */
 export interface RequestUploadMessage {
+  /** The message type. */
   type: "request-upload";
   /** A label for the resource (e.g. a file name); never used as a path. */
   name: string;
@@ -23,6 +24,7 @@ export interface RequestUploadMessage {
 
 /** Uploader → server: no more bytes follow. */
 export interface EndOfInputMessage {
+  /** The message type. */
   type: "end-of-input";
   /** Lowercase hex SHA-256 the uploader computed; a mismatch fails the upload. */
   sha256?: string;
@@ -30,6 +32,7 @@ export interface EndOfInputMessage {
 
 /** Server → uploader: the resource exists; send bytes within `window`. */
 export interface ReadyForUploadMessage {
+  /** The message type. */
   type: "ready-for-upload";
   /** The resource id. */
   id: string;
@@ -41,6 +44,7 @@ export interface ReadyForUploadMessage {
 
 /** Server → uploader: bytes up to `offset` are written to the store. */
 export interface AckMessage {
+  /** The message type. */
   type: "ack";
   /** Total bytes written so far. */
   offset: number;
@@ -48,12 +52,15 @@ export interface AckMessage {
 
 /** Server → uploader: the upload ended; the resource's final status. */
 export interface FinalStatusMessage {
+  /** The message type. */
   type: "final-status";
+  /** The resource status. */
   resource: ResourceStatus;
 }
 
 /** Downloader → server: send bytes `[start, end)`, tagged with `requestId`. */
 export interface ReadMessage {
+  /** The message type. */
   type: "read";
   /** Client-chosen tag, an integer in `[0, 2^32)`, unique among its reads in flight. */
   requestId: number;
@@ -67,34 +74,47 @@ export interface ReadMessage {
 
 /** Downloader → server: the reader consumed `bytes` more of request `requestId`. */
 export interface CreditMessage {
+  /** The message type. */
   type: "credit";
+  /** The read request this message is about. */
   requestId: number;
+  /** Bytes the reader consumed since its last credit. */
   bytes: number;
 }
 
 /** Downloader → server: stop sending request `requestId`. */
 export interface CancelMessage {
+  /** The message type. */
   type: "cancel";
+  /** The read request this message is about. */
   requestId: number;
 }
 
 /** Server → downloader: the latest status, sent on connect and on every change. */
 export interface StatusMessage {
+  /** The message type. */
   type: "status";
+  /** The resource status. */
   resource: ResourceStatus;
 }
 
 /** Server → downloader: request `requestId` is complete after `bytes` bytes. */
 export interface ReadEndMessage {
+  /** The message type. */
   type: "read-end";
+  /** The read request this message is about. */
   requestId: number;
+  /** Bytes sent for the request. */
   bytes: number;
 }
 
 /** Either direction: a request failed; the connection stays usable unless closed. */
 export interface ErrorMessage {
+  /** The message type. */
   type: "error";
+  /** Machine-readable error code. */
   code: ErrorCode;
+  /** What was wrong and what was expected. */
   message: string;
   /** The read request the error belongs to, if any. */
   requestId?: number;

@@ -18,6 +18,14 @@ export {
   type FileStoreOptions,
   InvalidResourceIdError,
 } from "./file_store.ts";
-export { INTERRUPTED_REASON, ResourceRegistry } from "./registry.ts";
-export { Resource } from "./resource.ts";
+export {
+  INTERRUPTED_REASON,
+  type NewResource,
+  ResourceRegistry,
+} from "./registry.ts";
+export {
+  type LiveResourceOptions,
+  Resource,
+  type StatusWatcher,
+} from "./resource.ts";
 export { DISCONNECTED_REASON } from "./upload_socket.ts";

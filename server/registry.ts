@@ -12,8 +12,11 @@ import type { ResourceStore } from "./store.ts";
 
 /** What an uploader asks for. */
 export interface NewResource {
+  /** A label for the resource. */
   name: string;
+  /** Its MIME type. */
   mimeType: string;
+  /** Custom string metadata. */
   metadata: Record<string, string>;
 }
 

@@ -70,6 +70,8 @@ export const SHUTDOWN_REASON =
   "the server shut down while the upload was in progress";
 
 const UPLOAD_PATH = "/upload";
+/** How long shutdown waits for peers to answer the close handshake. */
+const CLOSE_GRACE_MS = 3000;
 const RESOURCE_PATH = /^\/resources\/([^/]+)$/;
 
 /**
@@ -109,18 +111,19 @@ export async function startServer(
     maxWindow: Math.max(readWindow, 64 * 1024 * 1024),
     highWaterMark: Math.max(4 * frameSize, 1024 * 1024),
   };
-  const publicUrl = options.publicUrl ? new URL(options.publicUrl) : undefined;
+  const publicUrl = options.publicUrl === undefined
+    ? undefined
+    : baseUrl(options.publicUrl);
 
   const referenceFor = (request: Request) => (id: string): string => {
-    const base = new URL(publicUrl ?? request.url);
-    base.protocol = base.protocol === "https:" || base.protocol === "wss:"
-      ? "wss:"
-      : "ws:";
-    base.pathname = `${base.pathname.replace(/\/[^/]*$/, "")}/resources/${id}`
-      .replace(/^\/\//, "/");
-    base.search = "";
-    base.hash = "";
-    return base.href;
+    // Resolve against a base that ends in "/", so a path prefix is kept.
+    const reference = new URL(
+      `resources/${id}`,
+      publicUrl ?? new URL(".", request.url),
+    );
+    if (reference.protocol === "https:") reference.protocol = "wss:";
+    else if (reference.protocol === "http:") reference.protocol = "ws:";
+    return reference.href;
   };
 
   const upgrade = (
@@ -202,14 +205,22 @@ export async function startServer(
     closing ??= (async () => {
       const live = [...registry.live()];
       await Promise.all(live.map((resource) => resource.fail(SHUTDOWN_REASON)));
-      const closed = [...sockets].map((socket) =>
-        new Promise<void>((resolve) => {
-          if (socket.readyState === WebSocket.CLOSED) return resolve();
-          socket.addEventListener("close", () => resolve());
-          socket.close(1001, "server shutdown");
-        })
+      const closed = Promise.all(
+        [...sockets].map((socket) =>
+          new Promise<void>((resolve) => {
+            if (socket.readyState === WebSocket.CLOSED) return resolve();
+            socket.addEventListener("close", () => resolve());
+            socket.close(1001, "server shutdown");
+          })
+        ),
       );
-      await Promise.all(closed);
+      // A peer that never answers the close handshake must not hold shutdown up.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const gaveUp = new Promise<void>((resolve) =>
+        timer = setTimeout(resolve, CLOSE_GRACE_MS)
+      );
+      await Promise.race([closed, gaveUp]);
+      clearTimeout(timer);
       await httpServer.shutdown();
     })();
     return closing;
@@ -223,6 +234,14 @@ export async function startServer(
     finished: httpServer.finished,
     [Symbol.asyncDispose]: close,
   };
+}
+
+function baseUrl(url: string | URL): URL {
+  const base = new URL(url);
+  if (!base.pathname.endsWith("/")) base.pathname += "/";
+  base.search = "";
+  base.hash = "";
+  return base;
 }
 
 function upgradeRequired(path: string): Response {
