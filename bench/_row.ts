@@ -1,0 +1,57 @@
+/** One benchmark figure next to its same-run baseline. */
+export interface BenchRow {
+  figure: string;
+  value: number;
+  unit: string;
+  /** What the baseline is. */
+  baseline: string;
+  baselineValue: number;
+  /**
+   * A number: the ratio value/baseline must be at least this. "lower": the
+   * value must be at most the baseline. "info": no goal.
+   */
+  goal: number | "lower" | "info";
+}
+
+/** value / baseline, and whether the goal holds. */
+export function judge(
+  row: BenchRow,
+): { ratio: number; met: boolean | undefined } {
+  const ratio = row.baselineValue === 0 ? NaN : row.value / row.baselineValue;
+  if (row.goal === "info") return { ratio, met: undefined };
+  if (row.goal === "lower") {
+    return { ratio, met: row.value <= row.baselineValue };
+  }
+  return { ratio, met: ratio >= row.goal };
+}
+
+function format(value: number): string {
+  if (!Number.isFinite(value)) return "-";
+  if (Math.abs(value) >= 100) return value.toFixed(0);
+  if (Math.abs(value) >= 10) return value.toFixed(1);
+  return value.toFixed(2);
+}
+
+/** Renders rows as a Markdown table. */
+export function markdownTable(rows: BenchRow[]): string {
+  const lines = [
+    "| figure | value | baseline (same run) | ratio | goal | met |",
+    "|---|---|---|---|---|---|",
+  ];
+  for (const row of rows) {
+    const { ratio, met } = judge(row);
+    const goal = row.goal === "info"
+      ? "-"
+      : row.goal === "lower"
+      ? `≤ ${format(row.baselineValue)}`
+      : `≥ ${row.goal}×`;
+    lines.push(
+      `| ${row.figure} | ${format(row.value)} ${row.unit} | ${row.baseline}: ${
+        format(row.baselineValue)
+      } | ${format(ratio)}× | ${goal} | ${
+        met === undefined ? "-" : met ? "yes" : "**no**"
+      } |`,
+    );
+  }
+  return lines.join("\n");
+}

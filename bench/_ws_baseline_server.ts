@@ -1,0 +1,82 @@
+/**
+ * Baseline for the live-resource benchmarks: a plain WebSocket server on
+ * `Deno.serve` doing the same disk work as Spool without its protocol.
+ * `/up` appends binary frames to a file and answers the text `end` with
+ * `done N`; `/down?bytes=N` streams the first N bytes of that file in 256 KiB
+ * frames paced by `bufferedAmount`, then sends `end`.
+ */
+
+const FRAME = 256 * 1024;
+const HIGH_WATER = 1024 * 1024;
+const dir = await Deno.makeTempDir({ prefix: "spool-bench-ws-" });
+const path = `${dir}/data`;
+
+async function drained(socket: WebSocket): Promise<void> {
+  while (
+    socket.readyState === WebSocket.OPEN && socket.bufferedAmount > HIGH_WATER
+  ) {
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
+function serveUpload(socket: WebSocket): void {
+  socket.binaryType = "arraybuffer";
+  let file: Deno.FsFile | undefined;
+  let chain = Promise.resolve();
+  let bytes = 0;
+  socket.onopen = () => {
+    file = Deno.openSync(path, { write: true, create: true, truncate: true });
+  };
+  socket.onmessage = (event) => {
+    if (typeof event.data === "string") {
+      chain = chain.then(() => {
+        file?.close();
+        socket.send(`done ${bytes}`);
+      });
+      return;
+    }
+    const chunk = new Uint8Array(event.data as ArrayBuffer);
+    chain = chain.then(async () => {
+      let written = 0;
+      while (written < chunk.byteLength) {
+        written += await file!.write(chunk.subarray(written));
+      }
+      bytes += chunk.byteLength;
+    });
+  };
+}
+
+function serveDownload(socket: WebSocket, total: number): void {
+  socket.onopen = async () => {
+    using file = await Deno.open(path);
+    const buffer = new Uint8Array(FRAME);
+    let sent = 0;
+    while (sent < total) {
+      await drained(socket);
+      const n = await file.read(
+        buffer.subarray(0, Math.min(FRAME, total - sent)),
+      );
+      if (n === null) break;
+      socket.send(buffer.subarray(0, n));
+      sent += n;
+    }
+    socket.send("end");
+  };
+}
+
+const server = Deno.serve({
+  hostname: "127.0.0.1",
+  port: 0,
+  onListen: ({ port }) => console.log(`Listening on http://127.0.0.1:${port}/`),
+}, (request) => {
+  const url = new URL(request.url);
+  const { socket, response } = Deno.upgradeWebSocket(request);
+  if (url.pathname === "/up") serveUpload(socket);
+  else serveDownload(socket, Number(url.searchParams.get("bytes")));
+  return response;
+});
+Deno.addSignalListener("SIGTERM", async () => {
+  await server.shutdown();
+  await Deno.remove(dir, { recursive: true });
+  Deno.exit(0);
+});

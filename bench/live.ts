@@ -1,0 +1,284 @@
+/**
+ * Live-resource benchmarks: each figure next to a baseline measured in the
+ * same run. Servers and load generators are separate processes.
+ */
+
+import { openDownload, startUpload } from "../mod.ts";
+import { runLoad, spawnListening, spawnSpool, startLoad } from "./_process.ts";
+import type { BenchRow } from "./_row.ts";
+
+const MIB = 1024 * 1024;
+
+function mibPerSecond(result: Record<string, unknown>): number {
+  return (Number(result.bytes) / MIB) / (Number(result.ms) / 1000);
+}
+
+/** Best of `runs` (the machines are noisy: take each side's best). */
+async function best(
+  runs: number,
+  measure: () => Promise<number>,
+): Promise<number> {
+  let top = 0;
+  for (let i = 0; i < runs; i++) top = Math.max(top, await measure());
+  return top;
+}
+
+/** Upload and download of `mib` MiB: Spool vs a plain WebSocket blast. */
+export async function benchTransfer(
+  mib: number,
+  runs: number,
+): Promise<BenchRow[]> {
+  const spool = await spawnSpool();
+  const baseline = await spawnListening("_ws_baseline_server.ts", []);
+  try {
+    let reference = "";
+    const upWs = new URL("up", baseline.url);
+    upWs.protocol = "ws:";
+    const baseUp = await best(
+      runs,
+      async () =>
+        mibPerSecond(await runLoad(["ws-upload", upWs.href, String(mib)])),
+    );
+    const spoolUp = await best(runs, async () => {
+      const result = await runLoad([
+        "spool-upload",
+        spool.url.href,
+        String(mib),
+      ]);
+      reference = String(result.reference);
+      return mibPerSecond(result);
+    });
+    const downWs = new URL(`down?bytes=${mib * MIB}`, baseline.url);
+    downWs.protocol = "ws:";
+    const baseDown = await best(
+      runs,
+      async () => mibPerSecond(await runLoad(["ws-download", downWs.href])),
+    );
+    const spoolDown = await best(
+      runs,
+      async () => mibPerSecond(await runLoad(["spool-download", reference])),
+    );
+    return [
+      {
+        figure: `live upload, ${mib} MiB`,
+        value: spoolUp,
+        unit: "MiB/s",
+        baseline: "plain WebSocket blast, bufferedAmount pacing",
+        baselineValue: baseUp,
+        goal: 0.8,
+      },
+      {
+        figure: `live download of a finished ${mib} MiB resource`,
+        value: spoolDown,
+        unit: "MiB/s",
+        baseline: "plain WebSocket blast, bufferedAmount pacing",
+        baselineValue: baseDown,
+        goal: 0.8,
+      },
+    ];
+  } finally {
+    await spool.stop();
+    await baseline.stop();
+  }
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[
+    Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))
+  ];
+}
+
+/**
+ * Producer write → follower has the bytes. The producer and the follower
+ * share this process (one clock); the server is a subprocess.
+ */
+export async function benchFollowLatency(
+  intervalMs: number,
+  writes: number,
+): Promise<BenchRow[]> {
+  const spool = await spawnSpool(["--checkpoint-ms", String(intervalMs)]);
+  try {
+    const upload = await startUpload(spool.url, { name: "latency.log" });
+    const follower = await openDownload(upload.reference);
+    const sentAt: number[] = [];
+    const latencies: number[] = [];
+    const reading = (async () => {
+      let received = 0;
+      for await (const chunk of follower.follow()) {
+        const now = performance.now();
+        const before = received;
+        received += chunk.byteLength;
+        // Every 8-byte record is one write; all records in this chunk arrived now.
+        for (
+          let index = Math.ceil(before / 8);
+          index * 8 + 8 <= received;
+          index++
+        ) {
+          latencies.push(now - sentAt[index]);
+        }
+      }
+    })();
+    const record = new Uint8Array(8);
+    for (let i = 0; i < writes; i++) {
+      sentAt.push(performance.now());
+      await upload.write(record);
+      // Spread writes over time, like a log being produced.
+      await new Promise((resolve) => setTimeout(resolve, 3));
+    }
+    await upload.finish();
+    await reading;
+    await Promise.all([upload.closed(), follower.close()]);
+    latencies.sort((a, b) => a - b);
+    const limit = intervalMs + 10;
+    return [
+      {
+        figure: `follow latency p50, checkpoint ${intervalMs} ms`,
+        value: percentile(latencies, 50),
+        unit: "ms",
+        baseline: "checkpoint interval + 10 ms",
+        baselineValue: limit,
+        goal: "lower",
+      },
+      {
+        figure: `follow latency p99, checkpoint ${intervalMs} ms`,
+        value: percentile(latencies, 99),
+        unit: "ms",
+        baseline: "checkpoint interval + 10 ms",
+        baselineValue: limit,
+        goal: "lower",
+      },
+    ];
+  } finally {
+    await spool.stop();
+  }
+}
+
+/** `followers` followers of one resource growing at `rate` bytes/s for `seconds`. */
+export async function benchFanOut(
+  followers: number,
+  rate: number,
+  seconds: number,
+): Promise<BenchRow[]> {
+  const spool = await spawnSpool();
+  try {
+    const upload = await startUpload(spool.url, { name: "fanout.log" });
+    const load = startLoad(["followers", upload.reference, String(followers)]);
+    await load.next(); // every follower connected
+    const tick = 50;
+    const chunk = new Uint8Array(Math.round((rate * tick) / 1000));
+    let peakRss = await spool.rss();
+    const started = performance.now();
+    for (
+      let elapsed = 0;
+      elapsed < seconds * 1000;
+      elapsed = performance.now() - started
+    ) {
+      await upload.write(chunk);
+      peakRss = Math.max(peakRss, await spool.rss());
+      await new Promise((resolve) => setTimeout(resolve, tick));
+    }
+    const finishedAt = performance.now();
+    await upload.finish();
+    await upload.closed();
+    const result = await load.next();
+    const lagMs = performance.now() - finishedAt;
+    await load.process.status;
+    return [
+      {
+        figure: `fan-out: ${followers} followers, ${
+          rate / 1e6
+        } MB/s for ${seconds} s`,
+        value: Number(result.complete),
+        unit: `followers complete (last done ${
+          lagMs.toFixed(0)
+        } ms after the end)`,
+        baseline: "all followers",
+        baselineValue: followers,
+        goal: 1,
+      },
+      {
+        figure: `fan-out: server peak RSS`,
+        value: peakRss / MIB,
+        unit: "MiB",
+        baseline: "goal 300 MB",
+        baselineValue: 300e6 / MIB,
+        goal: "lower",
+      },
+    ];
+  } finally {
+    await spool.stop();
+  }
+}
+
+/** Server memory per idle follower. */
+export async function benchIdleFollowers(count: number): Promise<BenchRow[]> {
+  const spool = await spawnSpool();
+  try {
+    const upload = await startUpload(spool.url, { name: "idle.log" });
+    await upload.write(new Uint8Array(1000));
+    const before = await spool.rss();
+    const load = startLoad(["idle", upload.reference, String(count)]);
+    await load.next();
+    const after = await spool.rss();
+    await load.release();
+    await load.next();
+    await load.process.status;
+    await upload.finish();
+    await upload.closed();
+    return [{
+      figure: `${count} idle followers: server memory each`,
+      value: (after - before) / count / 1024,
+      unit: "KiB",
+      baseline: "goal 20 KB",
+      baselineValue: 20e3 / 1024,
+      goal: "lower",
+    }];
+  } finally {
+    await spool.stop();
+  }
+}
+
+/** Aggregate throughput and server memory at growing concurrency. */
+export async function benchCostGrowth(
+  levels: number[],
+  mib: number,
+): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  let single = 0;
+  for (const level of levels) {
+    const spool = await spawnSpool();
+    try {
+      const load = startLoad([
+        "mixed",
+        spool.url.href,
+        String(level),
+        String(mib),
+      ]);
+      await load.release();
+      let peak = await spool.rss();
+      let result: Record<string, unknown> | undefined;
+      const done = load.next().then((r) => result = r);
+      while (!result) {
+        peak = Math.max(peak, await spool.rss());
+        await Promise.race([done, new Promise((r) => setTimeout(r, 20))]);
+      }
+      await load.process.status;
+      const rate = mibPerSecond(result);
+      if (level === levels[0]) single = rate;
+      rows.push({
+        figure:
+          `cost growth: ${level} concurrent resources (upload + follower each), peak RSS ${
+            (peak / MIB).toFixed(0)
+          } MiB${result.ok ? "" : ", BYTES MISSING"}`,
+        value: rate,
+        unit: "MiB/s",
+        baseline: `${levels[0]} resource(s)`,
+        baselineValue: single,
+        goal: "info",
+      });
+    } finally {
+      await spool.stop();
+    }
+  }
+  return rows;
+}
