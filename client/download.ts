@@ -9,6 +9,7 @@
 import { ResourceFailedError, SpoolError } from "../protocol/errors.ts";
 import type {
   DownloadServerMessage,
+  FollowMessage,
   ReadMessage,
 } from "../protocol/messages.ts";
 import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
@@ -144,9 +145,14 @@ export class Download {
         break;
       }
       case "error": {
-        const error = new SpoolError(message.code, message.message, {
-          requestId: message.requestId,
-        });
+        const error = message.code === "resource-failed"
+          ? new ResourceFailedError(
+            this.#status.id,
+            this.#status.error ?? message.message,
+          )
+          : new SpoolError(message.code, message.message, {
+            requestId: message.requestId,
+          });
         const read = message.requestId === undefined
           ? undefined
           : this.#reads.get(message.requestId);
@@ -209,36 +215,61 @@ export class Download {
    * range. Cancelling the stream cancels the request.
    */
   read(start: number, end: number): ReadableStream<Uint8Array> {
-    if (this.#closed) {
-      return new ReadableStream({ start: (c) => c.error(this.#closed) });
-    }
-    const requestId = this.#nextRequestId;
-    this.#nextRequestId = (this.#nextRequestId + 1) % 0x1_0000_0000;
-    const read = new PendingRead();
-    this.#reads.set(requestId, read);
-    const request: ReadMessage = {
+    return this.#request((requestId) => ({
       type: "read",
       requestId,
       start,
       end,
       window: this.#window,
-    };
-    this.#socket.send(JSON.stringify(request));
+    }));
+  }
+
+  /**
+   * Reads the whole resource as it grows, from `start`: the server sends each
+   * new range as it is checkpointed; the stream closes once the resource is
+   * `COMPLETED` and every byte is read, and errors with
+   * {@linkcode ResourceFailedError} on `FAILED`.
+   */
+  follow(options: FollowOptions = {}): ReadableStream<Uint8Array> {
+    const start = options.start ?? 0;
+    return this.#request((requestId) => ({
+      type: "follow",
+      requestId,
+      start,
+      window: this.#window,
+    }));
+  }
+
+  /** Sends a read or follow request and exposes its frames as a stream with credit. */
+  #request(
+    build: (requestId: number) => ReadMessage | FollowMessage,
+  ): ReadableStream<Uint8Array> {
+    if (this.#closed) {
+      const closed = this.#closed;
+      return new ReadableStream({
+        start: (controller) => controller.error(closed),
+      });
+    }
+    const requestId = this.#nextRequestId;
+    this.#nextRequestId = (this.#nextRequestId + 1) % 0x1_0000_0000;
+    const pending = new PendingRead();
+    this.#reads.set(requestId, pending);
+    this.#socket.send(JSON.stringify(build(requestId)));
     let granted = 0;
-    const finish = () => this.#reads.delete(requestId);
+    const forget = () => this.#reads.delete(requestId);
     return new ReadableStream<Uint8Array>({
       pull: async (controller) => {
-        while (read.chunks.length === 0 && !read.done && !read.error) {
-          await new Promise<void>((resolve) => read.wake = resolve);
+        while (pending.chunks.length === 0 && !pending.done && !pending.error) {
+          await new Promise<void>((resolve) => pending.wake = resolve);
         }
-        const chunk = read.chunks.shift();
+        const chunk = pending.chunks.shift();
         if (chunk) {
           controller.enqueue(chunk);
-          read.consumed += chunk.byteLength;
+          pending.consumed += chunk.byteLength;
           // Grant credit in halves of the window: a message per frame would be wasteful.
-          if (read.consumed - granted >= this.#window / 2 && !read.done) {
-            const bytes = read.consumed - granted;
-            granted = read.consumed;
+          if (pending.consumed - granted >= this.#window / 2 && !pending.done) {
+            const bytes = pending.consumed - granted;
+            granted = pending.consumed;
             if (this.#socket.readyState === WebSocket.OPEN) {
               this.#socket.send(
                 JSON.stringify({ type: "credit", requestId, bytes }),
@@ -247,62 +278,16 @@ export class Download {
           }
           return;
         }
-        finish();
-        if (read.error) controller.error(read.error);
+        forget();
+        if (pending.error) controller.error(pending.error);
         else controller.close();
       },
       cancel: () => {
-        finish();
-        read.done = true;
+        forget();
+        pending.done = true;
         if (this.#socket.readyState === WebSocket.OPEN) {
           this.#socket.send(JSON.stringify({ type: "cancel", requestId }));
         }
-      },
-    }, { highWaterMark: 0 });
-  }
-
-  /**
-   * Reads the whole resource as it grows, from `start`: requests each new
-   * range as statuses arrive, closes once `COMPLETED` and every byte is read,
-   * errors with {@linkcode ResourceFailedError} on `FAILED`.
-   */
-  follow(options: FollowOptions = {}): ReadableStream<Uint8Array> {
-    let position = options.start ?? 0;
-    let current: ReadableStreamDefaultReader<Uint8Array> | undefined;
-    return new ReadableStream<Uint8Array>({
-      pull: async (controller) => {
-        while (true) {
-          const status = this.#status;
-          if (status.status === "FAILED") {
-            await current?.cancel();
-            throw new ResourceFailedError(
-              status.id,
-              status.error ?? "unknown reason",
-            );
-          }
-          if (current) {
-            const { value, done } = await current.read();
-            if (!done) {
-              position += value.byteLength;
-              controller.enqueue(value);
-              return;
-            }
-            current = undefined;
-            continue;
-          }
-          if (position < status.size) {
-            current = this.read(position, status.size).getReader();
-            continue;
-          }
-          if (status.status === "COMPLETED") {
-            controller.close();
-            return;
-          }
-          await this.waitForStatus((next) => next !== status);
-        }
-      },
-      cancel: async (reason) => {
-        await current?.cancel(reason);
       },
     }, { highWaterMark: 0 });
   }

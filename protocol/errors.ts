@@ -19,6 +19,7 @@ export const ERROR_CODES = [
   "duplicate-request",
   "flow-control",
   "upload-failed",
+  "resource-failed",
   "checksum-mismatch",
   "connection-closed",
   "timeout",

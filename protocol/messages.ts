@@ -72,6 +72,22 @@ export interface ReadMessage {
   window?: number;
 }
 
+/**
+ * Downloader → server: send bytes from `start` on as they are checkpointed,
+ * until the resource is `COMPLETED` (then `read-end`) or `FAILED` (then an
+ * `error` with code `resource-failed`).
+ */
+export interface FollowMessage {
+  /** The message type. */
+  type: "follow";
+  /** Client-chosen tag, an integer in `[0, 2^32)`, unique among its requests in flight. */
+  requestId: number;
+  /** First byte, inclusive; may lie past the current size of a live resource. */
+  start: number;
+  /** Bytes the server may send before it needs more credit; server default when omitted. */
+  window?: number;
+}
+
 /** Downloader → server: the reader consumed `bytes` more of request `requestId`. */
 export interface CreditMessage {
   /** The message type. */
@@ -129,7 +145,11 @@ export type UploadServerMessage =
   | FinalStatusMessage
   | ErrorMessage;
 /** Messages a downloader sends. */
-export type DownloadClientMessage = ReadMessage | CreditMessage | CancelMessage;
+export type DownloadClientMessage =
+  | ReadMessage
+  | FollowMessage
+  | CreditMessage
+  | CancelMessage;
 /** Messages the server sends on a download socket. */
 export type DownloadServerMessage =
   | StatusMessage

@@ -210,7 +210,7 @@ export function parseUploadClientMessage(text: string): UploadClientMessage {
   }
 }
 
-const DOWNLOAD_CLIENT_TYPES = ["read", "credit", "cancel"] as const;
+const DOWNLOAD_CLIENT_TYPES = ["read", "follow", "credit", "cancel"] as const;
 
 /**
  * Parses a message a downloader sent. Checks the shape of ranges
@@ -248,6 +248,17 @@ export function parseDownloadClientMessage(
         read.window = positive(message, "window");
       }
       return read;
+    }
+    case "follow": {
+      const follow: DownloadClientMessage = {
+        type: "follow",
+        requestId: requestId(message),
+        start: offset(message, "start"),
+      };
+      if (message.window !== undefined) {
+        follow.window = positive(message, "window");
+      }
+      return follow;
     }
     case "credit":
       return {

@@ -1,6 +1,7 @@
 /**
  * The server side of a download socket: pushes the latest status on connect
- * and every later one, and serves tagged range reads. Each read flows in
+ * and every later one, and serves tagged range reads and follows (a read that
+ * goes on as checkpoints advance, to the end of the resource). Each flows in
  * bounded frames, limited by the reader's credit (end-to-end back-pressure)
  * and by the socket's send buffer.
  *
@@ -8,7 +9,12 @@
  */
 
 import { SpoolError } from "../protocol/errors.ts";
-import type { ReadEndMessage, ReadMessage } from "../protocol/messages.ts";
+import type {
+  FollowMessage,
+  ReadEndMessage,
+  ReadMessage,
+} from "../protocol/messages.ts";
+import { isTerminal } from "../protocol/status.ts";
 import {
   DATA_FRAME_HEADER_SIZE,
   stampDataFrame,
@@ -35,7 +41,7 @@ export interface DownloadSocketOptions {
 /** Close code when the reference names no resource (4000 + HTTP 404). */
 export const CLOSE_NOT_FOUND = 4404;
 
-/** One read in flight: its credit and a way to stop it. */
+/** One read or follow in flight: its credit, a way to stop it, a way to wake it. */
 class ReadSession {
   credit: number;
   cancelled = false;
@@ -47,19 +53,25 @@ class ReadSession {
 
   grant(bytes: number, limit: number): void {
     this.credit = Math.min(this.credit + bytes, limit);
-    this.#wake?.();
+    this.wake();
   }
 
   cancel(): void {
     this.cancelled = true;
-    this.#wake?.();
+    this.wake();
   }
 
-  /** Resolves when there is credit or the read was cancelled. */
-  async waitForCredit(): Promise<void> {
-    while (this.credit <= 0 && !this.cancelled) {
+  /** Wakes a waiting session (credit arrived, a new status, a cancel). */
+  wake(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  /** Resolves once `ready()` holds or the session was cancelled. */
+  async waitUntil(ready: () => boolean): Promise<void> {
+    while (!ready() && !this.cancelled) {
       await new Promise<void>((resolve) => this.#wake = resolve);
-      this.#wake = undefined;
     }
   }
 }
@@ -80,19 +92,24 @@ export function serveDownloadSocket(
   options: DownloadSocketOptions,
 ): void {
   socket.binaryType = "arraybuffer";
-  const reads = new Map<number, ReadSession>();
+  const sessions = new Map<number, ReadSession>();
   let unwatch: (() => void) | undefined;
 
-  const serveRead = async (request: ReadMessage, session: ReadSession) => {
-    const stream = resource.read(request.start, request.end);
-    const reader = stream.getReader({ mode: "byob" });
+  /** Sends `[start, end)` of the resource as frames; returns the bytes sent. */
+  const sendRange = async (
+    requestId: number,
+    session: ReadSession,
+    start: number,
+    end: number,
+  ): Promise<number> => {
+    const reader = resource.read(start, end).getReader({ mode: "byob" });
     let sent = 0;
     try {
       let buffer = new ArrayBuffer(DATA_FRAME_HEADER_SIZE + options.frameSize);
-      while (sent < request.end - request.start) {
-        await session.waitForCredit();
+      while (sent < end - start) {
+        await session.waitUntil(() => session.credit > 0);
         await drained(socket, options.highWaterMark);
-        if (session.cancelled || socket.readyState !== WebSocket.OPEN) return;
+        if (session.cancelled || socket.readyState !== WebSocket.OPEN) break;
         const room = Math.min(options.frameSize, session.credit);
         // Read straight behind the frame header: the payload is never copied.
         const { value, done } = await reader.read(
@@ -100,48 +117,96 @@ export function serveDownloadSocket(
         );
         if (done || !value) break;
         buffer = value.buffer as ArrayBuffer;
+        if (session.cancelled || socket.readyState !== WebSocket.OPEN) break;
         const frame = new Uint8Array(
           buffer,
           0,
           DATA_FRAME_HEADER_SIZE + value.byteLength,
         );
-        if (session.cancelled || socket.readyState !== WebSocket.OPEN) return;
         // send() copies the frame, so the buffer is free for the next read.
-        socket.send(stampDataFrame(frame, request.requestId));
+        socket.send(stampDataFrame(frame, requestId));
         sent += value.byteLength;
         session.credit -= value.byteLength;
       }
-      const end: ReadEndMessage = {
-        type: "read-end",
-        requestId: request.requestId,
-        bytes: sent,
-      };
-      sendJson(socket, end);
     } finally {
-      reads.delete(request.requestId);
       await reader.cancel().catch((error) =>
         console.error(
-          `spool: closing read of ${resource.status.id} failed:`,
+          `spool: closing a read of ${resource.status.id} failed:`,
           error,
         )
       );
     }
+    return sent;
   };
 
-  const startRead = (request: ReadMessage) => {
-    if (reads.has(request.requestId)) {
+  const sendEnd = (requestId: number, bytes: number) => {
+    const end: ReadEndMessage = { type: "read-end", requestId, bytes };
+    sendJson(socket, end);
+  };
+
+  const serveRead = async (request: ReadMessage, session: ReadSession) => {
+    const sent = await sendRange(
+      request.requestId,
+      session,
+      request.start,
+      request.end,
+    );
+    if (!session.cancelled) sendEnd(request.requestId, sent);
+  };
+
+  /** Streams from `start` as checkpoints advance, to the end of the resource. */
+  const serveFollow = async (request: FollowMessage, session: ReadSession) => {
+    let position = request.start;
+    while (!session.cancelled && socket.readyState === WebSocket.OPEN) {
+      const status = resource.status;
+      if (status.status === "FAILED") {
+        throw new SpoolError(
+          "resource-failed",
+          `resource ${status.id} FAILED: ${status.error ?? "unknown reason"}`,
+          { requestId: request.requestId },
+        );
+      }
+      if (position < status.size) {
+        position += await sendRange(
+          request.requestId,
+          session,
+          position,
+          status.size,
+        );
+      } else if (status.status === "COMPLETED") {
+        sendEnd(request.requestId, position - request.start);
+        return;
+      } else {
+        await session.waitUntil(() => resource.status !== status);
+      }
+    }
+  };
+
+  const start = (request: ReadMessage | FollowMessage) => {
+    const { requestId } = request;
+    if (sessions.has(requestId)) {
       throw new SpoolError(
         "duplicate-request",
-        `read request ${request.requestId} is already in flight; expected a new requestId`,
-        { requestId: request.requestId },
+        `request ${requestId} is already in flight; expected a new requestId`,
+        { requestId },
       );
     }
-    const size = resource.status.size;
-    if (request.end > size) {
+    const status = resource.status;
+    if (request.type === "read" && request.end > status.size) {
       throw new SpoolError(
         "range-not-satisfiable",
-        `range [${request.start}, ${request.end}) ends past the checkpointed size ${size}; expected end <= ${size}`,
-        { requestId: request.requestId },
+        `range [${request.start}, ${request.end}) ends past the checkpointed size ${status.size}; expected end <= ${status.size}`,
+        { requestId },
+      );
+    }
+    if (
+      request.type === "follow" && request.start > status.size &&
+      isTerminal(status)
+    ) {
+      throw new SpoolError(
+        "range-not-satisfiable",
+        `follow from ${request.start} starts past the final size ${status.size}; expected start <= ${status.size}`,
+        { requestId },
       );
     }
     const window = Math.min(
@@ -149,19 +214,26 @@ export function serveDownloadSocket(
       options.maxWindow,
     );
     const session = new ReadSession(window);
-    reads.set(request.requestId, session);
-    serveRead(request, session).catch((error) =>
+    sessions.set(requestId, session);
+    const serve = request.type === "read"
+      ? serveRead(request, session)
+      : serveFollow(request, session);
+    serve.catch((error) =>
       sendError(
         socket,
-        new SpoolError("internal", `read failed: ${error.message}`),
-        request.requestId,
+        error instanceof SpoolError
+          ? error
+          : new SpoolError("internal", `read failed: ${error.message}`),
+        requestId,
       )
-    );
+    ).finally(() => sessions.delete(requestId));
   };
 
   socket.onopen = () => {
     unwatch = resource.watch((_status, message) => {
       if (socket.readyState === WebSocket.OPEN) socket.send(message);
+      // Followers waiting for bytes look at the new status.
+      for (const session of sessions.values()) session.wake();
     });
   };
   socket.onmessage = (event) => {
@@ -180,14 +252,18 @@ export function serveDownloadSocket(
       const message = parseDownloadClientMessage(event.data);
       switch (message.type) {
         case "read":
-          startRead(message);
+        case "follow":
+          start(message);
           break;
         case "credit":
           // A credit for a read that just ended is a benign race, not an error.
-          reads.get(message.requestId)?.grant(message.bytes, options.maxWindow);
+          sessions.get(message.requestId)?.grant(
+            message.bytes,
+            options.maxWindow,
+          );
           break;
         case "cancel":
-          reads.get(message.requestId)?.cancel();
+          sessions.get(message.requestId)?.cancel();
           break;
       }
     } catch (error) {
@@ -196,8 +272,8 @@ export function serveDownloadSocket(
   };
   socket.onclose = () => {
     unwatch?.();
-    for (const session of reads.values()) session.cancel();
-    reads.clear();
+    for (const session of sessions.values()) session.cancel();
+    sessions.clear();
   };
   socket.onerror = () => {
     // The close event follows and cleans up.

@@ -60,7 +60,7 @@ Deno.test("every bad download request gets its error and the next good request w
     [
       '{"type":"dance"}',
       "unknown-type",
-      'unknown message type "dance"; expected one of read, credit, cancel',
+      'unknown message type "dance"; expected one of read, follow, credit, cancel',
     ],
     [
       '{"type":"read","requestId":1,"start":10,"end":5}',
@@ -335,4 +335,66 @@ Deno.test("a failed resource does not affect another upload in progress", async 
   const final = await healthy.finish();
   await healthy.closed();
   assertEquals(final.sha256, await sha256(data));
+});
+
+Deno.test("a follow request streams as checkpoints advance and ends with read-end", async () => {
+  await using server = await startTestServer({ checkpointMs: 0 });
+  const up = await startUpload(server.url, { name: "follow.bin" });
+  const socket = await RawSocket.open(resourceUrl(server, up.id));
+  await socket.expect("status");
+  socket.send({ type: "follow", requestId: 9, start: 2 });
+  const data = randomBytes(10_000, 12);
+  let received = new Uint8Array();
+  const receive = async (until: number) => {
+    while (received.byteLength < until) {
+      const message = await socket.next();
+      if (!("binary" in message)) continue;
+      assertEquals(new DataView(message.binary.buffer).getUint32(0), 9);
+      const next = new Uint8Array(
+        received.byteLength + message.binary.byteLength - 4,
+      );
+      next.set(received);
+      next.set(message.binary.subarray(4), received.byteLength);
+      received = next;
+    }
+  };
+  await up.write(data.subarray(0, 5000));
+  await receive(4998);
+  await up.write(data.subarray(5000));
+  await receive(9998);
+  await up.finish();
+  await up.closed();
+  assertEquals(await socket.expect("read-end"), {
+    type: "read-end",
+    requestId: 9,
+    bytes: 9998,
+  });
+  assertEquals(received, data.subarray(2));
+  // Following a finished resource from past its end is refused.
+  socket.send({ type: "follow", requestId: 10, start: 10_001 });
+  const error = await socket.expect("error");
+  assertEquals(error.code, "range-not-satisfiable");
+  assertEquals(
+    error.message,
+    "follow from 10001 starts past the final size 10000; expected start <= 10000",
+  );
+  await socket.close();
+});
+
+Deno.test("a follow request on a resource that fails gets resource-failed", async () => {
+  await using server = await startTestServer();
+  const up = await startUpload(server.url, { name: "fails" });
+  const socket = await RawSocket.open(resourceUrl(server, up.id));
+  await socket.expect("status");
+  socket.send({ type: "follow", requestId: 1, start: 0 });
+  up.abort();
+  await up.closed();
+  const error = await socket.expect("error");
+  assertEquals(error.code, "resource-failed");
+  assertEquals(error.requestId, 1);
+  assertEquals(
+    error.message,
+    `resource ${up.id} FAILED: ${DISCONNECTED_REASON}`,
+  );
+  await socket.close();
 });
