@@ -8,6 +8,7 @@
  *   spool-download REF           read a finished resource in one range
  *   ws-download URL              read the baseline's file
  *   followers REF N              N followers to the end; bytes each got
+ *   ws-followers URL N           N bare WebSockets counting bytes until `end`
  *   idle REF N                   N open download sockets until stdin closes
  *   mixed SERVER N MIB           N resources, each uploaded and followed once,
  *                                MIB MiB in all
@@ -110,6 +111,34 @@ async function followers(reference: string, count: number): Promise<void> {
   });
 }
 
+async function wsFollowers(url: string, count: number): Promise<void> {
+  const sockets: WebSocket[] = [];
+  const done: Promise<number>[] = [];
+  for (let i = 0; i < count; i++) {
+    const socket = new WebSocket(url);
+    socket.binaryType = "arraybuffer";
+    let bytes = 0;
+    await new Promise((resolve) => socket.onmessage = resolve); // "ready"
+    done.push(
+      new Promise((resolve) => {
+        socket.onmessage = (event) => {
+          if (typeof event.data === "string") resolve(bytes);
+          else bytes += (event.data as ArrayBuffer).byteLength;
+        };
+      }),
+    );
+    sockets.push(socket);
+  }
+  console.log(JSON.stringify({ ready: count }));
+  const received = await Promise.all(done);
+  for (const socket of sockets) socket.close();
+  report({
+    complete: received.filter((b) => b === received[0]).length,
+    count,
+    bytes: received[0],
+  });
+}
+
 async function idle(reference: string, count: number): Promise<void> {
   const downloads = [];
   for (let i = 0; i < count; i++) {
@@ -168,6 +197,9 @@ switch (command) {
     break;
   case "followers":
     await followers(args[0], Number(args[1]));
+    break;
+  case "ws-followers":
+    await wsFollowers(args[0], Number(args[1]));
     break;
   case "idle":
     await idle(args[0], Number(args[1]));

@@ -24,7 +24,15 @@ export async function spawnListening(
   args: string[],
 ): Promise<Listening> {
   const process = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(script, HERE).pathname, ...args],
+    args: [
+      "run",
+      "-A",
+      ...(Deno.env.get("BENCH_V8_FLAGS")
+        ? [`--v8-flags=${Deno.env.get("BENCH_V8_FLAGS")}`]
+        : []),
+      new URL(script, HERE).pathname,
+      ...args,
+    ],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();

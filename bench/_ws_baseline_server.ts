@@ -3,7 +3,9 @@
  * `Deno.serve` doing the same disk work as Spool without its protocol.
  * `/up` appends binary frames to a file and answers the text `end` with
  * `done N`; `/down?bytes=N` streams the first N bytes of that file in 256 KiB
- * frames paced by `bufferedAmount`, then sends `end`.
+ * frames paced by `bufferedAmount`, then sends `end`. `/fan` sockets receive
+ * every binary frame sent to `/produce` (a bare broadcast; `end` is relayed
+ * too), the floor for fan-out.
  */
 
 const FRAME = 256 * 1024;
@@ -64,6 +66,25 @@ function serveDownload(socket: WebSocket, total: number): void {
   };
 }
 
+const fans = new Set<WebSocket>();
+
+function serveProducer(socket: WebSocket): void {
+  socket.binaryType = "arraybuffer";
+  socket.onmessage = (event) => {
+    for (const fan of fans) {
+      if (fan.readyState === WebSocket.OPEN) fan.send(event.data);
+    }
+  };
+}
+
+function serveFan(socket: WebSocket): void {
+  socket.onopen = () => {
+    fans.add(socket);
+    socket.send("ready");
+  };
+  socket.onclose = () => fans.delete(socket);
+}
+
 const server = Deno.serve({
   hostname: "127.0.0.1",
   port: 0,
@@ -72,6 +93,8 @@ const server = Deno.serve({
   const url = new URL(request.url);
   const { socket, response } = Deno.upgradeWebSocket(request);
   if (url.pathname === "/up") serveUpload(socket);
+  else if (url.pathname === "/produce") serveProducer(socket);
+  else if (url.pathname === "/fan") serveFan(socket);
   else serveDownload(socket, Number(url.searchParams.get("bytes")));
   return response;
 });

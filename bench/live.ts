@@ -153,61 +153,131 @@ export async function benchFollowLatency(
   }
 }
 
-/** `followers` followers of one resource growing at `rate` bytes/s for `seconds`. */
-export async function benchFanOut(
+interface FanOutRun {
+  complete: number;
+  lagMs: number;
+  peakRss: number;
+}
+
+/** Writes `rate` bytes/s for `seconds` with `write`, sampling `rss` as it goes. */
+async function produce(
+  write: (chunk: Uint8Array) => Promise<void>,
+  rss: () => Promise<number>,
+  rate: number,
+  seconds: number,
+): Promise<number> {
+  const tick = 50;
+  const chunk = new Uint8Array(Math.round((rate * tick) / 1000));
+  let peak = await rss();
+  const started = performance.now();
+  while (performance.now() - started < seconds * 1000) {
+    await write(chunk);
+    peak = Math.max(peak, await rss());
+    await new Promise((resolve) => setTimeout(resolve, tick));
+  }
+  return peak;
+}
+
+async function fanOutSpool(
   followers: number,
   rate: number,
   seconds: number,
-): Promise<BenchRow[]> {
+): Promise<FanOutRun> {
   const spool = await spawnSpool();
   try {
     const upload = await startUpload(spool.url, { name: "fanout.log" });
     const load = startLoad(["followers", upload.reference, String(followers)]);
     await load.next(); // every follower connected
-    const tick = 50;
-    const chunk = new Uint8Array(Math.round((rate * tick) / 1000));
-    let peakRss = await spool.rss();
-    const started = performance.now();
-    for (
-      let elapsed = 0;
-      elapsed < seconds * 1000;
-      elapsed = performance.now() - started
-    ) {
-      await upload.write(chunk);
-      peakRss = Math.max(peakRss, await spool.rss());
-      await new Promise((resolve) => setTimeout(resolve, tick));
-    }
-    const finishedAt = performance.now();
+    const peakRss = await produce(
+      (chunk) => upload.write(chunk),
+      spool.rss,
+      rate,
+      seconds,
+    );
+    const ended = performance.now();
     await upload.finish();
     await upload.closed();
     const result = await load.next();
-    const lagMs = performance.now() - finishedAt;
+    const lagMs = performance.now() - ended;
     await load.process.status;
-    return [
-      {
-        figure: `fan-out: ${followers} followers, ${
-          rate / 1e6
-        } MB/s for ${seconds} s`,
-        value: Number(result.complete),
-        unit: `followers complete (last done ${
-          lagMs.toFixed(0)
-        } ms after the end)`,
-        baseline: "all followers",
-        baselineValue: followers,
-        goal: 1,
-      },
-      {
-        figure: `fan-out: server peak RSS`,
-        value: peakRss / MIB,
-        unit: "MiB",
-        baseline: "goal 300 MB",
-        baselineValue: 300e6 / MIB,
-        goal: "lower",
-      },
-    ];
+    return { complete: Number(result.complete), lagMs, peakRss };
   } finally {
     await spool.stop();
   }
+}
+
+async function fanOutBare(
+  followers: number,
+  rate: number,
+  seconds: number,
+): Promise<FanOutRun> {
+  const baseline = await spawnListening("_ws_baseline_server.ts", []);
+  try {
+    const fan = new URL("fan", baseline.url);
+    fan.protocol = "ws:";
+    const load = startLoad(["ws-followers", fan.href, String(followers)]);
+    await load.next();
+    const produceUrl = new URL("produce", baseline.url);
+    produceUrl.protocol = "ws:";
+    const producer = new WebSocket(produceUrl);
+    await new Promise((resolve) => producer.onopen = resolve);
+    const peakRss = await produce(
+      (chunk) => {
+        producer.send(chunk);
+        return Promise.resolve();
+      },
+      baseline.rss,
+      rate,
+      seconds,
+    );
+    const ended = performance.now();
+    producer.send("end");
+    const result = await load.next();
+    const lagMs = performance.now() - ended;
+    const closed = new Promise((resolve) => producer.onclose = resolve);
+    producer.close();
+    await closed;
+    await load.process.status;
+    return { complete: Number(result.complete), lagMs, peakRss };
+  } finally {
+    await baseline.stop();
+  }
+}
+
+/**
+ * `followers` followers of one resource growing at `rate` bytes/s for
+ * `seconds`, next to a bare WebSocket broadcast of the same bytes to as many
+ * plain sockets (no protocol, no store, no flow control: the runtime's floor).
+ */
+export async function benchFanOut(
+  followers: number,
+  rate: number,
+  seconds: number,
+): Promise<BenchRow[]> {
+  const bare = await fanOutBare(followers, rate, seconds);
+  const spool = await fanOutSpool(followers, rate, seconds);
+  const label = `${followers} followers, ${rate / 1e6} MB/s for ${seconds} s`;
+  return [
+    {
+      figure:
+        `fan-out: ${label}: followers complete (${spool.complete}/${followers})`,
+      value: spool.lagMs,
+      unit: "ms after the last write until all had every byte",
+      baseline: "bare WebSocket broadcast lag",
+      baselineValue: bare.lagMs,
+      goal: "info",
+    },
+    {
+      figure: `fan-out: ${label}: server peak RSS`,
+      value: spool.peakRss / MIB,
+      unit: "MiB",
+      baseline: `goal 300 MB (bare broadcast server: ${
+        (bare.peakRss / MIB).toFixed(0)
+      } MiB)`,
+      baselineValue: 300e6 / MIB,
+      goal: "lower",
+    },
+  ];
 }
 
 /** Server memory per idle follower. */

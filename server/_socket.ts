@@ -55,3 +55,37 @@ export function binaryData(data: unknown): Uint8Array | undefined {
   if (data instanceof Uint8Array) return data;
   return undefined;
 }
+
+/**
+ * Bytes all download sockets together may hold in their send buffers,
+ * shared evenly among the open ones: one download gets a deep buffer (speed),
+ * a thousand followers get a shallow one each (bounded server memory).
+ */
+export class SendBudget {
+  readonly #total: number;
+  readonly #min: number;
+  readonly #max: number;
+  #sockets = 0;
+
+  constructor(total: number, options: { min: number; max: number }) {
+    this.#total = total;
+    this.#min = options.min;
+    this.#max = options.max;
+  }
+
+  /** Counts a socket in; returns the function that counts it out. */
+  join(): () => void {
+    this.#sockets++;
+    let left = false;
+    return () => {
+      if (!left) this.#sockets--;
+      left = true;
+    };
+  }
+
+  /** The send-buffer level one socket may fill now. */
+  get perSocket(): number {
+    const share = this.#total / Math.max(1, this.#sockets);
+    return Math.min(this.#max, Math.max(this.#min, share));
+  }
+}

@@ -24,7 +24,13 @@ import {
   peekRequestId,
 } from "../protocol/validate.ts";
 import type { Resource } from "./resource.ts";
-import { binaryData, drained, sendError, sendJson } from "./_socket.ts";
+import {
+  binaryData,
+  drained,
+  type SendBudget,
+  sendError,
+  sendJson,
+} from "./_socket.ts";
 
 /** Limits of a download socket. */
 export interface DownloadSocketOptions {
@@ -34,8 +40,14 @@ export interface DownloadSocketOptions {
   defaultWindow: number;
   /** Largest credit a reader may grant. */
   maxWindow: number;
-  /** Send-buffer level above which frames wait. */
-  highWaterMark: number;
+  /** Send-buffer memory shared by all download sockets of the server. */
+  sendBudget: SendBudget;
+  /**
+   * A frame buffer (header + `frameSize`) shared by every socket of the
+   * server for bytes copied from memory: between the copy and `send()`
+   * (which copies) nothing awaits, so one buffer serves all.
+   */
+  scratch: ArrayBuffer;
 }
 
 /** Close code when the reference names no resource (4000 + HTTP 404). */
@@ -95,6 +107,61 @@ export function serveDownloadSocket(
   const sessions = new Map<number, ReadSession>();
   let unwatch: (() => void) | undefined;
 
+  /**
+   * One frame buffer per socket for bytes copied from memory: between the
+   * copy and `send()` (which copies) nothing awaits, so requests can share it.
+   */
+  const sharedFrame = new ArrayBuffer(
+    DATA_FRAME_HEADER_SIZE + options.frameSize,
+  );
+
+  /** Waits until `session` may send; false if it should stop instead. */
+  const mayContinue = async (session: ReadSession): Promise<boolean> => {
+    await session.waitUntil(() => session.credit > 0);
+    await drained(socket, options.sendBudget.perSocket);
+    return !session.cancelled && socket.readyState === WebSocket.OPEN;
+  };
+
+  const sendFrame = (
+    requestId: number,
+    session: ReadSession,
+    buffer: ArrayBuffer,
+    payloadLength: number,
+  ) => {
+    const frame = new Uint8Array(
+      buffer,
+      0,
+      DATA_FRAME_HEADER_SIZE + payloadLength,
+    );
+    socket.send(stampDataFrame(frame, requestId));
+    session.credit -= payloadLength;
+  };
+
+  /** Sends `[start, end)` from recent bytes in memory; returns the bytes sent. */
+  const sendRecent = async (
+    requestId: number,
+    session: ReadSession,
+    pieces: Uint8Array[],
+  ): Promise<number> => {
+    let sent = 0;
+    for (const piece of pieces) {
+      for (let offset = 0; offset < piece.byteLength;) {
+        if (!(await mayContinue(session))) return sent;
+        const length = Math.min(
+          options.frameSize,
+          session.credit,
+          piece.byteLength - offset,
+        );
+        new Uint8Array(sharedFrame, DATA_FRAME_HEADER_SIZE, length)
+          .set(piece.subarray(offset, offset + length));
+        sendFrame(requestId, session, sharedFrame, length);
+        offset += length;
+        sent += length;
+      }
+    }
+    return sent;
+  };
+
   /** Sends `[start, end)` of the resource as frames; returns the bytes sent. */
   const sendRange = async (
     requestId: number,
@@ -102,14 +169,15 @@ export function serveDownloadSocket(
     start: number,
     end: number,
   ): Promise<number> => {
+    const recent = resource.recent(start, end);
+    if (recent) return await sendRecent(requestId, session, recent);
     const reader = resource.read(start, end).getReader({ mode: "byob" });
+    // BYOB reads transfer the buffer they fill, so this one is the request's own.
+    let buffer = new ArrayBuffer(DATA_FRAME_HEADER_SIZE + options.frameSize);
     let sent = 0;
     try {
-      let buffer = new ArrayBuffer(DATA_FRAME_HEADER_SIZE + options.frameSize);
       while (sent < end - start) {
-        await session.waitUntil(() => session.credit > 0);
-        await drained(socket, options.highWaterMark);
-        if (session.cancelled || socket.readyState !== WebSocket.OPEN) break;
+        if (!(await mayContinue(session))) break;
         const room = Math.min(options.frameSize, session.credit);
         // Read straight behind the frame header: the payload is never copied.
         const { value, done } = await reader.read(
@@ -118,15 +186,8 @@ export function serveDownloadSocket(
         if (done || !value) break;
         buffer = value.buffer as ArrayBuffer;
         if (session.cancelled || socket.readyState !== WebSocket.OPEN) break;
-        const frame = new Uint8Array(
-          buffer,
-          0,
-          DATA_FRAME_HEADER_SIZE + value.byteLength,
-        );
-        // send() copies the frame, so the buffer is free for the next read.
-        socket.send(stampDataFrame(frame, requestId));
+        sendFrame(requestId, session, buffer, value.byteLength);
         sent += value.byteLength;
-        session.credit -= value.byteLength;
       }
     } finally {
       await reader.cancel().catch((error) =>
@@ -229,6 +290,7 @@ export function serveDownloadSocket(
     ).finally(() => sessions.delete(requestId));
   };
 
+  const leaveBudget = options.sendBudget.join();
   socket.onopen = () => {
     unwatch = resource.watch((_status, message) => {
       if (socket.readyState === WebSocket.OPEN) socket.send(message);
@@ -271,6 +333,7 @@ export function serveDownloadSocket(
     }
   };
   socket.onclose = () => {
+    leaveBudget();
     unwatch?.();
     for (const session of sessions.values()) session.cancel();
     sessions.clear();

@@ -18,7 +18,11 @@ export type StatusWatcher = (status: ResourceStatus, message: string) => void;
 export interface LiveResourceOptions {
   /** Checkpoint interval in milliseconds; `0` checkpoints after every write. */
   checkpointMs: number;
+  /** Bytes of the most recent writes kept in memory for followers. Default 512 KiB. */
+  tailBytes?: number;
 }
+
+const DEFAULT_TAIL_BYTES = 512 * 1024;
 
 function statusMessage(status: ResourceStatus): string {
   return JSON.stringify({ type: "status", resource: status });
@@ -49,7 +53,17 @@ export class Resource {
   #writeError: Error | undefined;
   #checkpointTimer: ReturnType<typeof setTimeout> | undefined;
   #checkpointing: Promise<void> | undefined;
+  /** The end of the upload once begun: later callers await the same outcome. */
+  #finishing: Promise<ResourceStatus> | undefined;
   readonly #hash = createHash("sha256");
+  /**
+   * The most recently written chunks, covering `[#tailStart, #written)`:
+   * caught-up followers all want the bytes of the latest checkpoint, so they
+   * are served from memory instead of one disk read per follower.
+   */
+  #tail: Uint8Array[] = [];
+  #tailStart = 0;
+  readonly #tailLimit: number;
 
   /** Wraps a status and, for a live resource, the writer of its bytes. */
   constructor(
@@ -63,6 +77,8 @@ export class Resource {
     this.#checkpointMs = options.checkpointMs;
     this.#writer = options.writer;
     this.#written = status.size;
+    this.#tailStart = status.size;
+    this.#tailLimit = options.tailBytes ?? DEFAULT_TAIL_BYTES;
   }
 
   /** The latest published status. */
@@ -103,6 +119,45 @@ export class Resource {
   }
 
   /**
+   * The bytes `[start, end)` as views on recently written chunks, if they are
+   * all still in memory; `undefined` otherwise (read them from the store).
+   */
+  recent(start: number, end: number): Uint8Array[] | undefined {
+    if (start < this.#tailStart || end > this.#written) return undefined;
+    const pieces: Uint8Array[] = [];
+    let offset = this.#tailStart;
+    for (const chunk of this.#tail) {
+      const chunkEnd = offset + chunk.byteLength;
+      if (chunkEnd > start && offset < end) {
+        pieces.push(
+          chunk.subarray(
+            Math.max(0, start - offset),
+            Math.min(chunk.byteLength, end - offset),
+          ),
+        );
+      }
+      if (chunkEnd >= end) break;
+      offset = chunkEnd;
+    }
+    return pieces;
+  }
+
+  #remember(chunk: Uint8Array): void {
+    if (chunk.byteLength > this.#tailLimit) {
+      this.#tail = [];
+      this.#tailStart = this.#written;
+      return;
+    }
+    this.#tail.push(chunk);
+    let held = this.#written - this.#tailStart;
+    while (held > this.#tailLimit) {
+      const dropped = this.#tail.shift()!;
+      this.#tailStart += dropped.byteLength;
+      held -= dropped.byteLength;
+    }
+  }
+
+  /**
    * Appends `chunk` after every earlier chunk; resolves with the total bytes
    * written once it is in the store. Rejects if the store failed.
    */
@@ -127,6 +182,7 @@ export class Resource {
         this.#pendingWrites -= chunk.byteLength;
       }
       this.#written += chunk.byteLength;
+      this.#remember(chunk);
       this.#scheduleCheckpoint();
       return this.#written;
     });
@@ -178,6 +234,7 @@ export class Resource {
    */
   async complete(expectedSha256?: string): Promise<ResourceStatus> {
     await this.#writeChain;
+    if (this.#finishing) return await this.#finishing;
     if (!this.live) return this.#status;
     if (this.#writeError) {
       return this.fail(`store write failed: ${this.#writeError.message}`);
@@ -194,17 +251,28 @@ export class Resource {
   /** Marks the resource `FAILED` with `reason`; bytes written stay readable. */
   async fail(reason: string): Promise<ResourceStatus> {
     await this.#writeChain;
+    if (this.#finishing) return await this.#finishing;
     if (!this.live) return this.#status;
     return await this.#finish({ status: "FAILED", error: reason });
   }
 
-  async #finish(
+  #finish(
+    outcome: Pick<ResourceStatus, "status" | "sha256" | "error">,
+  ): Promise<ResourceStatus> {
+    this.#finishing ??= this.#finishNow(outcome);
+    return this.#finishing;
+  }
+
+  async #finishNow(
     outcome: Pick<ResourceStatus, "status" | "sha256" | "error">,
   ): Promise<ResourceStatus> {
     clearTimeout(this.#checkpointTimer);
     this.#checkpointTimer = undefined;
     const writer = this.#writer!;
     this.#writer = undefined;
+    // Finished resources are read from the store; the tail was for live readers.
+    this.#tail = [];
+    this.#tailStart = this.#written;
     const now = new Date().toISOString();
     const status: ResourceStatus = {
       ...this.#status,

@@ -6,6 +6,8 @@
  */
 
 import { FileStore } from "./file_store.ts";
+import { SendBudget } from "./_socket.ts";
+import { DATA_FRAME_HEADER_SIZE } from "../protocol/data_frame.ts";
 import { ResourceRegistry } from "./registry.ts";
 import type { ResourceStore } from "./store.ts";
 import { serveUploadSocket } from "./upload_socket.ts";
@@ -32,10 +34,18 @@ export interface ServerOptions {
   publicUrl?: string | URL;
   /** Bytes an uploader may have unacknowledged. Default 8 MiB. */
   uploadWindow?: number;
-  /** Largest payload of a download data frame. Default 256 KiB. */
+  /**
+   * Largest payload of a download data frame. Default 64 KiB: frames under
+   * glibc's 128 KiB mmap threshold keep fan-out out of mmap and page faults.
+   */
   frameSize?: number;
   /** Credit of a read request that names none. Default 4 MiB. */
   readWindow?: number;
+  /**
+   * Bytes all download sockets together may hold in send buffers, shared
+   * among the open ones (each gets between one frame and 4 MiB). Default 64 MiB.
+   */
+  sendBufferBudget?: number;
   /** Called once the server listens, with its URL. */
   onListen?: (url: URL) => void;
   /** Aborting it closes the server like {@linkcode SpoolServer.close}. */
@@ -103,13 +113,17 @@ export async function startServer(
   const registry = await ResourceRegistry.load(store, { checkpointMs });
   const sockets = new Set<WebSocket>();
   const uploadWindow = options.uploadWindow ?? 8 * 1024 * 1024;
-  const frameSize = options.frameSize ?? 256 * 1024;
+  const frameSize = options.frameSize ?? 64 * 1024;
   const readWindow = options.readWindow ?? 4 * 1024 * 1024;
   const downloadOptions = {
     frameSize,
     defaultWindow: readWindow,
     maxWindow: Math.max(readWindow, 64 * 1024 * 1024),
-    highWaterMark: Math.max(4 * frameSize, 1024 * 1024),
+    scratch: new ArrayBuffer(DATA_FRAME_HEADER_SIZE + frameSize),
+    sendBudget: new SendBudget(options.sendBufferBudget ?? 64 * 1024 * 1024, {
+      min: frameSize,
+      max: 4 * 1024 * 1024,
+    }),
   };
   const publicUrl = options.publicUrl === undefined
     ? undefined

@@ -1,10 +1,13 @@
 /** Test helpers: real servers on loopback in temporary directories. */
 
 import {
+  FileStore,
+  type ResourceWriter,
   type ServerOptions,
   type SpoolServer,
   startServer,
 } from "../server/mod.ts";
+import type { ResourceStatus } from "../protocol/mod.ts";
 
 /** A server on 127.0.0.1 with a fresh data directory, removed on dispose. */
 export interface TestServer extends SpoolServer {
@@ -119,4 +122,25 @@ export async function spawnServer(
     while (!(await lines.read()).done) { /* discard */ }
   })();
   return { process, url: new URL(match[1]) };
+}
+
+/**
+ * The real file store with a slow disk: every append waits for `pace()`
+ * before it is written, so tests can hold writes back deterministically.
+ */
+export class SlowFileStore extends FileStore {
+  /** Called before each append; the append waits for the promise. */
+  pace: (chunk: Uint8Array) => Promise<void> = () => Promise.resolve();
+
+  override async create(status: ResourceStatus): Promise<ResourceWriter> {
+    const writer = await super.create(status);
+    return {
+      append: async (chunk) => {
+        await this.pace(chunk);
+        await writer.append(chunk);
+      },
+      sync: () => writer.sync(),
+      close: () => writer.close(),
+    };
+  }
 }

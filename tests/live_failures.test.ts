@@ -7,7 +7,13 @@ import {
   startUpload,
   upload,
 } from "../mod.ts";
-import { randomBytes, readAll, sha256, startTestServer } from "./_helpers.ts";
+import {
+  randomBytes,
+  readAll,
+  sha256,
+  SlowFileStore,
+  startTestServer,
+} from "./_helpers.ts";
 import { RawSocket } from "./_raw_socket.ts";
 
 function resourceUrl(server: { url: URL }, id: string): URL {
@@ -304,8 +310,16 @@ Deno.test("a checksum mismatch at end-of-input fails the resource with a reason"
   await socket.close();
 });
 
-Deno.test("an uploader ignoring the window is stopped with flow-control", async () => {
-  await using server = await startTestServer({ uploadWindow: 64 * 1024 });
+Deno.test("an uploader ignoring the window on a stalled disk is stopped with flow-control", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "spool-slow-" });
+  const store = new SlowFileStore(dataDir);
+  const disk = Promise.withResolvers<void>();
+  store.pace = () => disk.promise; // the disk stalls until released
+  await using server = await startTestServer({
+    store,
+    dataDir,
+    uploadWindow: 64 * 1024,
+  });
   const url = new URL("upload", server.url);
   url.protocol = "ws:";
   const socket = await RawSocket.open(url);
@@ -313,13 +327,54 @@ Deno.test("an uploader ignoring the window is stopped with flow-control", async 
   const ready = await socket.expect("ready-for-upload");
   assertEquals(ready.window, 64 * 1024);
   const chunk = randomBytes(64 * 1024);
-  for (let i = 0; i < 64; i++) socket.send(chunk);
+  for (let i = 0; i < 4; i++) socket.send(chunk);
   const error = await socket.expect("error");
   assertEquals(error.code, "flow-control");
+  assertEquals(
+    error.message,
+    `${
+      3 * 64 * 1024
+    } bytes sent beyond the last acknowledgement; expected at most the window of ${
+      64 * 1024
+    } bytes`,
+  );
+  disk.resolve();
   await socket.close();
-  const status = server.registry.get(String(ready.id))!.status;
+  const status = await server.registry.get(String(ready.id))!.fail("unused");
   assertEquals(status.status, "FAILED");
-  assert(status.error!.startsWith("flow control violated"));
+  assert(status.error!.startsWith("flow control violated"), status.error);
+  await Deno.remove(dataDir, { recursive: true });
+});
+
+Deno.test("a fast uploader on a slow disk keeps the server within the window", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "spool-slow-" });
+  const store = new SlowFileStore(dataDir);
+  const window = 256 * 1024;
+  await using server = await startTestServer({
+    store,
+    dataDir,
+    uploadWindow: window,
+  });
+  const up = await startUpload(server.url, { name: "paced" });
+  const resource = server.registry.get(up.id)!;
+  let peak = 0;
+  store.pace = async () => {
+    // Bytes the server holds but has not written: never more than the window.
+    peak = Math.max(peak, resource.pendingWrites);
+    await new Promise((resolve) => setTimeout(resolve, 1)); // a slow disk
+  };
+  const data = randomBytes(4 * 1024 * 1024, 13);
+  for (let offset = 0; offset < data.byteLength; offset += 16 * 1024) {
+    await up.write(data.subarray(offset, offset + 16 * 1024));
+  }
+  const final = await up.finish();
+  await up.closed();
+  assertEquals(final.sha256, await sha256(data));
+  assert(
+    peak > 0 && peak <= window,
+    `server held ${peak} unwritten bytes; window ${window}`,
+  );
+  await Deno.remove(dataDir, { recursive: true });
 });
 
 Deno.test("a failed resource does not affect another upload in progress", async () => {
