@@ -10,6 +10,7 @@
  *   followers REF N              N followers to the end; bytes each got
  *   ws-followers URL N           N bare WebSockets counting bytes until `end`
  *   idle REF N                   N open download sockets until stdin closes
+ *   ws-idle URL N                N bare WebSockets until stdin closes
  *   mixed SERVER N MIB           N resources, each uploaded and followed once,
  *                                MIB MiB in all
  */
@@ -151,6 +152,24 @@ async function idle(reference: string, count: number): Promise<void> {
   report({ closed: count });
 }
 
+async function wsIdle(url: string, count: number): Promise<void> {
+  const sockets: WebSocket[] = [];
+  for (let i = 0; i < count; i++) {
+    const socket = new WebSocket(url);
+    await new Promise((resolve) => socket.onmessage = resolve); // "ready"
+    sockets.push(socket);
+  }
+  console.log(JSON.stringify({ ready: count }));
+  for await (const _ of Deno.stdin.readable) { /* wait */ }
+  await Promise.all(sockets.map((socket) =>
+    new Promise((resolve) => {
+      socket.onclose = resolve;
+      socket.close();
+    })
+  ));
+  report({ closed: count });
+}
+
 async function mixed(
   server: string,
   count: number,
@@ -200,6 +219,9 @@ switch (command) {
     break;
   case "ws-followers":
     await wsFollowers(args[0], Number(args[1]));
+    break;
+  case "ws-idle":
+    await wsIdle(args[0], Number(args[1]));
     break;
   case "idle":
     await idle(args[0], Number(args[1]));

@@ -107,13 +107,7 @@ export function serveDownloadSocket(
   const sessions = new Map<number, ReadSession>();
   let unwatch: (() => void) | undefined;
 
-  /**
-   * One frame buffer per socket for bytes copied from memory: between the
-   * copy and `send()` (which copies) nothing awaits, so requests can share it.
-   */
-  const sharedFrame = new ArrayBuffer(
-    DATA_FRAME_HEADER_SIZE + options.frameSize,
-  );
+  const sharedFrame = options.scratch;
 
   /** Waits until `session` may send; false if it should stop instead. */
   const mayContinue = async (session: ReadSession): Promise<boolean> => {
