@@ -38,6 +38,8 @@ const DEFAULT_WINDOW = 4 * 1024 * 1024;
 /** Receive side of one read request. */
 class PendingRead {
   readonly chunks: Uint8Array[] = [];
+  /** A follow ends with the resource: it fails as soon as a FAILED status arrives. */
+  follow = false;
   done = false;
   error: Error | undefined;
   consumed = 0;
@@ -135,6 +137,19 @@ export class Download {
         }
         if (isTerminal(message.resource)) this.#statusStreams.clear();
         for (const waiter of this.#statusWaiters.splice(0)) waiter();
+        if (message.resource.status === "FAILED") {
+          // Bytes already queued are still delivered; then the follow fails.
+          const failure = new ResourceFailedError(
+            message.resource.id,
+            message.resource.error ?? "unknown reason",
+          );
+          for (const read of this.#reads.values()) {
+            if (read.follow && !read.done) {
+              read.error ??= failure;
+              read.notify();
+            }
+          }
+        }
         break;
       case "read-end": {
         const read = this.#reads.get(message.requestId);
@@ -253,8 +268,10 @@ export class Download {
     const requestId = this.#nextRequestId;
     this.#nextRequestId = (this.#nextRequestId + 1) % 0x1_0000_0000;
     const pending = new PendingRead();
+    const request = build(requestId);
+    pending.follow = request.type === "follow";
     this.#reads.set(requestId, pending);
-    this.#socket.send(JSON.stringify(build(requestId)));
+    this.#socket.send(JSON.stringify(request));
     let granted = 0;
     const forget = () => this.#reads.delete(requestId);
     return new ReadableStream<Uint8Array>({
