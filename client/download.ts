@@ -172,11 +172,14 @@ export class Download {
           ? undefined
           : this.#reads.get(message.requestId);
         if (read) {
-          read.error = error;
+          read.error ??= error;
           read.notify();
-        } else {
+        } else if (message.requestId === undefined) {
+          // Not about any request: the socket itself; nobody else can see it.
           console.error(`spool: server reported: ${message.message}`);
         }
+        // An error for a request that already ended (cancelled, or a follow
+        // failed by its FAILED status) is a benign race: nothing is waiting.
         break;
       }
     }

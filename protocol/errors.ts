@@ -18,6 +18,7 @@ export const ERROR_CODES = [
   "unknown-request",
   "duplicate-request",
   "flow-control",
+  "limit-exceeded",
   "upload-failed",
   "resource-failed",
   "checksum-mismatch",

@@ -15,6 +15,7 @@ import type {
   ReadMessage,
 } from "../protocol/messages.ts";
 import { isTerminal } from "../protocol/status.ts";
+import { limitExceeded } from "./limits.ts";
 import {
   DATA_FRAME_HEADER_SIZE,
   stampDataFrame,
@@ -40,6 +41,8 @@ export interface DownloadSocketOptions {
   defaultWindow: number;
   /** Largest credit a reader may grant. */
   maxWindow: number;
+  /** Reads and follows in flight on one socket. */
+  maxRequests: number;
   /** Send-buffer memory shared by all download sockets of the server. */
   sendBudget: SendBudget;
   /**
@@ -246,6 +249,14 @@ export function serveDownloadSocket(
         { requestId },
       );
     }
+    if (sessions.size >= options.maxRequests) {
+      throw limitExceeded(
+        "maxRequestsPerSocket",
+        options.maxRequests,
+        `request ${requestId} (${sessions.size} in flight on this socket)`,
+        { requestId },
+      );
+    }
     const status = resource.status;
     if (request.type === "read" && request.end > status.size) {
       throw new SpoolError(
@@ -337,21 +348,28 @@ export function serveDownloadSocket(
   };
 }
 
+/** Close code when a download socket is refused for a limit (4000 + HTTP 429). */
+export const CLOSE_LIMIT = 4429;
+
 /**
- * Accepts a download socket whose reference names no resource: reports
- * `not-found` and closes with {@linkcode CLOSE_NOT_FOUND}.
+ * Accepts a download socket only to refuse it: reports `error` and closes
+ * with `code` ({@linkcode CLOSE_NOT_FOUND} or {@linkcode CLOSE_LIMIT}).
  *
  * @example
  * ```ts ignore
- * rejectDownloadSocket(socket, "no resource with id 'x'");
+ * rejectDownloadSocket(socket, new SpoolError("not-found", "no resource"), CLOSE_NOT_FOUND);
  * ```
  */
-export function rejectDownloadSocket(socket: WebSocket, message: string): void {
+export function rejectDownloadSocket(
+  socket: WebSocket,
+  error: SpoolError,
+  code: number,
+): void {
   socket.onopen = () => {
-    sendError(socket, new SpoolError("not-found", message));
-    socket.close(CLOSE_NOT_FOUND, "resource not found");
+    sendError(socket, error);
+    socket.close(code, error.code);
   };
   socket.onerror = () => {
-    // Nothing to clean up: this socket never had a resource.
+    // Nothing to clean up: this socket never served a resource.
   };
 }

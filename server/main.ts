@@ -7,6 +7,7 @@
 
 import { integerFlag, parseFlags, UsageError } from "../cli/args.ts";
 import { startServer } from "./server.ts";
+import { LIMIT_FLAGS, type ServerLimits } from "./limits.ts";
 
 const HELP = `Usage: deno run -A server/main.ts [options]
 
@@ -22,6 +23,14 @@ Options:
                       the uploader connected to)
   --durable           fdatasync the store at every checkpoint
   -h, --help          show this help
+
+Limits (hitting one gives a "limit-exceeded" error naming it, never a crash):
+  --max-resource-bytes N        largest resource (default 1 TiB)
+  --max-uploads N               uploads in progress at once (default 10000)
+  --max-watchers-per-resource N download sockets on one resource (default 20000)
+  --max-watchers N              download sockets on the server (default 100000)
+  --max-requests-per-socket N   reads in flight on one socket (default 64)
+  --upload-idle-timeout-ms N    an upload silent this long fails (default 300000)
 
 Endpoints: ws://HOST:PORT/upload, ws://HOST:PORT/resources/{id}
 Exit codes: 0 after a clean shutdown, 2 for bad options, 1 for other errors.
@@ -40,7 +49,14 @@ export async function main(args: string[]): Promise<number> {
   let flags;
   try {
     flags = parseFlags(args, {
-      string: ["hostname", "port", "data-dir", "checkpoint-ms", "public-url"],
+      string: [
+        "hostname",
+        "port",
+        "data-dir",
+        "checkpoint-ms",
+        "public-url",
+        ...Object.values(LIMIT_FLAGS).map((flag) => flag.slice(2)),
+      ],
       boolean: ["durable", "help"],
       alias: { h: "help" },
     });
@@ -62,7 +78,12 @@ export async function main(args: string[]): Promise<number> {
   }
   const { strings } = flags;
   let port, checkpointMs;
+  const limits: Partial<ServerLimits> = {};
   try {
+    for (const [name, flag] of Object.entries(LIMIT_FLAGS)) {
+      const value = integerFlag(strings, flag.slice(2), { min: 1 });
+      if (value !== undefined) limits[name as keyof ServerLimits] = value;
+    }
     port = integerFlag(strings, "port", { min: 0, max: 65535, fallback: 8787 });
     checkpointMs = integerFlag(strings, "checkpoint-ms", { fallback: 250 });
     if (
@@ -92,6 +113,7 @@ export async function main(args: string[]): Promise<number> {
       checkpointMs,
       publicUrl: strings["public-url"],
       durable: flags.booleans.durable,
+      limits,
       signal: controller.signal,
       onListen: (url) => console.log(`Listening on ${url.href}`),
     });

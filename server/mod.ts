@@ -29,3 +29,6 @@ export {
   type StatusWatcher,
 } from "./resource.ts";
 export { DISCONNECTED_REASON } from "./upload_socket.ts";
+export * from "./limits.ts";
+export { CLOSE_LIMIT, CLOSE_NOT_FOUND } from "./download_socket.ts";
+export { CLOSE_IDLE } from "./upload_socket.ts";

@@ -12,9 +12,14 @@ import { ResourceRegistry } from "./registry.ts";
 import type { ResourceStore } from "./store.ts";
 import { serveUploadSocket } from "./upload_socket.ts";
 import {
+  CLOSE_LIMIT,
+  CLOSE_NOT_FOUND,
   rejectDownloadSocket,
   serveDownloadSocket,
 } from "./download_socket.ts";
+import { limitExceeded, resolveLimits, type ServerLimits } from "./limits.ts";
+import type { Resource } from "./resource.ts";
+import { SpoolError } from "../protocol/errors.ts";
 
 /** Options of {@linkcode startServer}; every one has a default. */
 export interface ServerOptions {
@@ -48,6 +53,8 @@ export interface ServerOptions {
   sendBufferBudget?: number;
   /** Called once the server listens, with its URL. */
   onListen?: (url: URL) => void;
+  /** Limits; each unset one has its default ({@linkcode DEFAULT_LIMITS}). */
+  limits?: Partial<ServerLimits>;
   /** Aborting it closes the server like {@linkcode SpoolServer.close}. */
   signal?: AbortSignal;
 }
@@ -110,6 +117,7 @@ export async function startServer(
     new FileStore(options.dataDir ?? "./spool-data", {
       durable: options.durable,
     });
+  const limits = resolveLimits(options.limits);
   const registry = await ResourceRegistry.load(store, { checkpointMs });
   const sockets = new Set<WebSocket>();
   const uploadWindow = options.uploadWindow ?? 8 * 1024 * 1024;
@@ -119,6 +127,7 @@ export async function startServer(
     frameSize,
     defaultWindow: readWindow,
     maxWindow: Math.max(readWindow, 64 * 1024 * 1024),
+    maxRequests: limits.maxRequestsPerSocket,
     scratch: new ArrayBuffer(DATA_FRAME_HEADER_SIZE + frameSize),
     sendBudget: new SendBudget(options.sendBufferBudget ?? 64 * 1024 * 1024, {
       min: frameSize,
@@ -138,6 +147,48 @@ export async function startServer(
     if (reference.protocol === "https:") reference.protocol = "wss:";
     else if (reference.protocol === "http:") reference.protocol = "ws:";
     return reference.href;
+  };
+
+  // Download sockets per resource and in all, counted from the upgrade on.
+  const watchers = new WeakMap<Resource, number>();
+  let totalWatchers = 0;
+  const downloadRefusal = (
+    id: string,
+    resource: Resource | undefined,
+  ): { error: SpoolError; code: number } | undefined => {
+    if (!resource) {
+      return {
+        error: new SpoolError(
+          "not-found",
+          `no resource with id ${
+            JSON.stringify(id.slice(0, 64))
+          }; expected the id of a reference this server returned`,
+        ),
+        code: CLOSE_NOT_FOUND,
+      };
+    }
+    const onResource = watchers.get(resource) ?? 0;
+    if (onResource >= limits.maxWatchersPerResource) {
+      return {
+        error: limitExceeded(
+          "maxWatchersPerResource",
+          limits.maxWatchersPerResource,
+          `a download socket on resource ${resource.status.id} (${onResource} open)`,
+        ),
+        code: CLOSE_LIMIT,
+      };
+    }
+    if (totalWatchers >= limits.maxWatchers) {
+      return {
+        error: limitExceeded(
+          "maxWatchers",
+          limits.maxWatchers,
+          `a download socket (${totalWatchers} open on the server)`,
+        ),
+        code: CLOSE_LIMIT,
+      };
+    }
+    return undefined;
   };
 
   const upgrade = (
@@ -163,6 +214,7 @@ export async function startServer(
         registry,
         reference: referenceFor(request),
         window: uploadWindow,
+        limits,
       });
       return response;
     }
@@ -178,15 +230,19 @@ export async function startServer(
         });
       }
       const { socket, response } = upgrade(request);
-      if (resource) serveDownloadSocket(socket, resource, downloadOptions);
-      else {
-        rejectDownloadSocket(
-          socket,
-          `no resource with id ${
-            JSON.stringify(id.slice(0, 64))
-          }; expected the id of a reference this server returned`,
-        );
+      const refusal = downloadRefusal(id, resource);
+      if (refusal) {
+        rejectDownloadSocket(socket, refusal.error, refusal.code);
+        return response;
       }
+      const counted = resource!;
+      watchers.set(counted, (watchers.get(counted) ?? 0) + 1);
+      totalWatchers++;
+      socket.addEventListener("close", () => {
+        watchers.set(counted, watchers.get(counted)! - 1);
+        totalWatchers--;
+      });
+      serveDownloadSocket(socket, counted, downloadOptions);
       return response;
     }
     if (url.pathname === "/") {

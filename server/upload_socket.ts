@@ -17,6 +17,10 @@ import { parseUploadClientMessage } from "../protocol/validate.ts";
 import type { ResourceRegistry } from "./registry.ts";
 import type { Resource } from "./resource.ts";
 import { binaryData, sendError, sendJson } from "./_socket.ts";
+import { limitExceeded, type ServerLimits } from "./limits.ts";
+
+/** Close code for an upload socket that stayed silent too long (4000 + HTTP 408). */
+export const CLOSE_IDLE = 4408;
 
 /** Reason recorded when an uploader goes away before end-of-input. */
 export const DISCONNECTED_REASON =
@@ -29,6 +33,8 @@ export interface UploadSocketContext {
   reference(id: string): string;
   /** Bytes an uploader may send beyond the last acknowledgement. */
   window: number;
+  /** The server's limits. */
+  limits: ServerLimits;
 }
 
 type Phase =
@@ -76,6 +82,14 @@ export function serveUploadSocket(
         throw new SpoolError(
           "unexpected-message",
           `request-upload received while ${phase}; expected it only once, as the first message`,
+        );
+      }
+      const live = [...context.registry.live()].length;
+      if (live >= context.limits.maxUploads) {
+        throw limitExceeded(
+          "maxUploads",
+          context.limits.maxUploads,
+          `a new upload (${live} in progress)`,
         );
       }
       phase = "creating";
@@ -133,6 +147,15 @@ export function serveUploadSocket(
       return;
     }
     received += chunk.byteLength;
+    if (received > context.limits.maxResourceBytes) {
+      const error = limitExceeded(
+        "maxResourceBytes",
+        context.limits.maxResourceBytes,
+        `an upload of ${received} bytes or more`,
+      );
+      failUpload(error.message, error);
+      return;
+    }
     // A client that ignores the window would make us buffer without bound.
     if (received - acknowledged > 2 * context.window) {
       failUpload(
@@ -170,7 +193,31 @@ export function serveUploadSocket(
     });
   };
 
+  // One timer, re-armed lazily: resetting a timer on every frame costs more.
+  let lastActivity = performance.now();
+  let idleTimer: ReturnType<typeof setTimeout> | undefined;
+  const watchIdle = (delay: number) => {
+    idleTimer = setTimeout(() => {
+      idleTimer = undefined;
+      if (phase === "done" || socket.readyState !== WebSocket.OPEN) return;
+      const silent = performance.now() - lastActivity;
+      const timeout = context.limits.uploadIdleTimeoutMs;
+      if (silent < timeout) return watchIdle(timeout - silent);
+      const error = limitExceeded(
+        "uploadIdleTimeoutMs",
+        timeout,
+        `an upload socket silent for ${Math.round(silent)} ms`,
+      );
+      if (phase === "uploading") failUpload(error.message, error);
+      else sendError(socket, error);
+      phase = "done";
+      socket.close(CLOSE_IDLE, "idle timeout");
+    }, delay);
+  };
+  watchIdle(context.limits.uploadIdleTimeoutMs);
+
   socket.onmessage = (event) => {
+    lastActivity = performance.now();
     if (typeof event.data === "string") {
       onText(event.data).catch((error) => sendError(socket, error));
       return;
@@ -179,6 +226,7 @@ export function serveUploadSocket(
     if (chunk) onBinary(chunk);
   };
   socket.onclose = () => {
+    clearTimeout(idleTimer);
     if (phase === "uploading" || phase === "finishing") {
       // In "finishing" the end-of-input arrived and completion runs on.
       if (phase === "uploading") failUpload(DISCONNECTED_REASON);

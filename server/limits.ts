@@ -1,0 +1,95 @@
+/**
+ * Server limits: each has a default, a command-line flag and a specific
+ * `limit-exceeded` error that names it, so hitting one is never a crash.
+ *
+ * @module
+ */
+
+import { SpoolError } from "../protocol/errors.ts";
+
+/** Every limit of a server. */
+export interface ServerLimits {
+  /** Largest resource in bytes (`--max-resource-bytes`). Default 1 TiB. */
+  maxResourceBytes: number;
+  /** Uploads in progress at once (`--max-uploads`). Default 10 000. */
+  maxUploads: number;
+  /** Download sockets on one resource (`--max-watchers-per-resource`). Default 20 000. */
+  maxWatchersPerResource: number;
+  /** Download sockets on the server (`--max-watchers`). Default 100 000. */
+  maxWatchers: number;
+  /** Reads and follows in flight on one download socket (`--max-requests-per-socket`). Default 64. */
+  maxRequestsPerSocket: number;
+  /** An upload socket silent this long fails its upload (`--upload-idle-timeout-ms`). Default 5 minutes. */
+  uploadIdleTimeoutMs: number;
+}
+
+/** The defaults of {@linkcode ServerLimits}. */
+export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
+  maxResourceBytes: 2 ** 40,
+  maxUploads: 10_000,
+  maxWatchersPerResource: 20_000,
+  maxWatchers: 100_000,
+  maxRequestsPerSocket: 64,
+  uploadIdleTimeoutMs: 300_000,
+});
+
+/** The command-line flag of each limit, for error messages and `--help`. */
+export const LIMIT_FLAGS: Readonly<Record<keyof ServerLimits, string>> = Object
+  .freeze({
+    maxResourceBytes: "--max-resource-bytes",
+    maxUploads: "--max-uploads",
+    maxWatchersPerResource: "--max-watchers-per-resource",
+    maxWatchers: "--max-watchers",
+    maxRequestsPerSocket: "--max-requests-per-socket",
+    uploadIdleTimeoutMs: "--upload-idle-timeout-ms",
+  });
+
+/**
+ * The error for hitting `limit`: says what was refused, the limit's value
+ * and the flag that sets it.
+ *
+ * @example
+ * ```ts
+ * import { limitExceeded } from "./limits.ts";
+ * const error = limitExceeded("maxUploads", 10, "a new upload");
+ * console.log(error.message);
+ * // a new upload exceeds the server's limit of 10 (--max-uploads)
+ * ```
+ */
+export function limitExceeded(
+  limit: keyof ServerLimits,
+  value: number,
+  what: string,
+  options?: { requestId?: number },
+): SpoolError {
+  return new SpoolError(
+    "limit-exceeded",
+    `${what} exceeds the server's limit of ${value} (${LIMIT_FLAGS[limit]})`,
+    options,
+  );
+}
+
+/**
+ * Fills unset limits with defaults and checks the rest.
+ *
+ * @example
+ * ```ts
+ * import { resolveLimits } from "./limits.ts";
+ * resolveLimits({ maxUploads: 5 }).maxUploads; // 5
+ * ```
+ */
+export function resolveLimits(
+  limits: Partial<ServerLimits> = {},
+): ServerLimits {
+  const resolved = { ...DEFAULT_LIMITS, ...limits };
+  for (const [name, value] of Object.entries(resolved)) {
+    if (!Number.isSafeInteger(value) || value <= 0) {
+      throw new RangeError(
+        `limit ${name} is ${value}; expected a positive integer (${
+          LIMIT_FLAGS[name as keyof ServerLimits]
+        })`,
+      );
+    }
+  }
+  return resolved;
+}
