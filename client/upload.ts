@@ -1,6 +1,7 @@
 /**
  * The upload client: creates a resource, streams its bytes with credit-based
- * flow control and waits for the final status.
+ * flow control, survives lost connections by resuming from the server's
+ * committed offset, and waits for the final status.
  *
  * @module
  */
@@ -9,12 +10,15 @@ import { createHash } from "node:crypto";
 import { ResourceFailedError, SpoolError } from "../protocol/errors.ts";
 import type {
   EndOfInputMessage,
+  ReadyForUploadMessage,
   RequestUploadMessage,
+  ResumeUploadMessage,
   UploadServerMessage,
 } from "../protocol/messages.ts";
-import type { ResourceStatus } from "../protocol/status.ts";
+import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
 import { parseUploadServerMessage } from "../protocol/validate.ts";
 import { connect, describeClose, toSocketUrl } from "./_socket.ts";
+import { openDownload } from "./download.ts";
 
 /** What to upload, and how to describe it. */
 export interface UploadOptions {
@@ -26,6 +30,8 @@ export interface UploadOptions {
   metadata?: Record<string, string>;
   /** Send the SHA-256 of the bytes with end-of-input, so the server verifies them. Default `true`. */
   checksum?: boolean;
+  /** Reconnect and resume after a lost connection, within the server's grace period. Default `true`. */
+  resume?: boolean;
   /** Milliseconds to wait for the connection. Default 30 000. */
   connectTimeoutMs?: number;
   /** Aborting it aborts the upload (the resource becomes `FAILED`). */
@@ -34,11 +40,61 @@ export interface UploadOptions {
 
 /** Largest binary frame the client sends; bigger chunks are split. */
 const MAX_FRAME = 1024 * 1024;
+/** Close code that aborts an upload at once (no grace period). */
+const CLOSE_ABORT = 4000;
 
 /** A body the upload helpers accept: bytes, a stream of bytes, or a file path. */
 export type UploadBody = Uint8Array | ReadableStream<Uint8Array> | {
   path: string | URL;
 };
+
+/** Sends one upload-socket message and resolves with the server's `ready-for-upload`. */
+async function handshake(
+  socket: WebSocket,
+  request: RequestUploadMessage | ResumeUploadMessage,
+): Promise<ReadyForUploadMessage> {
+  try {
+    return await new Promise<ReadyForUploadMessage>((resolve, reject) => {
+      socket.onmessage = (event) => {
+        try {
+          const message = parseUploadServerMessage(String(event.data));
+          if (message.type === "ready-for-upload") resolve(message);
+          else if (message.type === "error") {
+            reject(new SpoolError(message.code, message.message));
+          } else {
+            reject(
+              new SpoolError(
+                "unexpected-message",
+                `expected ready-for-upload, got ${message.type}`,
+              ),
+            );
+          }
+        } catch (error) {
+          reject(error);
+        }
+      };
+      socket.onclose = (event) =>
+        reject(
+          new SpoolError(
+            "connection-closed",
+            `upload socket closed (${
+              describeClose(event)
+            }) before ready-for-upload`,
+          ),
+        );
+      socket.send(JSON.stringify(request));
+    });
+  } catch (error) {
+    if (socket.readyState <= WebSocket.OPEN) socket.close();
+    throw error;
+  }
+}
+
+function uploadUrl(server: string | URL): string {
+  const url = toSocketUrl(server);
+  url.pathname = `${url.pathname.replace(/\/$/, "")}/upload`;
+  return url.href;
+}
 
 /**
  * An upload in progress. Obtain one with {@linkcode startUpload}; write bytes
@@ -58,43 +114,58 @@ export class Upload {
   readonly id: string;
   /** The download reference (`ws:` URL) anyone may open. */
   readonly reference: string;
-  readonly #socket: WebSocket;
+  readonly #url: string;
+  readonly #token: string;
   readonly #window: number;
+  readonly #graceMs: number;
+  readonly #resume: boolean;
+  readonly #connectTimeoutMs: number | undefined;
   readonly #hash: ReturnType<typeof createHash> | undefined;
+  #socket: WebSocket;
+  /** False while a lost connection is being resumed. */
+  #connected = true;
+  #reconnects = 0;
   #sent = 0;
   #acknowledged = 0;
+  /** Sent but unacknowledged frames, resent after a resume; the window bounds them. */
+  #unacknowledged: { offset: number; bytes: Uint8Array }[] = [];
   #failure: Error | undefined;
   #ended = false;
-  #wakeWriter: (() => void) | undefined;
+  /** The final status arrived: a close now is the normal end. */
+  #done = false;
+  #endOfInput: EndOfInputMessage | undefined;
+  #aborted = false;
+  #waiters: (() => void)[] = [];
   /** Serialises writes: bytes go out in call order and one writer waits at a time. */
   #writeChain: Promise<void> = Promise.resolve();
   #final: PromiseWithResolvers<ResourceStatus> = Promise.withResolvers();
+  #closed: PromiseWithResolvers<void> = Promise.withResolvers();
   #writable: WritableStream<Uint8Array> | undefined;
 
   /** @internal Use {@linkcode startUpload}. */
   constructor(
     socket: WebSocket,
-    ready: { id: string; reference: string; window: number },
-    options: { checksum: boolean },
+    ready: ReadyForUploadMessage,
+    options: {
+      url: string;
+      checksum: boolean;
+      resume: boolean;
+      connectTimeoutMs?: number;
+    },
   ) {
-    this.#socket = socket;
     this.id = ready.id;
     this.reference = ready.reference;
+    this.#url = options.url;
+    this.#token = ready.token;
     this.#window = ready.window;
+    this.#graceMs = ready.resumeGraceMs ?? 0;
+    this.#resume = options.resume;
+    this.#connectTimeoutMs = options.connectTimeoutMs;
     this.#hash = options.checksum ? createHash("sha256") : undefined;
     // Nobody may be awaiting the final status yet; don't report it as unhandled.
     this.#final.promise.catch(() => {});
-    socket.onmessage = (event) => this.#onMessage(event);
-    socket.onclose = (event) => {
-      this.#setFailure(
-        new SpoolError(
-          "connection-closed",
-          `upload socket closed (${
-            describeClose(event)
-          }) before the final status`,
-        ),
-      );
-    };
+    this.#socket = socket;
+    this.#attach(socket);
   }
 
   /** Bytes sent so far. */
@@ -105,6 +176,16 @@ export class Upload {
   /** Bytes the server has written to its store. */
   get acknowledged(): number {
     return this.#acknowledged;
+  }
+
+  /** How many times a lost connection was resumed. */
+  get reconnects(): number {
+    return this.#reconnects;
+  }
+
+  #attach(socket: WebSocket): void {
+    socket.onmessage = (event) => this.#onMessage(event);
+    socket.onclose = (event) => this.#onClose(socket, event);
   }
 
   #onMessage(event: MessageEvent): void {
@@ -124,21 +205,10 @@ export class Upload {
     }
     switch (message.type) {
       case "ack":
-        this.#acknowledged = message.offset;
-        this.#wake();
+        this.#acknowledge(message.offset);
         break;
       case "final-status":
-        this.#ended = true;
-        if (message.resource.status === "COMPLETED") {
-          this.#final.resolve(message.resource);
-        } else {
-          this.#final.reject(
-            new ResourceFailedError(
-              message.resource.id,
-              message.resource.error ?? "unknown reason",
-            ),
-          );
-        }
+        this.#settle(message.resource);
         this.#socket.close(1000, "upload completed");
         break;
       case "error":
@@ -155,6 +225,131 @@ export class Upload {
     }
   }
 
+  #acknowledge(offset: number): void {
+    this.#acknowledged = Math.max(this.#acknowledged, offset);
+    while (
+      this.#unacknowledged.length > 0 &&
+      this.#unacknowledged[0].offset +
+            this.#unacknowledged[0].bytes.byteLength <= offset
+    ) {
+      this.#unacknowledged.shift();
+    }
+    this.#wake();
+  }
+
+  #settle(status: ResourceStatus): void {
+    this.#ended = true;
+    this.#done = true;
+    if (status.status === "COMPLETED") this.#final.resolve(status);
+    else {this.#final.reject(
+        new ResourceFailedError(status.id, status.error ?? "unknown reason"),
+      );}
+  }
+
+  #onClose(socket: WebSocket, event: CloseEvent): void {
+    if (socket !== this.#socket) return;
+    if (this.#done || this.#failure) {
+      this.#closed.resolve();
+      return;
+    }
+    if (!this.#aborted && this.#resume && this.#graceMs > 0) {
+      this.#connected = false;
+      this.#reconnect(performance.now() + this.#graceMs, event).catch(
+        (error) => {
+          this.#setFailure(error);
+          this.#closed.resolve();
+        },
+      );
+      return;
+    }
+    this.#setFailure(
+      new SpoolError(
+        "connection-closed",
+        `upload socket closed (${
+          describeClose(event)
+        }) before the final status`,
+      ),
+    );
+    this.#closed.resolve();
+  }
+
+  /** Reconnects and resumes until the server's grace period runs out. */
+  async #reconnect(deadline: number, lost: CloseEvent): Promise<void> {
+    let pause = 50;
+    let lastError: Error = new SpoolError(
+      "connection-closed",
+      `upload socket closed (${describeClose(lost)})`,
+    );
+    while (performance.now() < deadline && !this.#aborted) {
+      try {
+        const socket = await connect(this.#url, {
+          timeoutMs: Math.min(
+            this.#connectTimeoutMs ?? 30_000,
+            Math.max(1, deadline - performance.now()),
+          ),
+        });
+        const ready = await handshake(socket, {
+          type: "resume-upload",
+          id: this.id,
+          token: this.#token,
+        });
+        this.#resumeOn(socket, ready.offset);
+        return;
+      } catch (error) {
+        lastError = error as Error;
+        if (
+          error instanceof SpoolError && error.code === "not-found" &&
+          this.#ended
+        ) {
+          // The upload finished, but its final status was lost with the connection.
+          await this.#finalFromReference();
+          return;
+        }
+        if (
+          error instanceof SpoolError &&
+          (error.code === "not-found" || error.code === "forbidden")
+        ) {
+          throw error;
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, pause));
+      pause = Math.min(pause * 2, 1000);
+    }
+    throw new SpoolError(
+      "connection-closed",
+      `upload connection lost and not resumed within the server's grace period of ${this.#graceMs} ms: ${lastError.message}`,
+      { cause: lastError },
+    );
+  }
+
+  #resumeOn(socket: WebSocket, offset: number): void {
+    const first = this.#unacknowledged[0]?.offset ?? this.#sent;
+    if (offset < first || offset > this.#sent) {
+      socket.close();
+      throw new SpoolError(
+        "unexpected-message",
+        `the server resumed at byte ${offset}; expected an offset from ${first} to ${this.#sent}`,
+      );
+    }
+    this.#socket = socket;
+    this.#attach(socket);
+    this.#reconnects++;
+    this.#acknowledge(offset);
+    for (const { offset: start, bytes } of this.#unacknowledged) {
+      socket.send(offset > start ? bytes.subarray(offset - start) : bytes);
+    }
+    if (this.#endOfInput) socket.send(JSON.stringify(this.#endOfInput));
+    this.#connected = true;
+    this.#wake();
+  }
+
+  async #finalFromReference(): Promise<void> {
+    await using download = await openDownload(this.reference);
+    const status = await download.waitForStatus(isTerminal);
+    this.#settle(status);
+    this.#closed.resolve();
+  }
+
   #setFailure(error: Error): void {
     this.#failure ??= error;
     this.#final.reject(this.#failure);
@@ -162,14 +357,20 @@ export class Upload {
   }
 
   #wake(): void {
-    const wake = this.#wakeWriter;
-    this.#wakeWriter = undefined;
-    wake?.();
+    for (const waiter of this.#waiters.splice(0)) waiter();
+  }
+
+  async #waitUntil(ready: () => boolean): Promise<void> {
+    while (!this.#failure && !ready()) {
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    }
+    if (this.#failure) throw this.#failure;
   }
 
   /**
    * Sends `chunk`; resolves once it is handed to the socket. Waits while the
-   * server's window is full, so memory stays bounded whatever the producer.
+   * server's window is full or a lost connection is being resumed, so memory
+   * stays bounded whatever the producer.
    */
   write(chunk: Uint8Array): Promise<void> {
     const written = this.#writeChain.then(() => this.#writeNow(chunk));
@@ -188,15 +389,15 @@ export class Upload {
     }
     for (let offset = 0; offset < chunk.byteLength; offset += MAX_FRAME) {
       const piece = chunk.subarray(offset, offset + MAX_FRAME);
-      while (
-        !this.#failure &&
-        this.#sent - this.#acknowledged + piece.byteLength > this.#window
-      ) {
-        await new Promise<void>((resolve) => this.#wakeWriter = resolve);
-      }
-      if (this.#failure) throw this.#failure;
+      await this.#waitUntil(() =>
+        this.#connected &&
+        this.#sent - this.#acknowledged + piece.byteLength <= this.#window
+      );
       this.#socket.send(piece);
       this.#hash?.update(piece);
+      if (this.#resume && this.#graceMs > 0) {
+        this.#unacknowledged.push({ offset: this.#sent, bytes: piece });
+      }
       this.#sent += piece.byteLength;
     }
   }
@@ -217,15 +418,17 @@ export class Upload {
    * Signals end of input and resolves with the final `COMPLETED` status;
    * rejects with {@linkcode ResourceFailedError} if the server failed it.
    */
-  finish(): Promise<ResourceStatus> {
-    if (this.#failure) return Promise.reject(this.#failure);
+  async finish(): Promise<ResourceStatus> {
+    await this.#writeChain;
+    if (this.#failure) throw this.#failure;
     if (!this.#ended) {
       this.#ended = true;
       const message: EndOfInputMessage = { type: "end-of-input" };
       if (this.#hash) message.sha256 = this.#hash.digest("hex");
-      this.#socket.send(JSON.stringify(message));
+      this.#endOfInput = message;
+      if (this.#connected) this.#socket.send(JSON.stringify(message));
     }
-    return this.#final.promise;
+    return await this.#final.promise;
   }
 
   /** Resolves with the final status once the server sent it (after {@linkcode Upload.finish}). */
@@ -235,9 +438,10 @@ export class Upload {
 
   /**
    * Aborts: closes the socket before end-of-input, so the server marks the
-   * resource `FAILED`.
+   * resource `FAILED` at once.
    */
   abort(reason?: unknown): void {
+    this.#aborted = true;
     this.#setFailure(
       new SpoolError(
         "connection-closed",
@@ -248,16 +452,13 @@ export class Upload {
       ),
     );
     if (this.#socket.readyState <= WebSocket.OPEN) {
-      this.#socket.close(4000, "upload aborted");
+      this.#socket.close(CLOSE_ABORT, "upload aborted");
     }
   }
 
-  /** Waits for the socket to be closed. */
+  /** Waits until the upload is over and its socket closed. */
   closed(): Promise<void> {
-    if (this.#socket.readyState === WebSocket.CLOSED) return Promise.resolve();
-    return new Promise((resolve) =>
-      this.#socket.addEventListener("close", () => resolve())
-    );
+    return this.#closed.promise;
   }
 
   /** Sends every byte of `body`, then finishes; resolves with the final status. */
@@ -294,55 +495,22 @@ export async function startUpload(
   server: string | URL,
   options: UploadOptions,
 ): Promise<Upload> {
-  const url = toSocketUrl(server);
-  url.pathname = `${url.pathname.replace(/\/$/, "")}/upload`;
-  const socket = await connect(url.href, {
+  const url = uploadUrl(server);
+  const socket = await connect(url, {
     timeoutMs: options.connectTimeoutMs,
     signal: options.signal,
   });
-  const ready = await new Promise<
-    { id: string; reference: string; window: number }
-  >(
-    (resolve, reject) => {
-      socket.onmessage = (event) => {
-        try {
-          const message = parseUploadServerMessage(String(event.data));
-          if (message.type === "ready-for-upload") resolve(message);
-          else if (message.type === "error") {
-            reject(new SpoolError(message.code, message.message));
-          } else {reject(
-              new SpoolError(
-                "unexpected-message",
-                `expected ready-for-upload, got ${message.type}`,
-              ),
-            );}
-        } catch (error) {
-          reject(error);
-        }
-      };
-      socket.onclose = (event) =>
-        reject(
-          new SpoolError(
-            "connection-closed",
-            `upload socket closed (${
-              describeClose(event)
-            }) before ready-for-upload`,
-          ),
-        );
-      const request: RequestUploadMessage = {
-        type: "request-upload",
-        name: options.name,
-        mimeType: options.mimeType ?? "application/octet-stream",
-        metadata: options.metadata ?? {},
-      };
-      socket.send(JSON.stringify(request));
-    },
-  ).catch((error) => {
-    socket.close();
-    throw error;
+  const ready = await handshake(socket, {
+    type: "request-upload",
+    name: options.name,
+    mimeType: options.mimeType ?? "application/octet-stream",
+    metadata: options.metadata ?? {},
   });
   const upload = new Upload(socket, ready, {
+    url,
     checksum: options.checksum ?? true,
+    resume: options.resume ?? true,
+    connectTimeoutMs: options.connectTimeoutMs,
   });
   options.signal?.addEventListener(
     "abort",

@@ -22,6 +22,20 @@ export interface RequestUploadMessage {
   metadata?: Record<string, string>;
 }
 
+/**
+ * Uploader → server, as the first message of a new socket: continue upload
+ * `id` after a lost connection. The server answers `ready-for-upload` with
+ * the `offset` to continue from.
+ */
+export interface ResumeUploadMessage {
+  /** The message type. */
+  type: "resume-upload";
+  /** The resource id. */
+  id: string;
+  /** The write token from the first `ready-for-upload`. */
+  token: string;
+}
+
 /** Uploader → server: no more bytes follow. */
 export interface EndOfInputMessage {
   /** The message type. */
@@ -40,6 +54,12 @@ export interface ReadyForUploadMessage {
   reference: string;
   /** Bytes the uploader may send beyond the last acknowledged offset. */
   window: number;
+  /** The write token: send it with `resume-upload` to continue after a lost connection. */
+  token: string;
+  /** Bytes the server holds: the uploader sends from here (0 for a new upload). */
+  offset: number;
+  /** How long the server keeps an upload whose connection was lost; 0 = not resumable. */
+  resumeGraceMs: number;
 }
 
 /** Server → uploader: bytes up to `offset` are written to the store. */
@@ -137,7 +157,10 @@ export interface ErrorMessage {
 }
 
 /** Messages an uploader sends. */
-export type UploadClientMessage = RequestUploadMessage | EndOfInputMessage;
+export type UploadClientMessage =
+  | RequestUploadMessage
+  | ResumeUploadMessage
+  | EndOfInputMessage;
 /** Messages the server sends on an upload socket. */
 export type UploadServerMessage =
   | ReadyForUploadMessage

@@ -152,7 +152,11 @@ function metadata(value: unknown): Record<string, string> {
   return result;
 }
 
-const UPLOAD_CLIENT_TYPES = ["request-upload", "end-of-input"] as const;
+const UPLOAD_CLIENT_TYPES = [
+  "request-upload",
+  "resume-upload",
+  "end-of-input",
+] as const;
 
 /**
  * Parses a message an uploader sent.
@@ -192,6 +196,22 @@ export function parseUploadClientMessage(text: string): UploadClientMessage {
           "application/octet-stream",
         metadata: metadata(message.metadata),
       };
+    }
+    case "resume-upload": {
+      const { id, token } = message;
+      if (typeof id !== "string" || id.length === 0 || id.length > 64) {
+        throw invalid("id", id, "the id of the upload to resume");
+      }
+      if (
+        typeof token !== "string" || token.length === 0 || token.length > 64
+      ) {
+        throw invalid(
+          "token",
+          token,
+          "the write token of its ready-for-upload",
+        );
+      }
+      return { type: "resume-upload", id, token };
     }
     case "end-of-input": {
       const { sha256 } = message;

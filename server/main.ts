@@ -22,6 +22,8 @@ Options:
   --public-url URL    base URL put in references (default: the URL
                       the uploader connected to)
   --durable           fdatasync the store at every checkpoint
+  --resume-grace-ms N how long an upload whose connection was lost may be
+                      resumed before it fails; 0 = never (default 10000)
   -h, --help          show this help
 
 Limits (hitting one gives a "limit-exceeded" error naming it, never a crash):
@@ -55,6 +57,7 @@ export async function main(args: string[]): Promise<number> {
         "data-dir",
         "checkpoint-ms",
         "public-url",
+        "resume-grace-ms",
         ...Object.values(LIMIT_FLAGS).map((flag) => flag.slice(2)),
       ],
       boolean: ["durable", "help"],
@@ -77,7 +80,7 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
   const { strings } = flags;
-  let port, checkpointMs;
+  let port, checkpointMs, resumeGraceMs;
   const limits: Partial<ServerLimits> = {};
   try {
     for (const [name, flag] of Object.entries(LIMIT_FLAGS)) {
@@ -86,6 +89,9 @@ export async function main(args: string[]): Promise<number> {
     }
     port = integerFlag(strings, "port", { min: 0, max: 65535, fallback: 8787 });
     checkpointMs = integerFlag(strings, "checkpoint-ms", { fallback: 250 });
+    resumeGraceMs = integerFlag(strings, "resume-grace-ms", {
+      fallback: 10_000,
+    });
     if (
       strings["public-url"] !== undefined &&
       !URL.canParse(strings["public-url"])
@@ -111,6 +117,7 @@ export async function main(args: string[]): Promise<number> {
       port,
       dataDir: strings["data-dir"],
       checkpointMs,
+      resumeGraceMs,
       publicUrl: strings["public-url"],
       durable: flags.booleans.durable,
       limits,

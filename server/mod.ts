@@ -31,4 +31,4 @@ export {
 export { DISCONNECTED_REASON } from "./upload_socket.ts";
 export * from "./limits.ts";
 export { CLOSE_LIMIT, CLOSE_NOT_FOUND } from "./download_socket.ts";
-export { CLOSE_IDLE } from "./upload_socket.ts";
+export { CLOSE_ABORT, CLOSE_IDLE, CLOSE_REPLACED } from "./upload_socket.ts";

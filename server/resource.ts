@@ -96,6 +96,11 @@ export class Resource {
     return this.#written;
   }
 
+  /** Resolves once every append so far has been written (or failed). */
+  async settled(): Promise<void> {
+    await this.#writeChain;
+  }
+
   /** Bytes received but not yet written. */
   get pendingWrites(): number {
     return this.#pendingWrites;

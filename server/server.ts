@@ -11,6 +11,7 @@ import { DATA_FRAME_HEADER_SIZE } from "../protocol/data_frame.ts";
 import { ResourceRegistry } from "./registry.ts";
 import type { ResourceStore } from "./store.ts";
 import { serveUploadSocket } from "./upload_socket.ts";
+import { UploadSessions } from "./upload_sessions.ts";
 import {
   CLOSE_LIMIT,
   CLOSE_NOT_FOUND,
@@ -53,6 +54,11 @@ export interface ServerOptions {
   sendBufferBudget?: number;
   /** Called once the server listens, with its URL. */
   onListen?: (url: URL) => void;
+  /**
+   * How long an upload whose connection was lost waits to be resumed before
+   * it fails, in ms; 0 fails it at once. Default 10 000.
+   */
+  resumeGraceMs?: number;
   /** Limits; each unset one has its default ({@linkcode DEFAULT_LIMITS}). */
   limits?: Partial<ServerLimits>;
   /** Aborting it closes the server like {@linkcode SpoolServer.close}. */
@@ -118,6 +124,13 @@ export async function startServer(
       durable: options.durable,
     });
   const limits = resolveLimits(options.limits);
+  const resumeGraceMs = options.resumeGraceMs ?? 10_000;
+  if (!Number.isInteger(resumeGraceMs) || resumeGraceMs < 0) {
+    throw new RangeError(
+      `resumeGraceMs is ${resumeGraceMs}; expected an integer >= 0`,
+    );
+  }
+  const sessions = new UploadSessions({ graceMs: resumeGraceMs });
   const registry = await ResourceRegistry.load(store, { checkpointMs });
   const sockets = new Set<WebSocket>();
   const uploadWindow = options.uploadWindow ?? 8 * 1024 * 1024;
@@ -215,6 +228,7 @@ export async function startServer(
         reference: referenceFor(request),
         window: uploadWindow,
         limits,
+        sessions,
       });
       return response;
     }
@@ -273,6 +287,7 @@ export async function startServer(
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      sessions.close();
       const live = [...registry.live()];
       await Promise.all(live.map((resource) => resource.fail(SHUTDOWN_REASON)));
       const closed = Promise.all(

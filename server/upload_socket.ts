@@ -1,8 +1,9 @@
 /**
- * The server side of an upload socket: one resource per socket. Flow control:
- * the uploader may have at most `window` bytes sent but not acknowledged, and
- * the server acknowledges bytes only once the store has written them, so a
- * fast producer on a slow disk never grows server memory without bound.
+ * The server side of an upload socket: one upload per socket, new or
+ * resumed. Flow control: the uploader may have at most `window` bytes sent
+ * but not acknowledged, and the server acknowledges bytes only once the store
+ * has written them, so a fast producer on a slow disk never grows server
+ * memory without bound.
  *
  * @module
  */
@@ -10,25 +11,32 @@
 import { SpoolError } from "../protocol/errors.ts";
 import type {
   AckMessage,
+  EndOfInputMessage,
   FinalStatusMessage,
   ReadyForUploadMessage,
+  RequestUploadMessage,
+  ResumeUploadMessage,
 } from "../protocol/messages.ts";
 import { parseUploadClientMessage } from "../protocol/validate.ts";
 import type { ResourceRegistry } from "./registry.ts";
-import type { Resource } from "./resource.ts";
 import { binaryData, sendError, sendJson } from "./_socket.ts";
 import { limitExceeded, type ServerLimits } from "./limits.ts";
+import type { UploadSession, UploadSessions } from "./upload_sessions.ts";
+
+export { DISCONNECTED_REASON } from "./upload_sessions.ts";
 
 /** Close code for an upload socket that stayed silent too long (4000 + HTTP 408). */
 export const CLOSE_IDLE = 4408;
-
-/** Reason recorded when an uploader goes away before end-of-input. */
-export const DISCONNECTED_REASON =
-  "the uploader disconnected before end-of-input";
+/** Close code for an upload socket whose upload was resumed on another socket. */
+export const CLOSE_REPLACED = 4409;
+/** Close code an uploader uses to abort: the upload fails at once, no grace period. */
+export const CLOSE_ABORT = 4000;
 
 /** Settings an upload socket needs from its server. */
 export interface UploadSocketContext {
   registry: ResourceRegistry;
+  /** Live uploads, their tokens and grace periods. */
+  sessions: UploadSessions;
   /** Builds the download reference of a resource id. */
   reference(id: string): string;
   /** Bytes an uploader may send beyond the last acknowledgement. */
@@ -60,73 +68,123 @@ export function serveUploadSocket(
 ): void {
   socket.binaryType = "arraybuffer";
   let phase: Phase = "awaiting-request";
-  let resource: Resource | undefined;
+  let session: UploadSession | undefined;
   let received = 0;
   let acknowledged = 0;
+  let unwatch: (() => void) | undefined;
+
+  /**
+   * While this socket holds the upload, an end decided elsewhere (shutdown,
+   * a limit, a grace period) reaches the uploader as its final status, so it
+   * does not try to resume an upload that is over.
+   */
+  const hold = (held: UploadSession) => {
+    session = held;
+    unwatch = held.resource.watch((status) => {
+      if (status.status !== "FAILED" || phase === "finishing") return;
+      unwatch?.();
+      const final: FinalStatusMessage = {
+        type: "final-status",
+        resource: status,
+      };
+      sendJson(socket, final);
+    });
+  };
+
+  /** Another socket resumed this upload: stop serving it here. */
+  const release = () => {
+    phase = "done";
+    unwatch?.();
+    if (socket.readyState <= WebSocket.OPEN) {
+      socket.close(CLOSE_REPLACED, "upload resumed on another connection");
+    }
+  };
 
   const failUpload = (reason: string, error?: SpoolError) => {
     if (error) sendError(socket, error);
+    // No byte is taken from here on; the FAILED status reaches the uploader
+    // through the watcher once it is recorded.
     phase = "done";
-    resource?.fail(reason).catch((cause) =>
+    if (!session) return;
+    context.sessions.end(session);
+    session.resource.fail(reason).catch((cause) =>
       console.error(
-        `spool: could not record failure of ${resource?.status.id}:`,
+        `spool: could not record failure of ${session?.resource.status.id}:`,
         cause,
       )
     );
   };
 
-  const onText = async (text: string) => {
-    const message = parseUploadClientMessage(text);
-    if (message.type === "request-upload") {
-      if (phase !== "awaiting-request") {
-        throw new SpoolError(
-          "unexpected-message",
-          `request-upload received while ${phase}; expected it only once, as the first message`,
-        );
-      }
-      const live = [...context.registry.live()].length;
-      if (live >= context.limits.maxUploads) {
-        throw limitExceeded(
-          "maxUploads",
-          context.limits.maxUploads,
-          `a new upload (${live} in progress)`,
-        );
-      }
-      phase = "creating";
-      try {
-        resource = await context.registry.create({
-          name: message.name,
-          mimeType: message.mimeType!,
-          metadata: message.metadata ?? {},
-        });
-      } catch (error) {
-        phase = "awaiting-request";
-        throw error;
-      }
-      if (socket.readyState !== WebSocket.OPEN) {
-        // The uploader left while the resource was being created.
-        failUpload(DISCONNECTED_REASON);
-        return;
-      }
-      phase = "uploading";
-      const ready: ReadyForUploadMessage = {
-        type: "ready-for-upload",
-        id: resource.status.id,
-        reference: context.reference(resource.status.id),
-        window: context.window,
-      };
-      sendJson(socket, ready);
-      return;
-    }
-    // end-of-input
-    if (phase !== "uploading") {
-      throw new SpoolError(
-        "unexpected-message",
-        `end-of-input received while ${phase}; expected it after ready-for-upload, once`,
+  const sendReady = (offset: number) => {
+    const { resource, token } = session!;
+    const ready: ReadyForUploadMessage = {
+      type: "ready-for-upload",
+      id: resource.status.id,
+      reference: context.reference(resource.status.id),
+      window: context.window,
+      token,
+      offset,
+      resumeGraceMs: context.sessions.graceMs,
+    };
+    sendJson(socket, ready);
+  };
+
+  const startUpload = async (message: RequestUploadMessage) => {
+    const live = [...context.registry.live()].length;
+    if (live >= context.limits.maxUploads) {
+      throw limitExceeded(
+        "maxUploads",
+        context.limits.maxUploads,
+        `a new upload (${live} in progress)`,
       );
     }
+    phase = "creating";
+    let resource;
+    try {
+      resource = await context.registry.create({
+        name: message.name,
+        mimeType: message.mimeType!,
+        metadata: message.metadata ?? {},
+      });
+    } catch (error) {
+      phase = "awaiting-request";
+      throw error;
+    }
+    hold(context.sessions.open(resource, release));
+    if (socket.readyState !== WebSocket.OPEN) {
+      // The uploader left while the resource was being created.
+      context.sessions.detach(session!, { abort: false });
+      phase = "done";
+      return;
+    }
+    phase = "uploading";
+    sendReady(0);
+  };
+
+  const resumeUpload = async (message: ResumeUploadMessage) => {
+    phase = "creating";
+    try {
+      hold(context.sessions.resume(message.id, message.token, release));
+    } catch (error) {
+      phase = "awaiting-request";
+      throw error;
+    }
+    // Bytes the old connection delivered are written before we name the offset.
+    await session!.resource.settled();
+    received = acknowledged = session!.resource.written;
+    if (socket.readyState !== WebSocket.OPEN) {
+      context.sessions.detach(session!, { abort: false });
+      phase = "done";
+      return;
+    }
+    phase = "uploading";
+    sendReady(received);
+  };
+
+  const endOfInput = async (message: EndOfInputMessage) => {
     phase = "finishing";
-    const status = await resource!.complete(message.sha256);
+    const status = await session!.resource.complete(message.sha256);
+    context.sessions.end(session!);
     phase = "done";
     const final: FinalStatusMessage = {
       type: "final-status",
@@ -135,8 +193,29 @@ export function serveUploadSocket(
     sendJson(socket, final);
   };
 
+  const onText = async (text: string) => {
+    const message = parseUploadClientMessage(text);
+    const expected: Record<typeof message.type, Phase> = {
+      "request-upload": "awaiting-request",
+      "resume-upload": "awaiting-request",
+      "end-of-input": "uploading",
+    };
+    if (phase !== expected[message.type]) {
+      throw new SpoolError(
+        "unexpected-message",
+        message.type === "end-of-input"
+          ? `end-of-input received while ${phase}; expected it after ready-for-upload, once`
+          : `${message.type} received while ${phase}; expected it only once, as the first message`,
+      );
+    }
+    if (message.type === "request-upload") await startUpload(message);
+    else if (message.type === "resume-upload") await resumeUpload(message);
+    else await endOfInput(message);
+  };
+
   const onBinary = (chunk: Uint8Array) => {
     if (phase !== "uploading") {
+      if (phase === "done" && session) return; // frames in flight after a release or failure
       sendError(
         socket,
         new SpoolError(
@@ -171,11 +250,13 @@ export function serveUploadSocket(
       );
       return;
     }
-    resource!.append(chunk).then((written) => {
+    const { resource } = session!;
+    resource.append(chunk).then((written) => {
+      if (phase === "done") return;
       // Acknowledge in batches: a message per frame would double the message rate.
       if (
         written - acknowledged >= context.window / 4 ||
-        resource!.pendingWrites === 0
+        resource.pendingWrites === 0
       ) {
         acknowledged = written;
         const ack: AckMessage = { type: "ack", offset: written };
@@ -225,11 +306,13 @@ export function serveUploadSocket(
     const chunk = binaryData(event.data);
     if (chunk) onBinary(chunk);
   };
-  socket.onclose = () => {
+  socket.onclose = (event) => {
     clearTimeout(idleTimer);
-    if (phase === "uploading" || phase === "finishing") {
-      // In "finishing" the end-of-input arrived and completion runs on.
-      if (phase === "uploading") failUpload(DISCONNECTED_REASON);
+    unwatch?.();
+    // In "finishing" the end-of-input arrived and completion runs on.
+    if (phase === "uploading" && session) {
+      phase = "done";
+      context.sessions.detach(session, { abort: event.code === CLOSE_ABORT });
     }
   };
   socket.onerror = () => {

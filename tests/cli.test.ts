@@ -56,7 +56,10 @@ async function firstLine(
 
 async function withServer(fn: (server: URL) => Promise<void>): Promise<void> {
   const dataDir = await Deno.makeTempDir({ prefix: "spool-cli-" });
-  const server = await spawnServer(dataDir);
+  // A killed uploader's resource fails after the resume grace period: keep it short.
+  const server = await spawnServer(dataDir, {
+    args: ["--resume-grace-ms", "100"],
+  });
   try {
     await fn(server.url);
   } finally {

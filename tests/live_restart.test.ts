@@ -18,7 +18,9 @@ import {
 Deno.test("a killed server restarts with completed resources intact and interrupted ones FAILED", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "spool-restart-" });
   try {
-    const first = await spawnServer(dataDir);
+    const first = await spawnServer(dataDir, {
+      args: ["--resume-grace-ms", "200"],
+    });
     const completeData = randomBytes(2 * 1024 * 1024 + 5, 21);
     let completedRef = "";
     await upload(first.url, completeData, {
@@ -43,7 +45,9 @@ Deno.test("a killed server restarts with completed resources intact and interrup
     );
     await watcher.close();
 
-    const second = await spawnServer(dataDir);
+    const second = await spawnServer(dataDir, {
+      args: ["--resume-grace-ms", "200"],
+    });
     const completed = await openDownload(
       completedRef.replace(first.url.host, second.url.host),
     );

@@ -1,0 +1,144 @@
+import { assert, assertEquals } from "@std/assert";
+import { DISCONNECTED_REASON, openDownload, startUpload } from "../mod.ts";
+import { CLOSE_REPLACED } from "../server/mod.ts";
+import { randomBytes, readAll, sha256, startTestServer } from "./_helpers.ts";
+import { CuttableProxy } from "./_proxy.ts";
+import { RawSocket } from "./_raw_socket.ts";
+
+function direct(reference: string, server: URL): string {
+  const url = new URL(reference);
+  url.host = server.host;
+  return url.href;
+}
+
+function uploadSocketUrl(server: URL): URL {
+  const url = new URL("upload", server);
+  url.protocol = "ws:";
+  return url;
+}
+
+Deno.test("resume: uploads survive cut connections; followers get every byte exactly once", async () => {
+  await using server = await startTestServer({
+    resumeGraceMs: 10_000,
+    uploadWindow: 256 * 1024,
+  });
+  await using proxy = new CuttableProxy(server.url);
+  const data = randomBytes(3 * 1024 * 1024 + 321, 41);
+  const up = await startUpload(proxy.url, { name: "flaky.bin" });
+  await using follower = await openDownload(direct(up.reference, server.url));
+  const followed = readAll(follower.follow());
+  const piece = 64 * 1024;
+  let cuts = 0;
+  for (let offset = 0; offset < data.byteLength; offset += piece) {
+    await up.write(data.subarray(offset, offset + piece));
+    // Cut the uploader's connection every 512 KiB, mid-stream.
+    if (offset % (512 * 1024) === 256 * 1024) {
+      await proxy.cut();
+      cuts++;
+    }
+  }
+  const final = await up.finish();
+  await up.closed();
+  assertEquals(final.status, "COMPLETED");
+  assertEquals(final.size, data.byteLength);
+  assertEquals(final.sha256, await sha256(data));
+  assert(
+    up.reconnects >= 1 && up.reconnects <= cuts,
+    `${up.reconnects} reconnects for ${cuts} cuts`,
+  );
+  assertEquals(proxy.accepted, up.reconnects + 1);
+  const bytes = await followed;
+  assertEquals(
+    bytes.byteLength,
+    data.byteLength,
+    "no duplicate and no missing byte",
+  );
+  assertEquals(await sha256(bytes), await sha256(data));
+});
+
+Deno.test("resume: a lost end-of-input or final status is recovered", async () => {
+  await using server = await startTestServer({ resumeGraceMs: 10_000 });
+  await using proxy = new CuttableProxy(server.url);
+  const data = randomBytes(100_000, 42);
+  const up = await startUpload(proxy.url, { name: "end.bin" });
+  await up.write(data);
+  const final = up.finish();
+  await proxy.cut(); // around end-of-input and the final status
+  const status = await final;
+  await up.closed();
+  assertEquals(status.status, "COMPLETED");
+  assertEquals(status.sha256, await sha256(data));
+});
+
+Deno.test("resume: past the grace period the resource fails", async () => {
+  await using server = await startTestServer({ resumeGraceMs: 100 });
+  const socket = await RawSocket.open(uploadSocketUrl(server.url));
+  socket.send({ type: "request-upload", name: "gone" });
+  const ready = await socket.expect("ready-for-upload");
+  assertEquals(ready.resumeGraceMs, 100);
+  assertEquals(ready.offset, 0);
+  await using watcher = await openDownload(String(ready.reference));
+  socket.send(randomBytes(10));
+  await socket.close(); // not an abort: the upload waits for a resume first
+  const failed = await watcher.waitForStatus((s) => s.status === "FAILED");
+  assertEquals(failed.error, DISCONNECTED_REASON);
+  const late = await RawSocket.open(uploadSocketUrl(server.url));
+  late.send({ type: "resume-upload", id: ready.id, token: ready.token });
+  const error = await late.expect("error");
+  assertEquals(error.code, "not-found");
+  await late.close();
+});
+
+Deno.test("resume: wrong tokens are refused; the rightful uploader takes over a stale socket", async () => {
+  await using server = await startTestServer({ resumeGraceMs: 10_000 });
+  const first = await RawSocket.open(uploadSocketUrl(server.url));
+  first.send({ type: "request-upload", name: "contested" });
+  const ready = await first.expect("ready-for-upload");
+  first.send(new Uint8Array([1, 2, 3]));
+  await first.expect("ack");
+
+  const thief = await RawSocket.open(uploadSocketUrl(server.url));
+  thief.send({ type: "resume-upload", id: ready.id, token: "x".repeat(22) });
+  const refused = await thief.expect("error");
+  assertEquals(refused.code, "forbidden");
+  assertEquals(
+    refused.message,
+    `wrong write token for upload ${ready.id}; expected the token of its ready-for-upload`,
+  );
+  await thief.close();
+
+  const second = await RawSocket.open(uploadSocketUrl(server.url));
+  second.send({ type: "resume-upload", id: ready.id, token: ready.token });
+  const resumed = await second.expect("ready-for-upload");
+  assertEquals(resumed.offset, 3);
+  assertEquals((await first.closed).code, CLOSE_REPLACED);
+  second.send(new Uint8Array([4, 5]));
+  second.send({ type: "end-of-input" });
+  const final = (await second.expect("final-status")).resource as Record<
+    string,
+    unknown
+  >;
+  assertEquals(final.status, "COMPLETED");
+  assertEquals(final.size, 5);
+  assertEquals(final.sha256, await sha256(new Uint8Array([1, 2, 3, 4, 5])));
+  await second.close();
+});
+
+Deno.test("resume: an explicit abort fails at once despite the grace period", async () => {
+  await using server = await startTestServer({ resumeGraceMs: 60_000 });
+  const up = await startUpload(server.url, { name: "aborted" });
+  await using watcher = await openDownload(up.reference);
+  await up.write(randomBytes(1000));
+  up.abort("changed my mind");
+  await up.closed();
+  // A guard, not a synchronisation: FAILED must come long before the grace ends.
+  let guard: ReturnType<typeof setTimeout> | undefined;
+  const failed = await Promise.race([
+    watcher.waitForStatus((s) => s.status === "FAILED"),
+    new Promise<undefined>((resolve) =>
+      guard = setTimeout(() => resolve(undefined), 5_000)
+    ),
+  ]);
+  clearTimeout(guard);
+  assertEquals(failed?.error, DISCONNECTED_REASON);
+});
