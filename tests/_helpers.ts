@@ -45,11 +45,21 @@ export async function sha256(bytes: Uint8Array): Promise<string> {
   ).join("");
 }
 
-/** Deterministic pseudo-random bytes (fast; not for secrets). */
-export function randomBytes(length: number, seed = 1): Uint8Array {
+/** Deterministic pseudo-random bytes (xorshift32; fast, not for secrets). */
+export function randomBytes(
+  length: number,
+  seed = 1,
+): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(length);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
+  const words = new Uint32Array(bytes.buffer, 0, length >>> 2);
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < words.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    words[i] = x;
+  }
+  for (let i = words.length * 4; i < length; i++) {
     x ^= x << 13;
     x ^= x >>> 17;
     x ^= x << 5;

@@ -129,9 +129,14 @@ Deno.test("concurrent write() calls keep their order under a small window", asyn
 });
 
 Deno.test("references follow --public-url, keeping its path prefix", async () => {
-  await using server = await startTestServer({ publicUrl: "https://spool.example.com/team/spool" });
+  await using server = await startTestServer({
+    publicUrl: "https://spool.example.com/team/spool",
+  });
   const upload = await startUpload(server.url, { name: "ref" });
-  assertEquals(upload.reference, `wss://spool.example.com/team/spool/resources/${upload.id}`);
+  assertEquals(
+    upload.reference,
+    `wss://spool.example.com/team/spool/resources/${upload.id}`,
+  );
   await upload.finish();
   await upload.closed();
 });

@@ -1,0 +1,203 @@
+/**
+ * Frame (proto) headers: the 16 bytes that start every frame on the wire.
+ *
+ * ```
+ * offset size field
+ * 0      1    kind     1 = object header, 2 = PDU, 3 = fin
+ * 1      1    flags    object: 0x01 PDU mode; PDU: 0x02 last PDU
+ * 2      1    version  1
+ * 3      1    reserved 0
+ * 4      4    length   u32 BE: object-header bytes / PDU payload bytes / 0
+ * 8      4    seq      u32 BE: object sequence number in the session
+ * 12     4    check    u32 BE: checkWord(bytes 0..11)
+ * ```
+ *
+ * @module
+ */
+
+import { TransportError } from "./errors.ts";
+
+/** HTTP request header carrying the sender's session id. */
+export const SESSION_HEADER = "Spool-Session-Id";
+/** HTTP request header naming the request body's compression. */
+export const COMPRESSION_HEADER = "Spool-Compression";
+
+/** Size of a frame header in bytes. */
+export const FRAME_HEADER_SIZE = 16;
+/** Wire format version written in byte 2. */
+export const WIRE_VERSION = 1;
+/** Frame kind: an object header follows. */
+export const KIND_OBJECT = 1;
+/** Frame kind: a PDU payload follows. */
+export const KIND_PDU = 2;
+/** Frame kind: graceful end of the session. */
+export const KIND_FIN = 3;
+/** Object flag: the body follows as PDUs. */
+export const FLAG_PDU_MODE = 0x01;
+/** PDU flag: last PDU of the object. */
+export const FLAG_PDU_LAST = 0x02;
+/** Largest PDU payload a receiver accepts by default (1 MiB). */
+export const MAX_PDU_SIZE = 1 << 20;
+
+/** A decoded frame header. */
+export interface FrameHeader {
+  /** {@linkcode KIND_OBJECT}, {@linkcode KIND_PDU} or {@linkcode KIND_FIN}. */
+  kind: number;
+  /** Flag bits. */
+  flags: number;
+  /** Length of what follows. */
+  length: number;
+  /** Object sequence number. */
+  seq: number;
+}
+
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
+ * The check word of a frame header: murmur3's 32-bit finaliser chained over
+ * the three big-endian words `w0 = bytes 0..3`, `w1 = 4..7`, `w2 = 8..11`:
+ * `fmix32(w0 ^ fmix32(w1 ^ fmix32(w2 ^ 0x53504f4f)))`.
+ *
+ * @example
+ * ```ts
+ * import { checkWord } from "./framing.ts";
+ * console.log(checkWord(0x01000100, 5, 0).toString(16));
+ * ```
+ */
+export function checkWord(w0: number, w1: number, w2: number): number {
+  return fmix32(
+    (w0 ^ fmix32((w1 ^ fmix32((w2 ^ 0x53504f4f) >>> 0)) >>> 0)) >>> 0,
+  );
+}
+
+/**
+ * Writes a frame header at `offset` of `target`.
+ *
+ * @example
+ * ```ts
+ * import { KIND_FIN, writeFrameHeader } from "./framing.ts";
+ * const bytes = new Uint8Array(16);
+ * writeFrameHeader(bytes, 0, { kind: KIND_FIN, flags: 0, length: 0, seq: 3 });
+ * ```
+ */
+export function writeFrameHeader(
+  target: Uint8Array,
+  offset: number,
+  frame: FrameHeader,
+): void {
+  const w0 =
+    ((frame.kind << 24) | (frame.flags << 16) | (WIRE_VERSION << 8)) >>>
+    0;
+  const w1 = frame.length >>> 0;
+  const w2 = frame.seq >>> 0;
+  const view = new DataView(
+    target.buffer,
+    target.byteOffset + offset,
+    FRAME_HEADER_SIZE,
+  );
+  view.setUint32(0, w0);
+  view.setUint32(4, w1);
+  view.setUint32(8, w2);
+  view.setUint32(12, checkWord(w0, w1, w2));
+}
+
+/**
+ * Encodes a frame header into 16 new bytes.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrameHeader, KIND_OBJECT } from "./framing.ts";
+ * const bytes = encodeFrameHeader({ kind: KIND_OBJECT, flags: 0, length: 20, seq: 0 });
+ * console.log(bytes.length); // 16
+ * ```
+ */
+export function encodeFrameHeader(
+  frame: FrameHeader,
+): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(FRAME_HEADER_SIZE);
+  writeFrameHeader(bytes, 0, frame);
+  return bytes;
+}
+
+/**
+ * Decodes and validates the 16 bytes of a frame header at `offset`.
+ * Throws `hdr_checksum` on a bad check word and `proto_hdr_invalid` on an
+ * unknown kind, flag, version or a non-zero reserved byte.
+ *
+ * @example
+ * ```ts
+ * import { decodeFrameHeader, encodeFrameHeader, KIND_FIN } from "./framing.ts";
+ * const frame = decodeFrameHeader(encodeFrameHeader({ kind: KIND_FIN, flags: 0, length: 0, seq: 1 }), 0);
+ * console.log(frame.kind === KIND_FIN); // true
+ * ```
+ */
+export function decodeFrameHeader(
+  source: Uint8Array,
+  offset: number,
+): FrameHeader {
+  const view = new DataView(
+    source.buffer,
+    source.byteOffset + offset,
+    FRAME_HEADER_SIZE,
+  );
+  const w0 = view.getUint32(0);
+  const w1 = view.getUint32(4);
+  const w2 = view.getUint32(8);
+  const check = view.getUint32(12);
+  const expected = checkWord(w0, w1, w2);
+  if (check !== expected) {
+    throw new TransportError(
+      "hdr_checksum",
+      `frame header check word is 0x${hex(check)}, expected 0x${
+        hex(expected)
+      } for words ${hex(w0)} ${hex(w1)} ${hex(w2)}`,
+    );
+  }
+  const kind = w0 >>> 24;
+  const flags = (w0 >>> 16) & 0xff;
+  const version = (w0 >>> 8) & 0xff;
+  const reserved = w0 & 0xff;
+  if (version !== WIRE_VERSION || reserved !== 0) {
+    throw new TransportError(
+      "proto_hdr_invalid",
+      `frame header has version ${version} and reserved byte ${reserved}, expected version ${WIRE_VERSION} and 0`,
+    );
+  }
+  const allowed = kind === KIND_OBJECT
+    ? FLAG_PDU_MODE
+    : kind === KIND_PDU
+    ? FLAG_PDU_LAST
+    : kind === KIND_FIN
+    ? 0
+    : -1;
+  if (allowed < 0) {
+    throw new TransportError(
+      "proto_hdr_invalid",
+      `frame kind ${kind} is unknown, expected 1 (object), 2 (PDU) or 3 (fin)`,
+    );
+  }
+  if ((flags & ~allowed) !== 0) {
+    throw new TransportError(
+      "proto_hdr_invalid",
+      `frame kind ${kind} has flags 0x${hex(flags)}, allowed 0x${hex(allowed)}`,
+    );
+  }
+  if (kind === KIND_FIN && w1 !== 0) {
+    throw new TransportError(
+      "proto_hdr_invalid",
+      `fin frame has length ${w1}, expected 0`,
+    );
+  }
+  return { kind, flags, length: w1, seq: w2 };
+}
+
+function hex(n: number): string {
+  return n.toString(16).padStart(2, "0");
+}

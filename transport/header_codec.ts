@@ -1,0 +1,226 @@
+/**
+ * Object header codec: pure functions between {@linkcode ObjectHeader} and
+ * the bytes that follow an object frame header.
+ *
+ * ```
+ * name         u16 BE length + UTF-8
+ * size         i64 BE (-1 = unknown)
+ * opaque       u32 BE length + bytes
+ * contentType  u16 BE length + UTF-8
+ * checksumType u16 BE length + UTF-8 ("" = no checksum)
+ * checksumValue u16 BE length + UTF-8
+ * customCount  u16 BE
+ * custom pairs customCount × (u16 length + UTF-8 key, u16 length + UTF-8 value),
+ *              sorted by key
+ * ```
+ *
+ * @module
+ */
+
+import { TransportError } from "./errors.ts";
+import type { DecodedHeader, ObjectHeader } from "./types.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+const EMPTY = new Uint8Array(0);
+const MAX_U16 = 0xffff;
+const TWO_32 = 2 ** 32;
+
+/** Smallest possible encoded header (all fields empty): 22 bytes. */
+export const MIN_HEADER_SIZE = 2 + 8 + 4 + 2 + 2 + 2 + 2;
+
+function utf8(field: string, value: string): Uint8Array {
+  const bytes = value === "" ? EMPTY : encoder.encode(value);
+  if (bytes.length > MAX_U16) {
+    throw new TransportError(
+      "obj_hdr_invalid",
+      `header field ${field} is ${bytes.length} UTF-8 bytes, expected at most ${MAX_U16}`,
+    );
+  }
+  return bytes;
+}
+
+function checkSize(size: number): void {
+  if (!(Number.isSafeInteger(size) && size >= -1)) {
+    throw new TransportError(
+      "obj_hdr_invalid",
+      `header size is ${size}, expected -1 (unknown) or a safe integer >= 0`,
+    );
+  }
+}
+
+/**
+ * Encodes an object header. `header.size` must be set (`-1` for unknown).
+ * Throws `obj_hdr_invalid` on a field that does not fit its length prefix.
+ *
+ * @example
+ * ```ts
+ * import { encodeHeader } from "./header_codec.ts";
+ * const bytes = encodeHeader({ name: "a", size: 3 });
+ * console.log(bytes.length); // 23
+ * ```
+ */
+export function encodeHeader(
+  header: ObjectHeader & { size: number },
+): Uint8Array<ArrayBuffer> {
+  checkSize(header.size);
+  const name = utf8("name", header.name);
+  const opaque = header.opaque ?? EMPTY;
+  const contentType = utf8("contentType", header.contentType ?? "");
+  const cksumType = utf8("checksum.type", header.checksum?.type ?? "");
+  const cksumValue = utf8("checksum.value", header.checksum?.value ?? "");
+  const pairs: Uint8Array[] = [];
+  if (header.custom !== undefined) {
+    const keys = Object.keys(header.custom).sort();
+    if (keys.length > MAX_U16) {
+      throw new TransportError(
+        "obj_hdr_invalid",
+        `header has ${keys.length} custom attributes, expected at most ${MAX_U16}`,
+      );
+    }
+    for (const key of keys) {
+      const value = header.custom[key];
+      if (typeof value !== "string") {
+        throw new TransportError(
+          "obj_hdr_invalid",
+          `custom attribute ${
+            JSON.stringify(key)
+          } is ${typeof value}, expected a string`,
+        );
+      }
+      pairs.push(utf8("custom key", key), utf8(`custom.${key}`, value));
+    }
+  }
+  let length = MIN_HEADER_SIZE + name.length + opaque.length +
+    contentType.length + cksumType.length + cksumValue.length;
+  for (const pair of pairs) length += 2 + pair.length;
+  const out = new Uint8Array(length);
+  const view = new DataView(out.buffer);
+  let at = 0;
+  const putU16 = (bytes: Uint8Array) => {
+    view.setUint16(at, bytes.length);
+    out.set(bytes, at + 2);
+    at += 2 + bytes.length;
+  };
+  putU16(name);
+  if (header.size === -1) {
+    view.setUint32(at, 0xffffffff);
+    view.setUint32(at + 4, 0xffffffff);
+  } else {
+    view.setUint32(at, Math.floor(header.size / TWO_32));
+    view.setUint32(at + 4, header.size >>> 0);
+  }
+  at += 8;
+  view.setUint32(at, opaque.length);
+  out.set(opaque, at + 4);
+  at += 4 + opaque.length;
+  putU16(contentType);
+  putU16(cksumType);
+  putU16(cksumValue);
+  view.setUint16(at, pairs.length / 2);
+  at += 2;
+  for (const pair of pairs) putU16(pair);
+  return out;
+}
+
+/**
+ * Decodes an object header that fills `bytes` exactly. Throws
+ * `obj_hdr_malformed` on a length that overruns, trailing bytes, invalid
+ * UTF-8 or an invalid size.
+ *
+ * @example
+ * ```ts
+ * import { decodeHeader, encodeHeader } from "./header_codec.ts";
+ * const header = decodeHeader(encodeHeader({ name: "a", size: 3 }));
+ * console.log(header.name, header.size); // "a" 3
+ * ```
+ */
+export function decodeHeader(bytes: Uint8Array): DecodedHeader {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = 0;
+  const need = (n: number, field: string) => {
+    if (at + n > bytes.length) {
+      throw new TransportError(
+        "obj_hdr_malformed",
+        `object header ends inside ${field}: needs ${n} bytes at offset ${at}, header has ${bytes.length}`,
+      );
+    }
+  };
+  const str16 = (field: string): string => {
+    need(2, `the length of ${field}`);
+    const n = view.getUint16(at);
+    at += 2;
+    need(n, field);
+    const slice = bytes.subarray(at, at + n);
+    at += n;
+    if (n === 0) return "";
+    try {
+      return decoder.decode(slice);
+    } catch (error) {
+      throw new TransportError(
+        "obj_hdr_malformed",
+        `object header field ${field} is not valid UTF-8`,
+        { cause: error },
+      );
+    }
+  };
+  const name = str16("name");
+  need(8, "size");
+  const hi = view.getUint32(at);
+  const lo = view.getUint32(at + 4);
+  at += 8;
+  let size: number;
+  if (hi === 0xffffffff && lo === 0xffffffff) size = -1;
+  else {
+    size = hi * TWO_32 + lo;
+    if (!Number.isSafeInteger(size)) {
+      throw new TransportError(
+        "obj_hdr_malformed",
+        `object header size 0x${hi.toString(16)}${
+          lo.toString(16).padStart(8, "0")
+        } is not -1 or a safe integer`,
+      );
+    }
+  }
+  need(4, "the length of opaque");
+  const opaqueLength = view.getUint32(at);
+  at += 4;
+  need(opaqueLength, "opaque");
+  const opaque = bytes.slice(at, at + opaqueLength);
+  at += opaqueLength;
+  const contentType = str16("contentType");
+  const cksumType = str16("checksum.type");
+  const cksumValue = str16("checksum.value");
+  need(2, "the custom attribute count");
+  const count = view.getUint16(at);
+  at += 2;
+  const custom: Record<string, string> = {};
+  for (let i = 0; i < count; i++) {
+    const key = str16(`custom key #${i}`);
+    // defineProperty so that a "__proto__" key stays a plain attribute.
+    Object.defineProperty(custom, key, {
+      value: str16(`custom value #${i}`),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  if (at !== bytes.length) {
+    throw new TransportError(
+      "obj_hdr_malformed",
+      `object header has ${
+        bytes.length - at
+      } trailing bytes after ${at}, expected exactly ${at}`,
+    );
+  }
+  return {
+    name,
+    opaque,
+    size,
+    contentType,
+    checksum: cksumType === "" && cksumValue === ""
+      ? null
+      : { type: cksumType, value: cksumValue },
+    custom,
+  };
+}

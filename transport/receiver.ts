@@ -1,0 +1,387 @@
+/**
+ * The receive loop of one HTTP request: parses its frames incrementally and
+ * hands each object, in order, to the endpoint's handler. A protocol error
+ * ends this request only, and is delivered to the handler.
+ *
+ * @module
+ */
+
+import { TransportError } from "./errors.ts";
+import { FrameParser } from "./frame_parser.ts";
+import { COMPRESSION_HEADER, SESSION_HEADER } from "./framing.ts";
+import type {
+  ReceivedHeader,
+  ReceiveHandler,
+  TransportCompression,
+} from "./types.ts";
+import { BodySink } from "./_body_sink.ts";
+
+/** Receive statistics of one session (all its requests). */
+export interface SessionStats {
+  /** Objects delivered whole. */
+  objects: number;
+  /** Body bytes of those objects. */
+  bytes: number;
+  /** Wire bytes parsed (after decompression). */
+  offset: number;
+  /** HTTP requests (1 + reconnects). */
+  requests: number;
+  /** Requests that ended with an error. */
+  errors: number;
+  /** Whether the fin frame arrived. */
+  finished: boolean;
+  /** Code of the last error, if any. */
+  lastError?: string;
+}
+
+/** Receive statistics of one endpoint. */
+export interface EndpointStats {
+  /** Objects delivered whole, all sessions. */
+  objects: number;
+  /** Body bytes of those objects. */
+  bytes: number;
+  /** Per-session statistics by session id. */
+  sessions: Record<string, SessionStats>;
+}
+
+/** One HTTP request of a session ended (idle teardown, fin or error). */
+export interface RequestEndEvent {
+  /** The network the endpoint is on. */
+  network: string;
+  /** The endpoint name. */
+  trname: string;
+  /** The sender's session id. */
+  sessionId: string;
+  /** Objects delivered whole by this request. */
+  objects: number;
+  /** Whether this request carried the fin frame. */
+  fin: boolean;
+  /** The error that ended the request, or `null` for a clean end. */
+  error: TransportError | null;
+}
+
+/** What the receive loop needs from its endpoint. */
+export interface EndpointState {
+  network: string;
+  trname: string;
+  onRequestEnd?: (event: RequestEndEvent) => void;
+  handler: ReceiveHandler;
+  stats: EndpointStats;
+  maxHeaderSize: number;
+  maxPduSize: number;
+}
+
+const DECOMPRESSIONS: readonly TransportCompression[] = [
+  "gzip",
+  "deflate",
+  "deflate-raw",
+];
+const EMPTY = new Uint8Array(0);
+
+/**
+ * An error response in the transport's JSON shape.
+ *
+ * @example
+ * ```ts
+ * import { errorResponse } from "./receiver.ts";
+ * import { TransportError } from "./errors.ts";
+ * const response = errorResponse(404, new TransportError("unknown_endpoint", "no such endpoint"));
+ * console.log(response.status); // 404
+ * ```
+ */
+export function errorResponse(status: number, error: TransportError): Response {
+  return Response.json({ code: error.code, message: error.message }, {
+    status,
+  });
+}
+
+interface Current {
+  header: ReceivedHeader;
+  sink: BodySink | null;
+  done: Promise<void>;
+  settled: boolean;
+  failure?: unknown;
+}
+
+function startHandler(
+  handler: ReceiveHandler,
+  header: ReceivedHeader,
+  sink: BodySink | null,
+): Current {
+  const current: Current = {
+    header,
+    sink,
+    done: Promise.resolve(),
+    settled: false,
+  };
+  current.done = (async () => {
+    try {
+      await handler(header, sink === null ? null : sink.stream);
+    } catch (error) {
+      current.failure = error;
+    } finally {
+      current.settled = true;
+    }
+  })();
+  return current;
+}
+
+function handlerFailed(
+  trname: string,
+  header: ReceivedHeader,
+  cause: unknown,
+): TransportError {
+  return new TransportError(
+    "handler_failed",
+    `handler of ${JSON.stringify(trname)} failed on object #${header.seq} ${
+      JSON.stringify(header.name)
+    }: ${cause instanceof Error ? cause.message : String(cause)}`,
+    { cause, sessionId: header.sessionId },
+  );
+}
+
+/**
+ * Runs the receive loop of `request` for `endpoint`; resolves to the HTTP
+ * response once the body ended (200) or failed (4xx/5xx with `{code,
+ * message}`). `signal` ends the loop with `receiver_closed`.
+ *
+ * @example
+ * ```ts ignore
+ * import { receiveRequest } from "./receiver.ts";
+ * Deno.serve((request) => receiveRequest(request, endpoint, { signal }));
+ * ```
+ */
+export async function receiveRequest(
+  request: Request,
+  endpoint: EndpointState,
+  options: { signal?: AbortSignal } = {},
+): Promise<Response> {
+  const sessionId = request.headers.get(SESSION_HEADER) ?? "";
+  if (sessionId === "" || sessionId.length > 200) {
+    return errorResponse(
+      400,
+      new TransportError(
+        "bad_request",
+        `request header ${SESSION_HEADER} is ${
+          sessionId === "" ? "missing" : "longer than 200 characters"
+        }, expected a session id`,
+      ),
+    );
+  }
+  const compression = request.headers.get(COMPRESSION_HEADER);
+  if (
+    compression !== null &&
+    !DECOMPRESSIONS.includes(compression as TransportCompression)
+  ) {
+    return errorResponse(
+      400,
+      new TransportError(
+        "bad_request",
+        `request header ${COMPRESSION_HEADER} is ${
+          JSON.stringify(compression)
+        }, expected one of ${DECOMPRESSIONS.join(", ")}`,
+        { sessionId },
+      ),
+    );
+  }
+  const sessions = endpoint.stats.sessions;
+  const session = sessions[sessionId] ??= {
+    objects: 0,
+    bytes: 0,
+    offset: 0,
+    requests: 0,
+    errors: 0,
+    finished: false,
+  };
+  session.requests++;
+  const offsetBase = session.offset;
+  const objectsBase = session.objects;
+  const ended = (error: TransportError | null) =>
+    endpoint.onRequestEnd?.({
+      network: endpoint.network,
+      trname: endpoint.trname,
+      sessionId,
+      objects: session.objects - objectsBase,
+      fin: parser.finished,
+      error,
+    });
+  let body: ReadableStream<Uint8Array> = request.body ??
+    new ReadableStream({ start: (c) => c.close() });
+  if (compression !== null) {
+    body = body.pipeThrough(
+      new DecompressionStream(
+        compression as CompressionFormat,
+      ) as unknown as TransformStream<Uint8Array, Uint8Array>,
+    );
+  }
+  const reader = body.getReader();
+  const parser = new FrameParser({
+    maxHeaderSize: endpoint.maxHeaderSize,
+    maxPduSize: endpoint.maxPduSize,
+  });
+  const signal = options.signal;
+  const onAbort = () => {
+    reader.cancel("receiver closed").catch((cause) => {
+      // Cancelling an already failed body: the loop reports the failure.
+      console.debug("spool receiver: cancel after close failed:", cause);
+    });
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
+  let current: Current | null = null;
+  let lastSeq = -1;
+  try {
+    for (;;) {
+      let result: ReadableStreamReadResult<Uint8Array>;
+      try {
+        result = await reader.read();
+      } catch (error) {
+        throw new TransportError(
+          compression !== null &&
+            !(error instanceof Error &&
+              /connection|reset|closed/i.test(error.message))
+            ? "decompress_failed"
+            : "connection_reset",
+          `reading the request body failed at byte ${parser.offset}: ${
+            error instanceof Error ? error.message : String(error)
+          }`,
+          { cause: error, sessionId },
+        );
+      }
+      if (signal?.aborted) {
+        throw new TransportError(
+          "receiver_closed",
+          `receiver is closing: request ended at byte ${parser.offset}`,
+          { sessionId },
+        );
+      }
+      if (result.done) {
+        parser.finish();
+        break;
+      }
+      parser.push(result.value);
+      for (let event = parser.next(); event !== null; event = parser.next()) {
+        switch (event.type) {
+          case "object": {
+            lastSeq = event.seq;
+            const header: ReceivedHeader = {
+              ...event.header,
+              sessionId,
+              seq: event.seq,
+            };
+            current = startHandler(
+              endpoint.handler,
+              header,
+              event.hasBody ? new BodySink() : null,
+            );
+            break;
+          }
+          case "data": {
+            const cur = current!;
+            if (cur.sink !== null) {
+              await cur.sink.write(event.bytes, cur.done);
+              if (cur.settled) {
+                cur.sink.drain();
+                if (cur.failure !== undefined) {
+                  throw handlerFailed(endpoint.trname, cur.header, cur.failure);
+                }
+              }
+            }
+            break;
+          }
+          case "end": {
+            const cur = current!;
+            if (cur.header.size === -1) cur.header.size = event.size;
+            cur.sink?.close();
+            await cur.done;
+            current = null;
+            if (cur.failure !== undefined) {
+              throw handlerFailed(endpoint.trname, cur.header, cur.failure);
+            }
+            session.objects++;
+            session.bytes += event.size;
+            endpoint.stats.objects++;
+            endpoint.stats.bytes += event.size;
+            break;
+          }
+          case "fin":
+            session.finished = true;
+            break;
+        }
+      }
+      session.offset = offsetBase + parser.offset;
+    }
+    session.offset = offsetBase + parser.offset;
+    ended(null);
+    return Response.json({ objects: session.objects, bytes: session.bytes });
+  } catch (thrown) {
+    session.offset = offsetBase + parser.offset;
+    const error = thrown instanceof TransportError
+      ? thrown
+      : new TransportError(
+        "connection_reset",
+        `receive loop failed: ${(thrown as Error)?.message ?? String(thrown)}`,
+        { cause: thrown, sessionId },
+      );
+    session.errors++;
+    session.lastError = error.code;
+    reader.cancel(error).catch((cause) => {
+      // The body is already broken; the error below is what matters.
+      console.debug(
+        "spool receiver: cancelling the request body failed:",
+        cause,
+      );
+    });
+    if (error.code !== "handler_failed") {
+      await deliverError(endpoint, current, sessionId, lastSeq, error);
+    }
+    ended(error);
+    return errorResponse(
+      error.code === "handler_failed"
+        ? 500
+        : error.code === "receiver_closed"
+        ? 503
+        : 400,
+      error,
+    );
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+async function deliverError(
+  endpoint: EndpointState,
+  current: Current | null,
+  sessionId: string,
+  lastSeq: number,
+  error: TransportError,
+): Promise<void> {
+  let header: ReceivedHeader;
+  if (current !== null) {
+    current.sink?.error(error);
+    await current.done;
+    header = current.header;
+  } else {
+    header = {
+      name: "",
+      opaque: EMPTY,
+      size: 0,
+      contentType: "",
+      checksum: null,
+      custom: {},
+      sessionId,
+      seq: lastSeq,
+    };
+  }
+  try {
+    await endpoint.handler(header, null, error);
+  } catch (cause) {
+    // The stream is already failing with `error`; the handler's own failure
+    // while being told about it has nowhere better to go than the log.
+    console.error(
+      `spool receiver: handler of ${
+        JSON.stringify(endpoint.trname)
+      } threw on error ${error.code}:`,
+      cause,
+    );
+  }
+}

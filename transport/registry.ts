@@ -1,0 +1,252 @@
+/**
+ * `Receiver`: a registry of receive endpoints served by `Deno.serve`. A
+ * network is a named listener; each endpoint (`trname`) on it has a handler
+ * and its own statistics.
+ *
+ * @module
+ */
+
+import { TransportError } from "./errors.ts";
+import { DEFAULT_MAX_HEADER_SIZE } from "./frame_parser.ts";
+import { MAX_PDU_SIZE } from "./framing.ts";
+import {
+  type EndpointState,
+  type EndpointStats,
+  errorResponse,
+  receiveRequest,
+  type RequestEndEvent,
+} from "./receiver.ts";
+import type { ReceiveHandler } from "./types.ts";
+
+/** URL path prefix of every endpoint. */
+export const OBJSTREAM_PATH = "/v1/objstream/";
+
+const TRNAME = /^[A-Za-z0-9._~-]{1,128}$/;
+
+/** Options of a {@linkcode Receiver}. */
+export interface ReceiverOptions {
+  /** Largest object header accepted (default 64 KiB). */
+  maxHeaderSize?: number;
+  /** Largest PDU payload accepted (default 1 MiB). */
+  maxPduSize?: number;
+  /** Called when a request ends: idle teardown, fin, or an error. */
+  onRequestEnd?: (event: RequestEndEvent) => void;
+}
+
+/** Where a network listens. */
+export interface ListenOptions {
+  /** Interface to bind (default `127.0.0.1`). */
+  hostname?: string;
+  /** Port (default 0: any free port). */
+  port?: number;
+}
+
+/** Receive statistics: network → endpoint name → endpoint statistics. */
+export type ReceiverStats = Record<string, Record<string, EndpointStats>>;
+
+interface Network {
+  server: Deno.HttpServer<Deno.NetAddr>;
+  url: URL;
+  endpoints: Map<string, EndpointState>;
+}
+
+function copyStats(stats: EndpointStats): EndpointStats {
+  const sessions: EndpointStats["sessions"] = {};
+  for (const [id, session] of Object.entries(stats.sessions)) {
+    sessions[id] = { ...session };
+  }
+  return { objects: stats.objects, bytes: stats.bytes, sessions };
+}
+
+/**
+ * Receives object streams: `listen` opens a network, `register` adds an
+ * endpoint whose handler gets every object of every stream sent to it.
+ *
+ * @example
+ * ```ts
+ * import { Receiver } from "./registry.ts";
+ * import { Stream } from "./stream.ts";
+ *
+ * await using receiver = new Receiver();
+ * await receiver.listen("data");
+ * receiver.register("data", "demo", async (header, body, error) => {
+ *   if (error) return console.error(error.code, error.message);
+ *   console.log(header.name, body ? await new Response(body).text() : "");
+ * });
+ * const stream = new Stream(receiver.url("data", "demo"));
+ * await stream.send({ name: "hello" }, new TextEncoder().encode("world"));
+ * await stream.fin();
+ * ```
+ */
+export class Receiver {
+  #networks = new Map<string, Network>();
+  #maxHeaderSize: number;
+  #maxPduSize: number;
+  #closing = new AbortController();
+  #onRequestEnd?: (event: RequestEndEvent) => void;
+
+  /** Creates an empty registry. */
+  constructor(options: ReceiverOptions = {}) {
+    this.#maxHeaderSize = options.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE;
+    this.#maxPduSize = options.maxPduSize ?? MAX_PDU_SIZE;
+    this.#onRequestEnd = options.onRequestEnd;
+  }
+
+  /** Starts serving network `network`; resolves to its base URL. */
+  listen(network: string, options: ListenOptions = {}): Promise<URL> {
+    if (this.#networks.has(network)) {
+      return Promise.reject(
+        new TransportError(
+          "duplicate_endpoint",
+          `network ${JSON.stringify(network)} is already listening`,
+        ),
+      );
+    }
+    const endpoints = new Map<string, EndpointState>();
+    const hostname = options.hostname ?? "127.0.0.1";
+    const server = Deno.serve(
+      { hostname, port: options.port ?? 0, onListen() {} },
+      (request) => this.#serve(request, endpoints),
+    );
+    const host = server.addr.hostname.includes(":")
+      ? `[${server.addr.hostname}]`
+      : server.addr.hostname;
+    const url = new URL(`http://${host}:${server.addr.port}/`);
+    this.#networks.set(network, { server, url, endpoints });
+    return Promise.resolve(url);
+  }
+
+  /**
+   * Registers `handler` for endpoint `trname` on `network`; returns the URL
+   * path senders use. Throws `duplicate_endpoint` if it exists.
+   */
+  register(network: string, trname: string, handler: ReceiveHandler): string {
+    const net = this.#network(network);
+    if (!TRNAME.test(trname)) {
+      throw new TransportError(
+        "invalid_argument",
+        `endpoint name ${
+          JSON.stringify(trname)
+        } is invalid, expected 1-128 characters of [A-Za-z0-9._~-]`,
+      );
+    }
+    if (net.endpoints.has(trname)) {
+      throw new TransportError(
+        "duplicate_endpoint",
+        `endpoint ${JSON.stringify(trname)} is already registered on ${
+          JSON.stringify(network)
+        }`,
+      );
+    }
+    net.endpoints.set(trname, {
+      network,
+      trname,
+      onRequestEnd: this.#onRequestEnd,
+      handler,
+      stats: { objects: 0, bytes: 0, sessions: {} },
+      maxHeaderSize: this.#maxHeaderSize,
+      maxPduSize: this.#maxPduSize,
+    });
+    return OBJSTREAM_PATH + trname;
+  }
+
+  /**
+   * Removes an endpoint; new requests to it get 404, requests already
+   * running finish. Returns whether it existed.
+   */
+  unregister(network: string, trname: string): boolean {
+    return this.#network(network).endpoints.delete(trname);
+  }
+
+  /** The full URL of endpoint `trname` on `network`. */
+  url(network: string, trname: string): URL {
+    return new URL(OBJSTREAM_PATH + trname, this.#network(network).url);
+  }
+
+  /** A snapshot of the receive statistics. */
+  stats(): ReceiverStats {
+    const out: ReceiverStats = {};
+    for (const [name, net] of this.#networks) {
+      const endpoints: Record<string, EndpointStats> = {};
+      for (const [trname, endpoint] of net.endpoints) {
+        endpoints[trname] = copyStats(endpoint.stats);
+      }
+      out[name] = endpoints;
+    }
+    return out;
+  }
+
+  /**
+   * Stops every network: running requests end with `receiver_closed`
+   * (delivered to their handlers) and the servers shut down.
+   */
+  async close(): Promise<void> {
+    this.#closing.abort();
+    const networks = [...this.#networks.values()];
+    this.#networks.clear();
+    await Promise.all(networks.map((net) => net.server.shutdown()));
+  }
+
+  /** Same as {@linkcode close}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #network(network: string): Network {
+    const net = this.#networks.get(network);
+    if (net === undefined) {
+      throw new TransportError(
+        "unknown_network",
+        `network ${
+          JSON.stringify(network)
+        } is not listening, expected one of: ${
+          [...this.#networks.keys()].join(", ") || "(none)"
+        }`,
+      );
+    }
+    return net;
+  }
+
+  #serve(
+    request: Request,
+    endpoints: Map<string, EndpointState>,
+  ): Response | Promise<Response> {
+    const path = new URL(request.url).pathname;
+    if (!path.startsWith(OBJSTREAM_PATH)) {
+      return errorResponse(
+        404,
+        new TransportError(
+          "unknown_endpoint",
+          `path ${JSON.stringify(path)} is not under ${OBJSTREAM_PATH}`,
+        ),
+      );
+    }
+    const trname = decodeURIComponent(path.slice(OBJSTREAM_PATH.length));
+    const endpoint = endpoints.get(trname);
+    if (endpoint === undefined) {
+      return errorResponse(
+        404,
+        new TransportError(
+          "unknown_endpoint",
+          `no endpoint ${JSON.stringify(trname)} is registered`,
+        ),
+      );
+    }
+    if (request.method !== "PUT") {
+      return errorResponse(
+        405,
+        new TransportError(
+          "bad_request",
+          `method ${request.method} is not allowed, expected PUT`,
+        ),
+      );
+    }
+    if (this.#closing.signal.aborted) {
+      return errorResponse(
+        503,
+        new TransportError("receiver_closed", "receiver is closing"),
+      );
+    }
+    return receiveRequest(request, endpoint, { signal: this.#closing.signal });
+  }
+}

@@ -1,0 +1,702 @@
+/**
+ * `Stream`: the main-thread facade of one object stream. It validates and
+ * encodes headers, queues objects with back-pressure, hands them in batches
+ * to its send-loop worker (buffers transferred, not copied) and runs the
+ * ordered completions the worker reports back.
+ *
+ * @module
+ */
+
+import { TransportError } from "./errors.ts";
+import { encodeHeader } from "./header_codec.ts";
+import type {
+  FromWorker,
+  InitMessage,
+  WireBody,
+  WireError,
+  WireObject,
+  WorkerStats,
+} from "./_messages.ts";
+import type {
+  ObjectBody,
+  ObjectHeader,
+  SendOptions,
+  SentCallback,
+  StreamOptions,
+  StreamStats,
+  TransportCompression,
+} from "./types.ts";
+
+const DEFAULT_BURST = 256;
+const DEFAULT_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
+const DEFAULT_IDLE_TIMEOUT_MS = 4000;
+const DEFAULT_SIZE_PDU = 64 * 1024;
+const MAX_SIZE_PDU = 1 << 20;
+const DEFAULT_MAX_HEADER_SIZE = 64 * 1024;
+/** Bodies up to this size are copied into the batch's packed buffer. */
+const PACK_LIMIT = 64 * 1024;
+/** Post a batch once it holds this many objects or packed bytes. */
+const BATCH_OBJECTS = 256;
+const BATCH_BYTES = 1 << 20;
+const COMPRESSIONS: readonly TransportCompression[] = [
+  "none",
+  "gzip",
+  "deflate",
+  "deflate-raw",
+];
+
+interface Outstanding {
+  seq: number;
+  header: ObjectHeader;
+  onSent?: SentCallback;
+  /** Bytes counted against `maxInFlightBytes`. */
+  budget: number;
+  /** Not yet handed to the worker. */
+  body: ObjectBody;
+  posted: boolean;
+  /** Failed before reaching the worker: completes in turn with this error. */
+  error?: TransportError;
+}
+
+interface Batched {
+  seq: number;
+  size: number;
+  header: Uint8Array;
+  body: ObjectBody;
+}
+
+function isFileBody(body: ObjectBody): body is { path: string } {
+  return typeof body === "object" && body !== null &&
+    !(body instanceof Uint8Array) && !(body instanceof ReadableStream) &&
+    typeof (body as { path?: unknown }).path === "string";
+}
+
+function positiveInteger(
+  name: string,
+  value: number | undefined,
+  fallback: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1 || value > max) {
+    throw new TransportError(
+      "invalid_argument",
+      `option ${name} is ${value}, expected an integer in [1, ${max}]`,
+    );
+  }
+  return value;
+}
+
+function fromWire(error: WireError, sessionId: string): TransportError {
+  return new TransportError(error.code, error.message, {
+    sessionId,
+    remoteCode: error.remoteCode,
+  });
+}
+
+function cancelBody(body: ObjectBody, reason: unknown): void {
+  if (body instanceof ReadableStream && !body.locked) {
+    body.cancel(reason).catch((cause) => {
+      // The caller's cancel hook threw; the object has failed regardless.
+      console.error("spool transport: cancelling a body failed:", cause);
+    });
+  }
+}
+
+let sessionCounter = 0;
+
+/**
+ * One ordered stream of objects to one receiver URL, sent over a single
+ * long-lived HTTP request by a dedicated worker.
+ *
+ * @example
+ * ```ts ignore
+ * import { Stream } from "./stream.ts";
+ * const stream = new Stream("http://127.0.0.1:8080/v1/objstream/demo", {
+ *   onSent: (header, error) => console.log(header.name, error?.code ?? "ok"),
+ * });
+ * await stream.send({ name: "a" }, new TextEncoder().encode("hello"));
+ * await stream.send({ name: "b" }); // header-only
+ * await stream.fin();
+ * ```
+ */
+export class Stream {
+  /** The receiver URL. */
+  readonly url: string;
+  /** The session id sent with every request of this stream. */
+  readonly sessionId: string;
+  #burst: number;
+  #maxBytes: number;
+  #idleTimeoutMs: number;
+  #sizePdu: number;
+  #maxHeaderSize: number;
+  #compression: TransportCompression;
+  #headers: Record<string, string>;
+  #onSent?: SentCallback;
+  #signal?: AbortSignal;
+  #onAbort?: () => void;
+  #worker: Worker | null = null;
+  #nextSeq = 0;
+  #outstanding: Outstanding[] = [];
+  #head = 0;
+  #batch: Batched[] = [];
+  #batchBytes = 0;
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  #inFlight = 0;
+  #inFlightBytes = 0;
+  #waiters: (() => void)[] = [];
+  #state: "open" | "finishing" | "ended" = "open";
+  #termination: TransportError | null = null;
+  #stats: WorkerStats = {
+    objects: 0,
+    bytes: 0,
+    offset: 0,
+    failed: 0,
+    requests: 0,
+    idleMs: 0,
+    totalMs: 0,
+  };
+  #closed: Promise<void>;
+  #resolveClosed!: () => void;
+  #closedDone = false;
+
+  /** Creates a stream to `url`; nothing connects before the first send. */
+  constructor(url: string | URL, options: StreamOptions = {}) {
+    this.url = new URL(url).href;
+    this.sessionId = `${Date.now().toString(36)}-${
+      (++sessionCounter).toString(36)
+    }-${crypto.randomUUID().slice(0, 8)}`;
+    this.#burst = positiveInteger("burst", options.burst, DEFAULT_BURST);
+    this.#maxBytes = positiveInteger(
+      "maxInFlightBytes",
+      options.maxInFlightBytes,
+      DEFAULT_MAX_IN_FLIGHT_BYTES,
+    );
+    this.#idleTimeoutMs = positiveInteger(
+      "idleTimeoutMs",
+      options.idleTimeoutMs,
+      DEFAULT_IDLE_TIMEOUT_MS,
+    );
+    this.#sizePdu = positiveInteger(
+      "sizePdu",
+      options.sizePdu,
+      DEFAULT_SIZE_PDU,
+      MAX_SIZE_PDU,
+    );
+    this.#maxHeaderSize = positiveInteger(
+      "maxHeaderSize",
+      options.maxHeaderSize,
+      DEFAULT_MAX_HEADER_SIZE,
+      16 * 1024 * 1024,
+    );
+    const compression = options.compression ?? "none";
+    if (!COMPRESSIONS.includes(compression)) {
+      throw new TransportError(
+        "invalid_argument",
+        `option compression is ${
+          JSON.stringify(compression)
+        }, expected one of ${COMPRESSIONS.join(", ")}`,
+      );
+    }
+    this.#compression = compression;
+    this.#headers = { ...options.headers };
+    this.#onSent = options.onSent;
+    this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
+    const signal = options.signal;
+    if (signal !== undefined) {
+      this.#signal = signal;
+      this.#onAbort = () => void this.abort(signal.reason);
+      if (signal.aborted) this.#onAbort();
+      else signal.addEventListener("abort", this.#onAbort, { once: true });
+    }
+  }
+
+  /** Whether the stream was ended by `fin`, `abort` or an error. */
+  get terminated(): boolean {
+    return this.#state !== "open";
+  }
+
+  /** Why the stream ended with an error, or `null`. */
+  get termination(): TransportError | null {
+    return this.#termination;
+  }
+
+  /**
+   * Queues an object. Resolves once it is queued; waits while `burst`
+   * objects or `maxInFlightBytes` body bytes are in flight. If it rejects,
+   * the object's completion has already fired with the same error.
+   */
+  async send(
+    header: ObjectHeader,
+    body?: ObjectBody,
+    options: SendOptions = {},
+  ): Promise<void> {
+    const onSent = options.onSent;
+    if (this.#state !== "open") {
+      const error = new TransportError(
+        "stream_terminated",
+        `stream ${this.sessionId} is terminated${
+          this.#termination ? ` (${this.#termination.message})` : ""
+        }: dropping object ${JSON.stringify(header?.name)}`,
+        { sessionId: this.sessionId, cause: this.#termination ?? undefined },
+      );
+      this.#failEarly(header, body, onSent, error);
+      throw error;
+    }
+    let encoded: Uint8Array;
+    let size: number;
+    try {
+      size = this.#sizeOf(header, body);
+      encoded = encodeHeader({ ...header, size });
+      if (encoded.byteLength > this.#maxHeaderSize) {
+        throw new TransportError(
+          "hdr_too_large",
+          `header of ${
+            JSON.stringify(header.name)
+          } encodes to ${encoded.byteLength} bytes, the limit (maxHeaderSize) is ${this.#maxHeaderSize}`,
+        );
+      }
+    } catch (error) {
+      const failure = error instanceof TransportError
+        ? error
+        : new TransportError(
+          "obj_hdr_invalid",
+          `object header is invalid: ${(error as Error).message}`,
+          { cause: error },
+        );
+      this.#failEarly(header, body, onSent, failure);
+      throw failure;
+    }
+    if (
+      options.copy === true && body instanceof Uint8Array &&
+      body.byteLength > PACK_LIMIT
+    ) {
+      // Copy now: the caller may reuse or hand on its buffer once we return.
+      body = body.slice();
+    }
+    const budget = size > 0 ? size : 0;
+    while (
+      this.#state === "open" &&
+      (this.#inFlight >= this.#burst ||
+        (this.#inFlight > 0 && this.#inFlightBytes + budget > this.#maxBytes))
+    ) {
+      this.#flush();
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    }
+    if (this.#state !== "open") return this.send(header, body, options);
+    const seq = this.#nextSeq++;
+    this.#outstanding.push({
+      seq,
+      header,
+      onSent,
+      budget,
+      body,
+      posted: false,
+    });
+    this.#inFlight++;
+    this.#inFlightBytes += budget;
+    this.#batch.push({
+      seq,
+      size,
+      header: encoded,
+      body,
+    });
+    this.#batchBytes += encoded.byteLength +
+      (body instanceof Uint8Array && body.byteLength <= PACK_LIMIT
+        ? body.byteLength
+        : 0);
+    if (
+      this.#batch.length >= BATCH_OBJECTS || this.#batchBytes >= BATCH_BYTES
+    ) {
+      this.#flush();
+    } else if (this.#flushTimer === undefined) {
+      this.#flushTimer = setTimeout(() => this.#flush(), 0);
+    }
+  }
+
+  /**
+   * Sends everything queued, ends the stream cleanly and resolves when every
+   * completion has fired. Rejects with the termination error if the stream
+   * ended with one.
+   */
+  async fin(): Promise<void> {
+    if (this.#state === "open") {
+      this.#state = "finishing";
+      this.#wakeWaiters();
+      if (this.#worker === null && this.#batch.length === 0) {
+        this.#endWithoutWorker(null);
+      } else {
+        this.#flush();
+        this.#worker!.postMessage({ t: "fin" });
+      }
+    }
+    await this.#closed;
+    if (this.#termination !== null) throw this.#termination;
+  }
+
+  /**
+   * Stops at once: every object not yet completed completes with a
+   * `stream_aborted` error. Resolves when all completions have fired.
+   */
+  async abort(reason?: unknown): Promise<void> {
+    if (this.#state !== "ended" && this.#termination === null) {
+      const message = reason instanceof Error
+        ? reason.message
+        : reason === undefined
+        ? "aborted by the caller"
+        : String(reason);
+      const error = new TransportError(
+        "stream_aborted",
+        `stream ${this.sessionId} aborted: ${message}`,
+        { sessionId: this.sessionId, cause: reason },
+      );
+      this.#termination = error;
+      this.#state = "finishing";
+      this.#wakeWaiters();
+      this.#clearFlushTimer();
+      // Objects not yet posted never reach the worker: release their bodies.
+      for (const item of this.#batch) cancelBody(item.body, error);
+      this.#batch = [];
+      this.#batchBytes = 0;
+      if (this.#worker === null) this.#endWithoutWorker(error);
+      else this.#worker.postMessage({ t: "abort", reason: error.message });
+    }
+    await this.#closed;
+  }
+
+  /** Send-side statistics (as last reported by the worker). */
+  stats(): StreamStats {
+    const s = this.#stats;
+    return {
+      ...s,
+      idlePct: s.totalMs > 0 ? (100 * s.idleMs) / s.totalMs : 0,
+    };
+  }
+
+  /** Aborts the stream unless it already ended. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.abort("disposed");
+  }
+
+  #sizeOf(header: ObjectHeader, body: ObjectBody): number {
+    if (
+      typeof header !== "object" || header === null ||
+      typeof header.name !== "string"
+    ) {
+      throw new TransportError(
+        "obj_hdr_invalid",
+        `object header must be an object with a string name, got ${typeof header}`,
+      );
+    }
+    const given = header.size;
+    if (body === null || body === undefined) {
+      if (given !== undefined && given !== 0) {
+        throw new TransportError(
+          "obj_size_mismatch",
+          `object ${
+            JSON.stringify(header.name)
+          } has no body but size ${given}, expected 0`,
+        );
+      }
+      return 0;
+    }
+    if (body instanceof Uint8Array) {
+      if (given !== undefined && given !== -1 && given !== body.byteLength) {
+        throw new TransportError(
+          "obj_size_mismatch",
+          `object ${
+            JSON.stringify(header.name)
+          } has a ${body.byteLength}-byte body but size ${given}`,
+        );
+      }
+      return given ?? body.byteLength;
+    }
+    if (!(body instanceof ReadableStream) && !isFileBody(body)) {
+      throw new TransportError(
+        "invalid_argument",
+        `body of ${
+          JSON.stringify(header.name)
+        } is not a Uint8Array, ReadableStream, { path } or null`,
+      );
+    }
+    if (body instanceof ReadableStream && body.locked) {
+      throw new TransportError(
+        "invalid_argument",
+        `body stream of ${
+          JSON.stringify(header.name)
+        } is locked, expected an unread stream`,
+      );
+    }
+    return given ?? -1;
+  }
+
+  #failEarly(
+    header: ObjectHeader,
+    body: ObjectBody,
+    onSent: SentCallback | undefined,
+    error: TransportError,
+  ): void {
+    cancelBody(body, error);
+    if (this.#head === this.#outstanding.length) {
+      this.#callback({
+        seq: -1,
+        header,
+        onSent,
+        budget: 0,
+        body: null,
+        posted: true,
+      }, error);
+      return;
+    }
+    // Keep completions in order: fire right after the objects before it.
+    this.#outstanding.push({
+      seq: -1,
+      header,
+      onSent,
+      budget: 0,
+      body: null,
+      posted: true,
+      error,
+    });
+  }
+
+  #clearFlushTimer(): void {
+    if (this.#flushTimer !== undefined) {
+      clearTimeout(this.#flushTimer);
+      this.#flushTimer = undefined;
+    }
+  }
+
+  #startWorker(): Worker {
+    const worker = new Worker(
+      new URL("../workers/send_loop.ts", import.meta.url),
+      { type: "module", name: `spool-stream-${this.sessionId}` },
+    );
+    worker.onmessage = (event: MessageEvent<FromWorker>) =>
+      this.#onMessage(event.data);
+    worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault();
+      this.#onMessage({
+        t: "end",
+        error: {
+          code: "stream_terminated",
+          message: `send-loop worker failed: ${event.message}`,
+        },
+        rest: null,
+        stats: this.#stats,
+      });
+      this.#onMessage({ t: "closed" });
+    };
+    const init: InitMessage = {
+      t: "init",
+      url: this.url,
+      sessionId: this.sessionId,
+      idleTimeoutMs: this.#idleTimeoutMs,
+      compression: this.#compression,
+      sizePdu: this.#sizePdu,
+      headers: this.#headers,
+    };
+    worker.postMessage(init);
+    this.#worker = worker;
+    return worker;
+  }
+
+  #flush(): void {
+    this.#clearFlushTimer();
+    if (this.#batch.length === 0) return;
+    const batch = this.#batch;
+    this.#batch = [];
+    this.#batchBytes = 0;
+    const worker = this.#worker ?? this.#startWorker();
+    let packedSize = 0;
+    for (const item of batch) {
+      packedSize += item.header.byteLength;
+      if (
+        item.body instanceof Uint8Array && item.body.byteLength <= PACK_LIMIT
+      ) {
+        packedSize += item.body.byteLength;
+      }
+    }
+    const packed = new Uint8Array(packedSize);
+    const transfer: Transferable[] = [packed.buffer];
+    const objs: WireObject[] = new Array(batch.length);
+    let at = 0;
+    for (let i = 0; i < batch.length; i++) {
+      const item = batch[i];
+      packed.set(item.header, at);
+      const hdrOff = at;
+      at += item.header.byteLength;
+      let wireBody: WireBody = null;
+      const body = item.body;
+      if (body instanceof Uint8Array) {
+        if (body.byteLength === 0) wireBody = null;
+        else if (body.byteLength <= PACK_LIMIT) {
+          packed.set(body, at);
+          wireBody = { k: "packed", off: at, len: body.byteLength };
+          at += body.byteLength;
+        } else {
+          const whole = body.byteOffset === 0 &&
+            body.buffer instanceof ArrayBuffer &&
+            body.byteLength === body.buffer.byteLength &&
+            !body.buffer.resizable;
+          const bytes = whole ? body : body.slice();
+          transfer.push(bytes.buffer as ArrayBuffer);
+          wireBody = { k: "buffer", bytes };
+        }
+      } else if (body instanceof ReadableStream) {
+        transfer.push(body as unknown as Transferable);
+        wireBody = { k: "stream", stream: body };
+      } else if (isFileBody(body)) {
+        wireBody = { k: "file", path: body.path };
+      }
+      objs[i] = {
+        seq: item.seq,
+        size: item.size,
+        hdrOff,
+        hdrLen: item.header.byteLength,
+        body: wireBody,
+      };
+    }
+    // Mark posted so termination paths no longer cancel these bodies here.
+    for (
+      let i = this.#head, j = 0;
+      i < this.#outstanding.length && j < batch.length;
+      i++
+    ) {
+      const rec = this.#outstanding[i];
+      if (!rec.posted && rec.seq === batch[j].seq) {
+        rec.posted = true;
+        rec.body = null;
+        j++;
+      }
+    }
+    worker.postMessage({ t: "objs", packed, objs }, transfer);
+  }
+
+  #callback(rec: Outstanding, error: TransportError | undefined): void {
+    const callback = rec.onSent ?? this.#onSent;
+    if (callback === undefined) return;
+    try {
+      callback(rec.header, error);
+    } catch (thrown) {
+      // A throwing callback is the caller's bug: surface it like an event
+      // listener's exception, and keep completing the other objects.
+      reportError(thrown);
+    }
+  }
+
+  /** Completes outstanding objects with seq <= `through`. */
+  #completeThrough(
+    through: number,
+    errors: Map<number, TransportError>,
+    rest?: TransportError,
+  ): void {
+    const list = this.#outstanding;
+    let i = this.#head;
+    while (i < list.length) {
+      const rec = list[i];
+      if (rec.seq > through && rest === undefined) break;
+      list[i] = undefined as unknown as Outstanding;
+      i++;
+      if (rec.seq >= 0) {
+        this.#inFlight--;
+        this.#inFlightBytes -= rec.budget;
+      }
+      const error = rec.error ?? errors.get(rec.seq) ??
+        (rec.seq > through ? rest : undefined);
+      if (!rec.posted) cancelBody(rec.body, error);
+      this.#callback(rec, error);
+      // Pre-failed records that follow complete right away, in order.
+      while (i < list.length && list[i].seq === -1 && rest === undefined) {
+        const failed = list[i];
+        list[i] = undefined as unknown as Outstanding;
+        i++;
+        this.#callback(failed, failed.error);
+      }
+    }
+    if (i === list.length) {
+      this.#outstanding = [];
+      this.#head = 0;
+    } else if (i > 4096 && i * 2 > list.length) {
+      this.#outstanding = list.slice(i);
+      this.#head = 0;
+    } else {
+      this.#head = i;
+    }
+    this.#wakeWaiters();
+  }
+
+  #wakeWaiters(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  #endWithoutWorker(error: TransportError | null): void {
+    this.#completeThrough(
+      -1,
+      new Map(),
+      error ?? new TransportError(
+        "stream_terminated",
+        `stream ${this.sessionId} ended`,
+        { sessionId: this.sessionId },
+      ),
+    );
+    this.#finishClosed();
+  }
+
+  #finishClosed(): void {
+    this.#state = "ended";
+    if (this.#signal !== undefined && this.#onAbort !== undefined) {
+      this.#signal.removeEventListener("abort", this.#onAbort);
+    }
+    if (!this.#closedDone) {
+      this.#closedDone = true;
+      this.#resolveClosed();
+    }
+  }
+
+  #onMessage(message: FromWorker): void {
+    switch (message.t) {
+      case "cmpl": {
+        this.#stats = message.stats;
+        const errors = new Map<number, TransportError>();
+        for (const [seq, error] of message.errors) {
+          errors.set(seq, fromWire(error, this.sessionId));
+        }
+        this.#completeThrough(message.through, errors);
+        break;
+      }
+      case "end": {
+        this.#stats = message.stats;
+        const error = message.error === null
+          ? null
+          : fromWire(message.error, this.sessionId);
+        if (error !== null && this.#termination === null) {
+          this.#termination = error;
+        }
+        if (this.#state === "open") this.#state = "finishing";
+        this.#clearFlushTimer();
+        const rest = message.rest === null
+          ? this.#termination
+          : fromWire(message.rest, this.sessionId);
+        this.#completeThrough(
+          -1,
+          new Map(),
+          rest ?? new TransportError(
+            "stream_terminated",
+            `stream ${this.sessionId} ended before this object was sent`,
+            { sessionId: this.sessionId },
+          ),
+        );
+        this.#worker?.postMessage({ t: "close" });
+        break;
+      }
+      case "closed":
+        this.#worker?.terminate();
+        this.#worker = null;
+        this.#finishClosed();
+        break;
+    }
+  }
+}

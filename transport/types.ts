@@ -1,0 +1,156 @@
+/**
+ * Public types of the object transport: object headers, bodies, options and
+ * callbacks.
+ *
+ * @module
+ */
+
+import type { TransportError } from "./errors.ts";
+
+/** A checksum the sender computed; the transport carries it, never checks it. */
+export interface Checksum {
+  /** Algorithm name, e.g. `"sha256"`. */
+  type: string;
+  /** The value, e.g. lowercase hex. */
+  value: string;
+}
+
+/**
+ * The header of an object, as given to `Stream.send`.
+ *
+ * `size` is the body length in bytes: `0` with no body means header-only,
+ * `-1` means unknown (the body goes as length-prefixed PDUs). When omitted it
+ * is taken from a `Uint8Array` body, `0` with no body, and `-1` for stream and
+ * file bodies.
+ */
+export interface ObjectHeader {
+  /** Object name (UTF-8, at most 65535 bytes). */
+  name: string;
+  /** Opaque application bytes, carried as is. */
+  opaque?: Uint8Array;
+  /** Body size in bytes, or `-1` for unknown. */
+  size?: number;
+  /** MIME type of the body. */
+  contentType?: string;
+  /** Checksum of the body. */
+  checksum?: Checksum;
+  /** Custom string attributes. */
+  custom?: Record<string, string>;
+}
+
+/** An object header as decoded from the wire: every field is present. */
+export interface DecodedHeader {
+  /** Object name. */
+  name: string;
+  /** Opaque bytes (empty if none were sent). */
+  opaque: Uint8Array;
+  /**
+   * Body size, or `-1` while unknown; for unknown-size objects the receiver
+   * sets the final size once the last PDU arrived (before the body ends).
+   */
+  size: number;
+  /** MIME type, `""` if none. */
+  contentType: string;
+  /** Checksum, `null` if none. */
+  checksum: Checksum | null;
+  /** Custom attributes (`{}` if none). */
+  custom: Record<string, string>;
+}
+
+/** A header handed to a receive handler. */
+export interface ReceivedHeader extends DecodedHeader {
+  /** The sender's session id (the `Spool-Session-Id` request header). */
+  sessionId: string;
+  /** The object's sequence number within its session. */
+  seq: number;
+}
+
+/** A file the send loop opens and streams itself. */
+export interface FileBody {
+  /** Path of the file to send. */
+  path: string;
+}
+
+/**
+ * An object body: bytes, a byte stream, a file path, or nothing
+ * (header-only).
+ */
+export type ObjectBody =
+  | Uint8Array
+  | ReadableStream<Uint8Array>
+  | FileBody
+  | null
+  | undefined;
+
+/**
+ * Called once per object when it has been handed to the connection
+ * (`error` undefined) or has failed.
+ */
+export type SentCallback = (
+  header: ObjectHeader,
+  error?: TransportError,
+) => void;
+
+/** Body compression formats (whole request body, via `CompressionStream`). */
+export type TransportCompression = "none" | "gzip" | "deflate" | "deflate-raw";
+
+/** Options of a `Stream`. */
+export interface StreamOptions {
+  /** Most objects queued but not completed before `send` waits (default 256). */
+  burst?: number;
+  /** Most known body bytes queued but not completed before `send` waits (default 64 MiB). */
+  maxInFlightBytes?: number;
+  /** End the HTTP request after this long with nothing to send (default 4000 ms). */
+  idleTimeoutMs?: number;
+  /** Aborts the stream (as `abort(signal.reason)`). */
+  signal?: AbortSignal;
+  /** Stream-wide completion callback. */
+  onSent?: SentCallback;
+  /** Compress the request body (default `"none"`). */
+  compression?: TransportCompression;
+  /** Payload bytes per PDU of unknown-size objects (default 64 KiB, at most 1 MiB). */
+  sizePdu?: number;
+  /** Largest encoded object header accepted by `send` (default 64 KiB). */
+  maxHeaderSize?: number;
+  /** Extra HTTP request headers. */
+  headers?: Record<string, string>;
+}
+
+/** Per-object options of `Stream.send`. */
+export interface SendOptions {
+  /** Completion callback for this object; overrides the stream's `onSent`. */
+  onSent?: SentCallback;
+  /**
+   * Copy a large `Uint8Array` body instead of moving its buffer to the worker
+   * (default `false`: a body over 64 KiB that spans its whole `ArrayBuffer`
+   * is transferred and the caller's buffer is detached).
+   */
+  copy?: boolean;
+}
+
+/** Send-side statistics of a `Stream`. */
+export interface StreamStats {
+  /** Objects completed without error. */
+  objects: number;
+  /** Body bytes of those objects. */
+  bytes: number;
+  /** Bytes written to the wire (frames included, before compression). */
+  offset: number;
+  /** Objects completed with an error. */
+  failed: number;
+  /** HTTP requests opened (the first one plus reconnects after idle teardown). */
+  requests: number;
+  /** Time the send loop had nothing to send, in ms. */
+  idleMs: number;
+  /** Time since the send loop started, in ms. */
+  totalMs: number;
+  /** `idleMs / totalMs` in percent. */
+  idlePct: number;
+}
+
+/** Receive handler: called once per object, in order, or once with an error. */
+export type ReceiveHandler = (
+  header: ReceivedHeader,
+  body: ReadableStream<Uint8Array> | null,
+  error?: TransportError,
+) => void | Promise<void>;

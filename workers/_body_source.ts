@@ -1,0 +1,175 @@
+/**
+ * Opens an object body inside the worker as a pull-based chunk source:
+ * packed or transferred bytes, a transferred stream, or a file the worker
+ * opens itself.
+ *
+ * @module
+ */
+
+import { TransportError } from "../transport/errors.ts";
+import type { WireBody } from "../transport/_messages.ts";
+
+const FILE_CHUNK = 256 * 1024;
+
+/** A body being read. */
+export interface BodySource {
+  /** The next chunk, or `null` at the end (the source is then closed). */
+  read(): Promise<Uint8Array | null>;
+  /** Cancels or closes the body; safe to call more than once. */
+  cancel(reason: unknown): Promise<void>;
+}
+
+class BytesSource implements BodySource {
+  #bytes: Uint8Array | null;
+  constructor(bytes: Uint8Array) {
+    this.#bytes = bytes;
+  }
+  read(): Promise<Uint8Array | null> {
+    const bytes = this.#bytes;
+    this.#bytes = null;
+    return Promise.resolve(bytes);
+  }
+  cancel(): Promise<void> {
+    this.#bytes = null;
+    return Promise.resolve();
+  }
+}
+
+class StreamSource implements BodySource {
+  #reader: ReadableStreamDefaultReader<Uint8Array> | null;
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.#reader = stream.getReader();
+  }
+  async read(): Promise<Uint8Array | null> {
+    const reader = this.#reader;
+    if (reader === null) return null;
+    let result: ReadableStreamReadResult<Uint8Array>;
+    try {
+      result = await reader.read();
+    } catch (error) {
+      this.#reader = null;
+      throw new TransportError(
+        "body_failed",
+        `reading the object's body stream failed: ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+        { cause: error },
+      );
+    }
+    if (result.done) {
+      this.#reader = null;
+      reader.releaseLock();
+      return null;
+    }
+    if (!(result.value instanceof Uint8Array)) {
+      const error = new TransportError(
+        "body_failed",
+        `the object's body stream yielded ${typeof result
+          .value}, expected Uint8Array chunks`,
+      );
+      await this.cancel(error);
+      throw error;
+    }
+    return result.value;
+  }
+  async cancel(reason: unknown): Promise<void> {
+    const reader = this.#reader;
+    this.#reader = null;
+    await reader?.cancel(reason);
+  }
+}
+
+class FileSource implements BodySource {
+  #file: Deno.FsFile | null;
+  #left: number;
+  constructor(file: Deno.FsFile, limit: number) {
+    this.#file = file;
+    this.#left = limit;
+  }
+  async read(): Promise<Uint8Array | null> {
+    const file = this.#file;
+    if (file === null) return null;
+    // One byte more than the declared size shows a file that grew.
+    const want = Math.min(FILE_CHUNK, this.#left + 1);
+    const buffer = new Uint8Array(want);
+    let n: number | null;
+    try {
+      n = await file.read(buffer);
+    } catch (error) {
+      this.#close();
+      throw new TransportError(
+        "body_failed",
+        `reading the object's file failed: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+    if (n === null) {
+      this.#close();
+      return null;
+    }
+    this.#left -= n;
+    return buffer.subarray(0, n);
+  }
+  #close(): void {
+    this.#file?.close();
+    this.#file = null;
+  }
+  cancel(): Promise<void> {
+    this.#close();
+    return Promise.resolve();
+  }
+}
+
+/**
+ * Opens `body`. File bodies are opened and their size checked against
+ * `size` here, before any byte of the object is sent.
+ */
+export async function openBody(
+  body: Exclude<WireBody, null>,
+  packed: Uint8Array,
+  size: number,
+): Promise<BodySource> {
+  switch (body.k) {
+    case "packed":
+      return new BytesSource(packed.subarray(body.off, body.off + body.len));
+    case "buffer":
+      return new BytesSource(body.bytes);
+    case "stream":
+      return new StreamSource(body.stream);
+    case "file": {
+      let file: Deno.FsFile;
+      try {
+        file = await Deno.open(body.path, { read: true });
+      } catch (error) {
+        throw new TransportError(
+          "body_failed",
+          `opening file ${JSON.stringify(body.path)} failed: ${
+            (error as Error).message
+          }`,
+          { cause: error },
+        );
+      }
+      if (size >= 0) {
+        const { size: actual } = await file.stat();
+        if (actual !== size) {
+          file.close();
+          throw new TransportError(
+            "obj_size_mismatch",
+            `file ${
+              JSON.stringify(body.path)
+            } has ${actual} bytes, the header says ${size}`,
+          );
+        }
+      }
+      return new FileSource(file, size >= 0 ? size : Number.MAX_SAFE_INTEGER);
+    }
+  }
+}
+
+/** Cancels a body that will never be sent (stream cancelled, file untouched). */
+export async function discardBody(
+  body: WireBody,
+  reason: unknown,
+): Promise<void> {
+  if (body?.k === "stream") await body.stream.cancel(reason);
+}

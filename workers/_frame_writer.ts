@@ -1,0 +1,65 @@
+/**
+ * Coalesces frame headers and small payloads into 64 KiB chunks before they
+ * reach the connection, so a run of 1 KiB objects costs one chunk, not
+ * hundreds. Large payloads pass through without a copy.
+ *
+ * @module
+ */
+
+import {
+  FRAME_HEADER_SIZE,
+  type FrameHeader,
+  writeFrameHeader,
+} from "../transport/framing.ts";
+import type { Connection } from "./_connection.ts";
+
+const STAGE_SIZE = 64 * 1024;
+/** Payloads up to this size are copied into the stage. */
+const COPY_LIMIT = 16 * 1024;
+
+/** Writes frames to one connection. */
+export class FrameWriter {
+  readonly connection: Connection;
+  #stage = new Uint8Array(STAGE_SIZE);
+  #fill = 0;
+  /** Bytes written so far (staged ones included). */
+  written = 0;
+
+  constructor(connection: Connection) {
+    this.connection = connection;
+  }
+
+  /** Bytes staged and not yet handed to the connection. */
+  get staged(): number {
+    return this.#fill;
+  }
+
+  async frame(frame: FrameHeader): Promise<void> {
+    if (this.#fill + FRAME_HEADER_SIZE > STAGE_SIZE) await this.flush();
+    writeFrameHeader(this.#stage, this.#fill, frame);
+    this.#fill += FRAME_HEADER_SIZE;
+    this.written += FRAME_HEADER_SIZE;
+  }
+
+  async bytes(data: Uint8Array): Promise<void> {
+    if (data.byteLength === 0) return;
+    this.written += data.byteLength;
+    if (data.byteLength <= COPY_LIMIT) {
+      if (this.#fill + data.byteLength > STAGE_SIZE) await this.flush();
+      this.#stage.set(data, this.#fill);
+      this.#fill += data.byteLength;
+      return;
+    }
+    await this.flush();
+    await this.connection.write(data);
+  }
+
+  async flush(): Promise<void> {
+    if (this.#fill === 0) return;
+    const chunk = this.#stage.subarray(0, this.#fill);
+    // The connection keeps the chunk until the client reads it: never reuse.
+    this.#stage = new Uint8Array(STAGE_SIZE);
+    this.#fill = 0;
+    await this.connection.write(chunk);
+  }
+}

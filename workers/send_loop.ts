@@ -1,0 +1,459 @@
+/**
+ * Worker entry: the send loop of one `Stream`. It receives batches of
+ * objects from the main thread, frames them onto one long-lived HTTP request
+ * (opened lazily, ended after `idleTimeoutMs` with nothing to send, reopened
+ * with the same session id), and reports ordered, batched completions back.
+ *
+ * @module
+ */
+
+/// <reference no-default-lib="true" />
+/// <reference lib="deno.worker" />
+
+import { TransportError } from "../transport/errors.ts";
+import {
+  FLAG_PDU_LAST,
+  FLAG_PDU_MODE,
+  KIND_FIN,
+  KIND_OBJECT,
+  KIND_PDU,
+} from "../transport/framing.ts";
+import type {
+  FromWorker,
+  InitMessage,
+  ToWorker,
+  WireError,
+  WireObject,
+  WorkerStats,
+} from "../transport/_messages.ts";
+import { type BodySource, discardBody, openBody } from "./_body_source.ts";
+import {
+  type Connection,
+  type Connector,
+  fetchConnector,
+} from "./_connection.ts";
+import { FrameWriter } from "./_frame_writer.ts";
+
+interface Item {
+  obj: WireObject;
+  packed: Uint8Array;
+}
+
+interface Pending {
+  seq: number;
+  /** Writer position just past the object's last byte. */
+  end: number;
+  bytes: number;
+  error?: TransportError;
+}
+
+/** Post completions at least this often (objects) while busy. */
+const POST_EVERY = 512;
+
+let init: InitMessage;
+let connector: Connector;
+let started = 0;
+const queue: Item[] = [];
+let head = 0;
+let finRequested = false;
+let terminated: TransportError | null = null;
+let ended = false;
+let wake: (() => void) | null = null;
+let connection: Connection | null = null;
+let writer: FrameWriter | null = null;
+let current: BodySource | null = null;
+let pending: Pending[] = [];
+let lastSeq = -1;
+let through = -1;
+let postedThrough = -1;
+let errors: [number, WireError][] = [];
+let postTimer: ReturnType<typeof setTimeout> | undefined;
+const stats: WorkerStats = {
+  objects: 0,
+  bytes: 0,
+  offset: 0,
+  failed: 0,
+  requests: 0,
+  idleMs: 0,
+  totalMs: 0,
+};
+
+function post(message: FromWorker): void {
+  self.postMessage(message);
+}
+
+function wire(error: TransportError): WireError {
+  const out: WireError = { code: error.code, message: error.message };
+  if (error.remoteCode !== undefined) out.remoteCode = error.remoteCode;
+  return out;
+}
+
+function asTransportError(error: unknown): TransportError {
+  if (error instanceof TransportError) return error;
+  return new TransportError(
+    "stream_terminated",
+    `send loop failed: ${
+      error instanceof Error ? error.message : String(error)
+    }`,
+    { cause: error, sessionId: init.sessionId },
+  );
+}
+
+let offsetBase = 0;
+
+function snapshot(): WorkerStats {
+  stats.totalMs = performance.now() - started;
+  stats.offset = offsetBase + (writer?.written ?? 0);
+  return { ...stats };
+}
+
+function postCompletions(): void {
+  if (postTimer !== undefined) {
+    clearTimeout(postTimer);
+    postTimer = undefined;
+  }
+  if (ended || through === postedThrough) return;
+  post({ t: "cmpl", through, errors, stats: snapshot() });
+  postedThrough = through;
+  errors = [];
+}
+
+function complete(entry: Pending, error?: TransportError): void {
+  through = entry.seq;
+  const failure = entry.error ?? error;
+  if (failure !== undefined) {
+    stats.failed++;
+    errors.push([entry.seq, wire(failure)]);
+  } else {
+    stats.objects++;
+    stats.bytes += entry.bytes;
+  }
+  if (through - postedThrough >= POST_EVERY) postCompletions();
+  else if (postTimer === undefined) postTimer = setTimeout(postCompletions, 0);
+}
+
+/** Completes the objects the HTTP client has taken in full. */
+function progress(): void {
+  const conn = connection;
+  if (conn === null || pending.length === 0) return;
+  const consumed = conn.consumed;
+  let i = 0;
+  while (i < pending.length && pending[i].end <= consumed) {
+    complete(pending[i]);
+    i++;
+  }
+  if (i > 0) pending = pending.slice(i);
+}
+
+function settleAll(error?: TransportError): void {
+  const entries = pending;
+  pending = [];
+  for (const entry of entries) complete(entry, error);
+}
+
+function wakeUp(): void {
+  const resolve = wake;
+  wake = null;
+  resolve?.();
+}
+
+/** Waits for work; false if `timeoutMs` passed first. */
+async function waitForWork(timeoutMs: number): Promise<boolean> {
+  const since = performance.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const woke = await new Promise<boolean>((resolve) => {
+    wake = () => resolve(true);
+    if (Number.isFinite(timeoutMs)) {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    }
+  });
+  clearTimeout(timer);
+  wake = null;
+  stats.idleMs += performance.now() - since;
+  return woke;
+}
+
+function openConnection(): FrameWriter {
+  if (writer !== null) return writer;
+  const opened = connector.open(init.sessionId, progress, (error) => {
+    // The request failed while we may be waiting on a body: stop now.
+    if (connection === opened) terminate(error);
+  });
+  connection = opened;
+  writer = new FrameWriter(connection);
+  stats.requests++;
+  return writer;
+}
+
+/** Ends the current request cleanly; on success every pending object completes. */
+async function closeConnection(): Promise<void> {
+  const w = writer;
+  const conn = connection;
+  if (w === null || conn === null) return;
+  await w.flush();
+  await conn.close();
+  offsetBase += w.written;
+  writer = null;
+  connection = null;
+  settleAll();
+}
+
+function terminate(error: TransportError, failedSeq = -1): void {
+  if (terminated !== null) return;
+  terminated = error;
+  const others = failedSeq < 0 ? error : new TransportError(
+    "stream_terminated",
+    `stream terminated after object #${failedSeq} failed: ${error.message}`,
+    { cause: error, sessionId: init.sessionId },
+  );
+  connection?.abort(others);
+  if (writer !== null) offsetBase += writer.written;
+  connection = null;
+  writer = null;
+  current?.cancel(error).catch((cause) => {
+    // The body's own cancel hook failed; the object is failed anyway.
+    console.error("spool transport: cancelling a body failed:", cause);
+  });
+  current = null;
+  settleAll(others);
+  for (let i = head; i < queue.length; i++) {
+    discardBody(queue[i].obj.body, others).catch((cause) => {
+      console.error("spool transport: cancelling a body failed:", cause);
+    });
+  }
+  queue.length = 0;
+  head = 0;
+  postCompletions();
+  post({ t: "end", error: wire(error), rest: wire(others), stats: snapshot() });
+  ended = true;
+  wakeUp();
+}
+
+async function writePdus(
+  w: FrameWriter,
+  source: BodySource,
+  seq: number,
+): Promise<number> {
+  const size = init.sizePdu;
+  let parts: Uint8Array[] = [];
+  let buffered = 0;
+  let total = 0;
+  const emit = async (length: number, last: boolean) => {
+    await w.frame({
+      kind: KIND_PDU,
+      flags: last ? FLAG_PDU_LAST : 0,
+      length,
+      seq,
+    });
+    let need = length;
+    while (need > 0) {
+      const part = parts[0];
+      if (part.byteLength <= need) {
+        await w.bytes(part);
+        parts.shift();
+        need -= part.byteLength;
+      } else {
+        await w.bytes(part.subarray(0, need));
+        parts[0] = part.subarray(need);
+        need = 0;
+      }
+    }
+    buffered -= length;
+  };
+  for (;;) {
+    const chunk = await source.read();
+    if (terminated !== null) throw terminated;
+    if (chunk === null) break;
+    parts.push(chunk);
+    buffered += chunk.byteLength;
+    total += chunk.byteLength;
+    // Strictly more than one PDU buffered: this one cannot be the last.
+    while (buffered > size) await emit(size, false);
+  }
+  await emit(buffered, true);
+  parts = [];
+  return total;
+}
+
+async function writeSized(
+  w: FrameWriter,
+  source: BodySource,
+  seq: number,
+  size: number,
+): Promise<number> {
+  let left = size;
+  for (;;) {
+    const chunk = await source.read();
+    if (terminated !== null) throw terminated;
+    if (chunk === null) break;
+    if (chunk.byteLength > left) {
+      await source.cancel("body longer than its header's size");
+      throw new TransportError(
+        "obj_size_mismatch",
+        `body of object #${seq} has more than the ${size} bytes its header declares`,
+        { sessionId: init.sessionId },
+      );
+    }
+    await w.bytes(chunk);
+    left -= chunk.byteLength;
+  }
+  if (left > 0) {
+    throw new TransportError(
+      "obj_size_mismatch",
+      `body of object #${seq} ended after ${
+        size - left
+      } bytes, its header declares ${size}`,
+      { sessionId: init.sessionId },
+    );
+  }
+  return size;
+}
+
+async function sendObject(item: Item): Promise<void> {
+  const { obj, packed } = item;
+  lastSeq = obj.seq;
+  let source: BodySource | null = null;
+  if (obj.body !== null) {
+    try {
+      source = await openBody(obj.body, packed, obj.size);
+    } catch (error) {
+      // Nothing of this object is on the wire yet: fail it alone, in order.
+      await discardBody(obj.body, error);
+      const w = writer;
+      pending.push({
+        seq: obj.seq,
+        end: w === null ? 0 : w.written,
+        bytes: 0,
+        error: asTransportError(error),
+      });
+      if (w === null) settleAll();
+      else progress();
+      return;
+    }
+  }
+  const w = openConnection();
+  const pdu = obj.size === -1;
+  await w.frame({
+    kind: KIND_OBJECT,
+    flags: pdu ? FLAG_PDU_MODE : 0,
+    length: obj.hdrLen,
+    seq: obj.seq,
+  });
+  await w.bytes(packed.subarray(obj.hdrOff, obj.hdrOff + obj.hdrLen));
+  let bytes = 0;
+  if (source !== null) {
+    current = source;
+    try {
+      bytes = pdu
+        ? await writePdus(w, source, obj.seq)
+        : await writeSized(w, source, obj.seq, obj.size);
+    } catch (error) {
+      const failure = asTransportError(error);
+      if (terminated === null) {
+        // Part of the object is on the wire: the request cannot continue.
+        pending.push({ seq: obj.seq, end: Infinity, bytes: 0, error: failure });
+        terminate(failure, failure.code.startsWith("receiver") ? -1 : obj.seq);
+      }
+      return;
+    } finally {
+      current = null;
+    }
+  }
+  pending.push({ seq: obj.seq, end: w.written, bytes });
+  progress();
+}
+
+async function finish(): Promise<void> {
+  if (writer !== null) {
+    await writer.frame({
+      kind: KIND_FIN,
+      flags: 0,
+      length: 0,
+      seq: lastSeq + 1,
+    });
+    await closeConnection();
+  }
+  postCompletions();
+  post({ t: "end", error: null, rest: null, stats: snapshot() });
+  ended = true;
+}
+
+async function run(): Promise<void> {
+  try {
+    while (terminated === null) {
+      if (head < queue.length) {
+        const item = queue[head];
+        queue[head++] = undefined as unknown as Item;
+        if (head === queue.length) {
+          queue.length = 0;
+          head = 0;
+        }
+        await sendObject(item);
+        continue;
+      }
+      if (writer !== null) {
+        await writer.flush();
+        progress();
+      }
+      postCompletions();
+      if (finRequested) {
+        await finish();
+        return;
+      }
+      const woke = await waitForWork(
+        connection !== null ? init.idleTimeoutMs : Infinity,
+      );
+      if (
+        !woke && terminated === null && head === queue.length && !finRequested
+      ) {
+        await closeConnection();
+      }
+    }
+  } catch (error) {
+    terminate(asTransportError(error));
+  }
+}
+
+self.onmessage = (event: MessageEvent<ToWorker>) => {
+  const message = event.data;
+  switch (message.t) {
+    case "init":
+      init = message;
+      connector = fetchConnector(message.url, {
+        compression: message.compression,
+        headers: message.headers,
+      });
+      started = performance.now();
+      run();
+      break;
+    case "objs":
+      if (terminated !== null || ended) {
+        for (const obj of message.objs) {
+          discardBody(obj.body, terminated).catch((cause) => {
+            console.error("spool transport: cancelling a body failed:", cause);
+          });
+        }
+      } else {
+        for (const obj of message.objs) {
+          queue.push({ obj, packed: message.packed });
+        }
+      }
+      wakeUp();
+      break;
+    case "fin":
+      finRequested = true;
+      wakeUp();
+      break;
+    case "abort":
+      terminate(
+        new TransportError("stream_aborted", message.reason, {
+          sessionId: init?.sessionId,
+        }),
+      );
+      break;
+    case "close":
+      post({ t: "closed" });
+      self.close();
+      break;
+  }
+};
