@@ -20,9 +20,25 @@
  * console.log(await followed); // "step 1\nstep 2\n"
  * ```
  *
+ * @example Send objects to a receiver endpoint
+ * ```ts
+ * import { Receiver, Stream } from "./mod.ts";
+ *
+ * await using receiver = new Receiver();
+ * await receiver.listen("data");
+ * receiver.register("data", "demo", async (header, body) => {
+ *   console.log(header.name, body ? (await new Response(body).bytes()).length : 0);
+ * });
+ * const stream = new Stream(receiver.url("data", "demo"));
+ * await stream.send({ name: "a.bin" }, new Uint8Array(1024));
+ * await stream.send({ name: "header-only" });
+ * await stream.fin();
+ * ```
+ *
  * @module
  */
 
 export * from "./protocol/mod.ts";
 export * from "./server/mod.ts";
 export * from "./client/mod.ts";
+export * from "./transport/mod.ts";

@@ -29,7 +29,7 @@ function serveRepo(): Deno.HttpServer<Deno.NetAddr> {
   );
 }
 
-Deno.test("the server runs and mod.ts imports by URL with --import-map", async () => {
+Deno.test("the server runs and mod.ts imports by URL with --import-map, transport worker included", async () => {
   await using host = serveRepo();
   const base = `http://127.0.0.1:${host.addr.port}/`;
   const importMap = `${base}deno.json`;
@@ -45,11 +45,23 @@ Deno.test("the server runs and mod.ts imports by URL with --import-map", async (
     const script = `${outside}/use.ts`;
     await Deno.writeTextFile(
       script,
-      `import { upload, openDownload } from "${base}mod.ts";
+      `import { Receiver, Stream, upload } from "${base}mod.ts";
 const status = await upload(${
         JSON.stringify(server.url.href)
       }, new TextEncoder().encode("by url\\n"), { name: "u.txt" });
-console.log(JSON.stringify({ status: status.status, size: status.size }));
+// The transport's send loop is a worker module loaded from the same URL.
+const receiver = new Receiver();
+await receiver.listen("net");
+const names = [];
+receiver.register("net", "by-url", async (header, body) => {
+  names.push(header.name + ":" + (body ? (await new Response(body).text()) : ""));
+});
+const stream = new Stream(receiver.url("net", "by-url"));
+await stream.send({ name: "a" }, new TextEncoder().encode("hello"));
+await stream.send({ name: "b" });
+await stream.fin();
+await receiver.close();
+console.log(JSON.stringify({ status: status.status, size: status.size, names }));
 `,
     );
     const output = await new Deno.Command(Deno.execPath(), {
@@ -63,6 +75,7 @@ console.log(JSON.stringify({ status: status.status, size: status.size }));
     assertEquals(JSON.parse(new TextDecoder().decode(output.stdout)), {
       status: "COMPLETED",
       size: 7,
+      names: ["a:hello", "b:"],
     });
   } finally {
     server.process.kill("SIGTERM");

@@ -254,7 +254,9 @@ export class StreamBundle {
       const destination = this.#byUrl.get(href);
       if (destination === undefined || seen.has(href)) {
         throw new TransportError(
-          "invalid_argument",
+          destination === undefined
+            ? "destination_missing"
+            : "invalid_argument",
           `destination ${href} is ${
             destination ? "listed twice" : "not in the bundle"
           }, expected one of: ${this.destinations.join(", ")}`,

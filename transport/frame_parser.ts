@@ -280,7 +280,9 @@ export class FrameParser {
   }
 
   #startObject(frame: FrameHeader): void {
-    if (frame.seq <= this.#seq) {
+    // Sequence numbers are u32 and wrap: "ahead" is the distance mod 2^32.
+    const ahead = (frame.seq - this.#seq) >>> 0;
+    if (this.#seq >= 0 && (ahead === 0 || ahead >= 0x8000_0000)) {
       throw new TransportError(
         "proto_hdr_invalid",
         `object sequence number ${frame.seq} follows ${this.#seq}, expected it to increase`,

@@ -155,9 +155,9 @@ export function decodeFrameHeader(
   if (check !== expected) {
     throw new TransportError(
       "hdr_checksum",
-      `frame header check word is 0x${hex(check)}, expected 0x${
-        hex(expected)
-      } for words ${hex(w0)} ${hex(w1)} ${hex(w2)}`,
+      `frame header check word is 0x${hex(check, 8)}, expected 0x${
+        hex(expected, 8)
+      } for words ${hex(w0, 8)} ${hex(w1, 8)} ${hex(w2, 8)}`,
     );
   }
   const kind = w0 >>> 24;
@@ -198,6 +198,6 @@ export function decodeFrameHeader(
   return { kind, flags, length: w1, seq: w2 };
 }
 
-function hex(n: number): string {
-  return n.toString(16).padStart(2, "0");
+function hex(n: number, digits = 2): string {
+  return n.toString(16).padStart(digits, "0");
 }

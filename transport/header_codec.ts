@@ -27,7 +27,7 @@ const MAX_U16 = 0xffff;
 const TWO_32 = 2 ** 32;
 
 /** Smallest possible encoded header (all fields empty): 22 bytes. */
-export const MIN_HEADER_SIZE = 2 + 8 + 4 + 2 + 2 + 2 + 2;
+export const MIN_HEADER_SIZE: number = 2 + 8 + 4 + 2 + 2 + 2 + 2;
 
 function utf8(field: string, value: string): Uint8Array {
   const bytes = value === "" ? EMPTY : encoder.encode(value);

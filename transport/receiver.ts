@@ -77,6 +77,22 @@ const DECOMPRESSIONS: readonly TransportCompression[] = [
   "deflate-raw",
 ];
 const EMPTY = new Uint8Array(0);
+/** Sessions kept in an endpoint's statistics; the oldest go first. */
+const MAX_SESSIONS = 1024;
+
+/** Makes room for one more session, dropping a finished one first. */
+function forgetOldSession(sessions: Record<string, SessionStats>): void {
+  const ids = Object.keys(sessions);
+  if (ids.length < MAX_SESSIONS) return;
+  const victim = ids.find((id) => sessions[id].finished) ?? ids[0];
+  delete sessions[victim];
+}
+
+function isConnectionGone(error: unknown): boolean {
+  return error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted ||
+    error instanceof Deno.errors.ConnectionReset;
+}
 
 /**
  * An error response in the transport's JSON shape.
@@ -168,7 +184,8 @@ export async function receiveRequest(
       ),
     );
   }
-  const compression = request.headers.get(COMPRESSION_HEADER);
+  const compressionHeader = request.headers.get(COMPRESSION_HEADER);
+  const compression = compressionHeader === "none" ? null : compressionHeader;
   if (
     compression !== null &&
     !DECOMPRESSIONS.includes(compression as TransportCompression)
@@ -185,6 +202,7 @@ export async function receiveRequest(
     );
   }
   const sessions = endpoint.stats.sessions;
+  if (!(sessionId in sessions)) forgetOldSession(sessions);
   const session = sessions[sessionId] ??= {
     objects: 0,
     bytes: 0,
@@ -222,8 +240,10 @@ export async function receiveRequest(
   const signal = options.signal;
   const onAbort = () => {
     reader.cancel("receiver closed").catch((cause) => {
-      // Cancelling an already failed body: the loop reports the failure.
-      console.debug("spool receiver: cancel after close failed:", cause);
+      // A body whose connection already died: the loop reports that.
+      if (!isConnectionGone(cause)) {
+        console.debug("spool receiver: cancel after close failed:", cause);
+      }
     });
   };
   signal?.addEventListener("abort", onAbort, { once: true });
@@ -325,11 +345,14 @@ export async function receiveRequest(
     session.errors++;
     session.lastError = error.code;
     reader.cancel(error).catch((cause) => {
-      // The body is already broken; the error below is what matters.
-      console.debug(
-        "spool receiver: cancelling the request body failed:",
-        cause,
-      );
+      // An errored body rejects with its own error, which `error` already
+      // reports; anything else is worth a line in the log.
+      if (cause !== error.cause && !isConnectionGone(cause)) {
+        console.debug(
+          "spool receiver: cancelling the request body failed:",
+          cause,
+        );
+      }
     });
     if (error.code !== "handler_failed") {
       await deliverError(endpoint, current, sessionId, lastSeq, error);

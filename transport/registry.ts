@@ -122,12 +122,12 @@ export class Receiver {
    */
   register(network: string, trname: string, handler: ReceiveHandler): string {
     const net = this.#network(network);
-    if (!TRNAME.test(trname)) {
+    if (!TRNAME.test(trname) || trname === "." || trname === "..") {
       throw new TransportError(
         "invalid_argument",
         `endpoint name ${
           JSON.stringify(trname)
-        } is invalid, expected 1-128 characters of [A-Za-z0-9._~-]`,
+        } is invalid, expected 1-128 characters of [A-Za-z0-9._~-], not "." or ".."`,
       );
     }
     if (net.endpoints.has(trname)) {
@@ -181,7 +181,10 @@ export class Receiver {
    * (delivered to their handlers) and the servers shut down.
    */
   async close(): Promise<void> {
-    this.#closing.abort();
+    const closing = this.#closing;
+    // Networks opened after this close get a fresh signal.
+    this.#closing = new AbortController();
+    closing.abort();
     const networks = [...this.#networks.values()];
     this.#networks.clear();
     await Promise.all(networks.map((net) => net.server.shutdown()));
@@ -221,7 +224,20 @@ export class Receiver {
         ),
       );
     }
-    const trname = decodeURIComponent(path.slice(OBJSTREAM_PATH.length));
+    let trname: string;
+    try {
+      trname = decodeURIComponent(path.slice(OBJSTREAM_PATH.length));
+    } catch (error) {
+      return errorResponse(
+        400,
+        new TransportError(
+          "bad_request",
+          `path ${JSON.stringify(path)} has malformed percent-encoding (${
+            (error as Error).message
+          }), expected an endpoint name`,
+        ),
+      );
+    }
     const endpoint = endpoints.get(trname);
     if (endpoint === undefined) {
       return errorResponse(

@@ -9,6 +9,7 @@
 
 import { TransportError } from "./errors.ts";
 import { encodeHeader } from "./header_codec.ts";
+import { checkRequestHeaders, receiverUrl } from "./_request_target.ts";
 import type {
   FromWorker,
   InitMessage,
@@ -58,11 +59,13 @@ interface Outstanding {
   error?: TransportError;
 }
 
-interface Batched {
-  seq: number;
-  size: number;
-  header: Uint8Array;
-  body: ObjectBody;
+/** Smallest packed buffer a batch starts with. */
+const MIN_PACKED = 64 * 1024;
+
+/** Whether `bytes` spans its whole, plain `ArrayBuffer` (so it can move). */
+function spansBuffer(bytes: Uint8Array): boolean {
+  return bytes.byteOffset === 0 && bytes.buffer instanceof ArrayBuffer &&
+    bytes.byteLength === bytes.buffer.byteLength && !bytes.buffer.resizable;
 }
 
 function isFileBody(body: ObjectBody): body is { path: string } {
@@ -139,8 +142,13 @@ export class Stream {
   #nextSeq = 0;
   #outstanding: Outstanding[] = [];
   #head = 0;
-  #batch: Batched[] = [];
-  #batchBytes = 0;
+  /** Objects of the next batch, and the bodies still to hand over. */
+  #batch: WireObject[] = [];
+  #batchBodies: ObjectBody[] = [];
+  #transfer: Transferable[] = [];
+  /** Headers and small bodies of the next batch, copied at send time. */
+  #packed = new Uint8Array(MIN_PACKED);
+  #packedAt = 0;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
   #inFlight = 0;
   #inFlightBytes = 0;
@@ -159,10 +167,12 @@ export class Stream {
   #closed: Promise<void>;
   #resolveClosed!: () => void;
   #closedDone = false;
+  /** Every object completed with an error, wherever it failed. */
+  #failed = 0;
 
   /** Creates a stream to `url`; nothing connects before the first send. */
   constructor(url: string | URL, options: StreamOptions = {}) {
-    this.url = new URL(url).href;
+    this.url = receiverUrl(url).href;
     this.sessionId = `${Date.now().toString(36)}-${
       (++sessionCounter).toString(36)
     }-${crypto.randomUUID().slice(0, 8)}`;
@@ -200,6 +210,7 @@ export class Stream {
     }
     this.#compression = compression;
     this.#headers = { ...options.headers };
+    checkRequestHeaders(this.#headers);
     this.#onSent = options.onSent;
     this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
     const signal = options.signal;
@@ -268,10 +279,10 @@ export class Stream {
       throw failure;
     }
     if (
-      options.copy === true && body instanceof Uint8Array &&
-      body.byteLength > PACK_LIMIT
+      body instanceof Uint8Array && body.byteLength > PACK_LIMIT &&
+      (options.copy === true || !spansBuffer(body))
     ) {
-      // Copy now: the caller may reuse or hand on its buffer once we return.
+      // Copy now: the caller may reuse its buffer once we return.
       body = body.slice();
     }
     const budget = size > 0 ? size : 0;
@@ -295,23 +306,65 @@ export class Stream {
     });
     this.#inFlight++;
     this.#inFlightBytes += budget;
-    this.#batch.push({
-      seq,
-      size,
-      header: encoded,
-      body,
-    });
-    this.#batchBytes += encoded.byteLength +
-      (body instanceof Uint8Array && body.byteLength <= PACK_LIMIT
-        ? body.byteLength
-        : 0);
+    this.#enqueue(seq, size, encoded, body);
     if (
-      this.#batch.length >= BATCH_OBJECTS || this.#batchBytes >= BATCH_BYTES
+      this.#batch.length >= BATCH_OBJECTS || this.#packedAt >= BATCH_BYTES
     ) {
       this.#flush();
     } else if (this.#flushTimer === undefined) {
       this.#flushTimer = setTimeout(() => this.#flush(), 0);
     }
+  }
+
+  /** Adds an object to the next batch; small bodies are copied right away. */
+  #enqueue(
+    seq: number,
+    size: number,
+    header: Uint8Array,
+    body: ObjectBody,
+  ): void {
+    const small = body instanceof Uint8Array && body.byteLength <= PACK_LIMIT
+      ? body
+      : null;
+    const need = this.#packedAt + header.byteLength + (small?.byteLength ?? 0);
+    if (need > this.#packed.byteLength) {
+      const bigger = new Uint8Array(
+        Math.max(need, this.#packed.byteLength * 2),
+      );
+      bigger.set(this.#packed.subarray(0, this.#packedAt));
+      this.#packed = bigger;
+    }
+    const hdrOff = this.#packedAt;
+    this.#packed.set(header, hdrOff);
+    this.#packedAt += header.byteLength;
+    let wireBody: WireBody = null;
+    if (small !== null) {
+      if (small.byteLength > 0) {
+        this.#packed.set(small, this.#packedAt);
+        wireBody = { k: "packed", off: this.#packedAt, len: small.byteLength };
+        this.#packedAt += small.byteLength;
+      }
+    } else if (body instanceof Uint8Array) {
+      // One buffer sent twice in a batch can only move once: copy the rest.
+      const bytes = this.#transfer.includes(body.buffer as ArrayBuffer)
+        ? body.slice()
+        : body;
+      this.#transfer.push(bytes.buffer as ArrayBuffer);
+      wireBody = { k: "buffer", bytes };
+    } else if (body instanceof ReadableStream) {
+      this.#transfer.push(body as unknown as Transferable);
+      wireBody = { k: "stream", stream: body };
+    } else if (isFileBody(body)) {
+      wireBody = { k: "file", path: body.path };
+    }
+    this.#batch.push({
+      seq,
+      size,
+      hdrOff,
+      hdrLen: header.byteLength,
+      body: wireBody,
+    });
+    this.#batchBodies.push(wireBody?.k === "stream" ? body : null);
   }
 
   /**
@@ -355,9 +408,11 @@ export class Stream {
       this.#wakeWaiters();
       this.#clearFlushTimer();
       // Objects not yet posted never reach the worker: release their bodies.
-      for (const item of this.#batch) cancelBody(item.body, error);
+      for (const body of this.#batchBodies) cancelBody(body, error);
       this.#batch = [];
-      this.#batchBytes = 0;
+      this.#batchBodies = [];
+      this.#transfer = [];
+      this.#packedAt = 0;
       if (this.#worker === null) this.#endWithoutWorker(error);
       else this.#worker.postMessage({ t: "abort", reason: error.message });
     }
@@ -369,6 +424,7 @@ export class Stream {
     const s = this.#stats;
     return {
       ...s,
+      failed: this.#failed,
       idlePct: s.totalMs > 0 ? (100 * s.idleMs) / s.totalMs : 0,
     };
   }
@@ -401,6 +457,14 @@ export class Stream {
       return 0;
     }
     if (body instanceof Uint8Array) {
+      if ((body.buffer as ArrayBuffer).detached) {
+        throw new TransportError(
+          "invalid_argument",
+          `body of ${
+            JSON.stringify(header.name)
+          } is a detached buffer (an earlier send moved it to the worker), expected live bytes; pass { copy: true } to keep sending one buffer`,
+        );
+      }
       if (given !== undefined && given !== -1 && given !== body.byteLength) {
         throw new TransportError(
           "obj_size_mismatch",
@@ -504,67 +568,27 @@ export class Stream {
   #flush(): void {
     this.#clearFlushTimer();
     if (this.#batch.length === 0) return;
-    const batch = this.#batch;
+    const objs = this.#batch;
+    const packed = this.#packed.subarray(0, this.#packedAt);
+    const transfer = [packed.buffer, ...this.#transfer];
     this.#batch = [];
-    this.#batchBytes = 0;
+    this.#batchBodies = [];
+    this.#transfer = [];
+    // The packed buffer moves to the worker: start the next one at a size
+    // that fits a batch like this one.
+    this.#packed = new Uint8Array(
+      Math.max(MIN_PACKED, Math.min(this.#packedAt, BATCH_BYTES * 2)),
+    );
+    this.#packedAt = 0;
     const worker = this.#worker ?? this.#startWorker();
-    let packedSize = 0;
-    for (const item of batch) {
-      packedSize += item.header.byteLength;
-      if (
-        item.body instanceof Uint8Array && item.body.byteLength <= PACK_LIMIT
-      ) {
-        packedSize += item.body.byteLength;
-      }
-    }
-    const packed = new Uint8Array(packedSize);
-    const transfer: Transferable[] = [packed.buffer];
-    const objs: WireObject[] = new Array(batch.length);
-    let at = 0;
-    for (let i = 0; i < batch.length; i++) {
-      const item = batch[i];
-      packed.set(item.header, at);
-      const hdrOff = at;
-      at += item.header.byteLength;
-      let wireBody: WireBody = null;
-      const body = item.body;
-      if (body instanceof Uint8Array) {
-        if (body.byteLength === 0) wireBody = null;
-        else if (body.byteLength <= PACK_LIMIT) {
-          packed.set(body, at);
-          wireBody = { k: "packed", off: at, len: body.byteLength };
-          at += body.byteLength;
-        } else {
-          const whole = body.byteOffset === 0 &&
-            body.buffer instanceof ArrayBuffer &&
-            body.byteLength === body.buffer.byteLength &&
-            !body.buffer.resizable;
-          const bytes = whole ? body : body.slice();
-          transfer.push(bytes.buffer as ArrayBuffer);
-          wireBody = { k: "buffer", bytes };
-        }
-      } else if (body instanceof ReadableStream) {
-        transfer.push(body as unknown as Transferable);
-        wireBody = { k: "stream", stream: body };
-      } else if (isFileBody(body)) {
-        wireBody = { k: "file", path: body.path };
-      }
-      objs[i] = {
-        seq: item.seq,
-        size: item.size,
-        hdrOff,
-        hdrLen: item.header.byteLength,
-        body: wireBody,
-      };
-    }
     // Mark posted so termination paths no longer cancel these bodies here.
     for (
       let i = this.#head, j = 0;
-      i < this.#outstanding.length && j < batch.length;
+      i < this.#outstanding.length && j < objs.length;
       i++
     ) {
       const rec = this.#outstanding[i];
-      if (!rec.posted && rec.seq === batch[j].seq) {
+      if (!rec.posted && rec.seq === objs[j].seq) {
         rec.posted = true;
         rec.body = null;
         j++;
@@ -574,6 +598,7 @@ export class Stream {
   }
 
   #callback(rec: Outstanding, error: TransportError | undefined): void {
+    if (error !== undefined) this.#failed++;
     const callback = rec.onSent ?? this.#onSent;
     if (callback === undefined) return;
     try {

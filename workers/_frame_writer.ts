@@ -11,7 +11,7 @@ import {
   type FrameHeader,
   writeFrameHeader,
 } from "../transport/framing.ts";
-import type { Connection } from "./_connection.ts";
+import type { Connection } from "./_http1_connection.ts";
 
 const STAGE_SIZE = 64 * 1024;
 /** Payloads up to this size are copied into the stage. */

@@ -30,8 +30,8 @@ import { type BodySource, discardBody, openBody } from "./_body_source.ts";
 import {
   type Connection,
   type Connector,
-  fetchConnector,
-} from "./_connection.ts";
+  http1Connector,
+} from "./_http1_connection.ts";
 import { FrameWriter } from "./_frame_writer.ts";
 
 interface Item {
@@ -175,9 +175,12 @@ async function waitForWork(timeoutMs: number): Promise<boolean> {
 
 function openConnection(): FrameWriter {
   if (writer !== null) return writer;
-  const opened = connector.open(init.sessionId, progress, (error) => {
-    // The request failed while we may be waiting on a body: stop now.
-    if (connection === opened) terminate(error);
+  const opened = connector.open(init.sessionId, {
+    onProgress: progress,
+    onFailure(error) {
+      // The request failed while we may be waiting on a body: stop now.
+      if (connection === opened) terminate(error);
+    },
   });
   connection = opened;
   writer = new FrameWriter(connection);
@@ -341,7 +344,21 @@ async function sendObject(item: Item): Promise<void> {
   });
   await w.bytes(packed.subarray(obj.hdrOff, obj.hdrOff + obj.hdrLen));
   let bytes = 0;
+  if (source === null && pdu) {
+    // Unknown size and no bytes: the object is its empty last PDU.
+    await w.frame({
+      kind: KIND_PDU,
+      flags: FLAG_PDU_LAST,
+      length: 0,
+      seq: obj.seq,
+    });
+  }
   if (source !== null) {
+    if (obj.body?.k === "stream" || obj.body?.k === "file") {
+      // This body may keep us waiting: let the objects before it leave now.
+      await w.flush();
+      progress();
+    }
     current = source;
     try {
       bytes = pdu
@@ -364,6 +381,9 @@ async function sendObject(item: Item): Promise<void> {
 }
 
 async function finish(): Promise<void> {
+  // After an idle teardown, reconnect just to say fin: the receiver then
+  // knows the session ended on purpose.
+  if (writer === null && stats.requests > 0) openConnection();
   if (writer !== null) {
     await writer.frame({
       kind: KIND_FIN,
@@ -419,7 +439,7 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
   switch (message.t) {
     case "init":
       init = message;
-      connector = fetchConnector(message.url, {
+      connector = http1Connector(message.url, {
         compression: message.compression,
         headers: message.headers,
       });

@@ -1,0 +1,145 @@
+import { assert, assertEquals, assertThrows } from "@std/assert";
+import { Receiver, Stream, TransportError } from "../transport/mod.ts";
+import {
+  type Received,
+  recordInto,
+  sha256,
+  startReceiver,
+} from "./_transport_helpers.ts";
+
+Deno.test("transport edges: empty and reused bodies, fin after idle teardown, failed count", async () => {
+  await using rx = await startReceiver();
+  const received: Received[] = [];
+  const url = recordInto(rx.receiver, "edges", received);
+  const codes: string[] = [];
+  const stream = new Stream(url, {
+    idleTimeoutMs: 50,
+    onSent: (_h, e) => codes.push(e?.code ?? "ok"),
+  });
+  // Unknown size but no bytes: one empty last PDU.
+  await stream.send({ name: "empty-unknown", size: -1 }, new Uint8Array(0));
+  // The caller reuses one small buffer: each send must keep its own bytes.
+  const scratch = new Uint8Array(3);
+  for (const text of ["aaa", "bbb", "ccc"]) {
+    scratch.set(new TextEncoder().encode(text));
+    await stream.send({ name: text }, scratch);
+  }
+  // A failure before the worker counts in stats().failed too.
+  await stream.send({ name: "bad", size: 9 }, new Uint8Array(1)).catch(
+    (error) => assertEquals(error.code, "obj_size_mismatch"),
+  );
+  // Idle teardown, then fin: a request is opened just for the fin frame.
+  await rx.nextRequestEnd((e) => e.sessionId === stream.sessionId);
+  const finRequest = rx.nextRequestEnd((e) => e.sessionId === stream.sessionId);
+  await stream.fin();
+  const end = await finRequest;
+  assertEquals(end.fin, true);
+  assertEquals(end.error, null);
+  assertEquals(codes, ["ok", "ok", "ok", "ok", "obj_size_mismatch"]);
+  assertEquals(received.map((r) => r.header.name), [
+    "empty-unknown",
+    "aaa",
+    "bbb",
+    "ccc",
+  ]);
+  assertEquals(received[0].header.size, 0);
+  for (const [i, text] of ["aaa", "bbb", "ccc"].entries()) {
+    assertEquals(
+      received[i + 1].sha,
+      await sha256(new TextEncoder().encode(text)),
+    );
+  }
+  assertEquals(stream.stats().failed, 1);
+  assertEquals(stream.stats().objects, 4);
+  const session = rx.receiver.stats().data.edges.sessions[stream.sessionId];
+  assertEquals(session.finished, true);
+  assertEquals(session.requests, 2);
+});
+
+Deno.test("transport edges: a slow stream body does not hold back the objects before it", async () => {
+  await using rx = await startReceiver();
+  let firstArrived!: () => void;
+  const arrived = new Promise<void>((resolve) => firstArrived = resolve);
+  const order: string[] = [];
+  rx.receiver.register("data", "slow", async (header, body) => {
+    order.push(header.name);
+    if (body !== null) await new Response(body).arrayBuffer();
+    if (header.name === "first") firstArrived();
+  });
+  // Safety net only: if "first" were held back, fail instead of hanging.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<"late">((resolve) =>
+    timer = setTimeout(resolve, 20_000, "late")
+  );
+  let outcome: "in time" | "late" = "in time";
+  const slow = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      outcome = await Promise.race([
+        arrived.then(() => "in time" as const),
+        deadline,
+      ]);
+      controller.enqueue(new Uint8Array(10));
+      controller.close();
+    },
+  });
+  const stream = new Stream(rx.receiver.url("data", "slow"));
+  await stream.send({ name: "first" }, new Uint8Array(10));
+  await stream.send({ name: "slow" }, slow);
+  await stream.fin();
+  clearTimeout(timer);
+  assertEquals(outcome, "in time");
+  assertEquals(order, ["first", "slow"]);
+});
+
+Deno.test("transport edges: bad URLs, headers, endpoint names and paths get typed errors", async () => {
+  const code = (fn: () => unknown) => assertThrows(fn, TransportError).code;
+  assertEquals(code(() => new Stream("ftp://127.0.0.1/x")), "invalid_argument");
+  assertEquals(code(() => new Stream("not a url")), "invalid_argument");
+  assertEquals(
+    code(() =>
+      new Stream("http://127.0.0.1/x", { headers: { "x-a": "1\r\nx-b: 2" } })
+    ),
+    "invalid_argument",
+  );
+  assertEquals(
+    code(() =>
+      new Stream("http://127.0.0.1/x", {
+        headers: { "Transfer-Encoding": "identity" },
+      })
+    ),
+    "invalid_argument",
+  );
+  await using rx = await startReceiver();
+  for (const name of [".", "..", "a/b", ""]) {
+    assertEquals(
+      code(() => rx.receiver.register("data", name, () => {})),
+      "invalid_argument",
+      name,
+    );
+  }
+  rx.receiver.register("data", "ok", () => {});
+  const base = rx.receiver.url("data", "ok");
+  const response = await fetch(new URL("/v1/objstream/%E0%A4%A", base), {
+    method: "PUT",
+    headers: { "Spool-Session-Id": "x" },
+    body: new Uint8Array(0),
+  });
+  assertEquals(response.status, 400);
+  const answer = await response.json();
+  assertEquals(answer.code, "bad_request");
+  assert(answer.message.includes("percent-encoding"), answer.message);
+});
+
+Deno.test("transport edges: a receiver can listen again after close", async () => {
+  const receiver = new Receiver();
+  await receiver.listen("a");
+  await receiver.close();
+  await receiver.listen("a");
+  const names: string[] = [];
+  receiver.register("a", "again", (header) => void names.push(header.name));
+  const stream = new Stream(receiver.url("a", "again"));
+  await stream.send({ name: "after-close" });
+  await stream.fin();
+  await receiver.close();
+  assertEquals(names, ["after-close"]);
+});

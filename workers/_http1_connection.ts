@@ -1,0 +1,355 @@
+/**
+ * One HTTP/1.1 `PUT` with a chunked body, written by hand over `Deno.connect`
+ * (or `Deno.connectTls`). A socket is several times faster than `fetch` with
+ * a streaming body (see bench/RESULTS.md), and a write that resolved means
+ * the kernel took the bytes: that is what a send completion promises.
+ *
+ * @module
+ */
+
+import { TransportError } from "../transport/errors.ts";
+import { COMPRESSION_HEADER, SESSION_HEADER } from "../transport/framing.ts";
+import type { TransportCompression } from "../transport/types.ts";
+import {
+  checkRequestHeaders,
+  receiverUrl,
+} from "../transport/_request_target.ts";
+import { type HttpResponse, readResponse } from "./_http1_response.ts";
+
+/** One open request. */
+export interface Connection {
+  /** Sends `chunk`; resolves when the socket took it. */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Body bytes (before compression) the socket has taken so far. */
+  readonly consumed: number;
+  /** Ends the body and waits for the receiver's answer. */
+  close(): Promise<void>;
+  /** Drops the request at once. */
+  abort(reason: TransportError): void;
+}
+
+/** What a connection reports to its send loop. */
+export interface ConnectionEvents {
+  /** The socket took more bytes. */
+  onProgress(): void;
+  /**
+   * The request failed on its own (receiver gone, or it answered early),
+   * so a send loop blocked on a body learns it at once. Called at most once,
+   * never after `close` or `abort` was called.
+   */
+  onFailure(error: TransportError): void;
+}
+
+/** Opens requests to one URL. */
+export interface Connector {
+  /** Opens a request (connecting lazily, in the background). */
+  open(sessionId: string, events: ConnectionEvents): Connection;
+}
+
+/** Options of {@linkcode http1Connector}. */
+export interface Http1ConnectorOptions {
+  /** Request body compression. */
+  compression: TransportCompression;
+  /** Extra request headers. */
+  headers: Record<string, string>;
+  /** PEM CA certificates trusted for `https` URLs, besides the system ones. */
+  caCerts?: string[];
+}
+
+const encoder = new TextEncoder();
+const CRLF = encoder.encode("\r\n");
+const LAST_CHUNK = encoder.encode("0\r\n\r\n");
+/** Chunks up to this size are framed with one copy and one write. */
+const JOIN_LIMIT = 64 * 1024;
+
+/**
+ * A connector that writes each request itself over TCP (or TLS).
+ *
+ * @example
+ * ```ts ignore
+ * const connector = http1Connector("http://127.0.0.1:8080/v1/objstream/x", {
+ *   compression: "none",
+ *   headers: {},
+ * });
+ * ```
+ */
+export function http1Connector(
+  url: string,
+  options: Http1ConnectorOptions,
+): Connector {
+  const target = receiverUrl(url);
+  checkRequestHeaders(options.headers);
+  return {
+    open: (sessionId, events) =>
+      new Http1Connection(target, sessionId, events, options),
+  };
+}
+
+function requestHead(
+  target: URL,
+  sessionId: string,
+  options: Http1ConnectorOptions,
+): Uint8Array {
+  const lines = [
+    `PUT ${target.pathname}${target.search} HTTP/1.1`,
+    `Host: ${target.host}`,
+    ...Object.entries(options.headers).map(([name, value]) =>
+      `${name}: ${value}`
+    ),
+    "Content-Type: application/octet-stream",
+    `${SESSION_HEADER}: ${sessionId}`,
+    "Transfer-Encoding: chunked",
+    "Connection: close",
+  ];
+  if (options.compression !== "none") {
+    lines.push(`${COMPRESSION_HEADER}: ${options.compression}`);
+  }
+  return encoder.encode(lines.join("\r\n") + "\r\n\r\n");
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let at = 0;
+  while (at < bytes.byteLength) {
+    at += await conn.write(at === 0 ? bytes : bytes.subarray(at));
+  }
+}
+
+/** The JSON error a receiver answers with, as a transport error. */
+function answerError(
+  response: HttpResponse,
+  sessionId: string,
+): TransportError | null {
+  if (response.status >= 200 && response.status < 300) return null;
+  const text = new TextDecoder().decode(response.body);
+  let remoteCode = "";
+  let remoteMessage = text;
+  try {
+    const parsed = JSON.parse(text);
+    remoteCode = String(parsed.code ?? "");
+    remoteMessage = String(parsed.message ?? text);
+  } catch (error) {
+    // Not our JSON (a proxy's page, say): report the raw text instead.
+    remoteMessage = `${text} (${describe(error)})`;
+  }
+  return new TransportError(
+    "receiver_error",
+    `receiver answered HTTP ${response.status}${
+      remoteCode ? ` ${remoteCode}` : ""
+    }: ${remoteMessage}`,
+    { sessionId, remoteCode },
+  );
+}
+
+class Http1Connection implements Connection {
+  consumed = 0;
+  #sessionId: string;
+  #events: ConnectionEvents;
+  #conn: Promise<Deno.Conn>;
+  #socket: Deno.Conn | null = null;
+  #answer: Promise<TransportError | null>;
+  #failure: TransportError | null = null;
+  #done = false;
+  #closing = false;
+  #compressor: WritableStreamDefaultWriter<BufferSource> | null = null;
+  #pump: Promise<void> | null = null;
+
+  constructor(
+    target: URL,
+    sessionId: string,
+    events: ConnectionEvents,
+    options: Http1ConnectorOptions,
+  ) {
+    this.#sessionId = sessionId;
+    this.#events = events;
+    const hostname = target.hostname.replace(/^\[(.*)\]$/, "$1");
+    const port = Number(target.port) ||
+      (target.protocol === "https:" ? 443 : 80);
+    const head = requestHead(target, sessionId, options);
+    this.#conn = (async () => {
+      let conn: Deno.Conn;
+      try {
+        if (target.protocol === "https:") {
+          conn = await Deno.connectTls({
+            hostname,
+            port,
+            caCerts: options.caCerts,
+          });
+        } else {
+          const tcp = await Deno.connect({ hostname, port });
+          // The last small chunk of a burst must not wait for an ACK.
+          tcp.setNoDelay(true);
+          conn = tcp;
+        }
+      } catch (error) {
+        throw new TransportError(
+          "receiver_gone",
+          `connecting to ${target.host} failed: ${describe(error)}`,
+          { cause: error, sessionId },
+        );
+      }
+      this.#socket = conn;
+      if (this.#done) {
+        conn.close();
+        throw this.#failure;
+      }
+      await writeAll(conn, head);
+      return conn;
+    })();
+    // The receiver answers at the end, or early when it rejects the stream.
+    this.#answer = this.#conn.then(
+      async (conn) => {
+        const response = await readResponse(conn);
+        if (response === null) {
+          return new TransportError(
+            "receiver_gone",
+            "the receiver closed the connection without an answer",
+            { sessionId },
+          );
+        }
+        return answerError(response, sessionId) ??
+          (this.#closing ? null : new TransportError(
+            "receiver_error",
+            `receiver answered HTTP ${response.status} before the request body ended`,
+            { sessionId },
+          ));
+      },
+      (error) => error as TransportError,
+    ).catch((error) =>
+      this.#failure ?? new TransportError(
+        "receiver_gone",
+        `reading the receiver's answer failed: ${describe(error)}`,
+        { cause: error, sessionId },
+      )
+    );
+    this.#answer.then((error) => {
+      if (error !== null && !this.#closing) this.#fail(error, true);
+    });
+    if (options.compression !== "none") {
+      const compression = new CompressionStream(options.compression);
+      this.#compressor = compression.writable.getWriter();
+      this.#pump = this.#pumpCompressed(
+        compression.readable as ReadableStream<Uint8Array>,
+      );
+      this.#pump.catch((error) => this.#fail(this.#broken(error), true));
+    }
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.#failure !== null) throw this.#failure;
+    if (this.#compressor !== null) {
+      try {
+        await this.#compressor.write(chunk as Uint8Array<ArrayBuffer>);
+      } catch (error) {
+        throw this.#failure ?? this.#fail(this.#broken(error), true);
+      }
+    } else {
+      await this.#writeChunk(chunk);
+    }
+    this.consumed += chunk.byteLength;
+    this.#events.onProgress();
+  }
+
+  async close(): Promise<void> {
+    if (this.#failure !== null) throw this.#failure;
+    this.#closing = true;
+    try {
+      if (this.#compressor !== null) {
+        await this.#compressor.close();
+        await this.#pump;
+      }
+      const conn = await this.#conn;
+      await writeAll(conn, LAST_CHUNK);
+    } catch (error) {
+      throw this.#failure ?? this.#fail(this.#broken(error), false);
+    }
+    const error = await this.#answer;
+    this.#release();
+    if (error !== null) {
+      this.#failure = error;
+      throw error;
+    }
+  }
+
+  abort(reason: TransportError): void {
+    this.#closing = true;
+    this.#fail(reason, false);
+  }
+
+  async #writeChunk(chunk: Uint8Array): Promise<void> {
+    const size = chunk.byteLength;
+    if (size === 0) return;
+    let conn: Deno.Conn;
+    try {
+      conn = await this.#conn;
+    } catch (error) {
+      throw this.#fail(error as TransportError, true);
+    }
+    const prefix = encoder.encode(size.toString(16) + "\r\n");
+    try {
+      if (size <= JOIN_LIMIT) {
+        const framed = new Uint8Array(prefix.byteLength + size + 2);
+        framed.set(prefix);
+        framed.set(chunk, prefix.byteLength);
+        framed.set(CRLF, prefix.byteLength + size);
+        await writeAll(conn, framed);
+      } else {
+        await writeAll(conn, prefix);
+        await writeAll(conn, chunk);
+        await writeAll(conn, CRLF);
+      }
+    } catch (error) {
+      throw this.#failure ?? await this.#failAfterWriteError(error);
+    }
+  }
+
+  async #pumpCompressed(compressed: ReadableStream<Uint8Array>): Promise<void> {
+    for await (const chunk of compressed) await this.#writeChunk(chunk);
+  }
+
+  /** A write failed: prefer the receiver's answer if one is already here. */
+  async #failAfterWriteError(error: unknown): Promise<TransportError> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const answer = await Promise.race([
+      this.#answer,
+      new Promise<null>((resolve) => timer = setTimeout(resolve, 1000, null)),
+    ]);
+    clearTimeout(timer);
+    return this.#fail(answer ?? this.#broken(error), true);
+  }
+
+  #broken(error: unknown): TransportError {
+    if (error instanceof TransportError) return error;
+    return new TransportError(
+      "receiver_gone",
+      `writing to the receiver failed: ${describe(error)}`,
+      { cause: error, sessionId: this.#sessionId },
+    );
+  }
+
+  #fail(error: TransportError, notify: boolean): TransportError {
+    if (this.#failure !== null) return this.#failure;
+    this.#failure = error;
+    this.#release();
+    this.#compressor?.abort(error).catch((cause) => {
+      // The compressor is already errored; nothing more to release.
+      console.debug("spool transport: aborting the compressor:", cause);
+    });
+    if (notify && !this.#closing) this.#events.onFailure(error);
+    return error;
+  }
+
+  #release(): void {
+    if (this.#done) return;
+    this.#done = true;
+    try {
+      this.#socket?.close();
+    } catch (error) {
+      // Already closed by the peer's reset: nothing left to release.
+      if (!(error instanceof Deno.errors.BadResource)) throw error;
+    }
+  }
+}
