@@ -2,6 +2,33 @@
 
 const HERE = new URL(".", import.meta.url);
 
+/** Every subprocess started here that has not exited yet. */
+const running = new Set<Deno.ChildProcess>();
+
+function track(process: Deno.ChildProcess): Deno.ChildProcess {
+  running.add(process);
+  process.status.finally(() => running.delete(process));
+  return process;
+}
+
+/**
+ * Kills every subprocess started by this module that is still running: for
+ * a benchmark run that gives up (a hang), so that no server outlives it.
+ * Returns how many were killed.
+ */
+export function killRunning(): number {
+  let killed = 0;
+  for (const process of running) {
+    try {
+      process.kill("SIGKILL");
+      killed++;
+    } catch {
+      // It exited on its own meanwhile.
+    }
+  }
+  return killed;
+}
+
 /** A subprocess that printed where it listens. */
 export interface Listening {
   process: Deno.ChildProcess;
@@ -23,7 +50,7 @@ export async function spawnListening(
   script: string,
   args: string[],
 ): Promise<Listening> {
-  const process = new Deno.Command(Deno.execPath(), {
+  const process = track(new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "-A",
@@ -35,7 +62,7 @@ export async function spawnListening(
     ],
     stdout: "piped",
     stderr: "inherit",
-  }).spawn();
+  }).spawn());
   const reader = process.stdout.pipeThrough(new TextDecoderStream())
     .getReader();
   let text = "";
@@ -92,12 +119,12 @@ export interface Load {
 
 /** Starts `bench/_load.ts` with `args`. */
 export function startLoad(args: string[]): Load {
-  const process = new Deno.Command(Deno.execPath(), {
+  const process = track(new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL("_load.ts", HERE).pathname, ...args],
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
-  }).spawn();
+  }).spawn());
   const reader = process.stdout.pipeThrough(new TextDecoderStream())
     .getReader();
   let buffered = "";
@@ -132,4 +159,122 @@ export async function runLoad(
     throw new Error(`load ${args.join(" ")} exited with ${status.code}`);
   }
   return result;
+}
+
+/** A subprocess that listens and answers commands: a line in, a JSON line out. */
+export interface Serving {
+  process: Deno.ChildProcess;
+  /** The URL from its `Listening on URL` line. */
+  url: URL;
+  /** Writes `command` as a line to its stdin; resolves to its JSON answer. */
+  ask(command: string): Promise<Record<string, unknown>>;
+  /**
+   * Closes its stdin (its signal to shut down) and waits for it to exit;
+   * kills it if it is still running after `graceMs` (default 10 s).
+   */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Spawns `deno run -A SCRIPT ARGS` with piped stdin and waits for its
+ * `Listening on URL` line. Then every line written to its stdin is a command
+ * and every line it prints is the JSON answer to one; closing its stdin asks
+ * it to shut down.
+ */
+export async function spawnServing(
+  script: string,
+  args: string[],
+): Promise<Serving> {
+  const process = track(new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(script, HERE).pathname, ...args],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn());
+  const stdin = process.stdin.getWriter();
+  const reader = process.stdout.pipeThrough(new TextDecoderStream())
+    .getReader();
+  let buffered = "";
+  const nextLine = async (waitingFor: string): Promise<string> => {
+    while (!buffered.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) {
+        throw new Error(
+          `${script} ${
+            args.join(" ")
+          } exited while we waited for ${waitingFor}`,
+        );
+      }
+      buffered += value;
+    }
+    const index = buffered.indexOf("\n");
+    const line = buffered.slice(0, index);
+    buffered = buffered.slice(index + 1);
+    return line;
+  };
+  let first: string;
+  try {
+    first = await nextLine("its Listening line");
+  } catch (error) {
+    await stdin.close().catch(() => {/* it is gone already */});
+    await process.status;
+    throw error;
+  }
+  if (!first.startsWith("Listening on ")) {
+    process.kill("SIGKILL");
+    await process.status;
+    throw new Error(
+      `${script} printed ${JSON.stringify(first)}, expected "Listening on URL"`,
+    );
+  }
+  const url = new URL(first.slice("Listening on ".length));
+  let turn: Promise<unknown> = Promise.resolve();
+  const encoder = new TextEncoder();
+  return {
+    process,
+    url,
+    ask(command) {
+      const answer = turn.then(async () => {
+        await stdin.write(encoder.encode(command + "\n"));
+        const line = await nextLine(`its answer to ${command}`);
+        try {
+          return JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          throw new Error(
+            `${script} answered ${command} with ${
+              JSON.stringify(line)
+            }, expected one JSON line`,
+          );
+        }
+      });
+      turn = answer.catch(() => {/* the caller sees the failure */});
+      return answer;
+    },
+    async stop(graceMs = 10_000) {
+      await turn;
+      // Read whatever it still prints, so it never blocks on a full pipe.
+      const drained = (async () => {
+        while (!(await reader.read()).done) { /* drain */ }
+      })();
+      await stdin.close().catch(() => {/* it exited already */});
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const killed = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          console.error(
+            `${script} did not exit ${graceMs} ms after its stdin closed; killing it`,
+          );
+          try {
+            process.kill("SIGKILL");
+          } catch {
+            // It exited just now.
+          }
+          resolve();
+        }, graceMs);
+      });
+      await Promise.race([process.status, killed]);
+      clearTimeout(timer);
+      await process.status;
+      await drained;
+    },
+  };
 }

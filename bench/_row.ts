@@ -11,6 +11,8 @@ export interface BenchRow {
    * value must be at most the baseline. "info": no goal.
    */
   goal: number | "lower" | "info";
+  /** How it was measured, printed under the table (rows may share one). */
+  note?: string;
 }
 
 /** value / baseline, and whether the goal holds. */
@@ -32,26 +34,38 @@ function format(value: number): string {
   return value.toFixed(2);
 }
 
-/** Renders rows as a Markdown table. */
+/** Renders rows as a Markdown table, their notes numbered below it. */
 export function markdownTable(rows: BenchRow[]): string {
   const lines = [
     "| figure | value | baseline (same run) | ratio | goal | met |",
     "|---|---|---|---|---|---|",
   ];
+  const notes: string[] = [];
   for (const row of rows) {
     const { ratio, met } = judge(row);
+    let mark = "";
+    if (row.note !== undefined) {
+      let index = notes.indexOf(row.note);
+      if (index < 0) index = notes.push(row.note) - 1;
+      mark = ` [${index + 1}]`;
+    }
     const goal = row.goal === "info"
       ? "-"
       : row.goal === "lower"
       ? `≤ ${format(row.baselineValue)}`
       : `≥ ${row.goal}×`;
     lines.push(
-      `| ${row.figure} | ${format(row.value)} ${row.unit} | ${row.baseline}: ${
-        format(row.baselineValue)
-      } | ${format(ratio)}× | ${goal} | ${
-        met === undefined ? "-" : met ? "yes" : "**no**"
-      } |`,
+      `| ${row.figure}${mark} | ${
+        format(row.value)
+      } ${row.unit} | ${row.baseline}: ${format(row.baselineValue)} | ${
+        format(ratio)
+      }× | ${goal} | ${met === undefined ? "-" : met ? "yes" : "**no**"} |`,
     );
+  }
+  if (notes.length > 0) {
+    lines.push("");
+    notes.forEach((note, index) => lines.push(`[${index + 1}] ${note}`, ""));
+    lines.pop();
   }
   return lines.join("\n");
 }

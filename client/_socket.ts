@@ -2,6 +2,18 @@
 
 import { SpoolError } from "../protocol/errors.ts";
 
+/** How a client opens a socket. */
+export interface ConnectOptions {
+  /** Give up after this long (default 30 s). */
+  timeoutMs?: number;
+  /** Aborts connecting. */
+  signal?: AbortSignal;
+  /** Sent as `Authorization: Bearer <token>`. */
+  token?: string;
+  /** PEM CA certificates to trust for `wss:` besides the system ones. */
+  caCerts?: string[];
+}
+
 /** Milliseconds a client waits for a socket to open by default. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 
@@ -11,13 +23,26 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
  */
 export function connect(
   url: string,
-  options: { timeoutMs?: number; signal?: AbortSignal } = {},
+  options: ConnectOptions = {},
 ): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     let socket: WebSocket;
+    // A custom CA needs its own HTTP client, released with the socket.
+    const client = options.caCerts?.length
+      ? Deno.createHttpClient({ caCerts: options.caCerts })
+      : undefined;
     try {
-      socket = new WebSocket(url);
+      socket = new WebSocket(url, {
+        client,
+        headers: options.token === undefined
+          ? undefined
+          : { authorization: `Bearer ${options.token}` },
+      });
+      if (client !== undefined) {
+        socket.addEventListener("close", () => client.close(), { once: true });
+      }
     } catch (error) {
+      client?.close();
       reject(
         new SpoolError(
           "invalid-field",

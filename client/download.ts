@@ -25,6 +25,13 @@ export interface DownloadOptions {
   connectTimeoutMs?: number;
   /** Aborting it closes the download. */
   signal?: AbortSignal;
+  /**
+   * The resource's read token, if the server requires one and the
+   * reference does not carry it (as `?token=`).
+   */
+  readToken?: string;
+  /** PEM CA certificates to trust for `https:`/`wss:` servers. */
+  caCerts?: string[];
 }
 
 /** Options of {@linkcode Download.follow}. */
@@ -75,6 +82,8 @@ export class Download {
   >();
   #statusWaiters: (() => void)[] = [];
   #closed: Error | undefined;
+  /** An error the server reported about the socket itself (e.g. `gone`). */
+  #socketError: SpoolError | undefined;
   readonly #closedPromise: Promise<void>;
 
   /** @internal Use {@linkcode openDownload}. */
@@ -91,7 +100,7 @@ export class Download {
     this.#closedPromise = new Promise((resolve) => {
       socket.addEventListener("close", (event) => {
         this.#shutDown(
-          new SpoolError(
+          this.#socketError ?? new SpoolError(
             "connection-closed",
             `download socket closed (${describeClose(event)})`,
           ),
@@ -100,6 +109,15 @@ export class Download {
       });
     });
     socket.onmessage = (event) => this.#onMessage(event);
+  }
+
+  /**
+   * Resolves once the socket closed, with the reason: a server error such as
+   * `gone`, or `connection-closed`.
+   */
+  async closed(): Promise<SpoolError> {
+    await this.#closedPromise;
+    return this.#closed as SpoolError;
   }
 
   /** The latest status received. */
@@ -175,8 +193,14 @@ export class Download {
           read.error ??= error;
           read.notify();
         } else if (message.requestId === undefined) {
-          // Not about any request: the socket itself; nobody else can see it.
-          console.error(`spool: server reported: ${message.message}`);
+          // About the socket itself: it is why the socket will close.
+          this.#socketError ??= error as SpoolError;
+          for (const pending of this.#reads.values()) {
+            if (!pending.done) {
+              pending.error ??= error;
+              pending.notify();
+            }
+          }
         }
         // An error for a request that already ended (cancelled, or a follow
         // failed by its FAILED status) is a benign race: nothing is waiting.
@@ -344,7 +368,12 @@ export async function openDownload(
 ): Promise<Download> {
   const url = toSocketUrl(reference).href;
   const timeoutMs = options.connectTimeoutMs ?? 30_000;
-  const socket = await connect(url, { timeoutMs, signal: options.signal });
+  const socket = await connect(url, {
+    timeoutMs,
+    signal: options.signal,
+    token: options.readToken,
+    caCerts: options.caCerts,
+  });
   const first = await new Promise<ResourceStatus>((resolve, reject) => {
     const timer = setTimeout(() => {
       reject(

@@ -18,11 +18,11 @@ Commands:
       Uploads FILE (or stdin for -) as a live resource. Prints the reference
       URL as the first stdout line as soon as the server is ready, then
       streams the bytes. Exits 0 once the resource is COMPLETED.
-  download [--follow] [--start N] [--end N] REF
+  download [--follow] [--start N] [--end N] [--token T] REF
       Writes bytes [start, end) of the resource to stdout. Without --end,
       reads up to the current checkpointed size; with --follow, reads on as
       the resource grows until it is COMPLETED.
-  status REF
+  status [--token T] REF
       Prints the resource's latest status as one JSON object.
 
 Options:
@@ -31,6 +31,11 @@ Options:
   --name N       resource name (default: the file's name, or "stdin")
   --type MIME    MIME type (default: from the file extension, else
                  application/octet-stream)
+  --upload-token T
+                 the server's upload token (default $SPOOL_UPLOAD_TOKEN)
+  --token T      read token of REF, if the reference lacks its ?token=
+  --ca FILE      PEM CA certificate(s) to trust for https:/wss: servers
+                 (default $SPOOL_CA_FILE)
   --quiet        no progress line on stderr (it is shown only on a terminal)
   -h, --help     show this help
 
@@ -61,9 +66,31 @@ function guessMimeType(name: string): string {
   return MIME_TYPES[extension] ?? "application/octet-stream";
 }
 
+async function caCerts(
+  file: string | undefined,
+): Promise<string[] | undefined> {
+  const path = file ?? Deno.env.get("SPOOL_CA_FILE");
+  if (path === undefined) return undefined;
+  try {
+    return [await Deno.readTextFile(path)];
+  } catch (error) {
+    throw new UsageError(
+      `cannot read the CA file ${path}: ${
+        (error as Error).message
+      }; expected a PEM certificate file`,
+    );
+  }
+}
+
+async function downloadOptions(
+  strings: Record<string, string | undefined>,
+): Promise<{ readToken?: string; caCerts?: string[] }> {
+  return { readToken: strings.token, caCerts: await caCerts(strings.ca) };
+}
+
 async function uploadCommand(args: string[]): Promise<number> {
   const { positional, strings, booleans } = parseFlags(args, {
-    string: ["server", "name", "type"],
+    string: ["server", "name", "type", "upload-token", "ca"],
     boolean: ["quiet"],
   });
   if (positional.length !== 1) {
@@ -92,6 +119,9 @@ async function uploadCommand(args: string[]): Promise<number> {
   const upload = await startUpload(server, {
     name,
     mimeType: strings.type ?? guessMimeType(name),
+    uploadToken: strings["upload-token"] ??
+      Deno.env.get("SPOOL_UPLOAD_TOKEN"),
+    caCerts: await caCerts(strings.ca),
   }).catch((error) => {
     source?.close();
     throw error;
@@ -120,7 +150,7 @@ async function uploadCommand(args: string[]): Promise<number> {
 
 async function downloadCommand(args: string[]): Promise<number> {
   const { positional, strings, booleans } = parseFlags(args, {
-    string: ["start", "end"],
+    string: ["start", "end", "token", "ca"],
     boolean: ["follow", "quiet"],
   });
   if (positional.length !== 1) {
@@ -135,7 +165,10 @@ async function downloadCommand(args: string[]): Promise<number> {
       "--follow reads to the end of the resource; expected --end without --follow",
     );
   }
-  await using download = await openDownload(positional[0]);
+  await using download = await openDownload(
+    positional[0],
+    await downloadOptions(strings),
+  );
   const progress = new Progress("download", {
     enabled: booleans.quiet ? false : undefined,
   });
@@ -174,13 +207,18 @@ async function downloadCommand(args: string[]): Promise<number> {
 }
 
 async function statusCommand(args: string[]): Promise<number> {
-  const { positional } = parseFlags(args, {});
+  const { positional, strings } = parseFlags(args, {
+    string: ["token", "ca"],
+  });
   if (positional.length !== 1) {
     throw new UsageError(
       `status takes one REF, got ${positional.length}; expected status REF`,
     );
   }
-  await using download = await openDownload(positional[0]);
+  await using download = await openDownload(
+    positional[0],
+    await downloadOptions(strings),
+  );
   console.log(JSON.stringify(download.status));
   return 0;
 }

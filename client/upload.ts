@@ -17,7 +17,12 @@ import type {
 } from "../protocol/messages.ts";
 import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
 import { parseUploadServerMessage } from "../protocol/validate.ts";
-import { connect, describeClose, toSocketUrl } from "./_socket.ts";
+import {
+  connect,
+  type ConnectOptions,
+  describeClose,
+  toSocketUrl,
+} from "./_socket.ts";
 import { openDownload } from "./download.ts";
 
 /** What to upload, and how to describe it. */
@@ -36,6 +41,10 @@ export interface UploadOptions {
   connectTimeoutMs?: number;
   /** Aborting it aborts the upload (the resource becomes `FAILED`). */
   signal?: AbortSignal;
+  /** The server's upload token, if it requires one. */
+  uploadToken?: string;
+  /** PEM CA certificates to trust for `https:`/`wss:` servers. */
+  caCerts?: string[];
 }
 
 /** Largest binary frame the client sends; bigger chunks are split. */
@@ -115,6 +124,7 @@ export class Upload {
   /** The download reference (`ws:` URL) anyone may open. */
   readonly reference: string;
   readonly #url: string;
+  readonly #connectOptions: ConnectOptions;
   readonly #token: string;
   readonly #window: number;
   readonly #graceMs: number;
@@ -151,6 +161,8 @@ export class Upload {
       checksum: boolean;
       resume: boolean;
       connectTimeoutMs?: number;
+      uploadToken?: string;
+      caCerts?: string[];
     },
   ) {
     this.id = ready.id;
@@ -161,6 +173,10 @@ export class Upload {
     this.#graceMs = ready.resumeGraceMs ?? 0;
     this.#resume = options.resume;
     this.#connectTimeoutMs = options.connectTimeoutMs;
+    this.#connectOptions = {
+      token: options.uploadToken,
+      caCerts: options.caCerts,
+    };
     this.#hash = options.checksum ? createHash("sha256") : undefined;
     // Nobody may be awaiting the final status yet; don't report it as unhandled.
     this.#final.promise.catch(() => {});
@@ -283,6 +299,7 @@ export class Upload {
     while (performance.now() < deadline && !this.#aborted) {
       try {
         const socket = await connect(this.#url, {
+          ...this.#connectOptions,
           timeoutMs: Math.min(
             this.#connectTimeoutMs ?? 30_000,
             Math.max(1, deadline - performance.now()),
@@ -344,7 +361,9 @@ export class Upload {
   }
 
   async #finalFromReference(): Promise<void> {
-    await using download = await openDownload(this.reference);
+    await using download = await openDownload(this.reference, {
+      caCerts: this.#connectOptions.caCerts,
+    });
     const status = await download.waitForStatus(isTerminal);
     this.#settle(status);
     this.#closed.resolve();
@@ -499,6 +518,8 @@ export async function startUpload(
   const socket = await connect(url, {
     timeoutMs: options.connectTimeoutMs,
     signal: options.signal,
+    token: options.uploadToken,
+    caCerts: options.caCerts,
   });
   const ready = await handshake(socket, {
     type: "request-upload",
@@ -511,6 +532,8 @@ export async function startUpload(
     checksum: options.checksum ?? true,
     resume: options.resume ?? true,
     connectTimeoutMs: options.connectTimeoutMs,
+    uploadToken: options.uploadToken,
+    caCerts: options.caCerts,
   });
   options.signal?.addEventListener(
     "abort",

@@ -13,6 +13,7 @@ export const ERROR_CODES = [
   "unexpected-message",
   "unexpected-binary",
   "not-found",
+  "gone",
   "forbidden",
   "invalid-range",
   "range-not-satisfiable",

@@ -24,7 +24,17 @@ Options:
   --durable           fdatasync the store at every checkpoint
   --resume-grace-ms N how long an upload whose connection was lost may be
                       resumed before it fails; 0 = never (default 10000)
+  --retention-ms N    delete finished resources N ms after they finished;
+                      later requests get "gone" (default 0: keep forever)
   -h, --help          show this help
+
+Security (all off by default, for loopback use; see README "Deployment"):
+  --upload-token T    require T to create uploads (default $SPOOL_UPLOAD_TOKEN;
+                      prefer the variable: arguments show up in ps)
+  --read-tokens       give each resource a read token in its reference
+                      (?token=); reads without it are refused
+  --cert FILE         PEM certificate chain: serve https:// and wss://
+  --key FILE          PEM private key of --cert
 
 Limits (hitting one gives a "limit-exceeded" error naming it, never a crash):
   --max-resource-bytes N        largest resource (default 1 TiB)
@@ -35,8 +45,25 @@ Limits (hitting one gives a "limit-exceeded" error naming it, never a crash):
   --upload-idle-timeout-ms N    an upload silent this long fails (default 300000)
 
 Endpoints: ws://HOST:PORT/upload, ws://HOST:PORT/resources/{id}
+(wss:// with --cert)
 Exit codes: 0 after a clean shutdown, 2 for bad options, 1 for other errors.
 `;
+
+async function readPem(
+  path: string | undefined,
+  flag: string,
+): Promise<string | undefined> {
+  if (path === undefined) return undefined;
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    throw new UsageError(
+      `${flag} ${path} cannot be read: ${
+        (error as Error).message
+      }; expected a PEM file`,
+    );
+  }
+}
 
 /**
  * Runs the server command with `args`; resolves with the exit code once the
@@ -58,9 +85,13 @@ export async function main(args: string[]): Promise<number> {
         "checkpoint-ms",
         "public-url",
         "resume-grace-ms",
+        "retention-ms",
+        "upload-token",
+        "cert",
+        "key",
         ...Object.values(LIMIT_FLAGS).map((flag) => flag.slice(2)),
       ],
-      boolean: ["durable", "help"],
+      boolean: ["durable", "help", "read-tokens"],
       alias: { h: "help" },
     });
     if (flags.booleans.help) {
@@ -80,7 +111,7 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
   const { strings } = flags;
-  let port, checkpointMs, resumeGraceMs;
+  let port, checkpointMs, resumeGraceMs, retentionMs, cert, key;
   const limits: Partial<ServerLimits> = {};
   try {
     for (const [name, flag] of Object.entries(LIMIT_FLAGS)) {
@@ -92,6 +123,14 @@ export async function main(args: string[]): Promise<number> {
     resumeGraceMs = integerFlag(strings, "resume-grace-ms", {
       fallback: 10_000,
     });
+    retentionMs = integerFlag(strings, "retention-ms", { fallback: 0 });
+    if ((strings.cert === undefined) !== (strings.key === undefined)) {
+      throw new UsageError(
+        "--cert and --key go together; expected both or neither",
+      );
+    }
+    cert = await readPem(strings.cert, "--cert");
+    key = await readPem(strings.key, "--key");
     if (
       strings["public-url"] !== undefined &&
       !URL.canParse(strings["public-url"])
@@ -120,6 +159,12 @@ export async function main(args: string[]): Promise<number> {
       resumeGraceMs,
       publicUrl: strings["public-url"],
       durable: flags.booleans.durable,
+      retentionMs,
+      uploadToken: strings["upload-token"] ??
+        (Deno.env.get("SPOOL_UPLOAD_TOKEN") || undefined),
+      readTokens: flags.booleans["read-tokens"],
+      cert,
+      key,
       limits,
       signal: controller.signal,
       onListen: (url) => console.log(`Listening on ${url.href}`),

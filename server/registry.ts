@@ -20,6 +20,9 @@ export interface NewResource {
   metadata: Record<string, string>;
 }
 
+/** Expired ids remembered for `gone` answers; older ones become unknown. */
+const MAX_EXPIRED_IDS = 100_000;
+
 /** Reason recorded for uploads that were live when the server stopped. */
 export const INTERRUPTED_REASON =
   "the server stopped while the upload was in progress";
@@ -37,6 +40,8 @@ export class ResourceRegistry {
   readonly #store: ResourceStore;
   readonly #checkpointMs: number;
   readonly #resources = new Map<string, Resource>();
+  /** Ids of expired resources (most recent last), to answer `gone`. */
+  readonly #expired = new Set<string>();
 
   private constructor(store: ResourceStore, checkpointMs: number) {
     this.#store = store;
@@ -98,6 +103,27 @@ export class ResourceRegistry {
   /** The resource with `id`, if any (malformed ids find nothing). */
   get(id: string): Resource | undefined {
     return isResourceId(id) ? this.#resources.get(id) : undefined;
+  }
+
+  /**
+   * Deletes a finished resource from the registry and the store; its id
+   * is remembered as expired. Live resources are never expired.
+   */
+  async expire(resource: Resource): Promise<void> {
+    const id = resource.status.id;
+    if (resource.live || this.#resources.get(id) !== resource) return;
+    this.#resources.delete(id);
+    this.#expired.add(id);
+    if (this.#expired.size > MAX_EXPIRED_IDS) {
+      this.#expired.delete(this.#expired.values().next().value!);
+    }
+    await resource.settled();
+    await this.#store.delete(id);
+  }
+
+  /** Whether `id` named a resource that expired (since this server started). */
+  expired(id: string): boolean {
+    return this.#expired.has(id);
   }
 
   /** Every resource, live and finished. */

@@ -6,7 +6,7 @@
  */
 
 import { FileStore } from "./file_store.ts";
-import { SendBudget } from "./_socket.ts";
+import { SendBudget, sendError } from "./_socket.ts";
 import { DATA_FRAME_HEADER_SIZE } from "../protocol/data_frame.ts";
 import { ResourceRegistry } from "./registry.ts";
 import type { ResourceStore } from "./store.ts";
@@ -21,6 +21,8 @@ import {
 import { limitExceeded, resolveLimits, type ServerLimits } from "./limits.ts";
 import type { Resource } from "./resource.ts";
 import { SpoolError } from "../protocol/errors.ts";
+import { CLOSE_FORBIDDEN, loadOrCreateSecret, ServerAuth } from "./auth.ts";
+import { CLOSE_GONE, startRetention } from "./retention.ts";
 
 /** Options of {@linkcode startServer}; every one has a default. */
 export interface ServerOptions {
@@ -63,6 +65,32 @@ export interface ServerOptions {
   limits?: Partial<ServerLimits>;
   /** Aborting it closes the server like {@linkcode SpoolServer.close}. */
   signal?: AbortSignal;
+  /**
+   * Token required to create uploads (`Authorization: Bearer` or `?token=`).
+   * Default: none, anyone who reaches the server may upload.
+   */
+  uploadToken?: string;
+  /**
+   * Give every resource a read token, put in its reference URL as
+   * `?token=`; reads without it are refused. Default `false`.
+   */
+  readTokens?: boolean;
+  /**
+   * Secret read tokens are derived from. Default: `secret.key` in `dataDir`
+   * (made on first use), or a random one per process with a custom `store`.
+   */
+  tokenSecret?: Uint8Array;
+  /** PEM certificate chain: serve `https`/`wss` (needs `key`). */
+  cert?: string;
+  /** PEM private key of `cert`. */
+  key?: string;
+  /**
+   * Delete finished resources this long after they finished, in ms; later
+   * requests get `gone`. Default `0`: keep them forever.
+   */
+  retentionMs?: number;
+  /** Called after a resource expired and was deleted. */
+  onExpire?: (id: string) => void;
 }
 
 /**
@@ -130,6 +158,25 @@ export async function startServer(
       `resumeGraceMs is ${resumeGraceMs}; expected an integer >= 0`,
     );
   }
+  if ((options.cert === undefined) !== (options.key === undefined)) {
+    throw new TypeError(
+      "cert and key go together; expected both PEM strings or neither",
+    );
+  }
+  const retentionMs = options.retentionMs ?? 0;
+  if (!Number.isInteger(retentionMs) || retentionMs < 0) {
+    throw new RangeError(
+      `retentionMs is ${retentionMs}; expected an integer >= 0 (0 keeps resources)`,
+    );
+  }
+  const auth = new ServerAuth({
+    uploadToken: options.uploadToken,
+    readTokens: options.readTokens,
+    secret: options.tokenSecret ??
+      (options.readTokens && options.store === undefined
+        ? await loadOrCreateSecret(options.dataDir ?? "./spool-data")
+        : crypto.getRandomValues(new Uint8Array(32))),
+  });
   const sessions = new UploadSessions({ graceMs: resumeGraceMs });
   const registry = await ResourceRegistry.load(store, { checkpointMs });
   const sockets = new Set<WebSocket>();
@@ -159,28 +206,18 @@ export async function startServer(
     );
     if (reference.protocol === "https:") reference.protocol = "wss:";
     else if (reference.protocol === "http:") reference.protocol = "ws:";
+    const token = auth.readToken(id);
+    if (token !== undefined) reference.searchParams.set("token", token);
     return reference.href;
   };
 
   // Download sockets per resource and in all, counted from the upgrade on.
-  const watchers = new WeakMap<Resource, number>();
+  const watchers = new Map<Resource, Set<WebSocket>>();
   let totalWatchers = 0;
   const downloadRefusal = (
-    id: string,
-    resource: Resource | undefined,
+    resource: Resource,
   ): { error: SpoolError; code: number } | undefined => {
-    if (!resource) {
-      return {
-        error: new SpoolError(
-          "not-found",
-          `no resource with id ${
-            JSON.stringify(id.slice(0, 64))
-          }; expected the id of a reference this server returned`,
-        ),
-        code: CLOSE_NOT_FOUND,
-      };
-    }
-    const onResource = watchers.get(resource) ?? 0;
+    const onResource = watchers.get(resource)?.size ?? 0;
     if (onResource >= limits.maxWatchersPerResource) {
       return {
         error: limitExceeded(
@@ -216,13 +253,85 @@ export async function startServer(
     return upgraded;
   };
 
+  const serveResource = (
+    request: Request,
+    rawId: string,
+    wantsSocket: boolean,
+  ): Response => {
+    let id: string;
+    try {
+      id = decodeURIComponent(rawId);
+    } catch {
+      id = rawId; // Malformed escapes name no resource: reported as not found.
+    }
+    const resource = registry.get(id);
+    const forbidden = resource === undefined
+      ? undefined
+      : auth.readRefusal(request, id);
+    const refusal = resource === undefined
+      ? missingResource(id)
+      : forbidden && { error: forbidden, code: CLOSE_FORBIDDEN };
+    if (!wantsSocket) {
+      if (refusal) return errorResponse(refusal.error);
+      return Response.json(resource!.status);
+    }
+    const { socket, response } = upgrade(request);
+    const denied = refusal ?? downloadRefusal(resource!);
+    if (denied) {
+      rejectDownloadSocket(socket, denied.error, denied.code);
+      return response;
+    }
+    const counted = resource!;
+    const open = watchers.get(counted) ?? new Set<WebSocket>();
+    watchers.set(counted, open);
+    open.add(socket);
+    totalWatchers++;
+    socket.addEventListener("close", () => {
+      open.delete(socket);
+      if (open.size === 0 && watchers.get(counted) === open) {
+        watchers.delete(counted);
+      }
+      totalWatchers--;
+    });
+    serveDownloadSocket(socket, counted, downloadOptions);
+    return response;
+  };
+
+  const missingResource = (
+    id: string,
+  ): { error: SpoolError; code: number } => {
+    const shown = JSON.stringify(id.slice(0, 64));
+    if (registry.expired(id)) {
+      return {
+        error: new SpoolError(
+          "gone",
+          `resource ${shown} expired and was deleted (the server keeps finished resources for ${retentionMs} ms)`,
+        ),
+        code: CLOSE_GONE,
+      };
+    }
+    return {
+      error: new SpoolError(
+        "not-found",
+        `no resource with id ${shown}; expected the id of a reference this server returned`,
+      ),
+      code: CLOSE_NOT_FOUND,
+    };
+  };
+
   const handler = (request: Request): Response => {
     const url = new URL(request.url);
     const wantsSocket =
       request.headers.get("upgrade")?.toLowerCase() === "websocket";
     if (url.pathname === UPLOAD_PATH) {
       if (!wantsSocket) return upgradeRequired(UPLOAD_PATH);
+      // Headers are unreadable once the request is upgraded: check first.
+      const refusal = auth.uploadRefusal(request);
       const { socket, response } = upgrade(request);
+      if (refusal) {
+        rejectDownloadSocket(socket, refusal, CLOSE_FORBIDDEN);
+        return response;
+      }
       serveUploadSocket(socket, {
         registry,
         reference: referenceFor(request),
@@ -233,32 +342,7 @@ export async function startServer(
       return response;
     }
     const match = url.pathname.match(RESOURCE_PATH);
-    if (match) {
-      const id = decodeURIComponent(match[1]);
-      const resource = registry.get(id);
-      if (!wantsSocket) {
-        return resource ? Response.json(resource.status) : Response.json({
-          error: `no resource with id ${JSON.stringify(id)}`,
-        }, {
-          status: 404,
-        });
-      }
-      const { socket, response } = upgrade(request);
-      const refusal = downloadRefusal(id, resource);
-      if (refusal) {
-        rejectDownloadSocket(socket, refusal.error, refusal.code);
-        return response;
-      }
-      const counted = resource!;
-      watchers.set(counted, (watchers.get(counted) ?? 0) + 1);
-      totalWatchers++;
-      socket.addEventListener("close", () => {
-        watchers.set(counted, watchers.get(counted)! - 1);
-        totalWatchers--;
-      });
-      serveDownloadSocket(socket, counted, downloadOptions);
-      return response;
-    }
+    if (match) return serveResource(request, match[1], wantsSocket);
     if (url.pathname === "/") {
       return Response.json({
         name: "spool",
@@ -273,20 +357,39 @@ export async function startServer(
 
   let resolveListening: (url: URL) => void;
   const listening = new Promise<URL>((resolve) => resolveListening = resolve);
+  const scheme = options.cert === undefined ? "http" : "https";
   const httpServer = Deno.serve({
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? 8787,
+    ...(options.cert === undefined
+      ? {}
+      : { cert: options.cert, key: options.key! }),
     onListen({ hostname, port }) {
       const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-      resolveListening(new URL(`http://${host}:${port}/`));
+      resolveListening(new URL(`${scheme}://${host}:${port}/`));
     },
   }, handler);
   const url = await listening;
   options.onListen?.(url);
+  const retention = startRetention(registry, {
+    retentionMs,
+    onExpire(resource) {
+      // Watchers of an expired resource learn why their socket ends.
+      for (const socket of watchers.get(resource) ?? []) {
+        sendError(
+          socket,
+          new SpoolError("gone", `resource ${resource.status.id} expired`),
+        );
+        socket.close(CLOSE_GONE, "gone");
+      }
+      options.onExpire?.(resource.status.id);
+    },
+  });
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      await retention.stop();
       sessions.close();
       const live = [...registry.live()];
       await Promise.all(live.map((resource) => resource.fail(SHUTDOWN_REASON)));
@@ -327,6 +430,18 @@ function baseUrl(url: string | URL): URL {
   base.search = "";
   base.hash = "";
   return base;
+}
+
+const HTTP_STATUS_OF: Partial<Record<SpoolError["code"], number>> = {
+  "not-found": 404,
+  "gone": 410,
+  "forbidden": 403,
+};
+
+function errorResponse(error: SpoolError): Response {
+  return Response.json({ code: error.code, error: error.message }, {
+    status: HTTP_STATUS_OF[error.code] ?? 400,
+  });
 }
 
 function upgradeRequired(path: string): Response {

@@ -1,5 +1,6 @@
-import { assert, assertEquals, assertThrows } from "@std/assert";
+import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { Receiver, Stream, TransportError } from "../transport/mod.ts";
+import { signRequest } from "../transport/_auth.ts";
 import {
   type Received,
   recordInto,
@@ -142,4 +143,73 @@ Deno.test("transport edges: a receiver can listen again after close", async () =
   await stream.fin();
   await receiver.close();
   assertEquals(names, ["after-close"]);
+});
+
+Deno.test("transport edges: a shared secret signs requests; unsigned, wrong and replayed ones get 401", async () => {
+  const secret = "a-shared-secret-of-some-length";
+  const receiver = new Receiver({ secret });
+  try {
+    await receiver.listen("a");
+    const names: string[] = [];
+    receiver.register("a", "signed", (header) => void names.push(header.name));
+    const url = receiver.url("a", "signed");
+    const signed = new Stream(url, { secret });
+    await signed.send({ name: "ok" }, new Uint8Array(5));
+    await signed.fin();
+    for (
+      const [label, options] of [["unsigned", {}], ["wrong", {
+        secret: "not-the-shared-secret!",
+      }]] as const
+    ) {
+      const stream = new Stream(url, options);
+      await stream.send({ name: label });
+      const error = await assertRejects(() => stream.fin(), TransportError);
+      assertEquals(error.remoteCode, "unauthorized", label);
+    }
+    // A captured header cannot be used twice.
+    const auth = signRequest(secret, "replayed", url.pathname);
+    const put = () =>
+      fetch(url, {
+        method: "PUT",
+        headers: { "Spool-Session-Id": "replayed", "Spool-Auth": auth },
+        body: new Uint8Array(0),
+      });
+    const first = await put();
+    assertEquals(first.status, 200);
+    await first.body?.cancel();
+    const replay = await put();
+    assertEquals(replay.status, 401);
+    assert((await replay.json()).message.includes("replay"));
+    assertEquals(names, ["ok"]);
+  } finally {
+    await receiver.close();
+  }
+});
+
+Deno.test("transport edges: https receivers, trusted through caCerts", async () => {
+  const fixture = (name: string) =>
+    Deno.readTextFile(new URL(`./fixtures/${name}`, import.meta.url));
+  const receiver = new Receiver();
+  try {
+    const base = await receiver.listen("tls", {
+      cert: await fixture("cert.pem"),
+      key: await fixture("key.pem"),
+    });
+    assertEquals(base.protocol, "https:");
+    const got: string[] = [];
+    receiver.register("tls", "t", async (header, body) => {
+      got.push(`${header.name}:${body ? await new Response(body).text() : ""}`);
+    });
+    const url = receiver.url("tls", "t");
+    const stream = new Stream(url, { caCerts: [await fixture("ca.pem")] });
+    await stream.send({ name: "over-tls" }, new TextEncoder().encode("hi"));
+    await stream.fin();
+    assertEquals(got, ["over-tls:hi"]);
+    const untrusted = new Stream(url);
+    await untrusted.send({ name: "x" });
+    const error = await assertRejects(() => untrusted.fin(), TransportError);
+    assertEquals(error.code, "receiver_gone");
+  } finally {
+    await receiver.close();
+  }
 });

@@ -17,6 +17,8 @@ export interface InitMessage {
   compression: TransportCompression;
   sizePdu: number;
   headers: Record<string, string>;
+  secret?: string;
+  caCerts?: string[];
 }
 
 /** How an object's body crossed into the worker. */

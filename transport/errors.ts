@@ -27,6 +27,7 @@ export const TRANSPORT_ERROR_CODES = [
   "unknown_endpoint",
   "bad_request",
   "receiver_closed",
+  "unauthorized",
   // Send side.
   "obj_hdr_invalid",
   "obj_size_mismatch",

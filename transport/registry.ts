@@ -8,7 +8,8 @@
 
 import { TransportError } from "./errors.ts";
 import { DEFAULT_MAX_HEADER_SIZE } from "./frame_parser.ts";
-import { MAX_PDU_SIZE } from "./framing.ts";
+import { MAX_PDU_SIZE, SESSION_HEADER } from "./framing.ts";
+import { AUTH_HEADER, RequestVerifier } from "./_auth.ts";
 import {
   type EndpointState,
   type EndpointStats,
@@ -31,6 +32,11 @@ export interface ReceiverOptions {
   maxPduSize?: number;
   /** Called when a request ends: idle teardown, fin, or an error. */
   onRequestEnd?: (event: RequestEndEvent) => void;
+  /**
+   * Shared secret: only requests signed with it are accepted (HTTP 401
+   * `unauthorized` otherwise). Default: none, any sender is accepted.
+   */
+  secret?: string;
 }
 
 /** Where a network listens. */
@@ -39,6 +45,10 @@ export interface ListenOptions {
   hostname?: string;
   /** Port (default 0: any free port). */
   port?: number;
+  /** PEM certificate chain: serve `https` (needs `key`). */
+  cert?: string;
+  /** PEM private key of `cert`. */
+  key?: string;
 }
 
 /** Receive statistics: network → endpoint name → endpoint statistics. */
@@ -84,12 +94,22 @@ export class Receiver {
   #maxPduSize: number;
   #closing = new AbortController();
   #onRequestEnd?: (event: RequestEndEvent) => void;
+  #verifier?: RequestVerifier;
 
   /** Creates an empty registry. */
   constructor(options: ReceiverOptions = {}) {
     this.#maxHeaderSize = options.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE;
     this.#maxPduSize = options.maxPduSize ?? MAX_PDU_SIZE;
     this.#onRequestEnd = options.onRequestEnd;
+    if (options.secret !== undefined) {
+      if (options.secret.length < 16) {
+        throw new TransportError(
+          "invalid_argument",
+          `option secret has ${options.secret.length} characters, expected at least 16`,
+        );
+      }
+      this.#verifier = new RequestVerifier(options.secret);
+    }
   }
 
   /** Starts serving network `network`; resolves to its base URL. */
@@ -104,14 +124,26 @@ export class Receiver {
     }
     const endpoints = new Map<string, EndpointState>();
     const hostname = options.hostname ?? "127.0.0.1";
+    if ((options.cert === undefined) !== (options.key === undefined)) {
+      return Promise.reject(
+        new TransportError(
+          "invalid_argument",
+          "cert and key go together; expected both PEM strings or neither",
+        ),
+      );
+    }
+    const tls = options.cert === undefined
+      ? {}
+      : { cert: options.cert, key: options.key! };
     const server = Deno.serve(
-      { hostname, port: options.port ?? 0, onListen() {} },
+      { hostname, port: options.port ?? 0, onListen() {}, ...tls },
       (request) => this.#serve(request, endpoints),
     );
     const host = server.addr.hostname.includes(":")
       ? `[${server.addr.hostname}]`
       : server.addr.hostname;
-    const url = new URL(`http://${host}:${server.addr.port}/`);
+    const scheme = options.cert === undefined ? "http" : "https";
+    const url = new URL(`${scheme}://${host}:${server.addr.port}/`);
     this.#networks.set(network, { server, url, endpoints });
     return Promise.resolve(url);
   }
@@ -256,6 +288,17 @@ export class Receiver {
           `method ${request.method} is not allowed, expected PUT`,
         ),
       );
+    }
+    if (this.#verifier !== undefined) {
+      try {
+        this.#verifier.verify(
+          request.headers.get(AUTH_HEADER),
+          request.headers.get(SESSION_HEADER) ?? "",
+          path,
+        );
+      } catch (error) {
+        return errorResponse(401, error as TransportError);
+      }
     }
     if (this.#closing.signal.aborted) {
       return errorResponse(

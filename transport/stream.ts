@@ -135,6 +135,8 @@ export class Stream {
   #maxHeaderSize: number;
   #compression: TransportCompression;
   #headers: Record<string, string>;
+  #secret?: string;
+  #caCerts?: string[];
   #onSent?: SentCallback;
   #signal?: AbortSignal;
   #onAbort?: () => void;
@@ -211,6 +213,14 @@ export class Stream {
     this.#compression = compression;
     this.#headers = { ...options.headers };
     checkRequestHeaders(this.#headers);
+    if (options.secret !== undefined && options.secret.length < 16) {
+      throw new TransportError(
+        "invalid_argument",
+        `option secret has ${options.secret.length} characters, expected at least 16`,
+      );
+    }
+    this.#secret = options.secret;
+    this.#caCerts = options.caCerts;
     this.#onSent = options.onSent;
     this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
     const signal = options.signal;
@@ -559,6 +569,8 @@ export class Stream {
       compression: this.#compression,
       sizePdu: this.#sizePdu,
       headers: this.#headers,
+      secret: this.#secret,
+      caCerts: this.#caCerts,
     };
     worker.postMessage(init);
     this.#worker = worker;

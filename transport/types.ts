@@ -114,6 +114,13 @@ export interface StreamOptions {
   maxHeaderSize?: number;
   /** Extra HTTP request headers. */
   headers?: Record<string, string>;
+  /**
+   * Shared secret of the receiver: every request is signed with it
+   * (`Spool-Auth`, HMAC-SHA256 over session id, path, time and a nonce).
+   */
+  secret?: string;
+  /** PEM CA certificates to trust for `https:` receivers. */
+  caCerts?: string[];
 }
 
 /** Per-object options of `Stream.send`. */

@@ -15,6 +15,7 @@ import {
   receiverUrl,
 } from "../transport/_request_target.ts";
 import { type HttpResponse, readResponse } from "./_http1_response.ts";
+import { AUTH_HEADER, signRequest } from "../transport/_auth.ts";
 
 /** One open request. */
 export interface Connection {
@@ -54,6 +55,8 @@ export interface Http1ConnectorOptions {
   headers: Record<string, string>;
   /** PEM CA certificates trusted for `https` URLs, besides the system ones. */
   caCerts?: string[];
+  /** Shared secret: sign each request (`Spool-Auth`). */
+  secret?: string;
 }
 
 const encoder = new TextEncoder();
@@ -103,6 +106,13 @@ function requestHead(
   ];
   if (options.compression !== "none") {
     lines.push(`${COMPRESSION_HEADER}: ${options.compression}`);
+  }
+  if (options.secret !== undefined) {
+    lines.push(
+      `${AUTH_HEADER}: ${
+        signRequest(options.secret, sessionId, target.pathname)
+      }`,
+    );
   }
   return encoder.encode(lines.join("\r\n") + "\r\n\r\n");
 }
@@ -196,7 +206,16 @@ class Http1Connection implements Connection {
         conn.close();
         throw this.#failure;
       }
-      await writeAll(conn, head);
+      try {
+        // A TLS handshake happens here, on the first write.
+        await writeAll(conn, head);
+      } catch (error) {
+        throw new TransportError(
+          "receiver_gone",
+          `sending the request to ${target.host} failed: ${describe(error)}`,
+          { cause: error, sessionId },
+        );
+      }
       return conn;
     })();
     // The receiver answers at the end, or early when it rejects the stream.
@@ -217,7 +236,12 @@ class Http1Connection implements Connection {
             { sessionId },
           ));
       },
-      (error) => error as TransportError,
+      (error) =>
+        error instanceof TransportError ? error : new TransportError(
+          "receiver_gone",
+          `connecting failed: ${describe(error)}`,
+          { cause: error, sessionId },
+        ),
     ).catch((error) =>
       this.#failure ?? new TransportError(
         "receiver_gone",

@@ -442,6 +442,8 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
       connector = http1Connector(message.url, {
         compression: message.compression,
         headers: message.headers,
+        secret: message.secret,
+        caCerts: message.caCerts,
       });
       started = performance.now();
       run();

@@ -1,0 +1,246 @@
+/**
+ * The receiving end of the transport benchmarks, run as its own process so
+ * the receiver never shares an event loop with the sender.
+ *
+ *   --mode transport   a transport `Receiver` with one endpoint; its handler
+ *                      reads every body to the end and checks it
+ *   --mode drain       a bare `Deno.serve` that reads every request body to
+ *                      the end and answers `{"bytes":N}`: the baselines'
+ *                      receiver
+ *
+ * The first stdout line is `Listening on URL` (the URL to send to). Then each
+ * line on stdin is a command, answered with one JSON line on stdout:
+ *
+ *   stats   counters since start, see {@linkcode ReceiverCounters}
+ *
+ * Closing stdin closes the server and ends the process.
+ *
+ * Bodies the benchmarks send start with a stamp: their slot index in the
+ * sender's pool and the pool's slot count (two little-endian u32). Object
+ * `name` is its index in the run, so the handler can check that every body
+ * came from the right slot, whole and in order.
+ *
+ * @module
+ */
+
+import { parseFlags } from "../cli/args.ts";
+import { Receiver } from "../transport/mod.ts";
+import type { ReceivedHeader } from "../transport/mod.ts";
+
+/** What a receiver process answers to `stats`. */
+export interface ReceiverCounters {
+  /** Objects (transport) or requests (drain) received whole. */
+  objects: number;
+  /** Body bytes received. */
+  bytes: number;
+  /** HTTP requests seen. */
+  requests: number;
+  /** Objects whose handler got an error (transport only). */
+  errors: number;
+  /** Objects not numbered one past the previous one of their session. */
+  misordered: number;
+  /** Bodies whose length or stamp was wrong. */
+  corrupt: number;
+  /** The first problem seen, if any. */
+  firstProblem: string | null;
+  /** Objects the transport `Receiver` itself counted (transport only). */
+  receiverObjects: number;
+  /** Body bytes the transport `Receiver` itself counted (transport only). */
+  receiverBytes: number;
+}
+
+/** Network and endpoint names of the transport mode. */
+export const NETWORK = "bench";
+/** Endpoint name of the transport mode. */
+export const TRNAME = "bench";
+/** Length of the stamp at the start of every benchmark body. */
+export const STAMP_BYTES = 8;
+
+const counters: ReceiverCounters = {
+  objects: 0,
+  bytes: 0,
+  requests: 0,
+  errors: 0,
+  misordered: 0,
+  corrupt: 0,
+  firstProblem: null,
+  receiverObjects: 0,
+  receiverBytes: 0,
+};
+
+function problem(
+  kind: "errors" | "misordered" | "corrupt",
+  text: string,
+): void {
+  counters[kind]++;
+  if (counters.firstProblem === null) counters.firstProblem = text;
+}
+
+/** Reads `body` to its end; returns its length and its first 8 bytes. */
+async function drain(
+  body: ReadableStream<Uint8Array>,
+): Promise<{ length: number; stamp: Uint8Array }> {
+  const stamp = new Uint8Array(STAMP_BYTES);
+  let length = 0;
+  const reader = body.getReader();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    if (length < STAMP_BYTES) {
+      stamp.set(value.subarray(0, STAMP_BYTES - length), length);
+    }
+    length += value.byteLength;
+  }
+  return { length, stamp };
+}
+
+const lastSeq = new Map<string, number>();
+
+async function handle(
+  header: ReceivedHeader,
+  body: ReadableStream<Uint8Array> | null,
+  error?: Error,
+): Promise<void> {
+  if (error !== undefined) {
+    problem(
+      "errors",
+      `object #${header.seq} of session ${header.sessionId} failed: ${error.message}`,
+    );
+    return;
+  }
+  const expected = (lastSeq.get(header.sessionId) ?? -1) + 1;
+  lastSeq.set(header.sessionId, header.seq);
+  if (header.seq !== expected) {
+    problem(
+      "misordered",
+      `session ${header.sessionId}: object #${header.seq} arrived after #${
+        expected - 1
+      }`,
+    );
+  }
+  if (body === null) {
+    if (header.size !== 0) {
+      problem(
+        "corrupt",
+        `object ${header.name} has size ${header.size} but no body`,
+      );
+    }
+    counters.objects++;
+    return;
+  }
+  const { length, stamp } = await drain(body);
+  counters.bytes += length;
+  counters.objects++;
+  if (length !== header.size) {
+    problem(
+      "corrupt",
+      `object ${header.name}: body of ${length} bytes, header size ${header.size}`,
+    );
+    return;
+  }
+  if (length >= STAMP_BYTES) {
+    const view = new DataView(stamp.buffer);
+    const slot = view.getUint32(0, true);
+    const slots = view.getUint32(4, true);
+    const index = Number(header.name);
+    if (slots === 0 || index % slots !== slot) {
+      problem(
+        "corrupt",
+        `object ${header.name}: body is from pool slot ${slot} of ${slots}, expected slot ${
+          slots === 0 ? "?" : index % slots
+        }`,
+      );
+    }
+  }
+}
+
+interface Served {
+  url: URL;
+  /** Brings `counters` up to date before they are reported. */
+  refresh(): void;
+  close(): Promise<void>;
+}
+
+async function serveTransport(): Promise<Served> {
+  const receiver = new Receiver({
+    onRequestEnd() {
+      counters.requests++;
+    },
+  });
+  await receiver.listen(NETWORK, { hostname: "127.0.0.1", port: 0 });
+  receiver.register(NETWORK, TRNAME, handle);
+  return {
+    url: receiver.url(NETWORK, TRNAME),
+    refresh() {
+      const endpoint = receiver.stats()[NETWORK]?.[TRNAME];
+      counters.receiverObjects = endpoint?.objects ?? 0;
+      counters.receiverBytes = endpoint?.bytes ?? 0;
+    },
+    close: () => receiver.close(),
+  };
+}
+
+function serveDrain(): Served {
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (request) => {
+      counters.requests++;
+      let length = 0;
+      if (request.body !== null) ({ length } = await drain(request.body));
+      counters.bytes += length;
+      counters.objects++;
+      return Response.json({ bytes: length });
+    },
+  );
+  return {
+    url: new URL(`http://127.0.0.1:${server.addr.port}/drain`),
+    refresh() {},
+    close: () => server.shutdown(),
+  };
+}
+
+/** Yields the lines of `stream` (without their `\n`). */
+async function* lines(
+  stream: ReadableStream<Uint8Array>,
+): AsyncGenerator<string> {
+  let buffered = "";
+  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+    buffered += text;
+    let index;
+    while ((index = buffered.indexOf("\n")) >= 0) {
+      yield buffered.slice(0, index);
+      buffered = buffered.slice(index + 1);
+    }
+  }
+  if (buffered !== "") yield buffered;
+}
+
+async function main(args: string[]): Promise<number> {
+  const flags = parseFlags(args, { string: ["mode"] });
+  const mode = flags.strings.mode;
+  if (mode !== "transport" && mode !== "drain") {
+    console.error(
+      `_transport_receiver: --mode is ${
+        JSON.stringify(mode)
+      }; expected "transport" or "drain"`,
+    );
+    return 2;
+  }
+  const served = mode === "transport" ? await serveTransport() : serveDrain();
+  console.log(`Listening on ${served.url.href}`);
+  for await (const line of lines(Deno.stdin.readable)) {
+    const command = line.trim();
+    if (command === "stats") {
+      served.refresh();
+      console.log(JSON.stringify(counters));
+    } else {
+      console.log(JSON.stringify({
+        error: `unknown command ${JSON.stringify(command)}; expected "stats"`,
+      }));
+    }
+  }
+  await served.close();
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

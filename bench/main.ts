@@ -1,0 +1,488 @@
+/**
+ * `deno task bench`: runs every benchmark, prints the table and writes it to
+ * `bench/RESULTS.md` with the machine, the Deno version, the date and the
+ * command. Run with `--help` for the options.
+ *
+ * Every benchmark reports figures next to baselines measured in the same
+ * run, runs on 127.0.0.1, is bounded in objects, bytes and time, and closes
+ * the processes, sockets and workers it started.
+ *
+ * @module
+ */
+
+import { type ParsedFlags, parseFlags, UsageError } from "../cli/args.ts";
+import { BenchError, BenchTimeout, bounded } from "./_bounded.ts";
+import { killRunning } from "./_process.ts";
+import { type BenchRow, markdownTable } from "./_row.ts";
+import {
+  benchCostGrowth,
+  benchFanOut,
+  benchFollowLatency,
+  benchIdleFollowers,
+  benchTransfer,
+} from "./live.ts";
+import {
+  benchTransportHeaderOnly,
+  benchTransportLarge,
+  benchTransportSmall,
+  type TransportBenchOptions,
+} from "./transport.ts";
+
+const USAGE = `Usage: deno task bench [options]
+       deno run -A bench/main.ts [options]
+
+Runs every benchmark (live resources and object transport, each next to a
+baseline measured in the same run), prints a Markdown table and writes it to
+bench/RESULTS.md with the machine, Deno version, date and command.
+
+Options:
+  --quick           a smoke run of every benchmark with tiny sizes (seconds);
+                    does not write bench/RESULTS.md unless --out is given
+  --only TEXT       run only the benchmarks whose name or row names contain
+                    TEXT (case-insensitive) and print only their matching
+                    rows; does not write bench/RESULTS.md unless --out is given
+  --out PATH        write the results to PATH instead of bench/RESULTS.md
+  --list            print the benchmark names and row names, run nothing
+  -h, --help        print this help
+
+Exit codes: 0 every benchmark ran (a goal not met is not an error); 1 a
+benchmark failed (lost data, a crash, a hang past its time bound); 2 bad usage.`;
+
+/** The default results file. */
+export const RESULTS_PATH = new URL("RESULTS.md", import.meta.url);
+
+/** One benchmark: its name, the rows it reports and how to run it. */
+export interface BenchGroup {
+  /** Short name, matched by `--only`. */
+  name: string;
+  /**
+   * How each row's figure starts, in the order the benchmark reports them
+   * (the rest of a figure may hold measured values).
+   */
+  rows: string[];
+  /** Longest the benchmark may run before the whole run gives up. */
+  timeoutMs: number;
+  /**
+   * Throws a {@linkcode BenchError} if the rows tell of lost data (for
+   * benchmarks that report it in a figure rather than failing).
+   */
+  verify?(rows: BenchRow[]): void;
+  /** Runs it. */
+  run(): Promise<BenchRow[]>;
+}
+
+function transferGroup(mib: number, runs: number): BenchGroup {
+  return {
+    name: "live transfer",
+    rows: [
+      `live upload, ${mib} MiB`,
+      `live download of a finished ${mib} MiB resource`,
+    ],
+    timeoutMs: 240_000,
+    run: () => benchTransfer(mib, runs),
+  };
+}
+
+function latencyGroup(intervalMs: number, writes: number): BenchGroup {
+  return {
+    name: `live follow latency, checkpoint ${intervalMs} ms`,
+    rows: [
+      `follow latency p50, checkpoint ${intervalMs} ms`,
+      `follow latency p99, checkpoint ${intervalMs} ms`,
+    ],
+    timeoutMs: 120_000,
+    run: () => benchFollowLatency(intervalMs, writes),
+  };
+}
+
+function fanOutGroup(
+  followers: number,
+  rate: number,
+  seconds: number,
+): BenchGroup {
+  const label = `${followers} followers, ${rate / 1e6} MB/s for ${seconds} s`;
+  return {
+    name: "live fan-out",
+    rows: [
+      `fan-out: ${label}: followers complete`,
+      `fan-out: ${label}: server peak RSS`,
+    ],
+    timeoutMs: 120_000 + 2 * seconds * 1000,
+    run: () => benchFanOut(followers, rate, seconds),
+    verify(rows) {
+      const complete = rows[0].figure.match(/complete \((\d+)\/(\d+)\)/);
+      if (complete === null || complete[1] !== complete[2]) {
+        throw new BenchError(
+          `fan-out: not every follower got every byte: ${
+            JSON.stringify(rows[0].figure)
+          }, expected "complete (${followers}/${followers})"`,
+        );
+      }
+    },
+  };
+}
+
+function idleGroup(count: number): BenchGroup {
+  return {
+    name: "live idle followers",
+    rows: [`${count} idle followers: server memory each`],
+    timeoutMs: 240_000,
+    run: () => benchIdleFollowers(count),
+  };
+}
+
+function costGroup(levels: number[], mib: number): BenchGroup {
+  return {
+    name: "live cost growth",
+    rows: levels.map((level) => `cost growth: ${level} concurrent resources`),
+    timeoutMs: 240_000,
+    run: () => benchCostGrowth(levels, mib),
+    verify(rows) {
+      const short = rows.find((row) => row.figure.includes("BYTES MISSING"));
+      if (short !== undefined) {
+        throw new BenchError(
+          `cost growth: an upload or a follower did not get every byte: ${
+            JSON.stringify(short.figure)
+          }`,
+        );
+      }
+    },
+  };
+}
+
+/** Worst case of a transport benchmark: every run at its time limit, plus slack. */
+function transportTimeout(
+  options: TransportBenchOptions,
+  sides: number,
+): number {
+  const perRun = (options.transport.seconds +
+        (sides - 1) * options.baseline.seconds) * 1000 + sides * 30_000;
+  return options.runs * perRun + 60_000;
+}
+
+function transportGroups(
+  large: TransportBenchOptions,
+  small: TransportBenchOptions,
+  headerOnly: TransportBenchOptions,
+): BenchGroup[] {
+  return [
+    {
+      name: "transport 1 MiB",
+      rows: [
+        "transport 1 MiB objects, one Stream, vs the ingest ceiling",
+        "transport 1 MiB objects, one Stream, vs fetch",
+      ],
+      timeoutMs: transportTimeout(large, 3),
+      run: () => benchTransportLarge(large),
+    },
+    {
+      name: "transport 1 KiB",
+      rows: [
+        "transport 1 KiB objects, one Stream, vs fetch per object",
+        "transport 1 KiB objects, one Stream, vs 100k objects/s",
+      ],
+      timeoutMs: transportTimeout(small, 2),
+      run: () => benchTransportSmall(small),
+    },
+    {
+      name: "transport header-only",
+      rows: [
+        "transport header-only objects, completions included, vs fetch per object",
+        "transport header-only objects, completions included, vs 300k objects/s",
+      ],
+      timeoutMs: transportTimeout(headerOnly, 2),
+      run: () => benchTransportHeaderOnly(headerOnly),
+    },
+  ];
+}
+
+/**
+ * Every benchmark, with the full parameters (about five minutes in all on
+ * two cores) or the `--quick` ones (a smoke run of seconds).
+ */
+export function benchmarks(quick: boolean): BenchGroup[] {
+  if (quick) {
+    return [
+      transferGroup(4, 1),
+      latencyGroup(0, 20),
+      latencyGroup(250, 20),
+      fanOutGroup(20, 100_000, 1),
+      idleGroup(50),
+      costGroup([1, 4], 4),
+      ...transportGroups(
+        {
+          transport: { objects: 16, seconds: 1 },
+          baseline: { objects: 16, seconds: 1 },
+          runs: 1,
+        },
+        {
+          transport: { objects: 5_000, seconds: 1 },
+          baseline: { objects: 200, seconds: 1 },
+          runs: 1,
+        },
+        {
+          transport: { objects: 5_000, seconds: 1 },
+          baseline: { objects: 200, seconds: 1 },
+          runs: 1,
+        },
+      ),
+    ];
+  }
+  return [
+    transferGroup(256, 3),
+    latencyGroup(0, 1_000),
+    latencyGroup(250, 1_000),
+    fanOutGroup(1_000, 1_000_000, 10),
+    idleGroup(5_000),
+    costGroup([1, 10, 100], 256),
+    ...transportGroups(
+      {
+        transport: { objects: 2_048, seconds: 4 },
+        baseline: { objects: 2_048, seconds: 4 },
+        runs: 3,
+      },
+      {
+        transport: { objects: 1_000_000, seconds: 3 },
+        baseline: { objects: 50_000, seconds: 3 },
+        runs: 3,
+      },
+      {
+        transport: { objects: 2_000_000, seconds: 3 },
+        baseline: { objects: 50_000, seconds: 3 },
+        runs: 3,
+      },
+    ),
+  ];
+}
+
+/** Whether `group` is selected by `--only text`. */
+function selected(group: BenchGroup, text: string | undefined): boolean {
+  if (text === undefined) return true;
+  const needle = text.toLowerCase();
+  return [group.name, ...group.rows].some((name) =>
+    name.toLowerCase().includes(needle)
+  );
+}
+
+/** Whether row `figure` of `group` is printed under `--only text`. */
+function shown(
+  group: BenchGroup,
+  figure: string,
+  text: string | undefined,
+): boolean {
+  if (text === undefined) return true;
+  const needle = text.toLowerCase();
+  return group.name.toLowerCase().includes(needle) ||
+    figure.toLowerCase().includes(needle);
+}
+
+/** Checks that `rows` are the rows `group` declares, in order. */
+function checkRows(group: BenchGroup, rows: BenchRow[]): void {
+  const matches = rows.length === group.rows.length &&
+    rows.every((row, i) => row.figure.startsWith(group.rows[i]));
+  if (!matches) {
+    throw new BenchError(
+      `benchmark ${JSON.stringify(group.name)} reported rows ${
+        JSON.stringify(rows.map((row) => row.figure))
+      }, expected rows starting with ${JSON.stringify(group.rows)}`,
+    );
+  }
+}
+
+async function machine(): Promise<string> {
+  let cpu = "unknown CPU";
+  try {
+    const info = await Deno.readTextFile("/proc/cpuinfo");
+    cpu = info.match(/^model name\s*:\s*(.+)$/m)?.[1].trim() ?? cpu;
+  } catch (error) {
+    cpu = `unknown CPU (/proc/cpuinfo: ${(error as Error).message})`;
+  }
+  let load = "";
+  try {
+    const average = (await Deno.readTextFile("/proc/loadavg")).split(" ")[0];
+    load = `, load average ${average} at start`;
+  } catch {
+    // Not Linux: no load average to report.
+  }
+  return `${cpu}, ${navigator.hardwareConcurrency} cores, ${Deno.build.os} ${Deno.build.arch}${load}`;
+}
+
+function resultsFile(
+  options: { command: string; date: Date; machine: string; mode: string },
+  table: string,
+): string {
+  return `# Spool benchmark results
+
+- Command: \`${options.command}\`
+- Mode: ${options.mode}
+- Date: ${options.date.toISOString()}
+- Machine: ${options.machine}
+- Deno ${Deno.version.deno} (V8 ${Deno.version.v8}, TypeScript ${Deno.version.typescript})
+
+Each figure is next to a baseline measured in the same run; "ratio" is
+value / baseline. Servers, receivers and load generators run as separate
+processes on 127.0.0.1.
+
+${table}
+`;
+}
+
+/**
+ * `text` as `deno fmt` formats Markdown (aligned tables, wrapped prose), so
+ * a written results file passes `deno fmt --check`. Falls back to `text` if
+ * the formatter fails.
+ */
+async function formatMarkdown(text: string): Promise<string> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["fmt", "--ext", "md", "-"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  await writer.close();
+  const { code, stdout, stderr } = await child.output();
+  if (code !== 0) {
+    console.error(
+      `bench: deno fmt failed on the results (exit ${code}), keeping them unformatted: ${
+        new TextDecoder().decode(stderr)
+      }`,
+    );
+    return text;
+  }
+  return new TextDecoder().decode(stdout);
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+/**
+ * Runs the benchmark command with `args`; resolves with the exit code.
+ *
+ * @example
+ * ```ts ignore
+ * Deno.exit(await main(["--quick"]));
+ * ```
+ */
+export async function main(args: string[]): Promise<number> {
+  let flags: ParsedFlags;
+  try {
+    flags = parseFlags(args, {
+      string: ["only", "out"],
+      boolean: ["quick", "list", "help"],
+      alias: { h: "help" },
+    });
+    if (flags.positional.length > 0) {
+      throw new UsageError(
+        `unexpected argument ${
+          JSON.stringify(flags.positional[0])
+        }; expected only options`,
+      );
+    }
+    if (flags.strings.only === "") {
+      throw new UsageError("--only is empty; expected some text to match");
+    }
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`bench: ${error.message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (flags.booleans.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const quick = flags.booleans.quick;
+  const only = flags.strings.only;
+  const all = benchmarks(quick);
+  const groups = all.filter((group) => selected(group, only));
+  if (flags.booleans.list) {
+    for (const group of groups) {
+      console.log(
+        `${group.name}\n${group.rows.map((r) => `  ${r}`).join("\n")}`,
+      );
+    }
+    return 0;
+  }
+  if (groups.length === 0) {
+    console.error(
+      `bench: --only ${JSON.stringify(only)} matches no benchmark; names: ${
+        all.map((group) => group.name).join(", ")
+      }`,
+    );
+    return 2;
+  }
+  const out = flags.strings.out ??
+    (quick || only !== undefined ? undefined : RESULTS_PATH.pathname);
+  const command = ["deno run -A bench/main.ts", ...args].join(" ");
+  const date = new Date();
+  const host = await machine();
+  const rows: BenchRow[] = [];
+  const failures: string[] = [];
+  const started = performance.now();
+  for (const [index, group] of groups.entries()) {
+    const label = `[${index + 1}/${groups.length}] ${group.name}`;
+    console.error(`${label} …`);
+    const groupStarted = performance.now();
+    try {
+      const reported = await bounded(
+        `benchmark ${JSON.stringify(group.name)}`,
+        group.timeoutMs,
+        () => group.run(),
+      );
+      checkRows(group, reported);
+      group.verify?.(reported);
+      rows.push(...reported.filter((row) => shown(group, row.figure, only)));
+      console.error(
+        `${label}: done in ${seconds(performance.now() - groupStarted)}`,
+      );
+    } catch (error) {
+      const message = error instanceof Error
+        ? `${error.message}${
+          error.cause instanceof Error ? ` (cause: ${error.cause.message})` : ""
+        }`
+        : String(error);
+      failures.push(`${group.name}: ${message}`);
+      console.error(`${label}: FAILED: ${message}`);
+      if (error instanceof BenchTimeout) {
+        // A hang: what it started may still be running, so stop here.
+        const killed = killRunning();
+        console.error(
+          `bench: giving up after a hang; killed ${killed} subprocess(es)`,
+        );
+        break;
+      }
+    }
+  }
+  const table = await formatMarkdown(markdownTable(rows) + "\n");
+  console.log(table.trimEnd());
+  console.error(`bench: ran for ${seconds(performance.now() - started)}`);
+  if (failures.length > 0) {
+    console.error(
+      `bench: ${failures.length} benchmark(s) failed${
+        out === undefined ? "" : `; not writing ${out}`
+      }:\n${failures.map((f) => `  - ${f}`).join("\n")}`,
+    );
+    return 1;
+  }
+  if (out === undefined) {
+    console.error(
+      "bench: not writing bench/RESULTS.md (--quick or --only; --out PATH writes the results)",
+    );
+    return 0;
+  }
+  await Deno.writeTextFile(
+    out,
+    await formatMarkdown(resultsFile({
+      command,
+      date,
+      machine: host,
+      mode: quick ? "quick (smoke sizes, not for comparison)" : "full",
+    }, table.trimEnd())),
+  );
+  console.error(`bench: wrote ${out}`);
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

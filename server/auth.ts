@@ -1,0 +1,161 @@
+/**
+ * Optional access control of the live-resource server: a token that
+ * creating an upload requires, and per-resource read tokens derived from a
+ * server secret (so nothing token-related is stored with a resource).
+ *
+ * Tokens travel as `Authorization: Bearer <token>` or as a `token` query
+ * parameter (browsers cannot set headers on WebSockets).
+ *
+ * @module
+ */
+
+import { createHmac, timingSafeEqual } from "node:crypto";
+import { SpoolError } from "../protocol/errors.ts";
+
+/** Close code of a socket refused for a missing or wrong token. */
+export const CLOSE_FORBIDDEN = 4403;
+
+/** Options of {@linkcode ServerAuth}. */
+export interface ServerAuthOptions {
+  /** Token required to create uploads; unset: anyone may upload. */
+  uploadToken?: string;
+  /** Whether reading a resource requires its read token. */
+  readTokens?: boolean;
+  /** Secret the read tokens are derived from (at least 16 bytes). */
+  secret: Uint8Array;
+}
+
+/** Bytes of a generated server secret. */
+const SECRET_BYTES = 32;
+const SECRET_FILE = "secret.key";
+
+/**
+ * The token a request presents: its bearer token, else its `token` query
+ * parameter.
+ *
+ * @example
+ * ```ts
+ * import { presentedToken } from "./auth.ts";
+ * presentedToken(new Request("http://x/resources/a?token=t")); // "t"
+ * ```
+ */
+export function presentedToken(request: Request): string | undefined {
+  const header = request.headers.get("authorization");
+  const bearer = header?.match(/^Bearer\s+(\S+)\s*$/i);
+  if (bearer) return bearer[1];
+  return new URL(request.url).searchParams.get("token") ?? undefined;
+}
+
+function sameToken(given: string, expected: string): boolean {
+  // Compare digests: equal lengths, and no timing leak of the token itself.
+  const a = createHmac("sha256", "spool-compare").update(given).digest();
+  const b = createHmac("sha256", "spool-compare").update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+/**
+ * Checks upload and read tokens.
+ *
+ * @example
+ * ```ts
+ * import { ServerAuth } from "./auth.ts";
+ * const auth = new ServerAuth({
+ *   uploadToken: "s3cret",
+ *   readTokens: true,
+ *   secret: crypto.getRandomValues(new Uint8Array(32)),
+ * });
+ * console.log(auth.readToken("some-id")?.length); // 22
+ * ```
+ */
+export class ServerAuth {
+  readonly #uploadToken?: string;
+  readonly #readTokens: boolean;
+  readonly #secret: Uint8Array;
+
+  /** Creates the checker. */
+  constructor(options: ServerAuthOptions) {
+    if (options.uploadToken !== undefined && options.uploadToken.length < 8) {
+      throw new RangeError(
+        `uploadToken has ${options.uploadToken.length} characters; expected at least 8`,
+      );
+    }
+    if (options.secret.byteLength < 16) {
+      throw new RangeError(
+        `the token secret has ${options.secret.byteLength} bytes; expected at least 16`,
+      );
+    }
+    this.#uploadToken = options.uploadToken;
+    this.#readTokens = options.readTokens ?? false;
+    this.#secret = options.secret;
+  }
+
+  /** Whether resources need read tokens. */
+  get readTokens(): boolean {
+    return this.#readTokens;
+  }
+
+  /** Why `request` may not create an upload, or `undefined` if it may. */
+  uploadRefusal(request: Request): SpoolError | undefined {
+    if (this.#uploadToken === undefined) return undefined;
+    const given = presentedToken(request);
+    if (given !== undefined && sameToken(given, this.#uploadToken)) {
+      return undefined;
+    }
+    return new SpoolError(
+      "forbidden",
+      `${
+        given === undefined ? "no" : "a wrong"
+      } upload token was presented; this server requires its upload token as 'Authorization: Bearer <token>' or a 'token' query parameter`,
+    );
+  }
+
+  /** The read token of resource `id`, or `undefined` if reads are open. */
+  readToken(id: string): string | undefined {
+    if (!this.#readTokens) return undefined;
+    return createHmac("sha256", this.#secret).update(`read:${id}`).digest(
+      "base64url",
+    ).slice(0, 22);
+  }
+
+  /** Why `request` may not read resource `id`, or `undefined` if it may. */
+  readRefusal(request: Request, id: string): SpoolError | undefined {
+    const expected = this.readToken(id);
+    if (expected === undefined) return undefined;
+    const given = presentedToken(request);
+    if (given !== undefined && sameToken(given, expected)) return undefined;
+    return new SpoolError(
+      "forbidden",
+      `${
+        given === undefined ? "no" : "a wrong"
+      } read token was presented for this resource; expected the 'token' of its reference URL (or 'Authorization: Bearer <token>')`,
+    );
+  }
+}
+
+/**
+ * The server secret kept in `dataDir` (created with mode 0600 on first use),
+ * so read tokens stay valid across restarts.
+ *
+ * @example
+ * ```ts ignore
+ * const secret = await loadOrCreateSecret("./spool-data");
+ * ```
+ */
+export async function loadOrCreateSecret(dataDir: string): Promise<Uint8Array> {
+  const path = `${dataDir}/${SECRET_FILE}`;
+  try {
+    const secret = await Deno.readFile(path);
+    if (secret.byteLength >= 16) return secret;
+    throw new RangeError(
+      `${path} holds ${secret.byteLength} bytes; expected at least 16 (delete it to make a new one)`,
+    );
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  const secret = crypto.getRandomValues(new Uint8Array(SECRET_BYTES));
+  await Deno.mkdir(dataDir, { recursive: true });
+  const temporary = `${path}.${crypto.randomUUID()}.tmp`;
+  await Deno.writeFile(temporary, secret, { mode: 0o600 });
+  await Deno.rename(temporary, path);
+  return secret;
+}

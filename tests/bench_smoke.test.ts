@@ -1,0 +1,91 @@
+import { assert, assertEquals } from "@std/assert";
+import { benchmarks, RESULTS_PATH } from "../bench/main.ts";
+
+/** The results file's bytes, or `null` if there is none. */
+async function readResults(): Promise<Uint8Array | null> {
+  try {
+    return await Deno.readFile(RESULTS_PATH);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
+/** Runs `bench/main.ts ARGS` to its end. */
+async function runBench(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../bench/main.ts", import.meta.url).pathname,
+      ...args,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code,
+    stdout: decoder.decode(stdout),
+    stderr: decoder.decode(stderr),
+  };
+}
+
+Deno.test("bench --quick runs every benchmark and leaves RESULTS.md alone", async () => {
+  const before = await readResults();
+  const { code, stdout, stderr } = await runBench(["--quick"]);
+  assertEquals(code, 0, `bench --quick exited with ${code}:\n${stderr}`);
+  assert(/^\| figure +\| value +\|/.test(stdout), `no table:\n${stdout}`);
+  const missing = benchmarks(true).flatMap((group) => group.rows)
+    .filter((row) => !stdout.includes(`| ${row}`));
+  assertEquals(missing, [], `rows missing from the table:\n${stdout}`);
+  assertEquals(await readResults(), before, "bench/RESULTS.md changed");
+});
+
+Deno.test("bench --only runs the matching rows; --out writes them with the machine", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "spool-bench-test-" });
+  try {
+    const out = `${dir}/results.md`;
+    const { code, stdout, stderr } = await runBench([
+      "--quick",
+      "--only",
+      "header-only",
+      "--out",
+      out,
+    ]);
+    assertEquals(code, 0, `bench exited with ${code}:\n${stderr}`);
+    const figures = stdout.split("\n").filter((line) =>
+      line.startsWith("| ") && !/^\| (figure|-)/.test(line)
+    );
+    assertEquals(
+      figures.length,
+      2,
+      `expected the two header-only rows:\n${stdout}`,
+    );
+    for (const line of figures) assert(line.includes("header-only"), line);
+    const written = await Deno.readTextFile(out);
+    assert(written.includes(`Deno ${Deno.version.deno}`), written);
+    assert(written.includes("--only header-only"), written);
+    assert(/Machine: .+, \d+ cores/.test(written), written);
+    assert(written.includes(figures[0]), written);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("bench --help prints the usage and runs nothing", async () => {
+  const { code, stdout } = await runBench(["--help"]);
+  assertEquals(code, 0);
+  for (const flag of ["--quick", "--only", "--out"]) {
+    assert(stdout.includes(flag), `usage does not mention ${flag}:\n${stdout}`);
+  }
+});
+
+Deno.test("bench rejects an unknown option with exit code 2", async () => {
+  const { code, stderr } = await runBench(["--quik"]);
+  assertEquals(code, 2);
+  assert(stderr.includes("--quik"), stderr);
+});
