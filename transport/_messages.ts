@@ -31,7 +31,9 @@ export type WireBody =
   /** A transferred stream. */
   | { k: "stream"; stream: ReadableStream<Uint8Array> }
   /** A file the worker opens. */
-  | { k: "file"; path: string };
+  | { k: "file"; path: string }
+  /** A slot of the shared copy ring. */
+  | { k: "ring"; off: number; len: number };
 
 /** One object of a batch. */
 export interface WireObject {
@@ -52,6 +54,7 @@ export interface ObjectsMessage {
 
 /** Main → worker control. */
 export type ControlMessage =
+  | { t: "ring"; buffer: SharedArrayBuffer }
   | { t: "fin" }
   | { t: "abort"; reason: string }
   | { t: "close" };

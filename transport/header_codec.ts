@@ -21,7 +21,8 @@ import { TransportError } from "./errors.ts";
 import type { DecodedHeader, ObjectHeader } from "./types.ts";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a string field may start with U+FEFF; the default would drop it.
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const EMPTY = new Uint8Array(0);
 const MAX_U16 = 0xffff;
 const TWO_32 = 2 ** 32;

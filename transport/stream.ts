@@ -10,6 +10,7 @@
 import { TransportError } from "./errors.ts";
 import { encodeHeader } from "./header_codec.ts";
 import { checkRequestHeaders, receiverUrl } from "./_request_target.ts";
+import { CopyRing, type RingSlot } from "./_copy_ring.ts";
 import type {
   FromWorker,
   InitMessage,
@@ -52,6 +53,8 @@ interface Outstanding {
   onSent?: SentCallback;
   /** Bytes counted against `maxInFlightBytes`. */
   budget: number;
+  /** Copy-ring bytes to release on completion. */
+  ringCost?: number;
   /** Not yet handed to the worker. */
   body: ObjectBody;
   posted: boolean;
@@ -59,6 +62,10 @@ interface Outstanding {
   error?: TransportError;
 }
 
+/** Shared copy ring of a stream, made on the first kept large body. */
+const RING_BYTES = 16 * 1024 * 1024;
+/** Largest body copied through the ring (a quarter of it). */
+const RING_MAX_BODY = RING_BYTES / 4;
 /** Smallest packed buffer a batch starts with. */
 const MIN_PACKED = 64 * 1024;
 
@@ -148,6 +155,7 @@ export class Stream {
   #batch: WireObject[] = [];
   #batchBodies: ObjectBody[] = [];
   #transfer: Transferable[] = [];
+  #ring: CopyRing | null = null;
   /** Headers and small bodies of the next batch, copied at send time. */
   #packed = new Uint8Array(MIN_PACKED);
   #packedAt = 0;
@@ -288,13 +296,12 @@ export class Stream {
       this.#failEarly(header, body, onSent, failure);
       throw failure;
     }
-    if (
-      body instanceof Uint8Array && body.byteLength > PACK_LIMIT &&
-      (options.copy === true || !spansBuffer(body))
-    ) {
-      // Copy now: the caller may reuse its buffer once we return.
-      body = body.slice();
-    }
+    // Bodies the caller keeps are copied: into the shared ring when they
+    // fit (after the wait below), else right now.
+    const keep = body instanceof Uint8Array && body.byteLength > PACK_LIMIT &&
+      (options.copy === true || !spansBuffer(body));
+    const toRing = keep && (body as Uint8Array).byteLength <= RING_MAX_BODY;
+    if (keep && !toRing) body = (body as Uint8Array).slice();
     const budget = size > 0 ? size : 0;
     while (
       this.#state === "open" &&
@@ -304,19 +311,34 @@ export class Stream {
       this.#flush();
       await new Promise<void>((resolve) => this.#waiters.push(resolve));
     }
-    if (this.#state !== "open") return this.send(header, body, options);
+    let slot: RingSlot | null = null;
+    if (toRing) {
+      const ring = this.#ring ??= this.#makeRing();
+      while (
+        this.#state === "open" &&
+        (slot = ring.put(body as Uint8Array)) === null
+      ) {
+        this.#flush();
+        await new Promise<void>((resolve) => this.#waiters.push(resolve));
+      }
+    }
+    if (this.#state !== "open") {
+      if (slot !== null) this.#ring!.release(slot.cost);
+      return this.send(header, body, options);
+    }
     const seq = this.#nextSeq++;
     this.#outstanding.push({
       seq,
       header,
       onSent,
       budget,
-      body,
+      ringCost: slot?.cost,
+      body: slot === null ? body : null,
       posted: false,
     });
     this.#inFlight++;
     this.#inFlightBytes += budget;
-    this.#enqueue(seq, size, encoded, body);
+    this.#enqueue(seq, size, encoded, body, slot);
     if (
       this.#batch.length >= BATCH_OBJECTS || this.#packedAt >= BATCH_BYTES
     ) {
@@ -332,6 +354,7 @@ export class Stream {
     size: number,
     header: Uint8Array,
     body: ObjectBody,
+    slot: RingSlot | null,
   ): void {
     const small = body instanceof Uint8Array && body.byteLength <= PACK_LIMIT
       ? body
@@ -348,7 +371,13 @@ export class Stream {
     this.#packed.set(header, hdrOff);
     this.#packedAt += header.byteLength;
     let wireBody: WireBody = null;
-    if (small !== null) {
+    if (slot !== null) {
+      wireBody = {
+        k: "ring",
+        off: slot.offset,
+        len: (body as Uint8Array).byteLength,
+      };
+    } else if (small !== null) {
       if (small.byteLength > 0) {
         this.#packed.set(small, this.#packedAt);
         wireBody = { k: "packed", off: this.#packedAt, len: small.byteLength };
@@ -534,6 +563,16 @@ export class Stream {
     });
   }
 
+  #makeRing(): CopyRing {
+    const ring = new CopyRing(RING_BYTES);
+    // Messages keep their order: the worker has the ring before any slot.
+    (this.#worker ?? this.#startWorker()).postMessage({
+      t: "ring",
+      buffer: ring.buffer,
+    });
+    return ring;
+  }
+
   #clearFlushTimer(): void {
     if (this.#flushTimer !== undefined) {
       clearTimeout(this.#flushTimer);
@@ -638,6 +677,7 @@ export class Stream {
       if (rec.seq >= 0) {
         this.#inFlight--;
         this.#inFlightBytes -= rec.budget;
+        if (rec.ringCost !== undefined) this.#ring!.release(rec.ringCost);
       }
       const error = rec.error ?? errors.get(rec.seq) ??
         (rec.seq > through ? rest : undefined);

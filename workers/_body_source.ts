@@ -128,8 +128,11 @@ export async function openBody(
   body: Exclude<WireBody, null>,
   packed: Uint8Array,
   size: number,
+  ring: SharedArrayBuffer | null,
 ): Promise<BodySource> {
   switch (body.k) {
+    case "ring":
+      return new BytesSource(new Uint8Array(ring!, body.off, body.len));
     case "packed":
       return new BytesSource(packed.subarray(body.off, body.off + body.len));
     case "buffer":

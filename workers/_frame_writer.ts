@@ -50,8 +50,11 @@ export class FrameWriter {
       this.#fill += data.byteLength;
       return;
     }
-    await this.flush();
-    await this.connection.write(data);
+    // Staged frame bytes lead the payload in the same HTTP chunk; the
+    // connection copies them, so the stage is reused.
+    const lead = this.#stage.subarray(0, this.#fill);
+    this.#fill = 0;
+    await this.connection.write(data, lead);
   }
 
   async flush(): Promise<void> {

@@ -19,8 +19,8 @@ import { AUTH_HEADER, signRequest } from "../transport/_auth.ts";
 
 /** One open request. */
 export interface Connection {
-  /** Sends `chunk`; resolves when the socket took it. */
-  write(chunk: Uint8Array): Promise<void>;
+  /** Sends `lead` (small, copied) then `chunk`; resolves when the socket took them. */
+  write(chunk: Uint8Array, lead?: Uint8Array): Promise<void>;
   /** Body bytes (before compression) the socket has taken so far. */
   readonly consumed: number;
   /** Ends the body and waits for the receiver's answer. */
@@ -60,8 +60,8 @@ export interface Http1ConnectorOptions {
 }
 
 const encoder = new TextEncoder();
-const CRLF = encoder.encode("\r\n");
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
+const CRLF_LAST_CHUNK = encoder.encode("\r\n0\r\n\r\n");
 /** Chunks up to this size are framed with one copy and one write. */
 const JOIN_LIMIT = 64 * 1024;
 
@@ -164,6 +164,8 @@ class Http1Connection implements Connection {
   #failure: TransportError | null = null;
   #done = false;
   #closing = false;
+  /** A chunk was written whose closing CRLF is still due. */
+  #chunkOpen = false;
   #compressor: WritableStreamDefaultWriter<BufferSource> | null = null;
   #pump: Promise<void> | null = null;
 
@@ -262,18 +264,21 @@ class Http1Connection implements Connection {
     }
   }
 
-  async write(chunk: Uint8Array): Promise<void> {
+  async write(chunk: Uint8Array, lead?: Uint8Array): Promise<void> {
     if (this.#failure !== null) throw this.#failure;
     if (this.#compressor !== null) {
       try {
+        if (lead !== undefined && lead.byteLength > 0) {
+          await this.#compressor.write(lead.slice());
+        }
         await this.#compressor.write(chunk as Uint8Array<ArrayBuffer>);
       } catch (error) {
         throw this.#failure ?? this.#fail(this.#broken(error), true);
       }
     } else {
-      await this.#writeChunk(chunk);
+      await this.#writeChunk(chunk, lead);
     }
-    this.consumed += chunk.byteLength;
+    this.consumed += chunk.byteLength + (lead?.byteLength ?? 0);
     this.#events.onProgress();
   }
 
@@ -286,7 +291,7 @@ class Http1Connection implements Connection {
         await this.#pump;
       }
       const conn = await this.#conn;
-      await writeAll(conn, LAST_CHUNK);
+      await writeAll(conn, this.#chunkOpen ? CRLF_LAST_CHUNK : LAST_CHUNK);
     } catch (error) {
       throw this.#failure ?? this.#fail(this.#broken(error), false);
     }
@@ -303,8 +308,14 @@ class Http1Connection implements Connection {
     this.#fail(reason, false);
   }
 
-  async #writeChunk(chunk: Uint8Array): Promise<void> {
-    const size = chunk.byteLength;
+  /**
+   * Writes `lead` and `chunk` as one HTTP chunk: the size line, the previous
+   * chunk's CRLF and a small `lead` share one write, the big payload gets
+   * its own (no copy of it).
+   */
+  async #writeChunk(chunk: Uint8Array, lead?: Uint8Array): Promise<void> {
+    const leadSize = lead?.byteLength ?? 0;
+    const size = chunk.byteLength + leadSize;
     if (size === 0) return;
     let conn: Deno.Conn;
     try {
@@ -312,18 +323,27 @@ class Http1Connection implements Connection {
     } catch (error) {
       throw this.#fail(error as TransportError, true);
     }
-    const prefix = encoder.encode(size.toString(16) + "\r\n");
+    // The CRLF ending the previous chunk goes out with this chunk's size line.
+    const line = encoder.encode(
+      `${this.#chunkOpen ? "\r\n" : ""}${size.toString(16)}\r\n`,
+    );
+    this.#chunkOpen = true;
     try {
-      if (size <= JOIN_LIMIT) {
-        const framed = new Uint8Array(prefix.byteLength + size + 2);
-        framed.set(prefix);
-        framed.set(chunk, prefix.byteLength);
-        framed.set(CRLF, prefix.byteLength + size);
+      if (chunk.byteLength <= JOIN_LIMIT) {
+        const framed = new Uint8Array(line.byteLength + size);
+        framed.set(line);
+        if (lead !== undefined) framed.set(lead, line.byteLength);
+        framed.set(chunk, line.byteLength + leadSize);
         await writeAll(conn, framed);
       } else {
-        await writeAll(conn, prefix);
+        let head = line;
+        if (leadSize > 0) {
+          head = new Uint8Array(line.byteLength + leadSize);
+          head.set(line);
+          head.set(lead!, line.byteLength);
+        }
+        await writeAll(conn, head);
         await writeAll(conn, chunk);
-        await writeAll(conn, CRLF);
       }
     } catch (error) {
       throw this.#failure ?? await this.#failAfterWriteError(error);

@@ -51,6 +51,8 @@ interface Pending {
 const POST_EVERY = 512;
 
 let init: InitMessage;
+/** The stream's shared copy ring, once it made one. */
+let ring: SharedArrayBuffer | null = null;
 let connector: Connector;
 let started = 0;
 const queue: Item[] = [];
@@ -318,7 +320,7 @@ async function sendObject(item: Item): Promise<void> {
   let source: BodySource | null = null;
   if (obj.body !== null) {
     try {
-      source = await openBody(obj.body, packed, obj.size);
+      source = await openBody(obj.body, packed, obj.size, ring);
     } catch (error) {
       // Nothing of this object is on the wire yet: fail it alone, in order.
       await discardBody(obj.body, error);
@@ -461,6 +463,9 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
         }
       }
       wakeUp();
+      break;
+    case "ring":
+      ring = message.buffer;
       break;
     case "fin":
       finRequested = true;
