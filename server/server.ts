@@ -23,6 +23,8 @@ import type { Resource } from "./resource.ts";
 import { SpoolError } from "../protocol/errors.ts";
 import { CLOSE_FORBIDDEN, loadOrCreateSecret, ServerAuth } from "./auth.ts";
 import { CLOSE_GONE, startRetention } from "./retention.ts";
+import { serveResourceHttp } from "./http_resource.ts";
+import { serveViewer } from "./viewer.ts";
 
 /** Options of {@linkcode startServer}; every one has a default. */
 export interface ServerOptions {
@@ -123,7 +125,7 @@ export const SHUTDOWN_REASON =
 const UPLOAD_PATH = "/upload";
 /** How long shutdown waits for peers to answer the close handshake. */
 const CLOSE_GRACE_MS = 3000;
-const RESOURCE_PATH = /^\/resources\/([^/]+)$/;
+const RESOURCE_PATH = /^\/resources\/([^/]+)(\/[^/]+)?$/;
 
 /**
  * Starts a Spool server.
@@ -178,6 +180,8 @@ export async function startServer(
         : crypto.getRandomValues(new Uint8Array(32))),
   });
   const sessions = new UploadSessions({ graceMs: resumeGraceMs });
+  // Long HTTP responses (follow, events) end when the server shuts down.
+  const shutdown = new AbortController();
   const registry = await ResourceRegistry.load(store, { checkpointMs });
   const sockets = new Set<WebSocket>();
   const uploadWindow = options.uploadWindow ?? 8 * 1024 * 1024;
@@ -256,8 +260,9 @@ export async function startServer(
   const serveResource = (
     request: Request,
     rawId: string,
+    subpath: string,
     wantsSocket: boolean,
-  ): Response => {
+  ): Response | Promise<Response> => {
     let id: string;
     try {
       id = decodeURIComponent(rawId);
@@ -273,7 +278,18 @@ export async function startServer(
       : forbidden && { error: forbidden, code: CLOSE_FORBIDDEN };
     if (!wantsSocket) {
       if (refusal) return errorResponse(refusal.error);
-      return Response.json(resource!.status);
+      return serveResourceHttp(request, {
+        resource: resource!,
+        subpath,
+        token: auth.readToken(id),
+        signal: shutdown.signal,
+      });
+    }
+    if (subpath !== "") {
+      return Response.json({
+        code: "not-found",
+        error: `WebSockets are served at /resources/{id}, not at ${subpath}`,
+      }, { status: 404 });
     }
     const { socket, response } = upgrade(request);
     const denied = refusal ?? downloadRefusal(resource!);
@@ -295,6 +311,30 @@ export async function startServer(
     });
     serveDownloadSocket(socket, counted, downloadOptions);
     return response;
+  };
+
+  const serveView = (request: Request, rawId: string): Response => {
+    const listing = !auth.readTokens;
+    if (rawId === "") {
+      return serveViewer(request, { resources: () => registry.all(), listing });
+    }
+    let id: string;
+    try {
+      id = decodeURIComponent(rawId);
+    } catch {
+      id = rawId; // Malformed escapes name no resource: reported as not found.
+    }
+    const resource = registry.get(id);
+    const refusal = resource === undefined
+      ? missingResource(id).error
+      : auth.readRefusal(request, id);
+    if (refusal) return errorResponse(refusal);
+    return serveViewer(request, {
+      resources: () => registry.all(),
+      resource,
+      token: auth.readToken(id),
+      listing,
+    });
   };
 
   const missingResource = (
@@ -319,7 +359,7 @@ export async function startServer(
     };
   };
 
-  const handler = (request: Request): Response => {
+  const handler = (request: Request): Response | Promise<Response> => {
     const url = new URL(request.url);
     const wantsSocket =
       request.headers.get("upgrade")?.toLowerCase() === "websocket";
@@ -341,8 +381,13 @@ export async function startServer(
       });
       return response;
     }
+    if (url.pathname === "/view" || url.pathname.startsWith("/view/")) {
+      return serveView(request, url.pathname.slice("/view/".length));
+    }
     const match = url.pathname.match(RESOURCE_PATH);
-    if (match) return serveResource(request, match[1], wantsSocket);
+    if (match) {
+      return serveResource(request, match[1], match[2] ?? "", wantsSocket);
+    }
     if (url.pathname === "/") {
       return Response.json({
         name: "spool",
@@ -390,6 +435,7 @@ export async function startServer(
   const close = (): Promise<void> => {
     closing ??= (async () => {
       await retention.stop();
+      shutdown.abort();
       sessions.close();
       const live = [...registry.live()];
       await Promise.all(live.map((resource) => resource.fail(SHUTDOWN_REASON)));

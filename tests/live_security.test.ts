@@ -61,7 +61,7 @@ Deno.test("security: read tokens guard downloads and status, and survive a resta
     );
     await using byHeader = await openDownload(bare, { readToken: token! });
     assertEquals(byHeader.status.status, "COMPLETED");
-    const http = new URL(bare);
+    const http = new URL(`${bare.pathname}/status`, bare);
     http.protocol = "http:";
     const denied = await fetch(http);
     assertEquals(denied.status, 403);
