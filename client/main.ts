@@ -36,6 +36,8 @@ Options:
   --token T      read token of REF, if the reference lacks its ?token=
   --ca FILE      PEM CA certificate(s) to trust for https:/wss: servers
                  (default $SPOOL_CA_FILE)
+  --json         upload: print {"reference","id"} as the first line and the
+                 final status as the last line, as JSON
   --quiet        no progress line on stderr (it is shown only on a terminal)
   -h, --help     show this help
 
@@ -91,7 +93,7 @@ async function downloadOptions(
 async function uploadCommand(args: string[]): Promise<number> {
   const { positional, strings, booleans } = parseFlags(args, {
     string: ["server", "name", "type", "upload-token", "ca"],
-    boolean: ["quiet"],
+    boolean: ["quiet", "json"],
   });
   if (positional.length !== 1) {
     throw new UsageError(
@@ -126,7 +128,11 @@ async function uploadCommand(args: string[]): Promise<number> {
     source?.close();
     throw error;
   });
-  console.log(upload.reference);
+  console.log(
+    booleans.json
+      ? JSON.stringify({ reference: upload.reference, id: upload.id })
+      : upload.reference,
+  );
   const progress = new Progress("upload", {
     enabled: booleans.quiet ? false : undefined,
     total,
@@ -145,6 +151,7 @@ async function uploadCommand(args: string[]): Promise<number> {
   const status = await upload.finish();
   await upload.closed();
   progress.done();
+  if (booleans.json) console.log(JSON.stringify(status));
   return status.status === "COMPLETED" ? 0 : 1;
 }
 

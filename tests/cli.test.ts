@@ -102,6 +102,17 @@ Deno.test("cli: upload a file, then status and downloads of whole and partial ra
       reference,
     ]);
     assertEquals(part.stdout, data.subarray(1000, 5000));
+
+    // --json: the reference first, the final status last, both as JSON.
+    const json = await run(["upload", "--json", "--server", server.href, file]);
+    assertEquals(json.code, 0, json.stderr);
+    const lines = new TextDecoder().decode(json.stdout).trim().split("\n");
+    assertEquals(lines.length, 2);
+    const first = JSON.parse(lines[0]);
+    assert(first.reference.endsWith(`/resources/${first.id}`));
+    const last = JSON.parse(lines[1]);
+    assertEquals(last.status, "COMPLETED");
+    assertEquals(last.sha256, await sha256(data));
     await Deno.remove(file);
   });
 });
