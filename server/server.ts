@@ -53,7 +53,8 @@ export interface ServerOptions {
   readWindow?: number;
   /**
    * Bytes all download sockets together may hold in send buffers, shared
-   * among the open ones (each gets between one frame and 4 MiB). Default 64 MiB.
+   * among the open ones (each gets between 16 KiB and 4 MiB, and frames
+   * shrink to a socket's share). Default 32 MiB.
    */
   sendBufferBudget?: number;
   /** Called once the server listens, with its URL. */
@@ -123,6 +124,8 @@ export const SHUTDOWN_REASON =
   "the server shut down while the upload was in progress";
 
 const UPLOAD_PATH = "/upload";
+/** Smallest data frame when many sockets share the send budget. */
+const MIN_SHARED_FRAME = 16 * 1024;
 /** How long shutdown waits for peers to answer the close handshake. */
 const CLOSE_GRACE_MS = 3000;
 const RESOURCE_PATH = /^\/resources\/([^/]+)(\/[^/]+)?$/;
@@ -193,8 +196,8 @@ export async function startServer(
     maxWindow: Math.max(readWindow, 64 * 1024 * 1024),
     maxRequests: limits.maxRequestsPerSocket,
     scratch: new ArrayBuffer(DATA_FRAME_HEADER_SIZE + frameSize),
-    sendBudget: new SendBudget(options.sendBufferBudget ?? 64 * 1024 * 1024, {
-      min: frameSize,
+    sendBudget: new SendBudget(options.sendBufferBudget ?? 32 * 1024 * 1024, {
+      min: Math.min(frameSize, MIN_SHARED_FRAME),
       max: 4 * 1024 * 1024,
     }),
   };
