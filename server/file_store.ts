@@ -96,6 +96,7 @@ export class FileStore implements ResourceStore {
   read(id: string, start: number, end: number): ReadableStream<Uint8Array> {
     const { data } = this.#paths(id);
     let file: Deno.FsFile | undefined;
+    let cancelled = false;
     let position = start;
     const closeFile = () => {
       file?.close();
@@ -104,14 +105,20 @@ export class FileStore implements ResourceStore {
     return new ReadableStream({
       type: "bytes",
       autoAllocateChunkSize: READ_CHUNK_SIZE,
-      async start() {
-        if (start === end) return;
-        file = await Deno.open(data, { read: true });
-        await file.seek(start, Deno.SeekMode.Start);
-      },
       async pull(controller) {
         const request = controller.byobRequest!;
         const view = request.view as Uint8Array;
+        if (file === undefined && position < end) {
+          // Opened on the first pull, not at creation: a stream cancelled
+          // before anyone read it never holds a file.
+          const opened = await Deno.open(data, { read: true });
+          if (cancelled) {
+            opened.close();
+            return;
+          }
+          file = opened;
+          await file.seek(start, Deno.SeekMode.Start);
+        }
         if (position >= end || !file) {
           closeFile();
           controller.close();
@@ -140,6 +147,7 @@ export class FileStore implements ResourceStore {
         }
       },
       cancel() {
+        cancelled = true;
         closeFile();
       },
     });

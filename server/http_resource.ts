@@ -3,9 +3,23 @@
  * `/resources/{id}` that `curl` and browsers use. Access control and the
  * lookup of the resource happen before these handlers run.
  *
+ * - `GET|HEAD /resources/{id}`: the bytes up to the checkpoint, with
+ *   single-range support (`206`, `416`); `?follow=1` streams to the end.
+ * - `GET /resources/{id}/status`: the status JSON.
+ * - `GET /resources/{id}/events`: Server-Sent Events of the statuses.
+ * - `GET|HEAD /resources/{id}/lines`: line ranges, tails, line-aligned follow.
+ *
+ * Every answer carying bytes has `Cache-Control: no-cache, no-transform`
+ * (no automatic compression, no proxy transformation) and the resource's
+ * status in `Spool-*` headers. See docs/http.md.
+ *
  * @module
  */
 
+import type { ResourceStatus } from "../protocol/status.ts";
+import { isTerminal } from "../protocol/status.ts";
+import { lineOffset, lineView } from "./line_index.ts";
+import { followBody, rangeBody, statusEvents } from "./http_follow.ts";
 import type { Resource } from "./resource.ts";
 
 /** What the HTTP handlers of a resource may use. */
@@ -20,6 +34,18 @@ export interface ResourceHttpContext {
   signal: AbortSignal;
 }
 
+/** A request this module refuses, with its HTTP status and error code. */
+class HttpRefusal extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
 /**
  * Answers a plain HTTP request on a resource.
  *
@@ -28,22 +54,296 @@ export interface ResourceHttpContext {
  * return serveResourceHttp(request, { resource, subpath: "/status", signal });
  * ```
  */
-export function serveResourceHttp(
+export async function serveResourceHttp(
   request: Request,
   context: ResourceHttpContext,
-): Response | Promise<Response> {
-  const { resource, subpath } = context;
+): Promise<Response> {
+  const { subpath } = context;
   if (request.method !== "GET" && request.method !== "HEAD") {
     return Response.json({
       code: "invalid-field",
       error: `method ${request.method} is not allowed; expected GET or HEAD`,
     }, { status: 405, headers: { allow: "GET, HEAD" } });
   }
-  if (subpath === "" || subpath === "/status") {
-    return Response.json(resource.status);
+  try {
+    const query = new URL(request.url).searchParams;
+    switch (subpath) {
+      case "":
+        return flag(query, "follow")
+          ? serveFollow(request, context, query)
+          : serveBytes(request, context);
+      case "/status":
+        return Response.json(context.resource.status, {
+          headers: { "cache-control": "no-cache" },
+        });
+      case "/events":
+        return serveEvents(request, context);
+      case "/lines":
+        return await serveLines(request, context, query);
+    }
+    return Response.json({
+      code: "not-found",
+      error:
+        `no route /resources/{id}${subpath}; expected /status, /events or /lines`,
+    }, { status: 404 });
+  } catch (error) {
+    if (error instanceof HttpRefusal) {
+      return Response.json({ code: error.code, error: error.message }, {
+        status: error.status,
+        headers: {
+          "cache-control": "no-cache",
+          ...error.headers,
+        },
+      });
+    }
+    if (context.signal.aborted) {
+      return Response.json({
+        code: "internal",
+        error: "the server is shutting down",
+      }, { status: 503 });
+    }
+    return Response.json({
+      code: "internal",
+      error: `reading resource ${context.resource.status.id} failed: ${
+        error instanceof Error ? error.message : error
+      }`,
+    }, { status: 500 });
   }
-  return Response.json({
-    code: "not-found",
-    error: `no route /resources/{id}${subpath}`,
-  }, { status: 404 });
+}
+
+/** Headers every byte answer carries. */
+function resourceHeaders(status: ResourceStatus): Headers {
+  const headers = new Headers({
+    "content-type": status.mimeType,
+    "cache-control": "no-cache, no-transform",
+    "x-content-type-options": "nosniff",
+    // Uploaded HTML or SVG must not run on this origin.
+    "content-security-policy": "sandbox; default-src 'none'",
+    "content-disposition": `inline; filename*=UTF-8''${
+      encodeRfc5987(status.name)
+    }`,
+    "spool-status": status.status,
+    "spool-size": String(status.size),
+  });
+  if (status.sha256 !== undefined) headers.set("spool-sha256", status.sha256);
+  return headers;
+}
+
+function encodeRfc5987(value: string): string {
+  return encodeURIComponent(value).replace(
+    /['()*!]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+}
+
+/** Headers of a streamed answer: nobody on the way may hold it back. */
+function liveHeaders(status: ResourceStatus): Headers {
+  const headers = resourceHeaders(status);
+  headers.set("x-accel-buffering", "no");
+  return headers;
+}
+
+/** `?name`, `?name=1`, `?name=true` are on; absent, `0`, `false` are off. */
+function flag(query: URLSearchParams, name: string): boolean {
+  const value = query.get(name);
+  if (value === null || value === "0" || value === "false") return false;
+  if (value === "" || value === "1" || value === "true") return true;
+  throw new HttpRefusal(
+    400,
+    "invalid-field",
+    `?${name}=${
+      JSON.stringify(value)
+    } is not a flag; expected 1, true, 0 or false`,
+  );
+}
+
+/** A non-negative integer query parameter, or `undefined` when absent. */
+function count(query: URLSearchParams, name: string): number | undefined {
+  const value = query.get(name);
+  if (value === null) return undefined;
+  const number = /^\d{1,16}$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(number)) {
+    throw new HttpRefusal(
+      400,
+      "invalid-field",
+      `?${name}=${
+        JSON.stringify(value.slice(0, 64))
+      } is not a valid number; expected an integer >= 0`,
+    );
+  }
+  return number;
+}
+
+/** The outcome of a `Range` header against a size. */
+type RangeOutcome =
+  | { kind: "whole" }
+  | { kind: "range"; start: number; end: number }
+  | { kind: "unsatisfiable" };
+
+/**
+ * Parses a `Range` header (RFC 9110 §14.2) against `size`. Only one range
+ * is served: a header naming several, or an invalid one, is ignored (the
+ * whole representation, `200`), as the RFC allows.
+ */
+export function parseRange(header: string | null, size: number): RangeOutcome {
+  if (header === null) return { kind: "whole" };
+  const match = header.trim().match(/^bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i);
+  if (!match || (match[1] === "" && match[2] === "")) return { kind: "whole" };
+  if (match[1] === "") {
+    // Suffix: the last n bytes.
+    const n = Number(match[2]);
+    if (n === 0 || size === 0) return { kind: "unsatisfiable" };
+    return { kind: "range", start: Math.max(0, size - n), end: size };
+  }
+  const first = Number(match[1]);
+  const last = match[2] === "" ? Infinity : Number(match[2]);
+  if (!Number.isSafeInteger(first) || last < first) return { kind: "whole" };
+  if (first >= size) return { kind: "unsatisfiable" };
+  return { kind: "range", start: first, end: Math.min(last + 1, size) };
+}
+
+function serveBytes(request: Request, context: ResourceHttpContext): Response {
+  const { resource } = context;
+  const status = resource.status;
+  const size = status.size;
+  const headers = resourceHeaders(status);
+  headers.set("accept-ranges", "bytes");
+  const range = parseRange(request.headers.get("range"), size);
+  if (range.kind === "unsatisfiable") {
+    throw new HttpRefusal(
+      416,
+      "range-not-satisfiable",
+      `range ${
+        JSON.stringify(request.headers.get("range"))
+      } is outside the checkpointed size ${size}; expected a range starting below ${size}`,
+      {
+        "content-range": `bytes */${size}`,
+        "accept-ranges": "bytes",
+        "spool-status": status.status,
+        "spool-size": String(size),
+      },
+    );
+  }
+  const [start, end] = range.kind === "range" ? [range.start, range.end] : [
+    0,
+    size,
+  ];
+  headers.set("content-length", String(end - start));
+  if (range.kind === "range") {
+    headers.set("content-range", `bytes ${start}-${end - 1}/${size}`);
+  }
+  const body = request.method === "HEAD" || start === end
+    ? null
+    : rangeBody(resource, start, end, context.signal);
+  return new Response(body, {
+    status: range.kind === "range" ? 206 : 200,
+    headers,
+  });
+}
+
+function serveFollow(
+  request: Request,
+  context: ResourceHttpContext,
+  query: URLSearchParams,
+): Response {
+  const { resource, signal } = context;
+  const status = resource.status;
+  const start = count(query, "start") ?? 0;
+  const lines = flag(query, "lines");
+  if (isTerminal(status) && start > status.size) {
+    throw new HttpRefusal(
+      416,
+      "range-not-satisfiable",
+      `follow from byte ${start} starts past the final size ${status.size}; expected start <= ${status.size}`,
+      { "content-range": `bytes */${status.size}` },
+    );
+  }
+  const headers = liveHeaders(status);
+  headers.set("spool-start", String(start));
+  if (request.method === "HEAD") return new Response(null, { headers });
+  return new Response(followBody(resource, { start, lines, signal }), {
+    headers,
+  });
+}
+
+function serveEvents(request: Request, context: ResourceHttpContext): Response {
+  const headers = {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache, no-transform",
+    "x-accel-buffering": "no",
+  };
+  if (request.method === "HEAD") return new Response(null, { headers });
+  return new Response(
+    statusEvents(context.resource, { signal: context.signal }),
+    { headers },
+  );
+}
+
+async function serveLines(
+  request: Request,
+  context: ResourceHttpContext,
+  query: URLSearchParams,
+): Promise<Response> {
+  const { resource, signal } = context;
+  const follow = flag(query, "follow");
+  const start = count(query, "start");
+  const end = count(query, "end");
+  const tail = count(query, "tail");
+  if (tail !== undefined && (start !== undefined || end !== undefined)) {
+    throw new HttpRefusal(
+      400,
+      "invalid-field",
+      "?tail= goes alone; expected either ?tail=N or ?start=A&end=B",
+    );
+  }
+  if (follow && end !== undefined) {
+    throw new HttpRefusal(
+      400,
+      "invalid-field",
+      "a line follow has no ?end=; expected ?start=A or ?tail=N",
+    );
+  }
+  if (start !== undefined && end !== undefined && start > end) {
+    throw new HttpRefusal(
+      400,
+      "invalid-range",
+      `lines [${start}, ${end}) start after they end; expected start <= end`,
+    );
+  }
+  const view = await lineView(resource, signal);
+  if (follow && start !== undefined && start > view.total) {
+    throw new HttpRefusal(
+      416,
+      "range-not-satisfiable",
+      `a line follow from line ${start} starts past the ${view.total} lines known; expected start <= ${view.total}`,
+      { "spool-lines": String(view.total) },
+    );
+  }
+  const first = tail !== undefined
+    ? Math.max(0, view.total - tail)
+    : Math.min(start ?? 0, view.total);
+  const last = follow ? view.total : Math.min(end ?? view.total, view.total);
+  const from = await lineOffset(resource, view, first);
+  const headers = follow
+    ? liveHeaders(view.status)
+    : resourceHeaders(view.status);
+  headers.set("spool-lines", String(view.total));
+  headers.set(
+    "spool-first-line",
+    String(tail !== undefined ? first : start ?? 0),
+  );
+  if (follow) {
+    headers.set("spool-start", String(from));
+    if (request.method === "HEAD") return new Response(null, { headers });
+    return new Response(
+      followBody(resource, { start: from, lines: true, signal }),
+      { headers },
+    );
+  }
+  const to = Math.max(from, await lineOffset(resource, view, last));
+  headers.set("content-length", String(to - from));
+  const body = request.method === "HEAD" || from === to
+    ? null
+    : rangeBody(resource, from, to, context.signal);
+  return new Response(body, { headers });
 }

@@ -2,10 +2,24 @@
  * The live viewer: an HTML page per resource that follows it in the browser,
  * and a listing page of resources.
  *
+ * The page at `/view/{id}` is self-contained (inline CSS and one inline
+ * script, allowed by its hash in a strict Content-Security-Policy). It shows
+ * the resource's name, status, size, update time and a download link, and
+ * for text resources a tail-f pane fed by `GET /resources/{id}?follow=1`
+ * while statuses arrive by Server-Sent Events from `/resources/{id}/events`.
+ * `/view/` lists the resources, newest first (not on servers with read
+ * tokens, where it answers 403).
+ *
  * @module
  */
 
 import type { Resource } from "./resource.ts";
+import {
+  PAGE_CSP,
+  renderListingPage,
+  renderResourcePage,
+  STATIC_CSP,
+} from "./_viewer_page.ts";
 
 /** What the viewer may use. */
 export interface ViewerContext {
@@ -19,6 +33,21 @@ export interface ViewerContext {
   listing: boolean;
 }
 
+function htmlResponse(html: string, csp: string, status = 200): Response {
+  return new Response(html, {
+    status,
+    headers: {
+      "content-type": "text/html; charset=utf-8",
+      "content-security-policy": csp,
+      "x-content-type-options": "nosniff",
+      "referrer-policy": "no-referrer",
+      "x-frame-options": "DENY",
+      // The page embeds the status at the time it was made.
+      "cache-control": "no-store",
+    },
+  });
+}
+
 /**
  * Answers `GET /view/` (listing) and `GET /view/{id}` (one resource).
  *
@@ -28,21 +57,46 @@ export interface ViewerContext {
  * ```
  */
 export function serveViewer(
-  _request: Request,
+  request: Request,
   context: ViewerContext,
 ): Response {
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    return Response.json({
+      code: "invalid-field",
+      error: `method ${request.method} is not allowed; expected GET or HEAD`,
+    }, { status: 405, headers: { allow: "GET, HEAD" } });
+  }
   if (context.resource === undefined) {
     if (!context.listing) {
-      return new Response("listing is off on this server (read tokens)", {
-        status: 403,
+      return new Response(
+        "the listing is off on this server (it has read tokens); open /view/{id}?token=… from a reference instead\n",
+        {
+          status: 403,
+          headers: {
+            "content-type": "text/plain; charset=utf-8",
+            "x-content-type-options": "nosniff",
+          },
+        },
+      );
+    }
+    const url = new URL(request.url);
+    if (!url.pathname.endsWith("/")) {
+      // `/view` → `/view/`, so the listing's relative links resolve.
+      const last = url.pathname.slice(url.pathname.lastIndexOf("/") + 1);
+      return new Response(null, {
+        status: 308,
+        headers: { location: `${last}/${url.search}` },
       });
     }
-    const items = [...context.resources()].map((r) => r.status.id);
-    return new Response(items.join("\n"), {
-      headers: { "content-type": "text/plain; charset=utf-8" },
-    });
+    const statuses = [...context.resources()].map((r) => r.status);
+    return htmlResponse(renderListingPage(statuses), STATIC_CSP);
   }
-  return new Response(JSON.stringify(context.resource.status), {
-    headers: { "content-type": "application/json" },
-  });
+  return htmlResponse(
+    renderResourcePage({
+      status: context.resource.status,
+      token: context.token,
+      listing: context.listing,
+    }),
+    PAGE_CSP,
+  );
 }

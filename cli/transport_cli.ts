@@ -1,0 +1,471 @@
+/**
+ * `spool send` and `spool receive`: the object transport on the command line.
+ *
+ * - `receive` serves one endpoint and writes every object it gets to a
+ *   directory, printing one JSON line per object (name, size, sha256).
+ * - `send` sends files as objects to such an endpoint (the send-loop worker
+ *   opens and reads each file itself) and prints a summary.
+ *
+ * Both resolve with an exit code: `0` success, `1` a failure (with a one-line
+ * reason on stderr), `2` bad usage.
+ *
+ * @example
+ * ```ts ignore
+ * import { receiveMain, sendMain } from "./transport_cli.ts";
+ * // In one process: serve until SIGINT/SIGTERM.
+ * Deno.exit(await receiveMain(["--port", "0", "--dir", "incoming"]));
+ * // In another, with the URL the receiver printed:
+ * Deno.exit(await sendMain(["http://127.0.0.1:40123/v1/objstream/spool", "a.bin"]));
+ * ```
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { basename, dirname, join, resolve, sep as SEPARATOR } from "node:path";
+import { integerFlag, parseFlags, UsageError } from "./args.ts";
+import { formatBytes, Progress } from "./progress.ts";
+import {
+  type ReceivedHeader,
+  Receiver,
+  Stream,
+  TransportError,
+} from "../transport/mod.ts";
+
+/** Endpoint name `receive` serves when `--name` is not given. */
+const DEFAULT_TRNAME = "spool";
+
+const SECRET_ENV = "SPOOL_TRANSPORT_SECRET";
+
+/** Help of `spool send` and `spool receive`. */
+const TRANSPORT_HELP = `Object transport commands:
+
+  spool receive --port P [--hostname H] [--dir D] [--name TRNAME]
+                [--secret S] [--quiet]
+      Serves one endpoint until SIGINT or SIGTERM. The first stdout line is
+      "Listening on URL" with the endpoint's full URL (give it to send).
+      Writes each object to D/<object name> (default D: the current
+      directory; names with "..", absolute paths, backslashes or control
+      characters are refused, which fails the sender's stream) and prints
+      one JSON line per object: {"name":…,"size":…,"sha256":…}.
+      --port 0 picks a free port; --name defaults to "${DEFAULT_TRNAME}";
+      --quiet prints no object lines.
+
+  spool send URL FILE... [--prefix P] [--secret S] [--burst N] [--quiet]
+      Sends each FILE as one object named P + its base name, in order, over
+      one stream to URL (the endpoint URL receive printed). The send loop
+      reads the files itself. Shows a progress line on a terminal, then a
+      summary (objects, bytes, rate); --quiet shows neither.
+
+  --secret S    shared secret, at least 16 characters (default
+                $${SECRET_ENV}; prefer the variable: arguments show up in ps)
+  --burst N     objects in flight before send waits (default 256)
+
+Exit codes: 0 success; 1 a failure (an object not delivered, the receiver
+gone or refusing, a file that cannot be read), with a one-line reason on
+stderr; 2 bad command-line usage.
+`;
+
+// deno-lint-ignore no-control-regex -- refusing control characters is the point
+const CONTROL = /[\x00-\x1f\x7f]/;
+
+/**
+ * Checks an object name from the wire and returns its path segments, relative
+ * to the receive directory. Names are `/`-separated relative paths; throws
+ * an `Error` saying why for anything that could escape the directory or is
+ * not portable: empty names, absolute paths, drive letters, `.` or `..`
+ * segments, empty segments, backslashes, NUL and other control characters.
+ *
+ * @example
+ * ```ts
+ * import { objectPathSegments } from "./transport_cli.ts";
+ * objectPathSegments("logs/a.txt"); // ["logs", "a.txt"]
+ * try {
+ *   objectPathSegments("../etc/passwd");
+ * } catch (error) {
+ *   console.log((error as Error).message); // object name "../etc/passwd" has a ".." segment; …
+ * }
+ * ```
+ */
+export function objectPathSegments(name: string): string[] {
+  const refuse = (why: string): never => {
+    throw new Error(
+      `object name ${
+        JSON.stringify(name)
+      } ${why}; expected a relative path of "/"-separated names`,
+    );
+  };
+  if (name === "") refuse("is empty");
+  if (CONTROL.test(name)) refuse("has a NUL or control character");
+  if (name.includes("\\")) refuse("has a backslash");
+  if (name.startsWith("/")) refuse("is an absolute path");
+  if (/^[A-Za-z]:/.test(name)) refuse("starts with a drive letter");
+  const segments = name.split("/");
+  for (const segment of segments) {
+    if (segment === "..") refuse('has a ".." segment');
+    if (segment === ".") refuse('has a "." segment');
+    if (segment === "") refuse("has an empty segment");
+  }
+  return segments;
+}
+
+function isInside(path: string, root: string): boolean {
+  return path === root ||
+    path.startsWith(root.endsWith(SEPARATOR) ? root : root + SEPARATOR);
+}
+
+/** What `receive` prints for one stored object. */
+interface StoredObject {
+  name: string;
+  size: number;
+  sha256: string;
+}
+
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let at = 0;
+  while (at < bytes.byteLength) at += await file.write(bytes.subarray(at));
+}
+
+/**
+ * Stores one object under `root` (a real path): into a temporary file next to
+ * its target, renamed over the target once the body ended whole.
+ */
+async function storeObject(
+  root: string,
+  header: ReceivedHeader,
+  body: ReadableStream<Uint8Array> | null,
+): Promise<StoredObject> {
+  const segments = objectPathSegments(header.name);
+  const target = join(root, ...segments);
+  const parent = dirname(target);
+  await Deno.mkdir(parent, { recursive: true });
+  // A symlink already in the directory must not lead a name outside it.
+  if (!isInside(await Deno.realPath(parent), root)) {
+    throw new Error(
+      `object name ${
+        JSON.stringify(header.name)
+      } leads outside the receive directory through a symbolic link`,
+    );
+  }
+  const temporary = join(
+    parent,
+    `.${segments.at(-1)}.${crypto.randomUUID().slice(0, 8)}.part`,
+  );
+  const hash = createHash("sha256");
+  let size = 0;
+  const file = await Deno.open(temporary, { write: true, createNew: true });
+  let closed = false;
+  try {
+    if (body !== null) {
+      for await (const chunk of body) {
+        hash.update(chunk);
+        size += chunk.byteLength;
+        await writeAll(file, chunk);
+      }
+    }
+    file.close();
+    closed = true;
+    await Deno.rename(temporary, target);
+  } catch (error) {
+    if (!closed) file.close();
+    await Deno.remove(temporary).catch(() => {
+      // Already gone or never written: nothing to clean up.
+    });
+    throw error;
+  }
+  return { name: header.name, size, sha256: hash.digest("hex") };
+}
+
+function secretFlag(
+  strings: Record<string, string | undefined>,
+): string | undefined {
+  const secret = strings.secret ?? (Deno.env.get(SECRET_ENV) || undefined);
+  if (secret !== undefined && secret.length < 16) {
+    throw new UsageError(
+      `--secret has ${secret.length} characters; expected at least 16`,
+    );
+  }
+  return secret;
+}
+
+function wantsHelp(args: string[]): boolean {
+  return args.includes("-h") || args.includes("--help");
+}
+
+function onSignals(listener: () => void): () => void {
+  const signals: Deno.Signal[] = Deno.build.os === "windows"
+    ? ["SIGINT"]
+    : ["SIGINT", "SIGTERM"];
+  for (const signal of signals) Deno.addSignalListener(signal, listener);
+  return () => {
+    for (const signal of signals) Deno.removeSignalListener(signal, listener);
+  };
+}
+
+function usageFailure(command: string, error: UsageError): number {
+  console.error(`spool ${command}: ${error.message}\nTry --help.`);
+  return 2;
+}
+
+/**
+ * `spool receive`: serves one endpoint until SIGINT or SIGTERM (or `signal`)
+ * and stores every object it gets; resolves with the exit code.
+ *
+ * @example
+ * ```ts ignore
+ * import { receiveMain } from "./transport_cli.ts";
+ * Deno.exit(await receiveMain(["--port", "9000", "--dir", "incoming"]));
+ * ```
+ */
+export async function receiveMain(
+  args: string[],
+  options: { signal?: AbortSignal } = {},
+): Promise<number> {
+  if (wantsHelp(args)) {
+    console.log(TRANSPORT_HELP);
+    return 0;
+  }
+  let port, secret, hostname, trname, dir, quiet;
+  try {
+    const flags = parseFlags(args, {
+      string: ["port", "hostname", "dir", "name", "secret"],
+      boolean: ["quiet"],
+    });
+    if (flags.positional.length > 0) {
+      throw new UsageError(
+        `unexpected argument ${
+          JSON.stringify(flags.positional[0])
+        }; receive takes options only`,
+      );
+    }
+    if (flags.strings.port === undefined) {
+      throw new UsageError(
+        "receive needs --port P; expected a port, 0 for any free one",
+      );
+    }
+    port = integerFlag(flags.strings, "port", { min: 0, max: 65535 });
+    secret = secretFlag(flags.strings);
+    hostname = flags.strings.hostname ?? "127.0.0.1";
+    trname = flags.strings.name ?? DEFAULT_TRNAME;
+    dir = flags.strings.dir ?? ".";
+    quiet = flags.booleans.quiet;
+  } catch (error) {
+    if (error instanceof UsageError) return usageFailure("receive", error);
+    throw error;
+  }
+
+  let root: string;
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    root = await Deno.realPath(resolve(dir));
+  } catch (error) {
+    console.error(
+      `spool receive: cannot use --dir ${dir}: ${(error as Error).message}`,
+    );
+    return 1;
+  }
+
+  const stopped = Promise.withResolvers<void>();
+  const stop = () => stopped.resolve();
+  const removeSignals = onSignals(stop);
+  options.signal?.addEventListener("abort", stop, { once: true });
+  if (options.signal?.aborted) stop();
+  const receiver = new Receiver({ secret });
+  try {
+    await receiver.listen("cli", { hostname, port });
+    receiver.register("cli", trname, async (header, body, error) => {
+      if (error !== undefined) {
+        console.error(
+          `spool receive: stream ${header.sessionId} failed${
+            header.name === ""
+              ? ""
+              : ` in object ${JSON.stringify(header.name)}`
+          }: ${error.code}: ${error.message}`,
+        );
+        return;
+      }
+      let stored: StoredObject;
+      try {
+        stored = await storeObject(root, header, body);
+      } catch (cause) {
+        // A body that failed is reported by the error call that follows.
+        if (cause instanceof TransportError) return;
+        console.error(
+          `spool receive: refused object ${JSON.stringify(header.name)}: ${
+            (cause as Error).message
+          }`,
+        );
+        throw cause;
+      }
+      if (!quiet) console.log(JSON.stringify(stored));
+    });
+    console.log(`Listening on ${receiver.url("cli", trname).href}`);
+  } catch (error) {
+    removeSignals();
+    await receiver.close();
+    if (
+      error instanceof TransportError && error.code === "invalid_argument"
+    ) {
+      return usageFailure("receive", new UsageError(error.message));
+    }
+    console.error(
+      `spool receive: cannot listen on ${hostname}:${port}: ${
+        (error as Error).message
+      }`,
+    );
+    return 1;
+  }
+  await stopped.promise;
+  removeSignals();
+  options.signal?.removeEventListener("abort", stop);
+  // Ends running streams (their partial files are removed) and waits for
+  // their handlers.
+  await receiver.close();
+  return 0;
+}
+
+/**
+ * `spool send`: sends files as objects over one stream; resolves with the
+ * exit code (`1` if any object failed, with its reason on stderr).
+ *
+ * @example
+ * ```ts ignore
+ * import { sendMain } from "./transport_cli.ts";
+ * Deno.exit(await sendMain(["http://127.0.0.1:9000/v1/objstream/spool", "a.bin", "b.bin"]));
+ * ```
+ */
+export async function sendMain(args: string[]): Promise<number> {
+  if (wantsHelp(args)) {
+    console.log(TRANSPORT_HELP);
+    return 0;
+  }
+  let url: string, files: string[], secret, burst, prefix: string, quiet;
+  try {
+    const flags = parseFlags(args, {
+      string: ["secret", "burst", "prefix"],
+      boolean: ["quiet"],
+    });
+    if (flags.positional.length < 2) {
+      throw new UsageError(
+        `send takes a URL and at least one FILE, got ${flags.positional.length} arguments; expected send [options] URL FILE...`,
+      );
+    }
+    [url, ...files] = flags.positional;
+    secret = secretFlag(flags.strings);
+    burst = integerFlag(flags.strings, "burst", { min: 1 });
+    prefix = flags.strings.prefix ?? "";
+    quiet = flags.booleans.quiet;
+    const seen = new Map<string, string>();
+    for (const file of files) {
+      const name = prefix + basename(file);
+      const other = seen.get(name);
+      if (other !== undefined) {
+        throw new UsageError(
+          `${other} and ${file} would both be sent as ${
+            JSON.stringify(name)
+          }; expected files with distinct base names`,
+        );
+      }
+      seen.set(name, file);
+    }
+  } catch (error) {
+    if (error instanceof UsageError) return usageFailure("send", error);
+    throw error;
+  }
+
+  // Every file must be readable before anything is sent.
+  const sizes: number[] = [];
+  for (const file of files) {
+    try {
+      const info = await Deno.stat(file);
+      if (!info.isFile) throw new Error("not a regular file");
+      sizes.push(info.size);
+      (await Deno.open(file, { read: true })).close();
+    } catch (error) {
+      console.error(
+        `spool send: cannot read ${file}: ${(error as Error).message}`,
+      );
+      return 1;
+    }
+  }
+  const total = sizes.reduce((a, b) => a + b, 0);
+
+  const controller = new AbortController();
+  let interrupted = false;
+  const removeSignals = onSignals(() => {
+    interrupted = true;
+    controller.abort(new Error("interrupted by a signal"));
+  });
+  let stream: Stream;
+  try {
+    stream = new Stream(url, { secret, burst, signal: controller.signal });
+  } catch (error) {
+    removeSignals();
+    if (error instanceof TransportError) {
+      return usageFailure("send", new UsageError(error.message));
+    }
+    throw error;
+  }
+
+  const progress = new Progress("send", {
+    enabled: quiet ? false : undefined,
+    total,
+  });
+  const started = performance.now();
+  let sent = 0;
+  let bytes = 0;
+  let firstFailure: string | undefined;
+  const fail = (reason: string) => firstFailure ??= reason;
+  for (const [i, file] of files.entries()) {
+    const name = prefix + basename(file);
+    const size = sizes[i];
+    try {
+      await stream.send({ name, size }, { path: file }, {
+        onSent: (_header, error) => {
+          if (error !== undefined) {
+            fail(`${JSON.stringify(name)} (${file}): ${describe(error)}`);
+            return;
+          }
+          sent++;
+          bytes += size;
+          progress.update(bytes);
+        },
+      });
+    } catch {
+      // The object's completion has already recorded the failure.
+      if (stream.terminated) break;
+    }
+  }
+  try {
+    await stream.fin();
+  } catch (error) {
+    fail(describe(error));
+  }
+  removeSignals();
+  const seconds = (performance.now() - started) / 1000;
+  progress.done();
+  if (firstFailure !== undefined || sent < files.length) {
+    console.error(
+      `spool send: ${interrupted ? "interrupted; " : ""}${
+        firstFailure ?? "not every object was delivered"
+      }`,
+    );
+    return 1;
+  }
+  if (!quiet) {
+    const rate = Math.round(bytes / Math.max(seconds, 0.001));
+    console.log(
+      `sent ${sent} objects, ${formatBytes(bytes)} in ${
+        seconds.toFixed(2)
+      } s (${formatBytes(rate)}/s)`,
+    );
+  }
+  return 0;
+}
+
+function describe(error: unknown): string {
+  if (error instanceof TransportError) {
+    return `${error.code}: ${error.message}`.replaceAll("\n", " ");
+  }
+  return error instanceof Error ? error.message : String(error);
+}

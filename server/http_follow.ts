@@ -1,0 +1,434 @@
+/**
+ * Follow over plain HTTP: a response body that streams a resource from an
+ * offset to its end as checkpoints advance (`curl -N URL?follow=1`), and the
+ * Server-Sent Events stream of its statuses.
+ *
+ * Both are pull-based `ReadableStream`s with no queue of their own: the
+ * next chunk is read (from the resource's in-memory tail, or the store) only
+ * when the HTTP writer asks for it, so a slow client holds at most a chunk
+ * or two in memory. Both watch the resource while open and stop watching when
+ * they end, when the client goes away (cancel) and when the server shuts down.
+ *
+ * @module
+ */
+
+import {
+  type ServerSentEventMessage,
+  ServerSentEventStream,
+} from "@std/http/server-sent-event-stream";
+import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
+import { lineIndexOf } from "./line_index.ts";
+import type { Resource } from "./resource.ts";
+
+/** Options of {@linkcode followBody}. */
+export interface FollowBodyOptions {
+  /** First byte to send. */
+  start: number;
+  /**
+   * Line mode: while the upload runs, send only up to the last newline
+   * within the checkpoint; the final unterminated line goes out once
+   * `COMPLETED`.
+   */
+  lines: boolean;
+  /** Server shutdown: the body is aborted. */
+  signal: AbortSignal;
+  /** Largest chunk read at once. Default 256 KiB. */
+  chunkSize?: number;
+}
+
+const DEFAULT_CHUNK_SIZE = 256 * 1024;
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const joined = new Uint8Array(
+    parts.reduce((total, part) => total + part.byteLength, 0),
+  );
+  let offset = 0;
+  for (const part of parts) {
+    joined.set(part, offset);
+    offset += part.byteLength;
+  }
+  return joined;
+}
+
+/**
+ * A response body following `resource` from `options.start` to its end. It
+ * closes once the resource is `COMPLETED` and every byte is sent, and is
+ * aborted (errored: the client sees a broken transfer) once the resource is
+ * `FAILED` and the bytes readable up to its final size are sent, or when the
+ * server shuts down. Deno logs the reason of an aborted body, a one-line
+ * string.
+ *
+ * In line mode every chunk ends with a newline until `COMPLETED`, except
+ * pieces of a line longer than `chunkSize`, whose rest is checkpointed and
+ * follows without waiting for the uploader.
+ *
+ * @example
+ * ```ts ignore
+ * return new Response(followBody(resource, { start: 0, lines: false, signal }));
+ * ```
+ */
+export function followBody(
+  resource: Resource,
+  options: FollowBodyOptions,
+): ReadableStream<Uint8Array> {
+  const { signal } = options;
+  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  const id = resource.status.id;
+  /** The next byte to take from the resource. */
+  let position = options.start;
+  /** Line mode: bytes taken but held back, the start of a line. */
+  let carry: Uint8Array | undefined;
+  /** A store read of `[.., readerEnd)` in progress across pulls. */
+  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  let readerEnd = 0;
+  let stopped = false;
+  let pulling: Promise<void> | undefined;
+  let unwatch: (() => void) | undefined;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const resolve = wake;
+    wake = undefined;
+    resolve?.();
+  };
+
+  let controller: ReadableStreamDefaultController<Uint8Array>;
+  const shutdownMessage =
+    `spool: follow of resource ${id} cut off by server shutdown`;
+  const onAbort = () => {
+    // A pull in flight sees the abort; otherwise the body is cut off now,
+    // even if the connection is not asking for more.
+    if (pulling !== undefined || stopped) return notify();
+    stopped = true;
+    release().finally(() => controller.error(shutdownMessage));
+  };
+
+  const release = async () => {
+    unwatch?.();
+    unwatch = undefined;
+    signal.removeEventListener("abort", onAbort);
+    const open = reader;
+    reader = undefined;
+    await open?.cancel().catch(() => {});
+  };
+
+  /** The end this follower may send up to now. */
+  const limitOf = async (status: ResourceStatus): Promise<number> => {
+    if (!options.lines || status.status === "COMPLETED") return status.size;
+    const index = lineIndexOf(resource);
+    await index.extendTo(status.size, signal);
+    return index.lastLineStart;
+  };
+
+  /** Takes the next bytes of `[position, limit)`; empty if none came. */
+  const take = async (limit: number): Promise<Uint8Array[]> => {
+    if (reader === undefined) {
+      const end = Math.min(limit, position + chunkSize);
+      const recent = resource.recent(position, end);
+      if (recent) return recent;
+      reader = resource.read(position, limit).getReader();
+      readerEnd = limit;
+    }
+    const { value, done } = await reader.read();
+    if (done) {
+      reader = undefined;
+      throw new Error(
+        `the store ended at byte ${position}; expected bytes up to ${readerEnd}`,
+      );
+    }
+    // A store reader closes itself at the end of its range.
+    if (position + value.byteLength >= readerEnd) reader = undefined;
+    return [value];
+  };
+
+  /** Queues taken bytes; returns whether anything was queued. */
+  const emit = (
+    controller: ReadableStreamDefaultController<Uint8Array>,
+    pieces: Uint8Array[],
+    atLimit: boolean,
+  ): boolean => {
+    if (!options.lines) {
+      for (const piece of pieces) controller.enqueue(piece);
+      return pieces.length > 0;
+    }
+    if (carry) pieces.unshift(carry);
+    carry = undefined;
+    const bytes = concat(pieces);
+    if (bytes.byteLength === 0) return false;
+    // The limit is a line end (or the final size): everything may go.
+    if (atLimit) {
+      controller.enqueue(bytes);
+      return true;
+    }
+    const last = bytes.lastIndexOf(0x0a);
+    if (
+      last === bytes.byteLength - 1 ||
+      (last === -1 && bytes.byteLength >= chunkSize)
+    ) {
+      controller.enqueue(bytes);
+      return true;
+    }
+    if (last === -1) {
+      carry = bytes;
+      return false;
+    }
+    controller.enqueue(bytes.subarray(0, last + 1));
+    carry = bytes.slice(last + 1);
+    return true;
+  };
+
+  const step = async (
+    controller: ReadableStreamDefaultController<Uint8Array>,
+  ): Promise<void> => {
+    for (;;) {
+      if (stopped) return;
+      if (signal.aborted) {
+        stopped = true;
+        await release();
+        controller.error(shutdownMessage);
+        return;
+      }
+      const status = resource.status;
+      const limit = await limitOf(status);
+      if (stopped) return;
+      if (position < limit) {
+        const pieces = await take(limit);
+        if (stopped) return;
+        const before = position;
+        for (const piece of pieces) position += piece.byteLength;
+        if (position === before) {
+          throw new Error(
+            `no bytes at ${position} though ${limit} are readable`,
+          );
+        }
+        if (emit(controller, pieces, position >= limit)) return;
+        continue;
+      }
+      if (status.status === "COMPLETED" && position >= status.size) {
+        stopped = true;
+        await release();
+        controller.close();
+        return;
+      }
+      if (status.status === "FAILED") {
+        stopped = true;
+        await release();
+        controller.error(
+          `spool: follow of resource ${id} aborted: the resource FAILED: ${
+            status.error ?? "unknown reason"
+          }`,
+        );
+        return;
+      }
+      // Wait for the next status (or a cancel, or shutdown).
+      if (resource.status === status && !stopped && !signal.aborted) {
+        await new Promise<void>((resolve) => wake = resolve);
+      }
+    }
+  };
+
+  return new ReadableStream<Uint8Array>({
+    start(streamController) {
+      controller = streamController;
+      unwatch = resource.watch(() => notify());
+      signal.addEventListener("abort", onAbort);
+    },
+    async pull() {
+      pulling = step(controller).catch(async (error) => {
+        if (stopped) return;
+        stopped = true;
+        await release();
+        controller.error(
+          signal.aborted
+            ? shutdownMessage
+            : `spool: follow of resource ${id} failed at byte ${position}: ${
+              error instanceof Error ? error.message : error
+            }`,
+        );
+      });
+      await pulling;
+      pulling = undefined;
+    },
+    async cancel() {
+      stopped = true;
+      notify();
+      // Let a read in flight finish before its reader is closed.
+      await pulling;
+      await release();
+    },
+  }, { highWaterMark: 0 });
+}
+
+/**
+ * A response body of the checkpointed bytes `[start, end)`. The store read
+ * begins at the first pull, not before: a body the client never takes (it
+ * went away first) opens nothing, and a cancel waits for a read in flight
+ * before it closes the store reader.
+ *
+ * @example
+ * ```ts ignore
+ * return new Response(rangeBody(resource, 0, resource.status.size));
+ * ```
+ */
+export function rangeBody(
+  resource: Resource,
+  start: number,
+  end: number,
+  signal?: AbortSignal,
+): ReadableStream<Uint8Array> {
+  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  let pulling: Promise<unknown> | undefined;
+  let stopped = false;
+  let onAbort: (() => void) | undefined;
+  const release = () => {
+    if (onAbort !== undefined) signal?.removeEventListener("abort", onAbort);
+  };
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      // Server shutdown: a client that stopped reading must not hold it up,
+      // so the body fails now rather than at a pull that may never come.
+      onAbort = () => {
+        stopped = true;
+        controller.error(new Error("the server is shutting down"));
+        reader?.cancel(signal?.reason).catch(logCancelFailure);
+      };
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener("abort", onAbort, { once: true });
+    },
+    async pull(controller) {
+      reader ??= resource.read(start, end).getReader();
+      pulling = reader.read();
+      const { value, done } = await pulling as ReadableStreamReadResult<
+        Uint8Array
+      >;
+      pulling = undefined;
+      if (stopped) return;
+      if (done) {
+        release();
+        controller.close();
+      } else controller.enqueue(value);
+    },
+    async cancel(reason) {
+      stopped = true;
+      release();
+      // A read in flight fails with the cancel: its error is the cancel's.
+      await pulling?.catch(logCancelFailure);
+      await reader?.cancel(reason).catch(logCancelFailure);
+    },
+  }, { highWaterMark: 0 });
+}
+
+function logCancelFailure(error: unknown): void {
+  if (!(error instanceof Deno.errors.BadResource)) {
+    console.debug("spool: releasing a store read failed:", error);
+  }
+}
+
+/** Options of {@linkcode statusEvents}. */
+export interface StatusEventsOptions {
+  /** Server shutdown: the stream ends. */
+  signal: AbortSignal;
+  /** A comment line is sent after this long without an event. Default 15 000 ms. */
+  keepAliveMs?: number;
+  /** Statuses queued for a slow client at most; older ones are dropped. Default 64. */
+  maxQueued?: number;
+}
+
+/**
+ * The statuses of `resource` as Server-Sent Events: the latest first, then
+ * every update (event `status`, data the status JSON); ends after the final
+ * status. A client too slow to take them loses the oldest queued statuses
+ * beyond `maxQueued`, never the latest.
+ *
+ * @example
+ * ```ts ignore
+ * return new Response(statusEvents(resource, { signal }), {
+ *   headers: { "content-type": "text/event-stream" },
+ * });
+ * ```
+ */
+export function statusEvents(
+  resource: Resource,
+  options: StatusEventsOptions,
+): ReadableStream<Uint8Array> {
+  const { signal } = options;
+  const keepAliveMs = options.keepAliveMs ?? 15_000;
+  const maxQueued = options.maxQueued ?? 64;
+  const queue: ResourceStatus[] = [];
+  let stopped = false;
+  let unwatch: (() => void) | undefined;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const resolve = wake;
+    wake = undefined;
+    resolve?.();
+  };
+  let pulling = false;
+  let controller: ReadableStreamDefaultController<ServerSentEventMessage>;
+  const onAbort = () => {
+    if (pulling || stopped) return notify();
+    // Nobody is waiting on a pull: end the stream now.
+    release();
+    controller.close();
+  };
+  const release = () => {
+    stopped = true;
+    unwatch?.();
+    unwatch = undefined;
+    signal.removeEventListener("abort", onAbort);
+    notify();
+  };
+  /** Queues the next event: a status, a keep-alive comment, or the end. */
+  const next = async (): Promise<void> => {
+    if (queue.length === 0 && !stopped && !signal.aborted) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const idle = await new Promise<boolean>((resolve) => {
+        wake = () => resolve(false);
+        timer = setTimeout(() => resolve(true), keepAliveMs);
+      });
+      clearTimeout(timer);
+      wake = undefined;
+      if (stopped) return;
+      if (idle && queue.length === 0) {
+        controller.enqueue({ comment: "keep-alive" });
+        return;
+      }
+    }
+    if (stopped) return;
+    const status = queue.shift();
+    if (status === undefined) {
+      // Shut down with nothing left to say.
+      release();
+      controller.close();
+      return;
+    }
+    controller.enqueue({ event: "status", data: JSON.stringify(status) });
+    if (isTerminal(status)) {
+      release();
+      controller.close();
+    }
+  };
+  const events = new ReadableStream<ServerSentEventMessage>({
+    start(streamController) {
+      controller = streamController;
+      unwatch = resource.watch((status) => {
+        queue.push(status);
+        if (queue.length > maxQueued) queue.shift();
+        notify();
+      });
+      signal.addEventListener("abort", onAbort);
+    },
+    async pull() {
+      pulling = true;
+      try {
+        await next();
+      } finally {
+        pulling = false;
+      }
+    },
+    cancel() {
+      release();
+    },
+  }, { highWaterMark: 0 });
+  return events.pipeThrough(new ServerSentEventStream());
+}

@@ -1,0 +1,383 @@
+/**
+ * The live viewer (`/view/…`) for real: a server, an upload through the
+ * client, and Debian's chromium driven headless by playwright-core. Waits are
+ * on the page's state (locators), never sleeps. No `page.waitForFunction`:
+ * its polling evaluates strings in the page, which the page's CSP forbids.
+ *
+ * Set `SPOOL_SCREENSHOT_DIR` to keep the screenshots the tests take.
+ */
+
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertStringIncludes,
+} from "@std/assert";
+import type { Page } from "playwright-core";
+import { startUpload } from "../mod.ts";
+import { startTestServer } from "./_helpers.ts";
+import { withPage } from "./_browser.ts";
+
+const encoder = new TextEncoder();
+const XSS_NAME =
+  `<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">"'&amp;.log`;
+
+/** Saves a screenshot to a temporary directory (and `SPOOL_SCREENSHOT_DIR`). */
+async function screenshot(page: Page, name: string): Promise<Uint8Array> {
+  const dir = await Deno.makeTempDir({ prefix: "spool-viewer-" });
+  try {
+    const path = `${dir}/${name}.png`;
+    await page.screenshot({ path });
+    const png = await Deno.readFile(path);
+    const keep = Deno.env.get("SPOOL_SCREENSHOT_DIR");
+    if (keep) {
+      await Deno.mkdir(keep, { recursive: true });
+      await Deno.copyFile(path, `${keep}/${name}.png`);
+    }
+    return png;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Resolves once the tail pane holds a line with exactly `text`. */
+async function waitForLine(page: Page, text: string): Promise<void> {
+  await page.locator("#log > div").filter({ hasText: text }).last().waitFor();
+  assertEquals(
+    await page.locator("#log > div", { hasText: text }).last().textContent(),
+    text,
+  );
+}
+
+/** The absolute URL a link on the page points to. */
+async function linkOf(page: Page, selector: string): Promise<string> {
+  const href = await page.locator(selector).getAttribute("href");
+  if (href === null) throw new Error(`${selector} has no href`);
+  return new URL(href, page.url()).href;
+}
+
+function paneScroll(page: Page): Promise<{ top: number; max: number }> {
+  return page.evaluate(`(() => {
+    const pane = document.getElementById("log");
+    return { top: pane.scrollTop, max: pane.scrollHeight - pane.clientHeight };
+  })()`) as Promise<{ top: number; max: number }>;
+}
+
+Deno.test("viewer: chromium follows an upload line by line to COMPLETED", async () => {
+  await using server = await startTestServer();
+  const upload = await startUpload(server.url, {
+    name: "build.log",
+    mimeType: "text/plain; charset=utf-8",
+  });
+  const written: string[] = [];
+  await withPage(async (page, problems) => {
+    const response = await page.goto(
+      new URL(`view/${upload.id}`, server.url).href,
+    );
+    assertEquals(response?.status(), 200);
+    const headers = response!.headers();
+    assertMatch(headers["content-security-policy"], /default-src 'self'/);
+    assertMatch(
+      headers["content-security-policy"],
+      /style-src 'unsafe-inline'/,
+    );
+    assertEquals(headers["x-content-type-options"], "nosniff");
+    assertEquals(await page.locator("#name").textContent(), "build.log");
+    assertEquals(await page.locator("#status").textContent(), "INITIATED");
+
+    // Lines appear while the upload runs, step by step.
+    for (let step = 1; step <= 4; step++) {
+      const lines = Array.from(
+        { length: 3 },
+        (_, i) => `step ${step} line ${i + 1}: <b>not bold</b> & ünïcødé ✓`,
+      );
+      written.push(...lines);
+      await upload.write(encoder.encode(lines.map((l) => `${l}\n`).join("")));
+      for (const line of lines) await waitForLine(page, line);
+      await page.locator("#status", { hasText: "IN_PROGRESS" }).waitFor();
+      if (step === 2) await screenshot(page, "viewer-live");
+    }
+    // A line in two writes, split inside a multi-byte character.
+    const split = encoder.encode("split ✓ line\n");
+    await upload.write(split.subarray(0, 7));
+    await upload.write(split.subarray(7));
+    written.push("split ✓ line");
+    await waitForLine(page, "split ✓ line");
+    assertEquals(await page.locator("#log b").count(), 0, "bytes are text");
+
+    const final = await upload.finish();
+    await upload.closed();
+    await page.locator("#status", { hasText: "COMPLETED" }).waitFor();
+    await page.locator("#stream-state", { hasText: "end of resource" })
+      .waitFor();
+    assertEquals(
+      await page.locator("#size").getAttribute("title"),
+      `${final.size.toLocaleString("en-US")} bytes`,
+    );
+    assertMatch((await page.locator("#size").textContent())!, / B$/);
+    assertStringIncludes(
+      (await page.locator("#sha").textContent())!,
+      final.sha256!,
+    );
+    assertEquals(await page.title(), "build.log — COMPLETED — Spool");
+    const shown = await page.locator("#log > div").allTextContents();
+    assertEquals(shown, [...written, ""], "every line once, in order");
+
+    const href = await linkOf(page, "#download");
+    assertEquals(new URL(href).pathname, `/resources/${upload.id}`);
+    const downloaded = await fetch(href);
+    assertEquals(downloaded.status, 200);
+    assertEquals(
+      await downloaded.text(),
+      written.map((l) => `${l}\n`).join(""),
+    );
+
+    const png = await screenshot(page, "viewer-completed");
+    assertEquals([...png.subarray(1, 4)], [0x50, 0x4e, 0x47], "a PNG");
+    assert(png.byteLength > 10_000, `screenshot of ${png.byteLength} bytes`);
+    assertEquals(problems.list, []);
+  });
+});
+
+Deno.test("viewer: auto-scroll follows the bottom, stops when scrolled up, and the DOM keeps the last 5,000 lines", async () => {
+  await using server = await startTestServer();
+  const upload = await startUpload(server.url, {
+    name: "long.log",
+    mimeType: "text/plain",
+  });
+  await withPage(async (page, problems) => {
+    await page.goto(new URL(`view/${upload.id}`, server.url).href);
+    await page.locator("#status", { hasText: "INITIATED" }).waitFor();
+    const lines = (from: number, to: number) =>
+      Array.from({ length: to - from }, (_, i) => `line ${from + i}\n`).join(
+        "",
+      );
+    await upload.write(encoder.encode(lines(0, 300)));
+    await waitForLine(page, "line 299");
+    let scroll = await paneScroll(page);
+    assert(scroll.max > 0, "300 lines overflow the pane");
+    assert(
+      scroll.max - scroll.top < 8,
+      "following keeps the pane at the bottom",
+    );
+    assertEquals(await page.locator("#follow").isChecked(), true);
+
+    // The reader scrolls up: following stops and new lines do not move the pane.
+    await page.locator("#log").hover();
+    await page.mouse.wheel(0, -2000);
+    await page.locator("#follow:not(:checked)").waitFor();
+    const before = (await paneScroll(page)).top;
+    await upload.write(encoder.encode(lines(300, 400)));
+    await waitForLine(page, "line 399");
+    scroll = await paneScroll(page);
+    assertEquals(scroll.top, before, "the pane stays where the reader is");
+    assert(scroll.max - scroll.top > 100);
+
+    // The toggle resumes following.
+    // (Its change handler scrolls at once.)
+    await page.locator("#follow").check();
+    scroll = await paneScroll(page);
+    assert(scroll.max - scroll.top < 8, "back at the bottom");
+
+    // Past 5,000 lines the oldest are dropped, with a note and a link.
+    await upload.write(encoder.encode(lines(400, 6500)));
+    await upload.finish();
+    await upload.closed();
+    await waitForLine(page, "line 6499");
+    await page.locator("#status", { hasText: "COMPLETED" }).waitFor();
+    const count = await page.locator("#log > div").count();
+    assert(count <= 5000, `${count} lines in the DOM`);
+    assertEquals(
+      await page.locator("#log > div").first().textContent(),
+      `line ${6501 - count}`,
+    );
+    await page.locator("#trimmed").waitFor();
+    assertEquals(
+      await page.locator("#trimmed-count").textContent(),
+      (6501 - count).toLocaleString("en-US"),
+    );
+    assertEquals(
+      new URL(await linkOf(page, "#trimmed a")).pathname,
+      `/resources/${upload.id}`,
+    );
+    scroll = await paneScroll(page);
+    assert(scroll.max - scroll.top < 8, "still at the bottom");
+    await screenshot(page, "viewer-trimmed");
+    assertEquals(problems.list, []);
+  });
+});
+
+Deno.test("viewer: the listing shows resources newest first, and names render as text", async () => {
+  await using server = await startTestServer();
+  const first = await startUpload(server.url, {
+    name: "first.txt",
+    mimeType: "text/plain",
+  });
+  await first.send(encoder.encode("one\n"));
+  await first.closed();
+  const xss = await startUpload(server.url, {
+    name: XSS_NAME,
+    mimeType: "text/plain",
+  });
+  await xss.write(encoder.encode("<script>window.__xss = 3</script>\n"));
+  await withPage(async (page, problems) => {
+    const response = await page.goto(new URL("view/", server.url).href);
+    assertEquals(response?.status(), 200);
+    assertEquals(response!.headers()["x-content-type-options"], "nosniff");
+    const names = await page.locator("tbody td.name").allTextContents();
+    assertEquals(names, [XSS_NAME, "first.txt"], "newest first");
+    const badges = await page.locator("tbody .badge").allTextContents();
+    assertEquals(badges[1], "COMPLETED");
+    assertEquals(await page.locator("tbody img").count(), 0);
+    await screenshot(page, "viewer-listing");
+
+    // The link opens the resource's page; the name is text there too.
+    await page.locator("tbody a", { hasText: "first.txt" }).click();
+    await page.waitForURL(`**/view/${first.id}`);
+    await waitForLine(page, "one");
+    await page.locator("#status", { hasText: "COMPLETED" }).waitFor();
+
+    await page.goto(new URL(`view/${xss.id}`, server.url).href);
+    await waitForLine(page, "<script>window.__xss = 3</script>");
+    assertEquals(await page.locator("#name").textContent(), XSS_NAME);
+    assertEquals(await page.title(), `${XSS_NAME} — IN_PROGRESS — Spool`);
+    assertEquals(await page.locator("img").count(), 0);
+    assertEquals(await page.evaluate("typeof window.__xss"), "undefined");
+    await page.goBack();
+    assertEquals(await page.evaluate("typeof window.__xss"), "undefined");
+    assertEquals(problems.list, []);
+  });
+  await xss.finish();
+  await xss.closed();
+});
+
+Deno.test("viewer: a failed upload shows FAILED with its error; a binary one shows no pane", async () => {
+  await using server = await startTestServer();
+  const failing = await startUpload(server.url, {
+    name: "doomed.log",
+    mimeType: "text/plain",
+  });
+  const binary = await startUpload(server.url, { name: "blob.bin" });
+  await binary.write(new Uint8Array([0, 1, 2, 255]));
+  await withPage(async (page, problems) => {
+    await page.goto(new URL(`view/${failing.id}`, server.url).href);
+    await failing.write(encoder.encode("before the failure\n"));
+    await waitForLine(page, "before the failure");
+    failing.abort("the build was cancelled");
+    await failing.closed();
+    await page.locator("#status", { hasText: "FAILED" }).waitFor();
+    await page.locator("#error", { hasText: "Failed: " }).waitFor();
+    await page.locator("#stream-state", { hasText: "stopped" }).waitFor();
+    assertEquals(await page.title(), "doomed.log — FAILED — Spool");
+
+    await page.goto(new URL(`view/${binary.id}`, server.url).href);
+    assertEquals(await page.locator("#log").count(), 0);
+    await page.locator(".binary", { hasText: "application/octet-stream" })
+      .waitFor();
+    await page.locator("#size", { hasText: "4 B" }).waitFor();
+    await binary.write(new Uint8Array(3000));
+    await page.locator("#size", { hasText: "2.9 KiB" }).waitFor();
+    await binary.finish();
+    await page.locator("#status", { hasText: "COMPLETED" }).waitFor();
+    // The follow response is aborted when the resource fails, by design;
+    // chromium logs that as a network error.
+    assertEquals(
+      problems.list.filter((p) =>
+        !p.includes("ERR_INCOMPLETE_CHUNKED_ENCODING")
+      ),
+      [],
+    );
+  });
+  await binary.closed();
+});
+
+Deno.test("viewer: with read tokens the page needs the token and uses it; the listing is 403", async () => {
+  await using server = await startTestServer({ readTokens: true });
+  const upload = await startUpload(server.url, {
+    name: "secret.log",
+    mimeType: "text/plain",
+  });
+  const token = new URL(upload.reference).searchParams.get("token")!;
+  assert(token, "the reference carries a read token");
+  const view = new URL(`view/${upload.id}`, server.url);
+
+  const listing = await fetch(new URL("view/", server.url));
+  assertEquals(listing.status, 403);
+  await listing.body?.cancel();
+  const bare = await fetch(view);
+  assertEquals(bare.status, 403);
+  await bare.body?.cancel();
+  const wrong = await fetch(`${view}?token=wrong`);
+  assertEquals(wrong.status, 403);
+  await wrong.body?.cancel();
+
+  await withPage(async (page, problems) => {
+    await page.goto(`${view}?token=${token}`);
+    await upload.write(encoder.encode("visible with the token\n"));
+    await waitForLine(page, "visible with the token");
+    await upload.finish();
+    await page.locator("#status", { hasText: "COMPLETED" }).waitFor();
+    const href = await linkOf(page, "#download");
+    assertEquals(new URL(href).searchParams.get("token"), token);
+    assertEquals(await page.locator(".crumb").count(), 0, "no listing link");
+    assertEquals(problems.list, []);
+  });
+  await upload.closed();
+});
+
+Deno.test("viewer: server-rendered HTML escapes every string and sends strict headers", async () => {
+  await using server = await startTestServer();
+  const upload = await startUpload(server.url, {
+    name: XSS_NAME,
+    mimeType: `text/plain; x="<b>"`,
+  });
+  const page = await fetch(new URL(`view/${upload.id}`, server.url));
+  assertEquals(page.status, 200);
+  assertEquals(page.headers.get("content-type"), "text/html; charset=utf-8");
+  assertEquals(page.headers.get("x-content-type-options"), "nosniff");
+  const csp = page.headers.get("content-security-policy")!;
+  assertMatch(csp, /^default-src 'self'; /);
+  assertMatch(csp, /style-src 'unsafe-inline'/);
+  assertMatch(csp, /script-src 'sha256-[A-Za-z0-9+/]+=*'/);
+  assert(!csp.includes("unsafe-eval"));
+  const html = await page.text();
+  assert(!html.includes("<script>window"), "the name's markup is escaped");
+  assert(!html.includes("<img"));
+  assert(!html.includes(`x="<b>"`), "the MIME type is escaped");
+  assertStringIncludes(html, "x=&#34;&#60;b&#62;&#34;");
+  assertStringIncludes(
+    html,
+    "&#60;script&#62;window.__xss = 1&#60;/script&#62;",
+  );
+  assertEquals(html.match(/<script>/g)?.length, 1, "only the page's script");
+
+  const listing = await fetch(new URL("view/", server.url));
+  assertEquals(listing.status, 200);
+  assertMatch(
+    listing.headers.get("content-security-policy")!,
+    /script-src 'none'/,
+  );
+  const listed = await listing.text();
+  assert(!listed.includes("<script"));
+  assert(!listed.includes("<img"));
+  assertStringIncludes(listed, `href="./${upload.id}"`);
+
+  const redirect = await fetch(new URL("view", server.url), {
+    redirect: "manual",
+  });
+  assertEquals(redirect.status, 308);
+  assertEquals(redirect.headers.get("location"), "view/");
+  await redirect.body?.cancel();
+  const post = await fetch(new URL(`view/${upload.id}`, server.url), {
+    method: "POST",
+  });
+  assertEquals(post.status, 405);
+  await post.body?.cancel();
+  const missing = await fetch(
+    new URL("view/AAAAAAAAAAAAAAAAAAAAAA", server.url),
+  );
+  assertEquals(missing.status, 404);
+  await missing.body?.cancel();
+  await upload.finish();
+  await upload.closed();
+});
