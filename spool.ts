@@ -77,13 +77,15 @@ export function main(args: string[]): Promise<number> {
       console.log(`spool ${VERSION}`);
       return Promise.resolve(0);
     case "server":
-      return serverMain(rest);
+      return serverMain(rest, { program: "spool server" });
     case "send":
       return sendMain(rest);
     case "receive":
       return receiveMain(rest);
   }
-  if (CLIENT_COMMANDS.has(command)) return clientMain(args);
+  if (CLIENT_COMMANDS.has(command)) {
+    return clientMain(args, { program: "spool" });
+  }
   console.error(
     `spool: unknown command ${
       JSON.stringify(command)

@@ -11,7 +11,16 @@ import { ResourceFailedError, SpoolError } from "../protocol/errors.ts";
 import { openDownload } from "./download.ts";
 import { startUpload } from "./upload.ts";
 
-const HELP = `Usage: deno run -A client/main.ts COMMAND [options]
+/** Options of {@linkcode main}. */
+export interface MainOptions {
+  /** How the program was started, shown in usage lines. */
+  program?: string;
+}
+
+const DEFAULT_PROGRAM = "deno run -A client/main.ts";
+
+const help = (program: string): string =>
+  `Usage: ${program} COMMAND [options]
 
 Commands:
   upload [--server URL] [--name N] [--type MIME] FILE|-
@@ -244,13 +253,16 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
  * Deno.exit(await main(["status", "ws://127.0.0.1:8787/resources/abc"]));
  * ```
  */
-export async function main(args: string[]): Promise<number> {
+export async function main(
+  args: string[],
+  options: MainOptions = {},
+): Promise<number> {
   const [command, ...rest] = args;
   if (
     command === undefined || command === "-h" || command === "--help" ||
     command === "help"
   ) {
-    console.log(HELP);
+    console.log(help(options.program ?? DEFAULT_PROGRAM));
     return command === undefined ? 2 : 0;
   }
   const run = COMMANDS[command];
@@ -263,7 +275,7 @@ export async function main(args: string[]): Promise<number> {
       );
     }
     if (rest.includes("-h") || rest.includes("--help")) {
-      console.log(HELP);
+      console.log(help(options.program ?? DEFAULT_PROGRAM));
       return 0;
     }
     return await run(rest);

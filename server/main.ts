@@ -9,7 +9,16 @@ import { integerFlag, parseFlags, UsageError } from "../cli/args.ts";
 import { startServer } from "./server.ts";
 import { LIMIT_FLAGS, type ServerLimits } from "./limits.ts";
 
-const HELP = `Usage: deno run -A server/main.ts [options]
+/** Options of {@linkcode main}. */
+export interface MainOptions {
+  /** How the program was started, shown in usage lines. */
+  program?: string;
+}
+
+const DEFAULT_PROGRAM = "deno run -A server/main.ts";
+
+const help = (program: string): string =>
+  `Usage: ${program} [options]
 
 Runs a Spool server: live uploads and downloads over WebSockets.
 
@@ -74,7 +83,10 @@ async function readPem(
  * Deno.exit(await main(["--port", "0"]));
  * ```
  */
-export async function main(args: string[]): Promise<number> {
+export async function main(
+  args: string[],
+  options: MainOptions = {},
+): Promise<number> {
   let flags;
   try {
     flags = parseFlags(args, {
@@ -95,7 +107,7 @@ export async function main(args: string[]): Promise<number> {
       alias: { h: "help" },
     });
     if (flags.booleans.help) {
-      console.log(HELP);
+      console.log(help(options.program ?? DEFAULT_PROGRAM));
       return 0;
     }
     if (flags.positional.length > 0) {
