@@ -17,7 +17,16 @@ import { decodeDataFrame } from "../protocol/data_frame.ts";
 import { parseDownloadServerMessage } from "../protocol/validate.ts";
 import { connect, describeClose, toSocketUrl } from "./_socket.ts";
 
-/** Options of {@linkcode openDownload}. */
+/**
+ * Options of {@linkcode openDownload}.
+ *
+ * @example
+ * ```ts
+ * import { type DownloadOptions, openDownload } from "./download.ts";
+ * const options: DownloadOptions = { window: 1 << 20, connectTimeoutMs: 5_000 };
+ * const open = (reference: string) => openDownload(reference, options);
+ * ```
+ */
 export interface DownloadOptions {
   /** Bytes the server may send ahead of what a reader consumed, per read. Default 4 MiB. */
   window?: number;
@@ -34,7 +43,16 @@ export interface DownloadOptions {
   caCerts?: string[];
 }
 
-/** Options of {@linkcode Download.follow}. */
+/**
+ * Options of {@linkcode Download.follow}.
+ *
+ * @example
+ * ```ts
+ * import type { Download, FollowOptions } from "./download.ts";
+ * const options: FollowOptions = { start: 1024 }; // skip the first KiB
+ * const tail = (download: Download) => download.follow(options);
+ * ```
+ */
 export interface FollowOptions {
   /** First byte to read. Default 0. */
   start?: number;

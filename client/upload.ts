@@ -25,7 +25,16 @@ import {
 } from "./_socket.ts";
 import { openDownload } from "./download.ts";
 
-/** What to upload, and how to describe it. */
+/**
+ * What to upload, and how to describe it.
+ *
+ * @example
+ * ```ts
+ * import { startUpload, type UploadOptions } from "./upload.ts";
+ * const options: UploadOptions = { name: "build.log", mimeType: "text/plain", metadata: { job: "42" } };
+ * const start = (server: string) => startUpload(server, options);
+ * ```
+ */
 export interface UploadOptions {
   /** A label for the resource, e.g. a file name. */
   name: string;
@@ -52,7 +61,16 @@ const MAX_FRAME = 1024 * 1024;
 /** Close code that aborts an upload at once (no grace period). */
 const CLOSE_ABORT = 4000;
 
-/** A body the upload helpers accept: bytes, a stream of bytes, or a file path. */
+/**
+ * A body the upload helpers accept: bytes, a stream of bytes, or a file path.
+ *
+ * @example
+ * ```ts
+ * import { upload, type UploadBody } from "./upload.ts";
+ * const bodies: UploadBody[] = [new TextEncoder().encode("hi"), { path: "./build.log" }];
+ * const send = (server: string, body: UploadBody) => upload(server, body, { name: "build.log" });
+ * ```
+ */
 export type UploadBody = Uint8Array | ReadableStream<Uint8Array> | {
   path: string | URL;
 };

@@ -8,7 +8,16 @@
 
 import { SpoolError } from "./errors.ts";
 
-/** Bytes before the payload in a data frame. */
+/**
+ * Bytes before the payload in a data frame.
+ *
+ * @example
+ * ```ts
+ * import { DATA_FRAME_HEADER_SIZE } from "./data_frame.ts";
+ * const frame = new Uint8Array(DATA_FRAME_HEADER_SIZE + 1024); // request id + 1 KiB payload
+ * console.log(frame.byteLength - DATA_FRAME_HEADER_SIZE); // 1024
+ * ```
+ */
 export const DATA_FRAME_HEADER_SIZE = 4;
 
 /**
@@ -33,7 +42,16 @@ export function stampDataFrame(
   return frame;
 }
 
-/** A decoded data frame. */
+/**
+ * A decoded data frame.
+ *
+ * @example
+ * ```ts
+ * import { type DataFrame, decodeDataFrame } from "./data_frame.ts";
+ * const frame: DataFrame = decodeDataFrame(new Uint8Array([0, 0, 0, 1, 42]));
+ * console.log(frame.requestId, frame.payload.length); // 1 1
+ * ```
+ */
 export interface DataFrame {
   /** The read request the payload belongs to. */
   requestId: number;

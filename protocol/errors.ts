@@ -5,7 +5,16 @@
  * @module
  */
 
-/** Machine-readable error codes sent in `error` messages. */
+/**
+ * Machine-readable error codes sent in `error` messages.
+ *
+ * @example
+ * ```ts
+ * import { ERROR_CODES } from "./errors.ts";
+ * const known = (code: string) => (ERROR_CODES as readonly string[]).includes(code);
+ * console.log(known("not-found"), known("oops")); // true false
+ * ```
+ */
 export const ERROR_CODES = [
   "malformed-message",
   "unknown-type",
@@ -29,7 +38,16 @@ export const ERROR_CODES = [
   "internal",
 ] as const;
 
-/** One of the machine-readable error codes of the protocol. */
+/**
+ * One of the machine-readable error codes of the protocol.
+ *
+ * @example
+ * ```ts
+ * import { type ErrorCode, SpoolError } from "./errors.ts";
+ * const retryable = (code: ErrorCode) => code === "connection-closed" || code === "timeout";
+ * console.log(retryable(new SpoolError("timeout", "no status in 30 s").code)); // true
+ * ```
+ */
 export type ErrorCode = typeof ERROR_CODES[number];
 
 /**

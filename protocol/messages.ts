@@ -10,7 +10,20 @@
 import type { ResourceStatus } from "./status.ts";
 import type { ErrorCode } from "./errors.ts";
 
-/** Uploader → server: create a resource and start uploading it. */
+/**
+ * Uploader → server: create a resource and start uploading it.
+ *
+ * @example
+ * ```ts
+ * import type { RequestUploadMessage } from "./messages.ts";
+ * const request: RequestUploadMessage = {
+ *   type: "request-upload",
+ *   name: "build.log",
+ *   mimeType: "text/plain",
+ * };
+ * const text = JSON.stringify(request); // sent as a WebSocket text frame
+ * ```
+ */
 export interface RequestUploadMessage {
   /** The message type. */
   type: "request-upload";
@@ -26,6 +39,14 @@ export interface RequestUploadMessage {
  * Uploader → server, as the first message of a new socket: continue upload
  * `id` after a lost connection. The server answers `ready-for-upload` with
  * the `offset` to continue from.
+ *
+ * @example
+ * ```ts
+ * import type { ReadyForUploadMessage, ResumeUploadMessage } from "./messages.ts";
+ * const resumeOf = (ready: ReadyForUploadMessage): ResumeUploadMessage => ({
+ *   type: "resume-upload", id: ready.id, token: ready.token,
+ * });
+ * ```
  */
 export interface ResumeUploadMessage {
   /** The message type. */
@@ -36,7 +57,19 @@ export interface ResumeUploadMessage {
   token: string;
 }
 
-/** Uploader → server: no more bytes follow. */
+/**
+ * Uploader → server: no more bytes follow.
+ *
+ * @example
+ * ```ts
+ * import type { EndOfInputMessage } from "./messages.ts";
+ * // End of an empty upload, with the SHA-256 of zero bytes.
+ * const end: EndOfInputMessage = {
+ *   type: "end-of-input",
+ *   sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+ * };
+ * ```
+ */
 export interface EndOfInputMessage {
   /** The message type. */
   type: "end-of-input";
@@ -44,7 +77,16 @@ export interface EndOfInputMessage {
   sha256?: string;
 }
 
-/** Server → uploader: the resource exists; send bytes within `window`. */
+/**
+ * Server → uploader: the resource exists; send bytes within `window`.
+ *
+ * @example
+ * ```ts
+ * import type { ReadyForUploadMessage } from "./messages.ts";
+ * const onReady = (ready: ReadyForUploadMessage) =>
+ *   console.log(`share ${ready.reference}; send from byte ${ready.offset}`);
+ * ```
+ */
 export interface ReadyForUploadMessage {
   /** The message type. */
   type: "ready-for-upload";
@@ -62,7 +104,16 @@ export interface ReadyForUploadMessage {
   resumeGraceMs: number;
 }
 
-/** Server → uploader: bytes up to `offset` are written to the store. */
+/**
+ * Server → uploader: bytes up to `offset` are written to the store.
+ *
+ * @example
+ * ```ts
+ * import type { AckMessage } from "./messages.ts";
+ * const ack: AckMessage = { type: "ack", offset: 65_536 };
+ * const unacknowledged = 100_000 - ack.offset; // of 100 000 bytes sent
+ * ```
+ */
 export interface AckMessage {
   /** The message type. */
   type: "ack";
@@ -70,7 +121,16 @@ export interface AckMessage {
   offset: number;
 }
 
-/** Server → uploader: the upload ended; the resource's final status. */
+/**
+ * Server → uploader: the upload ended; the resource's final status.
+ *
+ * @example
+ * ```ts
+ * import type { FinalStatusMessage } from "./messages.ts";
+ * const onFinal = (final: FinalStatusMessage) =>
+ *   console.log(final.resource.status, final.resource.sha256);
+ * ```
+ */
 export interface FinalStatusMessage {
   /** The message type. */
   type: "final-status";
@@ -78,7 +138,16 @@ export interface FinalStatusMessage {
   resource: ResourceStatus;
 }
 
-/** Downloader → server: send bytes `[start, end)`, tagged with `requestId`. */
+/**
+ * Downloader → server: send bytes `[start, end)`, tagged with `requestId`.
+ *
+ * @example
+ * ```ts
+ * import type { ReadMessage } from "./messages.ts";
+ * // The first KiB, as request 1.
+ * const read: ReadMessage = { type: "read", requestId: 1, start: 0, end: 1024 };
+ * ```
+ */
 export interface ReadMessage {
   /** The message type. */
   type: "read";
@@ -96,6 +165,13 @@ export interface ReadMessage {
  * Downloader → server: send bytes from `start` on as they are checkpointed,
  * until the resource is `COMPLETED` (then `read-end`) or `FAILED` (then an
  * `error` with code `resource-failed`).
+ *
+ * @example
+ * ```ts
+ * import type { FollowMessage } from "./messages.ts";
+ * // Everything from byte 0 on, as it is checkpointed, with 1 MiB of credit.
+ * const follow: FollowMessage = { type: "follow", requestId: 2, start: 0, window: 1 << 20 };
+ * ```
  */
 export interface FollowMessage {
   /** The message type. */
@@ -108,7 +184,16 @@ export interface FollowMessage {
   window?: number;
 }
 
-/** Downloader → server: the reader consumed `bytes` more of request `requestId`. */
+/**
+ * Downloader → server: the reader consumed `bytes` more of request `requestId`.
+ *
+ * @example
+ * ```ts
+ * import type { CreditMessage } from "./messages.ts";
+ * // The reader of request 1 consumed another 64 KiB.
+ * const credit: CreditMessage = { type: "credit", requestId: 1, bytes: 65_536 };
+ * ```
+ */
 export interface CreditMessage {
   /** The message type. */
   type: "credit";
@@ -118,7 +203,15 @@ export interface CreditMessage {
   bytes: number;
 }
 
-/** Downloader → server: stop sending request `requestId`. */
+/**
+ * Downloader → server: stop sending request `requestId`.
+ *
+ * @example
+ * ```ts
+ * import type { CancelMessage } from "./messages.ts";
+ * const cancel: CancelMessage = { type: "cancel", requestId: 2 };
+ * ```
+ */
 export interface CancelMessage {
   /** The message type. */
   type: "cancel";
@@ -126,7 +219,16 @@ export interface CancelMessage {
   requestId: number;
 }
 
-/** Server → downloader: the latest status, sent on connect and on every change. */
+/**
+ * Server → downloader: the latest status, sent on connect and on every change.
+ *
+ * @example
+ * ```ts
+ * import type { StatusMessage } from "./messages.ts";
+ * const onStatus = (message: StatusMessage) =>
+ *   console.log(message.resource.status, message.resource.size);
+ * ```
+ */
 export interface StatusMessage {
   /** The message type. */
   type: "status";
@@ -134,7 +236,16 @@ export interface StatusMessage {
   resource: ResourceStatus;
 }
 
-/** Server → downloader: request `requestId` is complete after `bytes` bytes. */
+/**
+ * Server → downloader: request `requestId` is complete after `bytes` bytes.
+ *
+ * @example
+ * ```ts
+ * import type { ReadEndMessage } from "./messages.ts";
+ * const onReadEnd = (end: ReadEndMessage) =>
+ *   console.log(`request ${end.requestId} done after ${end.bytes} bytes`);
+ * ```
+ */
 export interface ReadEndMessage {
   /** The message type. */
   type: "read-end";
@@ -144,7 +255,20 @@ export interface ReadEndMessage {
   bytes: number;
 }
 
-/** Either direction: a request failed; the connection stays usable unless closed. */
+/**
+ * Either direction: a request failed; the connection stays usable unless closed.
+ *
+ * @example
+ * ```ts
+ * import type { ErrorMessage } from "./messages.ts";
+ * const error: ErrorMessage = {
+ *   type: "error",
+ *   code: "invalid-range",
+ *   message: "start 10 is past end 4",
+ *   requestId: 1,
+ * };
+ * ```
+ */
 export interface ErrorMessage {
   /** The message type. */
   type: "error";
@@ -156,24 +280,64 @@ export interface ErrorMessage {
   requestId?: number;
 }
 
-/** Messages an uploader sends. */
+/**
+ * Messages an uploader sends.
+ *
+ * @example
+ * ```ts
+ * import type { UploadClientMessage } from "./messages.ts";
+ * const messages: UploadClientMessage[] = [
+ *   { type: "request-upload", name: "build.log" },
+ *   { type: "end-of-input" },
+ * ];
+ * ```
+ */
 export type UploadClientMessage =
   | RequestUploadMessage
   | ResumeUploadMessage
   | EndOfInputMessage;
-/** Messages the server sends on an upload socket. */
+/**
+ * Messages the server sends on an upload socket.
+ *
+ * @example
+ * ```ts
+ * import type { UploadServerMessage } from "./messages.ts";
+ * const describe = (message: UploadServerMessage): string =>
+ *   message.type === "ack" ? `${message.offset} bytes written` : message.type;
+ * ```
+ */
 export type UploadServerMessage =
   | ReadyForUploadMessage
   | AckMessage
   | FinalStatusMessage
   | ErrorMessage;
-/** Messages a downloader sends. */
+/**
+ * Messages a downloader sends.
+ *
+ * @example
+ * ```ts
+ * import type { DownloadClientMessage } from "./messages.ts";
+ * const messages: DownloadClientMessage[] = [
+ *   { type: "read", requestId: 1, start: 0, end: 4 },
+ *   { type: "cancel", requestId: 1 },
+ * ];
+ * ```
+ */
 export type DownloadClientMessage =
   | ReadMessage
   | FollowMessage
   | CreditMessage
   | CancelMessage;
-/** Messages the server sends on a download socket. */
+/**
+ * Messages the server sends on a download socket.
+ *
+ * @example
+ * ```ts
+ * import type { DownloadServerMessage } from "./messages.ts";
+ * const describe = (message: DownloadServerMessage): string =>
+ *   message.type === "status" ? message.resource.status : message.type;
+ * ```
+ */
 export type DownloadServerMessage =
   | StatusMessage
   | ReadEndMessage

@@ -4,7 +4,16 @@
  * @module
  */
 
-/** Every state a resource can be in, in the order a healthy upload passes them. */
+/**
+ * Every state a resource can be in, in the order a healthy upload passes them.
+ *
+ * @example
+ * ```ts
+ * import { RESOURCE_STATES } from "./status.ts";
+ * const isState = (value: string) => (RESOURCE_STATES as readonly string[]).includes(value);
+ * console.log(isState("COMPLETED"), isState("DONE")); // true false
+ * ```
+ */
 export const RESOURCE_STATES = [
   "INITIATED",
   "IN_PROGRESS",
@@ -15,6 +24,14 @@ export const RESOURCE_STATES = [
 /**
  * The state of a resource: `INITIATED` before any byte is checkpointed,
  * `IN_PROGRESS` while bytes are checkpointed, then `COMPLETED` or `FAILED`.
+ *
+ * @example
+ * ```ts
+ * import type { ResourceState } from "./status.ts";
+ * const labels: Record<ResourceState, string> = {
+ *   INITIATED: "waiting", IN_PROGRESS: "uploading", COMPLETED: "done", FAILED: "failed",
+ * };
+ * ```
  */
 export type ResourceState = typeof RESOURCE_STATES[number];
 

@@ -53,7 +53,15 @@ export interface DownloadSocketOptions {
   scratch: ArrayBuffer;
 }
 
-/** Close code when the reference names no resource (4000 + HTTP 404). */
+/**
+ * Close code when the reference names no resource (4000 + HTTP 404).
+ *
+ * @example
+ * ```ts
+ * import { CLOSE_NOT_FOUND } from "./download_socket.ts";
+ * const noSuchResource = (event: CloseEvent) => event.code === CLOSE_NOT_FOUND;
+ * ```
+ */
 export const CLOSE_NOT_FOUND = 4404;
 
 /**
@@ -357,7 +365,16 @@ export function serveDownloadSocket(
   };
 }
 
-/** Close code when a download socket is refused for a limit (4000 + HTTP 429). */
+/**
+ * Close code when a download socket is refused for a limit (4000 + HTTP 429).
+ *
+ * @example
+ * ```ts
+ * import { CLOSE_LIMIT } from "./download_socket.ts";
+ * // Refused for a server limit: worth retrying later.
+ * const refused = (event: CloseEvent) => event.code === CLOSE_LIMIT;
+ * ```
+ */
 export const CLOSE_LIMIT = 4429;
 
 /**

@@ -11,13 +11,34 @@ import type { ResourceStatus } from "../protocol/status.ts";
 import { isResourceId } from "./resource_id.ts";
 import type { ResourceStore, ResourceWriter } from "./store.ts";
 
-/** Options of {@linkcode FileStore}. */
+/**
+ * Options of {@linkcode FileStore}.
+ *
+ * @example
+ * ```ts
+ * import { FileStore, type FileStoreOptions } from "./file_store.ts";
+ * const options: FileStoreOptions = { durable: true };
+ * const openStore = (dir: string) => new FileStore(dir, options);
+ * ```
+ */
 export interface FileStoreOptions {
   /** `fdatasync` at every checkpoint so checkpointed bytes survive power loss. Default `false`. */
   durable?: boolean;
 }
 
-/** Thrown for an id that is not a store id; guards every path built from ids. */
+/**
+ * Thrown for an id that is not a store id; guards every path built from ids.
+ *
+ * @example
+ * ```ts
+ * import { FileStore, InvalidResourceIdError } from "./file_store.ts";
+ * try {
+ *   new FileStore("./spool-data").read("../etc/passwd", 0, 10);
+ * } catch (error) {
+ *   console.log(error instanceof InvalidResourceIdError); // true
+ * }
+ * ```
+ */
 export class InvalidResourceIdError extends Error {
   /** Creates the error for `id`. */
   constructor(id: string) {

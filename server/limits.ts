@@ -7,7 +7,15 @@
 
 import { SpoolError } from "../protocol/errors.ts";
 
-/** Every limit of a server. */
+/**
+ * Every limit of a server.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_LIMITS, type ServerLimits } from "./limits.ts";
+ * const limits: ServerLimits = { ...DEFAULT_LIMITS, maxUploads: 100 };
+ * ```
+ */
 export interface ServerLimits {
   /** Largest resource in bytes (`--max-resource-bytes`). Default 1 TiB. */
   maxResourceBytes: number;
@@ -23,7 +31,15 @@ export interface ServerLimits {
   uploadIdleTimeoutMs: number;
 }
 
-/** The defaults of {@linkcode ServerLimits}. */
+/**
+ * The defaults of {@linkcode ServerLimits}.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_LIMITS } from "./limits.ts";
+ * console.log(DEFAULT_LIMITS.maxRequestsPerSocket); // 64
+ * ```
+ */
 export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   maxResourceBytes: 2 ** 40,
   maxUploads: 10_000,
@@ -33,7 +49,15 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   uploadIdleTimeoutMs: 300_000,
 });
 
-/** The command-line flag of each limit, for error messages and `--help`. */
+/**
+ * The command-line flag of each limit, for error messages and `--help`.
+ *
+ * @example
+ * ```ts
+ * import { LIMIT_FLAGS } from "./limits.ts";
+ * console.log(LIMIT_FLAGS.maxUploads); // "--max-uploads"
+ * ```
+ */
 export const LIMIT_FLAGS: Readonly<Record<keyof ServerLimits, string>> = Object
   .freeze({
     maxResourceBytes: "--max-resource-bytes",

@@ -10,7 +10,16 @@ import { Resource } from "./resource.ts";
 import { isResourceId, newResourceId } from "./resource_id.ts";
 import type { ResourceStore } from "./store.ts";
 
-/** What an uploader asks for. */
+/**
+ * What an uploader asks for.
+ *
+ * @example
+ * ```ts
+ * import type { NewResource, ResourceRegistry } from "./registry.ts";
+ * const request: NewResource = { name: "build.log", mimeType: "text/plain", metadata: { job: "42" } };
+ * const create = (registry: ResourceRegistry) => registry.create(request);
+ * ```
+ */
 export interface NewResource {
   /** A label for the resource. */
   name: string;
@@ -23,7 +32,17 @@ export interface NewResource {
 /** Expired ids remembered for `gone` answers; older ones become unknown. */
 const MAX_EXPIRED_IDS = 100_000;
 
-/** Reason recorded for uploads that were live when the server stopped. */
+/**
+ * Reason recorded for uploads that were live when the server stopped.
+ *
+ * @example
+ * ```ts
+ * import { INTERRUPTED_REASON } from "./registry.ts";
+ * import type { ResourceStatus } from "../protocol/status.ts";
+ * // Uploads the previous server process left unfinished.
+ * const interrupted = (status: ResourceStatus) => status.error === INTERRUPTED_REASON;
+ * ```
+ */
 export const INTERRUPTED_REASON =
   "the server stopped while the upload was in progress";
 

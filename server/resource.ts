@@ -11,10 +11,31 @@ import { createHash } from "node:crypto";
 import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
 import type { ResourceStore, ResourceWriter } from "./store.ts";
 
-/** Receives each status a resource publishes, with its pre-serialised `status` message. */
+/**
+ * Receives each status a resource publishes, with its pre-serialised `status` message.
+ *
+ * @example
+ * ```ts
+ * import type { Resource, StatusWatcher } from "./resource.ts";
+ * const logSize: StatusWatcher = (status) => console.log(status.status, status.size);
+ * const watchSize = (resource: Resource) => resource.watch(logSize); // returns the unwatch function
+ * ```
+ */
 export type StatusWatcher = (status: ResourceStatus, message: string) => void;
 
-/** Options of a live resource. */
+/**
+ * Options of a live resource.
+ *
+ * @example
+ * ```ts
+ * import { type LiveResourceOptions, Resource } from "./resource.ts";
+ * import type { ResourceStore } from "./store.ts";
+ * import type { ResourceStatus } from "../protocol/status.ts";
+ * const options: LiveResourceOptions = { checkpointMs: 250, tailBytes: 1 << 20 };
+ * const startLive = async (store: ResourceStore, status: ResourceStatus) =>
+ *   new Resource(store, status, { ...options, writer: await store.create(status) });
+ * ```
+ */
 export interface LiveResourceOptions {
   /** Checkpoint interval in milliseconds; `0` checkpoints after every write. */
   checkpointMs: number;

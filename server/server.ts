@@ -26,7 +26,16 @@ import { CLOSE_GONE, startRetention } from "./retention.ts";
 import { serveResourceHttp } from "./http_resource.ts";
 import { serveViewer } from "./viewer.ts";
 
-/** Options of {@linkcode startServer}; every one has a default. */
+/**
+ * Options of {@linkcode startServer}; every one has a default.
+ *
+ * @example
+ * ```ts
+ * import { type ServerOptions, startServer } from "./server.ts";
+ * const options: ServerOptions = { port: 0, dataDir: "./spool-data", retentionMs: 86_400_000 };
+ * const start = () => startServer(options);
+ * ```
+ */
 export interface ServerOptions {
   /** Interface to bind. Default `127.0.0.1`. */
   hostname?: string;
@@ -119,7 +128,16 @@ export interface SpoolServer {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** Reason recorded for uploads cut off by a server shutdown. */
+/**
+ * Reason recorded for uploads cut off by a server shutdown.
+ *
+ * @example
+ * ```ts
+ * import { SHUTDOWN_REASON } from "./server.ts";
+ * import type { ResourceStatus } from "../protocol/status.ts";
+ * const cutOffByShutdown = (status: ResourceStatus) => status.error === SHUTDOWN_REASON;
+ * ```
+ */
 export const SHUTDOWN_REASON =
   "the server shut down while the upload was in progress";
 

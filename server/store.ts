@@ -9,7 +9,18 @@
 
 import type { ResourceStatus } from "../protocol/status.ts";
 
-/** Appends the bytes of one resource, in order. */
+/**
+ * Appends the bytes of one resource, in order.
+ *
+ * @example
+ * ```ts
+ * import type { ResourceWriter } from "./store.ts";
+ * async function appendAll(writer: ResourceWriter, chunks: Uint8Array[]): Promise<void> {
+ *   for (const chunk of chunks) await writer.append(chunk);
+ *   await writer.sync();
+ * }
+ * ```
+ */
 export interface ResourceWriter {
   /** Appends `chunk`; resolves once it is written (visible to readers). */
   append(chunk: Uint8Array): Promise<void>;
@@ -22,11 +33,12 @@ export interface ResourceWriter {
 /**
  * Storage for resource bytes and metadata.
  *
- * @example A store that keeps everything in memory
+ * @example Listing every stored resource
  * ```ts
  * import type { ResourceStore } from "./store.ts";
- * declare const store: ResourceStore;
- * for (const status of await store.list()) console.log(status.id, status.status);
+ * async function printAll(store: ResourceStore): Promise<void> {
+ *   for (const status of await store.list()) console.log(status.id, status.status);
+ * }
  * ```
  */
 export interface ResourceStore {

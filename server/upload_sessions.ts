@@ -13,7 +13,17 @@ import { SpoolError } from "../protocol/errors.ts";
 import type { Resource } from "./resource.ts";
 import { newResourceId } from "./resource_id.ts";
 
-/** Reason recorded when an uploader goes away before end-of-input. */
+/**
+ * Reason recorded when an uploader goes away before end-of-input.
+ *
+ * @example
+ * ```ts
+ * import { DISCONNECTED_REASON } from "./upload_sessions.ts";
+ * import type { ResourceStatus } from "../protocol/status.ts";
+ * const uploaderLeft = (status: ResourceStatus) =>
+ *   status.status === "FAILED" && status.error === DISCONNECTED_REASON;
+ * ```
+ */
 export const DISCONNECTED_REASON =
   "the uploader disconnected before end-of-input";
 

@@ -25,11 +25,36 @@ import type { UploadSession, UploadSessions } from "./upload_sessions.ts";
 
 export { DISCONNECTED_REASON } from "./upload_sessions.ts";
 
-/** Close code for an upload socket that stayed silent too long (4000 + HTTP 408). */
+/**
+ * Close code for an upload socket that stayed silent too long (4000 + HTTP 408).
+ *
+ * @example
+ * ```ts
+ * import { CLOSE_IDLE } from "./upload_socket.ts";
+ * const timedOut = (event: CloseEvent) => event.code === CLOSE_IDLE;
+ * ```
+ */
 export const CLOSE_IDLE = 4408;
-/** Close code for an upload socket whose upload was resumed on another socket. */
+/**
+ * Close code for an upload socket whose upload was resumed on another socket.
+ *
+ * @example
+ * ```ts
+ * import { CLOSE_REPLACED } from "./upload_socket.ts";
+ * // The upload continues on a newer socket: stop writing to this one.
+ * const replaced = (event: CloseEvent) => event.code === CLOSE_REPLACED;
+ * ```
+ */
 export const CLOSE_REPLACED = 4409;
-/** Close code an uploader uses to abort: the upload fails at once, no grace period. */
+/**
+ * Close code an uploader uses to abort: the upload fails at once, no grace period.
+ *
+ * @example
+ * ```ts
+ * import { CLOSE_ABORT } from "./upload_socket.ts";
+ * const abortUpload = (socket: WebSocket) => socket.close(CLOSE_ABORT, "cancelled by the user");
+ * ```
+ */
 export const CLOSE_ABORT = 4000;
 
 /** Settings an upload socket needs from its server. */

@@ -17,13 +17,33 @@ import type {
   StreamStats,
 } from "./types.ts";
 
-/** Options of a {@linkcode StreamBundle}. */
+/**
+ * Options of a {@linkcode StreamBundle}.
+ *
+ * @example
+ * ```ts
+ * import { type BundleOptions, StreamBundle } from "./bundle.ts";
+ * const options: BundleOptions = { multiplier: 4, compression: "gzip" };
+ * const open = (urls: string[]) => new StreamBundle(urls, options);
+ * ```
+ */
 export interface BundleOptions extends StreamOptions {
   /** Streams per destination, used round-robin (default 1, at most 64). */
   multiplier?: number;
 }
 
-/** Per-object options of {@linkcode StreamBundle.send}. */
+/**
+ * Per-object options of {@linkcode StreamBundle.send}.
+ *
+ * @example
+ * ```ts
+ * import type { BundleSendOptions, StreamBundle } from "./bundle.ts";
+ * const sendTo = (bundle: StreamBundle, url: string) => {
+ *   const options: BundleSendOptions = { to: [url] }; // unicast
+ *   return bundle.send({ name: "just-one" }, null, options);
+ * };
+ * ```
+ */
 export interface BundleSendOptions {
   /** Destination URLs to send to (default: all of them). */
   to?: readonly (string | URL)[];
@@ -35,6 +55,13 @@ export interface BundleSendOptions {
  * A body for every replica: a value shared by all replicas (bytes, a file,
  * or nothing), or a factory called once per replica (needed for streams
  * sent to more than one destination).
+ *
+ * @example
+ * ```ts
+ * import type { BundleBody } from "./bundle.ts";
+ * const shared: BundleBody = new Uint8Array(1024); // the same bytes for every replica
+ * const perReplica: BundleBody = () => ReadableStream.from([new Uint8Array(1024)]);
+ * ```
  */
 export type BundleBody = ObjectBody | (() => ObjectBody);
 

@@ -6,7 +6,15 @@
  * @module
  */
 
-/** Machine-readable error codes of the object transport. */
+/**
+ * Machine-readable error codes of the object transport.
+ *
+ * @example
+ * ```ts
+ * import { TRANSPORT_ERROR_CODES } from "./errors.ts";
+ * console.log(TRANSPORT_ERROR_CODES.includes("hdr_checksum")); // true
+ * ```
+ */
 export const TRANSPORT_ERROR_CODES = [
   // Receive side: framing and decoding.
   "proto_hdr_short",
@@ -43,10 +51,30 @@ export const TRANSPORT_ERROR_CODES = [
   "invalid_argument",
 ] as const;
 
-/** One of {@linkcode TRANSPORT_ERROR_CODES}. */
+/**
+ * One of {@linkcode TRANSPORT_ERROR_CODES}.
+ *
+ * @example
+ * ```ts
+ * import { TransportError, type TransportErrorCode } from "./errors.ts";
+ * const transient: TransportErrorCode[] = ["connection_reset", "receiver_gone"];
+ * const shouldRetry = (error: unknown) =>
+ *   error instanceof TransportError && transient.includes(error.code);
+ * ```
+ */
 export type TransportErrorCode = typeof TRANSPORT_ERROR_CODES[number];
 
-/** Extra context of a {@linkcode TransportError}. */
+/**
+ * Extra context of a {@linkcode TransportError}.
+ *
+ * @example
+ * ```ts
+ * import { TransportError, type TransportErrorOptions } from "./errors.ts";
+ * const options: TransportErrorOptions = { sessionId: "s1", cause: new Error("socket closed") };
+ * const error = new TransportError("connection_reset", "the receiver went away", options);
+ * console.log(error.sessionId); // "s1"
+ * ```
+ */
 export interface TransportErrorOptions {
   /** The underlying error. */
   cause?: unknown;

@@ -22,10 +22,31 @@ import {
 import { decodeHeader, MIN_HEADER_SIZE } from "./header_codec.ts";
 import type { DecodedHeader } from "./types.ts";
 
-/** Default largest object header a receiver accepts (64 KiB). */
+/**
+ * Default largest object header a receiver accepts (64 KiB).
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_HEADER_SIZE, FrameParser } from "./frame_parser.ts";
+ * // Accept object headers up to twice the default (128 KiB).
+ * const parser = new FrameParser({ maxHeaderSize: 2 * DEFAULT_MAX_HEADER_SIZE });
+ * ```
+ */
 export const DEFAULT_MAX_HEADER_SIZE = 64 * 1024;
 
-/** One step of a parsed stream. */
+/**
+ * One step of a parsed stream.
+ *
+ * @example
+ * ```ts
+ * import { type FrameEvent, FrameParser } from "./frame_parser.ts";
+ * import { encodeFrameHeader, KIND_FIN } from "./framing.ts";
+ * const parser = new FrameParser();
+ * parser.push(encodeFrameHeader({ kind: KIND_FIN, flags: 0, length: 0, seq: 0 }));
+ * const event: FrameEvent | null = parser.next();
+ * console.log(event?.type); // "fin"
+ * ```
+ */
 export type FrameEvent =
   | {
     type: "object";
@@ -38,7 +59,16 @@ export type FrameEvent =
   | { type: "end"; size: number }
   | { type: "fin"; seq: number };
 
-/** Limits of a {@linkcode FrameParser}. */
+/**
+ * Limits of a {@linkcode FrameParser}.
+ *
+ * @example
+ * ```ts
+ * import { FrameParser, type FrameParserOptions } from "./frame_parser.ts";
+ * const options: FrameParserOptions = { maxHeaderSize: 4096, maxPduSize: 256 * 1024 };
+ * const parser = new FrameParser(options);
+ * ```
+ */
 export interface FrameParserOptions {
   /** Largest object header accepted (default 64 KiB). */
   maxHeaderSize?: number;

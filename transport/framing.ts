@@ -17,29 +17,124 @@
 
 import { TransportError } from "./errors.ts";
 
-/** HTTP request header carrying the sender's session id. */
+/**
+ * HTTP request header carrying the sender's session id.
+ *
+ * @example
+ * ```ts
+ * import { SESSION_HEADER } from "./framing.ts";
+ * const sessionOf = (request: Request) => request.headers.get(SESSION_HEADER);
+ * ```
+ */
 export const SESSION_HEADER = "Spool-Session-Id";
-/** HTTP request header naming the request body's compression. */
+/**
+ * HTTP request header naming the request body's compression.
+ *
+ * @example
+ * ```ts
+ * import { COMPRESSION_HEADER } from "./framing.ts";
+ * const compressionOf = (request: Request) => request.headers.get(COMPRESSION_HEADER) ?? "none";
+ * ```
+ */
 export const COMPRESSION_HEADER = "Spool-Compression";
 
-/** Size of a frame header in bytes. */
+/**
+ * Size of a frame header in bytes.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrameHeader, FRAME_HEADER_SIZE, KIND_FIN } from "./framing.ts";
+ * const bytes = encodeFrameHeader({ kind: KIND_FIN, flags: 0, length: 0, seq: 0 });
+ * console.log(bytes.length === FRAME_HEADER_SIZE); // true
+ * ```
+ */
 export const FRAME_HEADER_SIZE = 16;
-/** Wire format version written in byte 2. */
+/**
+ * Wire format version written in byte 2.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrameHeader, KIND_FIN, WIRE_VERSION } from "./framing.ts";
+ * const bytes = encodeFrameHeader({ kind: KIND_FIN, flags: 0, length: 0, seq: 0 });
+ * console.log(bytes[2] === WIRE_VERSION); // true
+ * ```
+ */
 export const WIRE_VERSION = 1;
-/** Frame kind: an object header follows. */
+/**
+ * Frame kind: an object header follows.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrameHeader, KIND_OBJECT } from "./framing.ts";
+ * // Announces a 20-byte object header for object 0.
+ * const frame = encodeFrameHeader({ kind: KIND_OBJECT, flags: 0, length: 20, seq: 0 });
+ * ```
+ */
 export const KIND_OBJECT = 1;
-/** Frame kind: a PDU payload follows. */
+/**
+ * Frame kind: a PDU payload follows.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrameHeader, FLAG_PDU_LAST, KIND_PDU } from "./framing.ts";
+ * // The last PDU of object 0, with 5 payload bytes.
+ * const frame = encodeFrameHeader({ kind: KIND_PDU, flags: FLAG_PDU_LAST, length: 5, seq: 0 });
+ * ```
+ */
 export const KIND_PDU = 2;
-/** Frame kind: graceful end of the session. */
+/**
+ * Frame kind: graceful end of the session.
+ *
+ * @example
+ * ```ts
+ * import { type FrameHeader, KIND_FIN } from "./framing.ts";
+ * const isFin = (frame: FrameHeader) => frame.kind === KIND_FIN;
+ * ```
+ */
 export const KIND_FIN = 3;
-/** Object flag: the body follows as PDUs. */
+/**
+ * Object flag: the body follows as PDUs.
+ *
+ * @example
+ * ```ts
+ * import { FLAG_PDU_MODE, type FrameHeader, KIND_OBJECT } from "./framing.ts";
+ * const bodyInPdus = (frame: FrameHeader) =>
+ *   frame.kind === KIND_OBJECT && (frame.flags & FLAG_PDU_MODE) !== 0;
+ * ```
+ */
 export const FLAG_PDU_MODE = 0x01;
-/** PDU flag: last PDU of the object. */
+/**
+ * PDU flag: last PDU of the object.
+ *
+ * @example
+ * ```ts
+ * import { FLAG_PDU_LAST, type FrameHeader, KIND_PDU } from "./framing.ts";
+ * const isLastPdu = (frame: FrameHeader) =>
+ *   frame.kind === KIND_PDU && (frame.flags & FLAG_PDU_LAST) !== 0;
+ * ```
+ */
 export const FLAG_PDU_LAST = 0x02;
-/** Largest PDU payload a receiver accepts by default (1 MiB). */
+/**
+ * Largest PDU payload a receiver accepts by default (1 MiB).
+ *
+ * @example
+ * ```ts
+ * import { MAX_PDU_SIZE } from "./framing.ts";
+ * console.log(Math.ceil(3_000_000 / MAX_PDU_SIZE)); // 3 PDUs for a 3 MB body
+ * ```
+ */
 export const MAX_PDU_SIZE = 1 << 20;
 
-/** A decoded frame header. */
+/**
+ * A decoded frame header.
+ *
+ * @example
+ * ```ts
+ * import { decodeFrameHeader, encodeFrameHeader, type FrameHeader, KIND_OBJECT } from "./framing.ts";
+ * const frame: FrameHeader = { kind: KIND_OBJECT, flags: 0, length: 20, seq: 7 };
+ * console.log(decodeFrameHeader(encodeFrameHeader(frame), 0).seq); // 7
+ * ```
+ */
 export interface FrameHeader {
   /** {@linkcode KIND_OBJECT}, {@linkcode KIND_PDU} or {@linkcode KIND_FIN}. */
   kind: number;

@@ -19,12 +19,30 @@ import {
 } from "./receiver.ts";
 import type { ReceiveHandler } from "./types.ts";
 
-/** URL path prefix of every endpoint. */
+/**
+ * URL path prefix of every endpoint.
+ *
+ * @example
+ * ```ts
+ * import { OBJSTREAM_PATH } from "./registry.ts";
+ * const endpoint = new URL(OBJSTREAM_PATH + "demo", "http://127.0.0.1:8080");
+ * console.log(endpoint.href); // "http://127.0.0.1:8080/v1/objstream/demo"
+ * ```
+ */
 export const OBJSTREAM_PATH = "/v1/objstream/";
 
 const TRNAME = /^[A-Za-z0-9._~-]{1,128}$/;
 
-/** Options of a {@linkcode Receiver}. */
+/**
+ * Options of a {@linkcode Receiver}.
+ *
+ * @example
+ * ```ts
+ * import { Receiver, type ReceiverOptions } from "./registry.ts";
+ * const options: ReceiverOptions = { maxHeaderSize: 4096, secret: "at-least-16-characters" };
+ * await using receiver = new Receiver(options);
+ * ```
+ */
 export interface ReceiverOptions {
   /** Largest object header accepted (default 64 KiB). */
   maxHeaderSize?: number;
@@ -39,7 +57,16 @@ export interface ReceiverOptions {
   secret?: string;
 }
 
-/** Where a network listens. */
+/**
+ * Where a network listens.
+ *
+ * @example
+ * ```ts
+ * import { type ListenOptions, Receiver } from "./registry.ts";
+ * const options: ListenOptions = { hostname: "0.0.0.0", port: 8080 };
+ * const listen = (receiver: Receiver) => receiver.listen("data", options);
+ * ```
+ */
 export interface ListenOptions {
   /** Interface to bind (default `127.0.0.1`). */
   hostname?: string;
@@ -51,7 +78,18 @@ export interface ListenOptions {
   key?: string;
 }
 
-/** Receive statistics: network → endpoint name → endpoint statistics. */
+/**
+ * Receive statistics: network → endpoint name → endpoint statistics.
+ *
+ * @example
+ * ```ts
+ * import type { Receiver, ReceiverStats } from "./registry.ts";
+ * const objectsOf = (receiver: Receiver, network: string, trname: string) => {
+ *   const stats: ReceiverStats = receiver.stats();
+ *   return stats[network]?.[trname]?.objects ?? 0;
+ * };
+ * ```
+ */
 export type ReceiverStats = Record<string, Record<string, EndpointStats>>;
 
 interface Network {

@@ -7,7 +7,19 @@
 
 import type { TransportError } from "./errors.ts";
 
-/** A checksum the sender computed; the transport carries it, never checks it. */
+/**
+ * A checksum the sender computed; the transport carries it, never checks it.
+ *
+ * @example
+ * ```ts
+ * import type { Checksum, ObjectHeader } from "./types.ts";
+ * const checksum: Checksum = {
+ *   type: "sha256",
+ *   value: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+ * };
+ * const header: ObjectHeader = { name: "empty.bin", size: 0, checksum };
+ * ```
+ */
 export interface Checksum {
   /** Algorithm name, e.g. `"sha256"`. */
   type: string;
@@ -22,6 +34,16 @@ export interface Checksum {
  * `-1` means unknown (the body goes as length-prefixed PDUs). When omitted it
  * is taken from a `Uint8Array` body, `0` with no body, and `-1` for stream and
  * file bodies.
+ *
+ * @example
+ * ```ts
+ * import type { ObjectHeader } from "./types.ts";
+ * const header: ObjectHeader = {
+ *   name: "logs/app.txt",
+ *   contentType: "text/plain",
+ *   custom: { host: "node-1" },
+ * };
+ * ```
  */
 export interface ObjectHeader {
   /** Object name (UTF-8, at most 65535 bytes). */
@@ -38,7 +60,16 @@ export interface ObjectHeader {
   custom?: Record<string, string>;
 }
 
-/** An object header as decoded from the wire: every field is present. */
+/**
+ * An object header as decoded from the wire: every field is present.
+ *
+ * @example
+ * ```ts
+ * import type { DecodedHeader } from "./types.ts";
+ * const describe = (header: DecodedHeader) =>
+ *   header.size === -1 ? `${header.name} (size unknown)` : `${header.name} (${header.size} bytes)`;
+ * ```
+ */
 export interface DecodedHeader {
   /** Object name. */
   name: string;
@@ -57,7 +88,16 @@ export interface DecodedHeader {
   custom: Record<string, string>;
 }
 
-/** A header handed to a receive handler. */
+/**
+ * A header handed to a receive handler.
+ *
+ * @example
+ * ```ts
+ * import type { ReceivedHeader } from "./types.ts";
+ * // Unique per object: its sender's session and its place in that session.
+ * const objectKey = (header: ReceivedHeader) => `${header.sessionId}/${header.seq}`;
+ * ```
+ */
 export interface ReceivedHeader extends DecodedHeader {
   /** The sender's session id (the `Spool-Session-Id` request header). */
   sessionId: string;
@@ -65,7 +105,17 @@ export interface ReceivedHeader extends DecodedHeader {
   seq: number;
 }
 
-/** A file the send loop opens and streams itself. */
+/**
+ * A file the send loop opens and streams itself.
+ *
+ * @example
+ * ```ts
+ * import type { FileBody } from "./types.ts";
+ * import type { Stream } from "./stream.ts";
+ * const sendFile = (stream: Stream, path: string) =>
+ *   stream.send({ name: path }, { path } satisfies FileBody);
+ * ```
+ */
 export interface FileBody {
   /** Path of the file to send. */
   path: string;
@@ -74,6 +124,17 @@ export interface FileBody {
 /**
  * An object body: bytes, a byte stream, a file path, or nothing
  * (header-only).
+ *
+ * @example
+ * ```ts
+ * import type { ObjectBody } from "./types.ts";
+ * const bodies: ObjectBody[] = [
+ *   new Uint8Array(8), // known size
+ *   ReadableStream.from([new Uint8Array(4)]), // unknown size: sent as PDUs
+ *   { path: "./archive.tar" }, // a file the send loop opens
+ *   null, // header-only
+ * ];
+ * ```
  */
 export type ObjectBody =
   | Uint8Array
@@ -85,16 +146,46 @@ export type ObjectBody =
 /**
  * Called once per object when it has been handed to the connection
  * (`error` undefined) or has failed.
+ *
+ * @example
+ * ```ts
+ * import type { SentCallback } from "./types.ts";
+ * const onSent: SentCallback = (header, error) => {
+ *   if (error) console.error(`${header.name}: ${error.code}`);
+ * };
+ * ```
  */
 export type SentCallback = (
   header: ObjectHeader,
   error?: TransportError,
 ) => void;
 
-/** Body compression formats (whole request body, via `CompressionStream`). */
+/**
+ * Body compression formats (whole request body, via `CompressionStream`).
+ *
+ * @example
+ * ```ts
+ * import type { StreamOptions, TransportCompression } from "./types.ts";
+ * const compression: TransportCompression = "gzip";
+ * const options: StreamOptions = { compression };
+ * ```
+ */
 export type TransportCompression = "none" | "gzip" | "deflate" | "deflate-raw";
 
-/** Options of a `Stream`. */
+/**
+ * Options of a `Stream`.
+ *
+ * @example
+ * ```ts
+ * import type { StreamOptions } from "./types.ts";
+ * const options: StreamOptions = {
+ *   burst: 64,
+ *   idleTimeoutMs: 1000,
+ *   compression: "gzip",
+ *   headers: { "x-tenant": "demo" },
+ * };
+ * ```
+ */
 export interface StreamOptions {
   /** Most objects queued but not completed before `send` waits (default 256). */
   burst?: number;
@@ -123,7 +214,18 @@ export interface StreamOptions {
   caCerts?: string[];
 }
 
-/** Per-object options of `Stream.send`. */
+/**
+ * Per-object options of `Stream.send`.
+ *
+ * @example
+ * ```ts
+ * import type { SendOptions } from "./types.ts";
+ * const options: SendOptions = {
+ *   copy: true, // keep the caller's buffer usable
+ *   onSent: (header, error) => console.log(header.name, error?.code ?? "sent"),
+ * };
+ * ```
+ */
 export interface SendOptions {
   /** Completion callback for this object; overrides the stream's `onSent`. */
   onSent?: SentCallback;
@@ -135,7 +237,15 @@ export interface SendOptions {
   copy?: boolean;
 }
 
-/** Send-side statistics of a `Stream`. */
+/**
+ * Send-side statistics of a `Stream`.
+ *
+ * @example
+ * ```ts
+ * import type { StreamStats } from "./types.ts";
+ * const bytesPerSecond = (stats: StreamStats) => stats.bytes / (stats.totalMs / 1000);
+ * ```
+ */
 export interface StreamStats {
   /** Objects completed without error. */
   objects: number;
@@ -155,7 +265,18 @@ export interface StreamStats {
   idlePct: number;
 }
 
-/** Receive handler: called once per object, in order, or once with an error. */
+/**
+ * Receive handler: called once per object, in order, or once with an error.
+ *
+ * @example
+ * ```ts
+ * import type { ReceiveHandler } from "./types.ts";
+ * const handler: ReceiveHandler = async (header, body, error) => {
+ *   if (error) return console.error(error.code, error.message);
+ *   console.log(header.name, body ? (await new Response(body).bytes()).length : 0);
+ * };
+ * ```
+ */
 export type ReceiveHandler = (
   header: ReceivedHeader,
   body: ReadableStream<Uint8Array> | null,
