@@ -229,12 +229,14 @@ export function benchmarks(quick: boolean): BenchGroup[] {
     ];
   }
   return [
-    transferGroup(256, 3),
+    // The sizes: 1 GiB transfers, 10,000 idle followers, and 1 to
+    // 1,000 concurrent resources.
+    transferGroup(1024, 2),
     latencyGroup(0, 1_000),
     latencyGroup(250, 1_000),
     fanOutGroup(1_000, 1_000_000, 10),
-    idleGroup(5_000),
-    costGroup([1, 10, 100], 256),
+    idleGroup(10_000),
+    costGroup([1, 10, 100, 1_000], 256),
     ...transportGroups(
       {
         transport: { objects: 2_048, seconds: 4 },
