@@ -142,7 +142,11 @@ function metadata(value: unknown): Record<string, string> {
     }
     result[key] = entry;
   }
-  if (JSON.stringify(result).length > MAX_METADATA_BYTES) {
+  // Bytes, not UTF-16 units: "漢" is one unit but three bytes of JSON.
+  if (
+    new TextEncoder().encode(JSON.stringify(result)).length >
+      MAX_METADATA_BYTES
+  ) {
     throw invalid(
       "metadata",
       "(too large)",

@@ -27,10 +27,31 @@ const EMPTY = new Uint8Array(0);
 const MAX_U16 = 0xffff;
 const TWO_32 = 2 ** 32;
 
-/** Smallest possible encoded header (all fields empty): 22 bytes. */
+/**
+ * Smallest possible encoded header (all fields empty): 22 bytes.
+ *
+ * @example
+ * ```ts
+ * import { encodeHeader, MIN_HEADER_SIZE } from "./header_codec.ts";
+ * console.log(encodeHeader({ name: "", size: 0 }).length === MIN_HEADER_SIZE); // true
+ * ```
+ */
 export const MIN_HEADER_SIZE: number = 2 + 8 + 4 + 2 + 2 + 2 + 2;
 
 function utf8(field: string, value: string): Uint8Array {
+  if (typeof value !== "string") {
+    throw new TransportError(
+      "obj_hdr_invalid",
+      `header field ${field} is ${typeof value}, expected a string`,
+    );
+  }
+  // A lone surrogate would go out as U+FFFD: another string than the one given.
+  if (!value.isWellFormed()) {
+    throw new TransportError(
+      "obj_hdr_invalid",
+      `header field ${field} holds a lone surrogate, expected well-formed Unicode`,
+    );
+  }
   const bytes = value === "" ? EMPTY : encoder.encode(value);
   if (bytes.length > MAX_U16) {
     throw new TransportError(
@@ -67,6 +88,12 @@ export function encodeHeader(
   checkSize(header.size);
   const name = utf8("name", header.name);
   const opaque = header.opaque ?? EMPTY;
+  if (!(opaque instanceof Uint8Array)) {
+    throw new TransportError(
+      "obj_hdr_invalid",
+      `header field opaque is ${typeof opaque}, expected a Uint8Array`,
+    );
+  }
   const contentType = utf8("contentType", header.contentType ?? "");
   const cksumType = utf8("checksum.type", header.checksum?.type ?? "");
   const cksumValue = utf8("checksum.value", header.checksum?.value ?? "");

@@ -16,7 +16,17 @@ import type {
 } from "./types.ts";
 import { BodySink } from "./_body_sink.ts";
 
-/** Receive statistics of one session (all its requests). */
+/**
+ * Receive statistics of one session (all its requests).
+ *
+ * @example
+ * ```ts
+ * import type { SessionStats } from "./receiver.ts";
+ * const describe = (id: string, session: SessionStats) =>
+ *   `${id}: ${session.objects} objects, ${session.errors} failed requests` +
+ *   (session.finished ? ", finished" : "");
+ * ```
+ */
 export interface SessionStats {
   /** Objects delivered whole. */
   objects: number;
@@ -34,7 +44,16 @@ export interface SessionStats {
   lastError?: string;
 }
 
-/** Receive statistics of one endpoint. */
+/**
+ * Receive statistics of one endpoint.
+ *
+ * @example
+ * ```ts
+ * import type { EndpointStats } from "./receiver.ts";
+ * const openSessions = (stats: EndpointStats) =>
+ *   Object.entries(stats.sessions).filter(([, s]) => !s.finished).map(([id]) => id);
+ * ```
+ */
 export interface EndpointStats {
   /** Objects delivered whole, all sessions. */
   objects: number;
@@ -44,7 +63,17 @@ export interface EndpointStats {
   sessions: Record<string, SessionStats>;
 }
 
-/** One HTTP request of a session ended (idle teardown, fin or error). */
+/**
+ * One HTTP request of a session ended (idle teardown, fin or error).
+ *
+ * @example
+ * ```ts
+ * import type { RequestEndEvent } from "./receiver.ts";
+ * const onRequestEnd = (event: RequestEndEvent) => {
+ *   if (event.error) console.error(`${event.trname}/${event.sessionId}: ${event.error.code}`);
+ * };
+ * ```
+ */
 export interface RequestEndEvent {
   /** The network the endpoint is on. */
   network: string;
@@ -77,21 +106,26 @@ const DECOMPRESSIONS: readonly TransportCompression[] = [
   "deflate-raw",
 ];
 const EMPTY = new Uint8Array(0);
-/** Sessions kept in an endpoint's statistics; the oldest go first. */
+/**
+ * Sessions kept in an endpoint's statistics; the oldest idle ones go first.
+ * Sessions with a request running are never dropped (their counters would
+ * restart on the next request), so the cap may be exceeded by them alone.
+ */
 const MAX_SESSIONS = 1024;
 
-/** Makes room for one more session, dropping a finished one first. */
+/** Requests running per session. */
+const running = new WeakMap<SessionStats, number>();
+
+/**
+ * Makes room for one more session: drops the oldest finished session without
+ * a running request, else the oldest session without one.
+ */
 function forgetOldSession(sessions: Record<string, SessionStats>): void {
   const ids = Object.keys(sessions);
   if (ids.length < MAX_SESSIONS) return;
-  const victim = ids.find((id) => sessions[id].finished) ?? ids[0];
-  delete sessions[victim];
-}
-
-function isConnectionGone(error: unknown): boolean {
-  return error instanceof Deno.errors.BadResource ||
-    error instanceof Deno.errors.Interrupted ||
-    error instanceof Deno.errors.ConnectionReset;
+  const idle = ids.filter((id) => !running.get(sessions[id]));
+  const victim = idle.find((id) => sessions[id].finished) ?? idle[0];
+  if (victim !== undefined) delete sessions[victim];
 }
 
 /**
@@ -239,16 +273,15 @@ export async function receiveRequest(
   });
   const signal = options.signal;
   const onAbort = () => {
-    reader.cancel("receiver closed").catch((cause) => {
-      // A body whose connection already died: the loop reports that.
-      if (!isConnectionGone(cause)) {
-        console.debug("spool receiver: cancel after close failed:", cause);
-      }
+    reader.cancel("receiver closed").catch(() => {
+      // The body already failed (its connection died, or its compressed
+      // bytes were corrupt): the loop reports the request's end either way.
     });
   };
   signal?.addEventListener("abort", onAbort, { once: true });
   let current: Current | null = null;
   let lastSeq = -1;
+  running.set(session, (running.get(session) ?? 0) + 1);
   try {
     for (;;) {
       let result: ReadableStreamReadResult<Uint8Array>;
@@ -344,15 +377,11 @@ export async function receiveRequest(
       );
     session.errors++;
     session.lastError = error.code;
-    reader.cancel(error).catch((cause) => {
-      // An errored body rejects with its own error, which `error` already
-      // reports; anything else is worth a line in the log.
-      if (cause !== error.cause && !isConnectionGone(cause)) {
-        console.debug(
-          "spool receiver: cancelling the request body failed:",
-          cause,
-        );
-      }
+    reader.cancel(error).catch(() => {
+      // Only an errored body rejects: with the error `error` reports, or
+      // with a later one (a corrupt compressed body fails in the
+      // decompressor's flush after a frame error, a connection drops after
+      // the answer) that adds nothing: the request already failed.
     });
     if (error.code !== "handler_failed") {
       await deliverError(endpoint, current, sessionId, lastSeq, error);
@@ -367,6 +396,7 @@ export async function receiveRequest(
       error,
     );
   } finally {
+    running.set(session, running.get(session)! - 1);
     signal?.removeEventListener("abort", onAbort);
   }
 }
