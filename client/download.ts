@@ -392,7 +392,10 @@ export async function openDownload(
     token: options.readToken,
     caCerts: options.caCerts,
   });
-  const first = await new Promise<ResourceStatus>((resolve, reject) => {
+  // The Download takes over the socket inside the handler of the first
+  // status: a message right behind it must reach the Download, not this
+  // handler (an await in between would let the socket dispatch it here).
+  const download = await new Promise<Download>((resolve, reject) => {
     const timer = setTimeout(() => {
       reject(
         new SpoolError(
@@ -405,15 +408,23 @@ export async function openDownload(
       clearTimeout(timer);
       try {
         const message = parseDownloadServerMessage(String(event.data));
-        if (message.type === "status") resolve(message.resource);
-        else if (message.type === "error") {
+        if (message.type === "status") {
+          socket.onclose = null;
+          resolve(
+            new Download(socket, url, message.resource, {
+              window: options.window ?? DEFAULT_WINDOW,
+            }),
+          );
+        } else if (message.type === "error") {
           reject(new SpoolError(message.code, message.message));
-        } else {reject(
+        } else {
+          reject(
             new SpoolError(
               "unexpected-message",
               `expected a status first, got ${message.type}`,
             ),
-          );}
+          );
+        }
       } catch (error) {
         reject(error);
       }
@@ -438,10 +449,6 @@ export async function openDownload(
       await closed;
     }
     throw error;
-  });
-  socket.onclose = null;
-  const download = new Download(socket, url, first, {
-    window: options.window ?? DEFAULT_WINDOW,
   });
   options.signal?.addEventListener("abort", () => download.close(), {
     once: true,

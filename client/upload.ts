@@ -75,6 +75,13 @@ export type UploadBody = Uint8Array | ReadableStream<Uint8Array> | {
   path: string | URL;
 };
 
+/** Events that arrived between `ready-for-upload` and the Upload taking over. */
+interface Held {
+  messages: MessageEvent[];
+  closed?: CloseEvent;
+}
+const heldEvents = new WeakMap<WebSocket, Held>();
+
 /** Sends one upload-socket message and resolves with the server's `ready-for-upload`. */
 async function handshake(
   socket: WebSocket,
@@ -85,8 +92,14 @@ async function handshake(
       socket.onmessage = (event) => {
         try {
           const message = parseUploadServerMessage(String(event.data));
-          if (message.type === "ready-for-upload") resolve(message);
-          else if (message.type === "error") {
+          if (message.type === "ready-for-upload") {
+            // Until the Upload takes the socket over, keep what follows.
+            const held: Held = { messages: [] };
+            heldEvents.set(socket, held);
+            socket.onmessage = (next) => held.messages.push(next);
+            socket.onclose = (closed) => held.closed = closed;
+            resolve(message);
+          } else if (message.type === "error") {
             reject(new SpoolError(message.code, message.message));
           } else {
             reject(
@@ -220,6 +233,10 @@ export class Upload {
   #attach(socket: WebSocket): void {
     socket.onmessage = (event) => this.#onMessage(event);
     socket.onclose = (event) => this.#onClose(socket, event);
+    const held = heldEvents.get(socket);
+    heldEvents.delete(socket);
+    for (const event of held?.messages ?? []) this.#onMessage(event);
+    if (held?.closed) this.#onClose(socket, held.closed);
   }
 
   #onMessage(event: MessageEvent): void {

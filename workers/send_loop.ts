@@ -80,6 +80,17 @@ const stats: WorkerStats = {
   totalMs: 0,
 };
 
+/** Body cancellations in flight; the worker closes after they settle. */
+const cancelling = new Set<Promise<void>>();
+
+/** Tracks a body cancellation; its failure is logged, the object failed anyway. */
+function track(cancel: Promise<void>): void {
+  const tracked = cancel.catch((cause) => {
+    console.error("spool transport: cancelling a body failed:", cause);
+  }).finally(() => cancelling.delete(tracked));
+  cancelling.add(tracked);
+}
+
 function post(message: FromWorker): void {
   self.postMessage(message);
 }
@@ -215,16 +226,11 @@ function terminate(error: TransportError, failedSeq = -1): void {
   if (writer !== null) offsetBase += writer.written;
   connection = null;
   writer = null;
-  current?.cancel(error).catch((cause) => {
-    // The body's own cancel hook failed; the object is failed anyway.
-    console.error("spool transport: cancelling a body failed:", cause);
-  });
+  if (current !== null) track(current.cancel(error));
   current = null;
   settleAll(others);
   for (let i = head; i < queue.length; i++) {
-    discardBody(queue[i].obj.body, others).catch((cause) => {
-      console.error("spool transport: cancelling a body failed:", cause);
-    });
+    track(discardBody(queue[i].obj.body, others));
   }
   queue.length = 0;
   head = 0;
@@ -453,9 +459,7 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
     case "objs":
       if (terminated !== null || ended) {
         for (const obj of message.objs) {
-          discardBody(obj.body, terminated).catch((cause) => {
-            console.error("spool transport: cancelling a body failed:", cause);
-          });
+          track(discardBody(obj.body, terminated));
         }
       } else {
         for (const obj of message.objs) {
@@ -479,8 +483,12 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
       );
       break;
     case "close":
-      post({ t: "closed" });
-      self.close();
+      // Cancelled bodies release their transferred ports only once their
+      // cancel settled: closing the worker before would leak them.
+      Promise.allSettled(cancelling).then(() => {
+        post({ t: "closed" });
+        self.close();
+      });
       break;
   }
 };
