@@ -85,7 +85,9 @@ export class SendBudget {
 
   /** The send-buffer level one socket may fill now. */
   get perSocket(): number {
-    const share = this.#total / Math.max(1, this.#sockets);
+    // Whole bytes: the share sizes frames, and a fractional one would
+    // misalign payload offsets.
+    const share = Math.floor(this.#total / Math.max(1, this.#sockets));
     return Math.min(this.#max, Math.max(this.#min, share));
   }
 }

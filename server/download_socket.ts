@@ -64,15 +64,6 @@ export interface DownloadSocketOptions {
  */
 export const CLOSE_NOT_FOUND = 4404;
 
-/**
- * Payload of the next data frame: `frameSize`, or less when many sockets
- * share the send budget, so that a thousand followers each queue one small
- * frame instead of one large one (server memory stays bounded).
- */
-function frameFor(options: DownloadSocketOptions): number {
-  return Math.min(options.frameSize, options.sendBudget.perSocket);
-}
-
 /** One read or follow in flight: its credit, a way to stop it, a way to wake it. */
 class ReadSession {
   credit: number;
@@ -162,7 +153,7 @@ export function serveDownloadSocket(
       for (let offset = 0; offset < piece.byteLength;) {
         if (!(await mayContinue(session))) return sent;
         const length = Math.min(
-          frameFor(options),
+          options.frameSize,
           session.credit,
           piece.byteLength - offset,
         );
@@ -192,7 +183,7 @@ export function serveDownloadSocket(
     try {
       while (sent < end - start) {
         if (!(await mayContinue(session))) break;
-        const room = Math.min(frameFor(options), session.credit);
+        const room = Math.min(options.frameSize, session.credit);
         // Read straight behind the frame header: the payload is never copied.
         const { value, done } = await reader.read(
           new Uint8Array(buffer, DATA_FRAME_HEADER_SIZE, room),

@@ -44,6 +44,9 @@ export interface LiveResourceOptions {
 }
 
 const DEFAULT_TAIL_BYTES = 512 * 1024;
+/** Extra tail per watcher, and the most tail one resource keeps. */
+const TAIL_BYTES_PER_WATCHER = 8 * 1024;
+const MAX_TAIL_BYTES = 16 * 1024 * 1024;
 
 function statusMessage(status: ResourceStatus): string {
   return JSON.stringify({ type: "status", resource: status });
@@ -168,15 +171,28 @@ export class Resource {
     return pieces;
   }
 
+  /**
+   * Bytes of tail to keep: more when many watch, so that followers a few
+   * seconds behind share one copy in memory instead of each reading the
+   * store with buffers of their own.
+   */
+  #tailBytes(): number {
+    return Math.min(
+      MAX_TAIL_BYTES,
+      Math.max(this.#tailLimit, this.#watchers.size * TAIL_BYTES_PER_WATCHER),
+    );
+  }
+
   #remember(chunk: Uint8Array): void {
-    if (chunk.byteLength > this.#tailLimit) {
+    const limit = this.#tailBytes();
+    if (chunk.byteLength > limit) {
       this.#tail = [];
       this.#tailStart = this.#written;
       return;
     }
     this.#tail.push(chunk);
     let held = this.#written - this.#tailStart;
-    while (held > this.#tailLimit) {
+    while (held > limit) {
       const dropped = this.#tail.shift()!;
       this.#tailStart += dropped.byteLength;
       held -= dropped.byteLength;

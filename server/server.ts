@@ -62,8 +62,8 @@ export interface ServerOptions {
   readWindow?: number;
   /**
    * Bytes all download sockets together may hold in send buffers, shared
-   * among the open ones (each gets between 16 KiB and 4 MiB, and frames
-   * shrink to a socket's share). Default 32 MiB.
+   * among the open ones (each gets between one frame and 4 MiB).
+   * Default 16 MiB.
    */
   sendBufferBudget?: number;
   /** Called once the server listens, with its URL. */
@@ -142,8 +142,6 @@ export const SHUTDOWN_REASON =
   "the server shut down while the upload was in progress";
 
 const UPLOAD_PATH = "/upload";
-/** Smallest data frame when many sockets share the send budget. */
-const MIN_SHARED_FRAME = 16 * 1024;
 /** How long shutdown waits for peers to answer the close handshake. */
 const CLOSE_GRACE_MS = 3000;
 const RESOURCE_PATH = /^\/resources\/([^/]+)(\/[^/]+)?$/;
@@ -214,8 +212,8 @@ export async function startServer(
     maxWindow: Math.max(readWindow, 64 * 1024 * 1024),
     maxRequests: limits.maxRequestsPerSocket,
     scratch: new ArrayBuffer(DATA_FRAME_HEADER_SIZE + frameSize),
-    sendBudget: new SendBudget(options.sendBufferBudget ?? 32 * 1024 * 1024, {
-      min: Math.min(frameSize, MIN_SHARED_FRAME),
+    sendBudget: new SendBudget(options.sendBufferBudget ?? 16 * 1024 * 1024, {
+      min: frameSize,
       max: 4 * 1024 * 1024,
     }),
   };
