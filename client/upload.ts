@@ -450,7 +450,9 @@ export class Upload {
       this.#socket.send(piece);
       this.#hash?.update(piece);
       if (this.#resume && this.#graceMs > 0) {
-        this.#unacknowledged.push({ offset: this.#sent, bytes: piece });
+        // A copy: the caller may reuse its buffer once write() resolved,
+        // and a resume must resend the bytes as they were.
+        this.#unacknowledged.push({ offset: this.#sent, bytes: piece.slice() });
       }
       this.#sent += piece.byteLength;
     }

@@ -28,9 +28,15 @@ Deno.test("resume: uploads survive cut connections; followers get every byte exa
   await using follower = await openDownload(direct(up.reference, server.url));
   const followed = readAll(follower.follow());
   const piece = 64 * 1024;
+  // One buffer, reused for every write: a resend after a cut must carry the
+  // bytes as they were written, not what the buffer holds by then.
+  const scratch = new Uint8Array(piece);
   let cuts = 0;
   for (let offset = 0; offset < data.byteLength; offset += piece) {
-    await up.write(data.subarray(offset, offset + piece));
+    const part = data.subarray(offset, offset + piece);
+    scratch.set(part);
+    await up.write(scratch.subarray(0, part.byteLength));
+    scratch.fill(0xee);
     // Cut the uploader's connection every 512 KiB, mid-stream.
     if (offset % (512 * 1024) === 256 * 1024) {
       await proxy.cut();
