@@ -323,7 +323,8 @@ function resultsFile(
 
 Each figure is next to a baseline measured in the same run; "ratio" is
 value / baseline. Servers, receivers and load generators run as separate
-processes on 127.0.0.1.
+processes on 127.0.0.1. Where a goal is not met, [ANALYSIS.md](ANALYSIS.md)
+has the profile evidence and what was tried.
 
 ${table}
 `;
