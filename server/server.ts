@@ -282,12 +282,7 @@ export async function startServer(
     subpath: string,
     wantsSocket: boolean,
   ): Response | Promise<Response> => {
-    let id: string;
-    try {
-      id = decodeURIComponent(rawId);
-    } catch {
-      id = rawId; // Malformed escapes name no resource: reported as not found.
-    }
+    const id = decodeId(rawId);
     const resource = registry.get(id);
     const forbidden = resource === undefined
       ? undefined
@@ -337,12 +332,7 @@ export async function startServer(
     if (rawId === "") {
       return serveViewer(request, { resources: () => registry.all(), listing });
     }
-    let id: string;
-    try {
-      id = decodeURIComponent(rawId);
-    } catch {
-      id = rawId; // Malformed escapes name no resource: reported as not found.
-    }
+    const id = decodeId(rawId);
     const resource = registry.get(id);
     const refusal = resource === undefined
       ? missingResource(id).error
@@ -487,6 +477,17 @@ export async function startServer(
     finished: httpServer.finished,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/** A resource id from its URL path segment. */
+function decodeId(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch (error) {
+    // Malformed escapes name no resource: the lookup reports it as not found.
+    if (error instanceof URIError) return raw;
+    throw error;
+  }
 }
 
 function baseUrl(url: string | URL): URL {
