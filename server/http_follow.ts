@@ -12,6 +12,7 @@
  * @module
  */
 
+import { logReleaseFailure } from "./_release.ts";
 import {
   type ServerSentEventMessage,
   ServerSentEventStream,
@@ -109,7 +110,7 @@ export function followBody(
     signal.removeEventListener("abort", onAbort);
     const open = reader;
     reader = undefined;
-    await open?.cancel().catch(() => {});
+    await open?.cancel().catch(logReleaseFailure);
   };
 
   /** The end this follower may send up to now. */
@@ -290,7 +291,7 @@ export function rangeBody(
       onAbort = () => {
         stopped = true;
         controller.error(new Error("the server is shutting down"));
-        reader?.cancel(signal?.reason).catch(logCancelFailure);
+        reader?.cancel(signal?.reason).catch(logReleaseFailure);
       };
       if (signal?.aborted) onAbort();
       else signal?.addEventListener("abort", onAbort, { once: true });
@@ -312,16 +313,10 @@ export function rangeBody(
       stopped = true;
       release();
       // A read in flight fails with the cancel: its error is the cancel's.
-      await pulling?.catch(logCancelFailure);
-      await reader?.cancel(reason).catch(logCancelFailure);
+      await pulling?.catch(logReleaseFailure);
+      await reader?.cancel(reason).catch(logReleaseFailure);
     },
   }, { highWaterMark: 0 });
-}
-
-function logCancelFailure(error: unknown): void {
-  if (!(error instanceof Deno.errors.BadResource)) {
-    console.debug("spool: releasing a store read failed:", error);
-  }
 }
 
 /** Options of {@linkcode statusEvents}. */

@@ -21,6 +21,7 @@
  * @module
  */
 
+import { logReleaseFailure } from "./_release.ts";
 import type { ResourceStatus } from "../protocol/status.ts";
 
 /** Where an index reads checkpointed bytes from (a {@linkcode Resource}). */
@@ -139,7 +140,7 @@ export class LineIndex {
           signal?.throwIfAborted();
         }
       } finally {
-        await reader.cancel().catch(() => {});
+        await reader.cancel().catch(logReleaseFailure);
       }
     }
   }
@@ -213,7 +214,7 @@ export class LineIndex {
           offset += value.byteLength;
         }
       } finally {
-        await reader.cancel().catch(() => {});
+        await reader.cancel().catch(logReleaseFailure);
       }
     }
     throw new Error(
