@@ -1,8 +1,8 @@
 /**
  * Baseline for the live-resource benchmarks: a plain WebSocket server on
  * `Deno.serve` doing the same disk work as Spool without its protocol.
- * `/up` appends binary frames to a file and answers the text `end` with
- * `done N`; `/down?bytes=N` streams the first N bytes of that file in 256 KiB
+ * `/up` appends binary frames to a new file and answers the text `end` with
+ * `done N`; `/down?bytes=N` streams the first N bytes of the latest file in 256 KiB
  * frames paced by `bufferedAmount`, then sends `end`. `/fan` sockets receive
  * every binary frame sent to `/produce` (a bare broadcast; `end` is relayed
  * too), the floor for fan-out.
@@ -11,7 +11,13 @@
 const FRAME = 256 * 1024;
 const HIGH_WATER = 1024 * 1024;
 const dir = await Deno.makeTempDir({ prefix: "spool-bench-ws-" });
-const path = `${dir}/data`;
+/**
+ * Each upload writes a new file, as Spool writes a new resource: rewriting
+ * one file in place reuses its blocks and ran 2.4× faster on this machine's
+ * disk (733 vs 307 MiB/s for 1 GiB), which measured the disk, not Spool.
+ */
+let uploads = 0;
+let path = `${dir}/data-0`;
 
 async function drained(socket: WebSocket): Promise<void> {
   while (
@@ -27,6 +33,7 @@ function serveUpload(socket: WebSocket): void {
   let chain = Promise.resolve();
   let bytes = 0;
   socket.onopen = () => {
+    path = `${dir}/data-${++uploads}`;
     file = Deno.openSync(path, { write: true, create: true, truncate: true });
   };
   socket.onmessage = (event) => {
