@@ -64,6 +64,21 @@ export interface DownloadSocketOptions {
  */
 export const CLOSE_NOT_FOUND = 4404;
 
+/** Smallest data frame when many sockets share the send budget. */
+const MIN_SHARED_FRAME = 24 * 1024;
+
+/**
+ * Payload of the next data frame: `frameSize`, or down to 24 KiB when many
+ * sockets share the send budget, so that a thousand followers each queue a
+ * smaller frame (server memory) while one download keeps large ones (speed).
+ */
+function frameFor(options: DownloadSocketOptions): number {
+  return Math.min(
+    options.frameSize,
+    Math.max(MIN_SHARED_FRAME, options.sendBudget.perSocket),
+  );
+}
+
 /** One read or follow in flight: its credit, a way to stop it, a way to wake it. */
 class ReadSession {
   credit: number;
@@ -153,7 +168,7 @@ export function serveDownloadSocket(
       for (let offset = 0; offset < piece.byteLength;) {
         if (!(await mayContinue(session))) return sent;
         const length = Math.min(
-          options.frameSize,
+          frameFor(options),
           session.credit,
           piece.byteLength - offset,
         );
@@ -183,7 +198,7 @@ export function serveDownloadSocket(
     try {
       while (sent < end - start) {
         if (!(await mayContinue(session))) break;
-        const room = Math.min(options.frameSize, session.credit);
+        const room = Math.min(frameFor(options), session.credit);
         // Read straight behind the frame header: the payload is never copied.
         const { value, done } = await reader.read(
           new Uint8Array(buffer, DATA_FRAME_HEADER_SIZE, room),

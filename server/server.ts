@@ -62,8 +62,8 @@ export interface ServerOptions {
   readWindow?: number;
   /**
    * Bytes all download sockets together may hold in send buffers, shared
-   * among the open ones (each gets between one frame and 4 MiB).
-   * Default 16 MiB.
+   * among the open ones (each gets between 24 KiB and 4 MiB, and data
+   * frames shrink to a socket's share, down to 24 KiB). Default 24 MiB.
    */
   sendBufferBudget?: number;
   /** Called once the server listens, with its URL. */
@@ -212,8 +212,8 @@ export async function startServer(
     maxWindow: Math.max(readWindow, 64 * 1024 * 1024),
     maxRequests: limits.maxRequestsPerSocket,
     scratch: new ArrayBuffer(DATA_FRAME_HEADER_SIZE + frameSize),
-    sendBudget: new SendBudget(options.sendBufferBudget ?? 16 * 1024 * 1024, {
-      min: frameSize,
+    sendBudget: new SendBudget(options.sendBufferBudget ?? 24 * 1024 * 1024, {
+      min: Math.min(frameSize, 24 * 1024),
       max: 4 * 1024 * 1024,
     }),
   };
