@@ -24,15 +24,6 @@ async function flushDirtyPages(): Promise<void> {
   }
 }
 
-async function best(
-  runs: number,
-  measure: () => Promise<number>,
-): Promise<number> {
-  let top = 0;
-  for (let i = 0; i < runs; i++) top = Math.max(top, await measure());
-  return top;
-}
-
 /** Upload and download of `mib` MiB: Spool vs a plain WebSocket blast. */
 export async function benchTransfer(
   mib: number,
