@@ -15,6 +15,7 @@
 
 import { assert, assertEquals, assertMatch } from "@std/assert";
 import { randomBytes, sha256 } from "./_helpers.ts";
+import { Lines } from "./_lines.ts";
 
 const REPO = new URL("../", import.meta.url);
 const SPOOL = new URL("../spool.ts", import.meta.url).pathname;
@@ -89,42 +90,6 @@ async function build(
     } MiB`,
   );
   return { binary, seconds, bytes, log };
-}
-
-/** Lines of a child's stdout as they arrive. */
-class Lines {
-  #queue: string[] = [];
-  #waiters: ((line: string | null) => void)[] = [];
-  #ended = false;
-  readonly done: Promise<void>;
-
-  constructor(stream: ReadableStream<Uint8Array>) {
-    this.done = (async () => {
-      let text = "";
-      for await (const piece of stream.pipeThrough(new TextDecoderStream())) {
-        text += piece;
-        for (let nl = text.indexOf("\n"); nl >= 0; nl = text.indexOf("\n")) {
-          this.#push(text.slice(0, nl));
-          text = text.slice(nl + 1);
-        }
-      }
-      if (text !== "") this.#push(text);
-      this.#ended = true;
-      for (const waiter of this.#waiters.splice(0)) waiter(null);
-    })();
-  }
-
-  #push(line: string): void {
-    const waiter = this.#waiters.shift();
-    if (waiter) waiter(line);
-    else this.#queue.push(line);
-  }
-
-  next(): Promise<string | null> {
-    if (this.#queue.length > 0) return Promise.resolve(this.#queue.shift()!);
-    if (this.#ended) return Promise.resolve(null);
-    return new Promise((resolve) => this.#waiters.push(resolve));
-  }
 }
 
 interface Service {

@@ -13,47 +13,10 @@ import {
 import { Stream, type TransportError } from "../transport/mod.ts";
 import { objectPathSegments } from "../cli/transport_cli.ts";
 import { randomBytes, sha256 } from "./_helpers.ts";
+import { Lines } from "./_lines.ts";
 
 const SPOOL = new URL("../spool.ts", import.meta.url).pathname;
 const SECRET = "0123456789abcdef-test-secret";
-
-/** Lines of a child's output as they arrive. */
-class Lines {
-  #queue: string[] = [];
-  #waiters: ((line: string | null) => void)[] = [];
-  #ended = false;
-  /** Resolves once the output ended. */
-  readonly done: Promise<void>;
-
-  constructor(stream: ReadableStream<Uint8Array>) {
-    this.done = (async () => {
-      let text = "";
-      for await (const piece of stream.pipeThrough(new TextDecoderStream())) {
-        text += piece;
-        for (let nl = text.indexOf("\n"); nl >= 0; nl = text.indexOf("\n")) {
-          this.#push(text.slice(0, nl));
-          text = text.slice(nl + 1);
-        }
-      }
-      if (text !== "") this.#push(text);
-      this.#ended = true;
-      for (const waiter of this.#waiters.splice(0)) waiter(null);
-    })();
-  }
-
-  #push(line: string): void {
-    const waiter = this.#waiters.shift();
-    if (waiter) waiter(line);
-    else this.#queue.push(line);
-  }
-
-  /** The next line, or `null` once the output ended. */
-  next(): Promise<string | null> {
-    if (this.#queue.length > 0) return Promise.resolve(this.#queue.shift()!);
-    if (this.#ended) return Promise.resolve(null);
-    return new Promise((resolve) => this.#waiters.push(resolve));
-  }
-}
 
 interface Receiving {
   url: string;
