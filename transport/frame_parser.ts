@@ -254,14 +254,7 @@ export class FrameParser {
             this.#state = State.Frame;
             return { type: "end", size: this.#size };
           }
-          const available = this.#chunk.length - this.#at;
-          if (available === 0) return null;
-          const take = Math.min(available, this.#remaining);
-          const bytes = this.#chunk.subarray(this.#at, this.#at + take);
-          this.#at += take;
-          this.#offset += take;
-          this.#remaining -= take;
-          return { type: "data", bytes };
+          return this.#takeData();
         }
         case State.Pdu: {
           if (this.#at === this.#chunk.length) return null;
@@ -286,14 +279,7 @@ export class FrameParser {
             this.#state = State.Frame;
             return { type: "end", size: this.#received };
           }
-          const available = this.#chunk.length - this.#at;
-          if (available === 0) return null;
-          const take = Math.min(available, this.#remaining);
-          const bytes = this.#chunk.subarray(this.#at, this.#at + take);
-          this.#at += take;
-          this.#offset += take;
-          this.#remaining -= take;
-          return { type: "data", bytes };
+          return this.#takeData();
         }
         case State.Fin:
           if (this.#at === this.#chunk.length) return null;
@@ -307,6 +293,18 @@ export class FrameParser {
           throw new TypeError("next() called on a failed parser");
       }
     }
+  }
+
+  /** Body bytes of the current object or PDU from this chunk, as a view. */
+  #takeData(): FrameEvent | null {
+    const available = this.#chunk.length - this.#at;
+    if (available === 0) return null;
+    const take = Math.min(available, this.#remaining);
+    const bytes = this.#chunk.subarray(this.#at, this.#at + take);
+    this.#at += take;
+    this.#offset += take;
+    this.#remaining -= take;
+    return { type: "data", bytes };
   }
 
   #startObject(frame: FrameHeader): void {
