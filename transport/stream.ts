@@ -540,19 +540,7 @@ export class Stream {
     error: TransportError,
   ): void {
     cancelBody(body, error);
-    if (this.#head === this.#outstanding.length) {
-      this.#callback({
-        seq: -1,
-        header,
-        onSent,
-        budget: 0,
-        body: null,
-        posted: true,
-      }, error);
-      return;
-    }
-    // Keep completions in order: fire right after the objects before it.
-    this.#outstanding.push({
+    const record: Outstanding = {
       seq: -1,
       header,
       onSent,
@@ -560,7 +548,13 @@ export class Stream {
       body: null,
       posted: true,
       error,
-    });
+    };
+    if (this.#head === this.#outstanding.length) {
+      this.#callback(record, error);
+    } else {
+      // Keep completions in order: fire right after the objects before it.
+      this.#outstanding.push(record);
+    }
   }
 
   #makeRing(): CopyRing {
