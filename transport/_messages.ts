@@ -80,6 +80,19 @@ export interface WorkerStats {
   totalMs: number;
 }
 
+/** Statistics before anything was sent. */
+export function zeroStats(): WorkerStats {
+  return {
+    objects: 0,
+    bytes: 0,
+    offset: 0,
+    failed: 0,
+    requests: 0,
+    idleMs: 0,
+    totalMs: 0,
+  };
+}
+
 /** Objects up to `through` completed; those in `errors` failed. */
 export interface CompletionsMessage {
   t: "cmpl";

@@ -11,13 +11,14 @@ import { TransportError } from "./errors.ts";
 import { encodeHeader } from "./header_codec.ts";
 import { checkRequestHeaders, receiverUrl } from "./_request_target.ts";
 import { CopyRing, type RingSlot } from "./_copy_ring.ts";
-import type {
-  FromWorker,
-  InitMessage,
-  WireBody,
-  WireError,
-  WireObject,
-  WorkerStats,
+import {
+  type FromWorker,
+  type InitMessage,
+  type WireBody,
+  type WireError,
+  type WireObject,
+  type WorkerStats,
+  zeroStats,
 } from "./_messages.ts";
 import type {
   ObjectBody,
@@ -165,15 +166,7 @@ export class Stream {
   #waiters: (() => void)[] = [];
   #state: "open" | "finishing" | "ended" = "open";
   #termination: TransportError | null = null;
-  #stats: WorkerStats = {
-    objects: 0,
-    bytes: 0,
-    offset: 0,
-    failed: 0,
-    requests: 0,
-    idleMs: 0,
-    totalMs: 0,
-  };
+  #stats: WorkerStats = zeroStats();
   #closed: Promise<void>;
   #resolveClosed!: () => void;
   #closedDone = false;

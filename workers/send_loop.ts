@@ -18,13 +18,14 @@ import {
   KIND_OBJECT,
   KIND_PDU,
 } from "../transport/framing.ts";
-import type {
-  FromWorker,
-  InitMessage,
-  ToWorker,
-  WireError,
-  WireObject,
-  WorkerStats,
+import {
+  type FromWorker,
+  type InitMessage,
+  type ToWorker,
+  type WireError,
+  type WireObject,
+  type WorkerStats,
+  zeroStats,
 } from "../transport/_messages.ts";
 import { type BodySource, discardBody, openBody } from "./_body_source.ts";
 import {
@@ -70,15 +71,7 @@ let through = -1;
 let postedThrough = -1;
 let errors: [number, WireError][] = [];
 let postTimer: ReturnType<typeof setTimeout> | undefined;
-const stats: WorkerStats = {
-  objects: 0,
-  bytes: 0,
-  offset: 0,
-  failed: 0,
-  requests: 0,
-  idleMs: 0,
-  totalMs: 0,
-};
+const stats: WorkerStats = zeroStats();
 
 /** Body cancellations in flight; the worker closes after they settle. */
 const cancelling = new Set<Promise<void>>();
