@@ -33,7 +33,9 @@ export type WireBody =
   /** A file the worker opens. */
   | { k: "file"; path: string }
   /** A slot of the shared copy ring. */
-  | { k: "ring"; off: number; len: number };
+  | { k: "ring"; off: number; len: number }
+  /** The caller's own shared memory, read in place until the completion. */
+  | { k: "shared"; bytes: Uint8Array };
 
 /** One object of a batch. */
 export interface WireObject {

@@ -289,10 +289,12 @@ export class Stream {
       this.#failEarly(header, body, onSent, failure);
       throw failure;
     }
-    // Bodies the caller keeps are copied: into the shared ring when they
-    // fit (after the wait below), else right now.
+    // Shared memory is read in place (the caller waits for the completion
+    // before reusing it). Other bodies the caller keeps are copied: into the
+    // shared ring when they fit (after the wait below), else right now.
     const keep = body instanceof Uint8Array && body.byteLength > PACK_LIMIT &&
-      (options.copy === true || !spansBuffer(body));
+      (options.copy === true ||
+        (!spansBuffer(body) && !(body.buffer instanceof SharedArrayBuffer)));
     const toRing = keep && (body as Uint8Array).byteLength <= RING_MAX_BODY;
     if (keep && !toRing) body = (body as Uint8Array).slice();
     const budget = size > 0 ? size : 0;
@@ -376,6 +378,11 @@ export class Stream {
         wireBody = { k: "packed", off: this.#packedAt, len: small.byteLength };
         this.#packedAt += small.byteLength;
       }
+    } else if (
+      body instanceof Uint8Array && body.buffer instanceof SharedArrayBuffer
+    ) {
+      // Cloning a view of shared memory shares it: no copy, no transfer.
+      wireBody = { k: "shared", bytes: body };
     } else if (body instanceof Uint8Array) {
       // One buffer sent twice in a batch can only move once: copy the rest.
       const bytes = this.#transfer.includes(body.buffer as ArrayBuffer)

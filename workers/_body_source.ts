@@ -136,6 +136,7 @@ export async function openBody(
     case "packed":
       return new BytesSource(packed.subarray(body.off, body.off + body.len));
     case "buffer":
+    case "shared":
       return new BytesSource(body.bytes);
     case "stream":
       return new StreamSource(body.stream);
