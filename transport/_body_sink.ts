@@ -1,22 +1,29 @@
 /**
- * The receiver's side of one object body: a `ReadableStream` the handler
- * reads, fed with views of the request body. Once the handler settles
- * without reading to the end, further bytes are dropped (drained).
+ * The receiver's side of one object body: a byte `ReadableStream` the
+ * handler reads. Bytes move only when the handler asks (high-water mark 0),
+ * so the receive loop can read the request body straight into the buffer of
+ * the handler's pending read (its own, with a BYOB reader, or one the stream
+ * allocates for a default reader): no copy and no extra allocation. Bytes
+ * the loop already holds are copied in. Once the handler settles without
+ * reading to the end, further bytes are dropped (drained).
  *
  * @module
  */
 
-const HIGH_WATER_MARK = 1 << 20;
+/** Buffer size a default reader's read gets (the request body's read size). */
+const AUTO_ALLOCATE = 64 * 1024;
 
 /** Feeds one object's body to its handler. */
 export class BodySink {
   readonly stream: ReadableStream<Uint8Array>;
-  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  #controller!: ReadableByteStreamController;
   #wake: (() => void) | null = null;
   #open = true;
 
   constructor() {
-    this.stream = new ReadableStream<Uint8Array>({
+    this.stream = new ReadableStream({
+      type: "bytes",
+      autoAllocateChunkSize: AUTO_ALLOCATE,
       start: (controller) => {
         this.#controller = controller;
       },
@@ -25,7 +32,7 @@ export class BodySink {
         this.#open = false;
         this.#wakeUp();
       },
-    }, { highWaterMark: HIGH_WATER_MARK, size: (chunk) => chunk.byteLength });
+    }, { highWaterMark: 0 });
   }
 
   #wakeUp(): void {
@@ -34,19 +41,59 @@ export class BodySink {
     wake?.();
   }
 
+  /** Whether bytes still go to the handler (not drained, closed or failed). */
+  get open(): boolean {
+    return this.#open;
+  }
+
   /**
-   * Hands `bytes` to the reader; waits while the reader is behind, unless
-   * `settled` resolves first (the handler returned: drain from then on).
+   * Waits until the handler reads (or cancels), unless `settled` resolves
+   * first (the handler returned: drain from then on).
    */
-  async write(bytes: Uint8Array, settled: Promise<unknown>): Promise<void> {
-    if (!this.#open) return;
-    this.#controller.enqueue(bytes);
-    if ((this.#controller.desiredSize ?? 0) > 0) return;
+  async wanted(settled: Promise<unknown>): Promise<void> {
+    if (!this.#open || this.#controller.byobRequest !== null) return;
     await Promise.race([
       new Promise<void>((resolve) => this.#wake = resolve),
       settled,
     ]);
     this.#wake = null;
+  }
+
+  /** The free part of the handler's pending read buffer, or `null`. */
+  target(): Uint8Array | null {
+    if (!this.#open) return null;
+    const view = this.#controller.byobRequest?.view;
+    return view
+      ? new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
+      : null;
+  }
+
+  /**
+   * Completes the pending read with `filled`: bytes read into (the moved
+   * buffer of) {@linkcode target}, at its offset. Dropped if the handler
+   * cancelled meanwhile.
+   */
+  filled(filled: Uint8Array): void {
+    const request = this.#controller.byobRequest;
+    if (this.#open && request !== null) {
+      request.respondWithNewView(filled);
+    }
+  }
+
+  /**
+   * Hands `bytes` (which the caller reuses) to the handler: waits until it
+   * reads, then copies them into its buffer, queueing what does not fit.
+   */
+  async write(bytes: Uint8Array, settled: Promise<unknown>): Promise<void> {
+    await this.wanted(settled);
+    if (!this.#open) return;
+    const target = this.target();
+    if (target !== null && target.byteLength >= bytes.byteLength) {
+      target.set(bytes);
+      this.#controller.byobRequest!.respond(bytes.byteLength);
+    } else {
+      this.#controller.enqueue(bytes.slice());
+    }
   }
 
   /** Stops feeding: everything after this is drained. */
@@ -58,7 +105,17 @@ export class BodySink {
   close(): void {
     if (!this.#open) return;
     this.#open = false;
-    this.#controller.close();
+    try {
+      this.#controller.close();
+    } catch (error) {
+      // A read into a multi-byte view (a Uint16Array, say) holds half an
+      // element: the stream errored itself, and the handler's read rejects
+      // with this TypeError. The request goes on.
+      if (!(error instanceof TypeError)) throw error;
+      return;
+    }
+    // A BYOB reader's pending read ends only with an empty respond.
+    this.#controller.byobRequest?.respond(0);
   }
 
   /** Ends the body with `error`. */

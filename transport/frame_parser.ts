@@ -130,6 +130,30 @@ export class FrameParser {
     return this.#state === State.Fin;
   }
 
+  /**
+   * Body bytes the parser expects next once its chunk is used up: the
+   * caller may read up to this many straight into the handler's buffer and
+   * report them with {@linkcode consumed} instead of pushing them. 0 when a
+   * frame or object header comes next, or the chunk still has bytes.
+   */
+  get dataWanted(): number {
+    if (this.#at < this.#chunk.length) return 0;
+    return this.#state === State.Data || this.#state === State.PduData
+      ? this.#remaining
+      : 0;
+  }
+
+  /** Accounts `n` body bytes the caller read itself (see {@linkcode dataWanted}). */
+  consumed(n: number): void {
+    if (n > this.dataWanted) {
+      throw new TypeError(
+        `consumed(${n}) exceeds the ${this.dataWanted} body bytes wanted`,
+      );
+    }
+    this.#remaining -= n;
+    this.#offset += n;
+  }
+
   /** Feeds the next chunk; call {@linkcode next} until it returns `null`. */
   push(chunk: Uint8Array): void {
     if (this.#at < this.#chunk.length) {

@@ -15,6 +15,7 @@ import type {
   TransportCompression,
 } from "./types.ts";
 import { BodySink } from "./_body_sink.ts";
+import { RequestBody } from "./_request_body.ts";
 
 /**
  * Receive statistics of one session (all its requests).
@@ -112,6 +113,13 @@ const EMPTY = new Uint8Array(0);
  * restart on the next request), so the cap may be exceeded by them alone.
  */
 const MAX_SESSIONS = 1024;
+
+/**
+ * Smallest read straight into a handler's buffer. `Deno.serve` decodes the
+ * chunked encoding inside the reader's buffer: a read of a few bytes can
+ * stall (no room for a chunk-size line) and small ones return less still.
+ */
+const MIN_DIRECT_READ = 16 * 1024;
 
 /** Requests running per session. */
 const running = new WeakMap<SessionStats, number>();
@@ -266,14 +274,14 @@ export async function receiveRequest(
       ) as unknown as TransformStream<Uint8Array, Uint8Array>,
     );
   }
-  const reader = body.getReader();
+  const input = new RequestBody(body);
   const parser = new FrameParser({
     maxHeaderSize: endpoint.maxHeaderSize,
     maxPduSize: endpoint.maxPduSize,
   });
   const signal = options.signal;
   const onAbort = () => {
-    reader.cancel("receiver closed").catch(() => {
+    input.cancel("receiver closed").catch(() => {
       // The body already failed (its connection died, or its compressed
       // bytes were corrupt): the loop reports the request's end either way.
     });
@@ -282,86 +290,134 @@ export async function receiveRequest(
   let current: Current | null = null;
   let lastSeq = -1;
   running.set(session, (running.get(session) ?? 0) + 1);
+  const readFailed = (error: unknown) =>
+    new TransportError(
+      compression !== null &&
+        !(error instanceof Error &&
+          /connection|reset|closed/i.test(error.message))
+        ? "decompress_failed"
+        : "connection_reset",
+      `reading the request body failed at byte ${parser.offset}: ${
+        error instanceof Error ? error.message : String(error)
+      }`,
+      { cause: error, sessionId },
+    );
+  const checkOpen = () => {
+    if (signal?.aborted) {
+      throw new TransportError(
+        "receiver_closed",
+        `receiver is closing: request ended at byte ${parser.offset}`,
+        { sessionId },
+      );
+    }
+  };
+  /** A handler that returned early: drain its body, or fail if it threw. */
+  const checkSettled = (cur: Current) => {
+    if (!cur.settled) return;
+    cur.sink?.drain();
+    if (cur.failure !== undefined) {
+      throw handlerFailed(endpoint.trname, cur.header, cur.failure);
+    }
+  };
+  /** Handles the parser's events up to the end of its input. */
+  const dispatch = async () => {
+    for (let event = parser.next(); event !== null; event = parser.next()) {
+      switch (event.type) {
+        case "object": {
+          lastSeq = event.seq;
+          const header: ReceivedHeader = {
+            ...event.header,
+            sessionId,
+            seq: event.seq,
+          };
+          current = startHandler(
+            endpoint.handler,
+            header,
+            event.hasBody ? new BodySink() : null,
+          );
+          break;
+        }
+        case "data": {
+          const cur = current!;
+          if (cur.sink !== null) {
+            await cur.sink.write(event.bytes, cur.done);
+            checkSettled(cur);
+          }
+          break;
+        }
+        case "end": {
+          const cur = current!;
+          if (cur.header.size === -1) cur.header.size = event.size;
+          cur.sink?.close();
+          await cur.done;
+          current = null;
+          if (cur.failure !== undefined) {
+            throw handlerFailed(endpoint.trname, cur.header, cur.failure);
+          }
+          session.objects++;
+          session.bytes += event.size;
+          endpoint.stats.objects++;
+          endpoint.stats.bytes += event.size;
+          break;
+        }
+        case "fin":
+          session.finished = true;
+          break;
+      }
+    }
+    session.offset = offsetBase + parser.offset;
+  };
+  /**
+   * Reads body bytes straight into the handler's pending read, if the
+   * parser wants body bytes next and the handler still reads. Returns
+   * whether it did (`false` at the end of input too: the parser knows).
+   */
+  const readDirect = async (): Promise<boolean> => {
+    const cur = current;
+    const want = parser.dataWanted;
+    if (
+      want < MIN_DIRECT_READ || cur?.sink?.open !== true || !input.direct
+    ) return false;
+    await cur.sink.wanted(cur.done);
+    checkSettled(cur);
+    const target = cur.sink.target();
+    if (target === null || target.byteLength < MIN_DIRECT_READ) return false;
+    let filled: Uint8Array | null;
+    try {
+      filled = await input.readInto(
+        target.byteLength > want ? target.subarray(0, want) : target,
+      );
+    } catch (error) {
+      throw readFailed(error);
+    }
+    checkOpen();
+    if (filled === null) {
+      parser.finish();
+      return false;
+    }
+    parser.consumed(filled.byteLength);
+    cur.sink.filled(filled);
+    return true;
+  };
   try {
     for (;;) {
-      let result: ReadableStreamReadResult<Uint8Array>;
+      if (await readDirect()) {
+        await dispatch();
+        continue;
+      }
+      let chunk: Uint8Array | null;
       try {
-        result = await reader.read();
+        chunk = await input.read();
       } catch (error) {
-        throw new TransportError(
-          compression !== null &&
-            !(error instanceof Error &&
-              /connection|reset|closed/i.test(error.message))
-            ? "decompress_failed"
-            : "connection_reset",
-          `reading the request body failed at byte ${parser.offset}: ${
-            error instanceof Error ? error.message : String(error)
-          }`,
-          { cause: error, sessionId },
-        );
+        throw readFailed(error);
       }
-      if (signal?.aborted) {
-        throw new TransportError(
-          "receiver_closed",
-          `receiver is closing: request ended at byte ${parser.offset}`,
-          { sessionId },
-        );
-      }
-      if (result.done) {
+      checkOpen();
+      if (chunk === null) {
         parser.finish();
         break;
       }
-      parser.push(result.value);
-      for (let event = parser.next(); event !== null; event = parser.next()) {
-        switch (event.type) {
-          case "object": {
-            lastSeq = event.seq;
-            const header: ReceivedHeader = {
-              ...event.header,
-              sessionId,
-              seq: event.seq,
-            };
-            current = startHandler(
-              endpoint.handler,
-              header,
-              event.hasBody ? new BodySink() : null,
-            );
-            break;
-          }
-          case "data": {
-            const cur = current!;
-            if (cur.sink !== null) {
-              await cur.sink.write(event.bytes, cur.done);
-              if (cur.settled) {
-                cur.sink.drain();
-                if (cur.failure !== undefined) {
-                  throw handlerFailed(endpoint.trname, cur.header, cur.failure);
-                }
-              }
-            }
-            break;
-          }
-          case "end": {
-            const cur = current!;
-            if (cur.header.size === -1) cur.header.size = event.size;
-            cur.sink?.close();
-            await cur.done;
-            current = null;
-            if (cur.failure !== undefined) {
-              throw handlerFailed(endpoint.trname, cur.header, cur.failure);
-            }
-            session.objects++;
-            session.bytes += event.size;
-            endpoint.stats.objects++;
-            endpoint.stats.bytes += event.size;
-            break;
-          }
-          case "fin":
-            session.finished = true;
-            break;
-        }
-      }
-      session.offset = offsetBase + parser.offset;
+      parser.push(chunk);
+      await dispatch();
     }
     session.offset = offsetBase + parser.offset;
     ended(null);
@@ -377,7 +433,7 @@ export async function receiveRequest(
       );
     session.errors++;
     session.lastError = error.code;
-    reader.cancel(error).catch(() => {
+    input.cancel(error).catch(() => {
       // Only an errored body rejects: with the error `error` reports, or
       // with a later one (a corrupt compressed body fails in the
       // decompressor's flush after a frame error, a connection drops after
