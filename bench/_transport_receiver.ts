@@ -7,6 +7,10 @@
  *   --mode drain       a bare `Deno.serve` that reads every request body to
  *                      the end and answers `{"bytes":N}`: the baselines'
  *                      receiver
+ *   --read byob        read bodies with a BYOB reader into reused 64 KiB
+ *                      buffers (the default: what a careful handler does)
+ *   --read default     read bodies with a default reader: a fresh buffer
+ *                      per read (`for await`, `Response.bytes()`)
  *
  * The first stdout line is `Listening on URL` (the URL to send to). Then each
  * line on stdin is a command, answered with one JSON line on stdout:
@@ -76,20 +80,68 @@ function problem(
   if (counters.firstProblem === null) counters.firstProblem = text;
 }
 
+/** Size of the buffers BYOB reads go into. */
+const READ_BUFFER = 64 * 1024;
+/** Reused BYOB read buffers (one per body being read at once). */
+const freeBuffers: Uint8Array<ArrayBuffer>[] = [];
+/** How bodies are read: see `--read`. */
+let readMode: "byob" | "default" = "byob";
+
+/** A reader of `body` in `readMode`, or a default one for a non-byte stream. */
+function readerOf(body: ReadableStream<Uint8Array>): {
+  read(): Promise<Uint8Array | null>;
+  release(): void;
+} {
+  let byob: ReadableStreamBYOBReader | null = null;
+  if (readMode === "byob") {
+    try {
+      byob = body.getReader({ mode: "byob" });
+    } catch (error) {
+      // A body that is not a byte stream: read its own chunks.
+      if (!(error instanceof TypeError)) throw error;
+    }
+  }
+  if (byob === null) {
+    const reader = body.getReader();
+    return {
+      read: async () => {
+        const { value, done } = await reader.read();
+        return done ? null : value;
+      },
+      release() {},
+    };
+  }
+  let buffer = freeBuffers.pop() ?? new Uint8Array(READ_BUFFER);
+  return {
+    read: async () => {
+      const { value, done } = await byob.read(buffer);
+      if (value !== undefined) buffer = new Uint8Array(value.buffer);
+      return done ? null : value!;
+    },
+    release() {
+      if (!buffer.buffer.detached) freeBuffers.push(buffer);
+    },
+  };
+}
+
 /** Reads `body` to its end; returns its length and its first 8 bytes. */
 async function drain(
   body: ReadableStream<Uint8Array>,
 ): Promise<{ length: number; stamp: Uint8Array }> {
   const stamp = new Uint8Array(STAMP_BYTES);
   let length = 0;
-  const reader = body.getReader();
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    if (length < STAMP_BYTES) {
-      stamp.set(value.subarray(0, STAMP_BYTES - length), length);
+  const reader = readerOf(body);
+  try {
+    for (;;) {
+      const value = await reader.read();
+      if (value === null) break;
+      if (length < STAMP_BYTES) {
+        stamp.set(value.subarray(0, STAMP_BYTES - length), length);
+      }
+      length += value.byteLength;
     }
-    length += value.byteLength;
+  } finally {
+    reader.release();
   }
   return { length, stamp };
 }
@@ -216,8 +268,18 @@ async function* lines(
 }
 
 async function main(args: string[]): Promise<number> {
-  const flags = parseFlags(args, { string: ["mode"] });
+  const flags = parseFlags(args, { string: ["mode", "read"] });
   const mode = flags.strings.mode;
+  const read = flags.strings.read ?? "byob";
+  if (read !== "byob" && read !== "default") {
+    console.error(
+      `_transport_receiver: --read is ${
+        JSON.stringify(read)
+      }; expected "byob" or "default"`,
+    );
+    return 2;
+  }
+  readMode = read;
   if (mode !== "transport" && mode !== "drain") {
     console.error(
       `_transport_receiver: --mode is ${

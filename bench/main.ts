@@ -170,9 +170,10 @@ function transportGroups(
       name: "transport 1 MiB",
       rows: [
         "transport 1 MiB objects, one Stream, vs the ingest ceiling",
+        "transport 1 MiB objects, one Stream, vs the ingest ceiling drained with a BYOB reader",
         "transport 1 MiB objects, one Stream, vs fetch",
       ],
-      timeoutMs: transportTimeout(large, 3),
+      timeoutMs: transportTimeout(large, 4),
       run: () => benchTransportLarge(large),
     },
     {
