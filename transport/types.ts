@@ -232,7 +232,9 @@ export interface SendOptions {
   /**
    * Copy a large `Uint8Array` body instead of moving its buffer to the worker
    * (default `false`: a body over 64 KiB that spans its whole `ArrayBuffer`
-   * is transferred and the caller's buffer is detached).
+   * is transferred and the caller's buffer is detached). A view of a
+   * `SharedArrayBuffer` is neither copied nor moved: the send loop reads it
+   * in place, so leave those bytes alone until the object's `onSent`.
    */
   copy?: boolean;
 }
@@ -268,12 +270,36 @@ export interface StreamStats {
 /**
  * Receive handler: called once per object, in order, or once with an error.
  *
+ * `body` is a byte stream that moves only when the handler reads. Read it
+ * with a BYOB reader (`body.getReader({ mode: "byob" })`) and the receiver
+ * reads the request straight into your buffer: no copy, no allocation per
+ * read, about twice as fast as a default reader (see bench/ANALYSIS.md).
+ * Buffers of 64 KiB suit `Deno.serve` best.
+ *
  * @example
  * ```ts
  * import type { ReceiveHandler } from "./types.ts";
  * const handler: ReceiveHandler = async (header, body, error) => {
  *   if (error) return console.error(error.code, error.message);
  *   console.log(header.name, body ? (await new Response(body).bytes()).length : 0);
+ * };
+ * ```
+ *
+ * @example Reading into one reused buffer
+ * ```ts
+ * import type { ReceiveHandler } from "./types.ts";
+ * const handler: ReceiveHandler = async (header, body) => {
+ *   if (body === null) return;
+ *   const reader = body.getReader({ mode: "byob" });
+ *   let buffer = new Uint8Array(64 * 1024);
+ *   let total = 0;
+ *   for (;;) {
+ *     const { value, done } = await reader.read(buffer);
+ *     if (done) break;
+ *     total += value.byteLength; // use the bytes before the next read
+ *     buffer = new Uint8Array(value.buffer);
+ *   }
+ *   console.log(header.name, total);
  * };
  * ```
  */
