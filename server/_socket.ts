@@ -30,23 +30,64 @@ export function sendError(
   sendJson(socket, message);
 }
 
+/** A socket waiting for its send buffer to drain. */
+interface DrainWaiter {
+  socket: WebSocket;
+  highWaterMark: number;
+  resolve: () => void;
+}
+
+/** Longest pause between two looks at the waiting sockets, in ms. */
+const MAX_DRAIN_PAUSE = 8;
+const drainWaiters = new Set<DrainWaiter>();
+let drainTimer: ReturnType<typeof setTimeout> | undefined;
+let drainPause = 1;
+
+/** Looks at every waiting socket once; looks again soon while any wait. */
+function pollDrains(): void {
+  drainTimer = undefined;
+  let released = false;
+  for (const waiter of drainWaiters) {
+    const { socket } = waiter;
+    if (
+      socket.readyState !== WebSocket.OPEN ||
+      socket.bufferedAmount <= waiter.highWaterMark
+    ) {
+      drainWaiters.delete(waiter);
+      waiter.resolve();
+      released = true;
+    }
+  }
+  if (drainWaiters.size === 0) return;
+  // Sockets that drain keep the pace fast; a stalled set backs off.
+  drainPause = released ? 1 : Math.min(drainPause * 2, MAX_DRAIN_PAUSE);
+  drainTimer = setTimeout(pollDrains, drainPause);
+}
+
 /**
  * Resolves once the socket's send buffer is below `highWaterMark` bytes, or it
  * closed. Deno's `WebSocket.send` never blocks and has no drain event, so the
- * only way to bound memory is to poll `bufferedAmount`.
+ * only way to bound memory is to poll `bufferedAmount`. One timer polls every
+ * waiting socket: a thousand followers cost one timer per pause, not a
+ * thousand (the per-socket timers were most of the server's garbage).
  */
-export async function drained(
+export function drained(
   socket: WebSocket,
   highWaterMark: number,
 ): Promise<void> {
-  let pause = 1;
-  while (
-    socket.readyState === WebSocket.OPEN &&
-    socket.bufferedAmount > highWaterMark
+  if (
+    socket.readyState !== WebSocket.OPEN ||
+    socket.bufferedAmount <= highWaterMark
   ) {
-    await new Promise((resolve) => setTimeout(resolve, pause));
-    pause = Math.min(pause * 2, 16);
+    return Promise.resolve();
   }
+  return new Promise((resolve) => {
+    drainWaiters.add({ socket, highWaterMark, resolve });
+    if (drainTimer === undefined) {
+      drainPause = 1;
+      drainTimer = setTimeout(pollDrains, drainPause);
+    }
+  });
 }
 
 /** The bytes of a binary WebSocket message (`binaryType` is "arraybuffer"). */
