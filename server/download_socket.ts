@@ -106,11 +106,14 @@ class ReadSession {
     wake?.();
   }
 
+  /** Resolves at the next wake. */
+  nextWake(): Promise<void> {
+    return new Promise<void>((resolve) => this.#wake = resolve);
+  }
+
   /** Resolves once `ready()` holds or the session was cancelled. */
   async waitUntil(ready: () => boolean): Promise<void> {
-    while (!ready() && !this.cancelled) {
-      await new Promise<void>((resolve) => this.#wake = resolve);
-    }
+    while (!ready() && !this.cancelled) await this.nextWake();
   }
 }
 
@@ -135,11 +138,34 @@ export function serveDownloadSocket(
 
   const sharedFrame = options.scratch;
 
-  /** Waits until `session` may send; false if it should stop instead. */
-  const mayContinue = async (session: ReadSession): Promise<boolean> => {
-    await session.waitUntil(() => session.credit > 0);
-    await drained(socket, options.sendBudget.perSocket);
-    return !session.cancelled && socket.readyState === WebSocket.OPEN;
+  /**
+   * Whether `session` may send a frame now (`true`), must stop (`false`), or
+   * a promise of that once it has credit and the socket drained. Only a
+   * wait allocates: a thousand followers suspended per frame in nested
+   * async calls were most of the heap's garbage, and it lived long enough
+   * (a wait on the socket) to be promoted to the old generation.
+   */
+  const mayContinue = (session: ReadSession): boolean | Promise<boolean> => {
+    if (session.cancelled || socket.readyState !== WebSocket.OPEN) return false;
+    if (
+      session.credit > 0 &&
+      socket.bufferedAmount <= options.sendBudget.perSocket
+    ) {
+      return true;
+    }
+    return waitToSend(session);
+  };
+
+  const waitToSend = async (session: ReadSession): Promise<boolean> => {
+    for (;;) {
+      if (session.cancelled || socket.readyState !== WebSocket.OPEN) {
+        return false;
+      }
+      if (session.credit <= 0) await session.nextWake();
+      else if (socket.bufferedAmount > options.sendBudget.perSocket) {
+        await drained(socket, options.sendBudget.perSocket);
+      } else return true;
+    }
   };
 
   const sendFrame = (
@@ -157,27 +183,32 @@ export function serveDownloadSocket(
     session.credit -= payloadLength;
   };
 
-  /** Sends `[start, end)` from recent bytes in memory; returns the bytes sent. */
+  /**
+   * Sends `[start, end)` from recent bytes in memory while they are there;
+   * returns the bytes sent (fewer if it stopped, or the bytes left memory).
+   */
   const sendRecent = async (
     requestId: number,
     session: ReadSession,
-    pieces: Uint8Array[],
+    start: number,
+    end: number,
   ): Promise<number> => {
     let sent = 0;
-    for (const piece of pieces) {
-      for (let offset = 0; offset < piece.byteLength;) {
-        if (!(await mayContinue(session))) return sent;
-        const length = Math.min(
-          frameFor(options),
-          session.credit,
-          piece.byteLength - offset,
-        );
-        new Uint8Array(sharedFrame, DATA_FRAME_HEADER_SIZE, length)
-          .set(piece.subarray(offset, offset + length));
-        sendFrame(requestId, session, sharedFrame, length);
-        offset += length;
-        sent += length;
-      }
+    while (sent < end - start) {
+      const go = mayContinue(session);
+      if (go !== true && !(await go)) break;
+      const room = Math.min(
+        frameFor(options),
+        session.credit,
+        end - start - sent,
+      );
+      const length = resource.copyRecent(
+        start + sent,
+        new Uint8Array(sharedFrame, DATA_FRAME_HEADER_SIZE, room),
+      );
+      if (length === 0) break;
+      sendFrame(requestId, session, sharedFrame, length);
+      sent += length;
     }
     return sent;
   };
@@ -189,15 +220,23 @@ export function serveDownloadSocket(
     start: number,
     end: number,
   ): Promise<number> => {
-    const recent = resource.recent(start, end);
-    if (recent) return await sendRecent(requestId, session, recent);
+    const recent = await sendRecent(requestId, session, start, end);
+    if (
+      recent === end - start || session.cancelled ||
+      socket.readyState !== WebSocket.OPEN
+    ) {
+      return recent;
+    }
+    // Not (or no longer) in memory: the rest comes from the store.
+    start += recent;
     const reader = resource.read(start, end).getReader({ mode: "byob" });
     // BYOB reads transfer the buffer they fill, so this one is the request's own.
     let buffer = new ArrayBuffer(DATA_FRAME_HEADER_SIZE + options.frameSize);
     let sent = 0;
     try {
       while (sent < end - start) {
-        if (!(await mayContinue(session))) break;
+        const go = mayContinue(session);
+        if (go !== true && !(await go)) break;
         const room = Math.min(frameFor(options), session.credit);
         // Read straight behind the frame header: the payload is never copied.
         const { value, done } = await reader.read(
@@ -217,7 +256,7 @@ export function serveDownloadSocket(
         )
       );
     }
-    return sent;
+    return recent + sent;
   };
 
   const sendEnd = (requestId: number, bytes: number) => {

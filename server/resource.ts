@@ -86,6 +86,8 @@ export class Resource {
    * are served from memory instead of one disk read per follower.
    */
   #tail: Uint8Array[] = [];
+  /** Where each chunk of `#tail` starts in the resource. */
+  #tailStarts: number[] = [];
   #tailStart = 0;
   readonly #tailLimit: number;
 
@@ -172,6 +174,41 @@ export class Resource {
   }
 
   /**
+   * Copies the bytes from `position` on into `target` from the recent chunks
+   * in memory; returns how many it copied, `0` if `position` is not in memory
+   * (read the store instead). Unlike {@linkcode recent} it keeps nothing: a
+   * thousand followers waiting between frames hold no views of the tail,
+   * which would outlive young-generation collections and bloat the heap.
+   */
+  copyRecent(position: number, target: Uint8Array): number {
+    if (position < this.#tailStart || position >= this.#written) return 0;
+    const starts = this.#tailStarts;
+    let low = 0;
+    let high = starts.length - 1;
+    while (low < high) {
+      const middle = (low + high + 1) >>> 1;
+      if (starts[middle] <= position) low = middle;
+      else high = middle - 1;
+    }
+    let copied = 0;
+    for (
+      let index = low;
+      index < this.#tail.length && copied < target.byteLength;
+      index++
+    ) {
+      const chunk = this.#tail[index];
+      const from = position + copied - starts[index];
+      const length = Math.min(
+        chunk.byteLength - from,
+        target.byteLength - copied,
+      );
+      target.set(chunk.subarray(from, from + length), copied);
+      copied += length;
+    }
+    return copied;
+  }
+
+  /**
    * Bytes of tail to keep: more when many watch, so that followers a few
    * seconds behind share one copy in memory instead of each reading the
    * store with buffers of their own.
@@ -187,12 +224,15 @@ export class Resource {
     const limit = this.#tailBytes();
     if (chunk.byteLength > limit) {
       this.#tail = [];
+      this.#tailStarts = [];
       this.#tailStart = this.#written;
       return;
     }
     this.#tail.push(chunk);
+    this.#tailStarts.push(this.#written - chunk.byteLength);
     let held = this.#written - this.#tailStart;
     while (held > limit) {
+      this.#tailStarts.shift();
       const dropped = this.#tail.shift()!;
       this.#tailStart += dropped.byteLength;
       held -= dropped.byteLength;

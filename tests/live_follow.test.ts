@@ -128,6 +128,40 @@ Deno.test("concurrent write() calls keep their order under a small window", asyn
   assertEquals(final.sha256, await sha256(joined));
 });
 
+Deno.test("a stalled follower whose bytes left the in-memory tail gets them from the store", async () => {
+  await using server = await startTestServer({ checkpointMs: 0 });
+  const upload = await startUpload(server.url, { name: "tail.bin" });
+  const data = randomBytes(4 * 1024 * 1024 + 17, 99);
+  const first = 256 * 1024;
+  await upload.write(data.subarray(0, first));
+  // A small window: the server stops mid-range until the reader reads on.
+  await using follower = await openDownload(upload.reference, {
+    window: 64 * 1024,
+  });
+  const reader = follower.follow().getReader();
+  const head = await reader.read();
+  assert(!head.done && head.value.byteLength > 0);
+  // Meanwhile far more than the tail (512 KiB) is written behind it.
+  for (let at = first; at < data.byteLength; at += 64 * 1024) {
+    await upload.write(
+      data.subarray(at, Math.min(at + 64 * 1024, data.byteLength)),
+    );
+  }
+  await follower.waitForStatus((s) => s.size === data.byteLength);
+  const finished = upload.finish();
+  const parts: Uint8Array[] = [head.value!];
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    parts.push(value);
+  }
+  await finished;
+  await upload.closed();
+  const got = await readAll(ReadableStream.from(parts));
+  assertEquals(got.byteLength, data.byteLength);
+  assertEquals(await sha256(got), await sha256(data));
+});
+
 Deno.test("references follow --public-url, keeping its path prefix", async () => {
   await using server = await startTestServer({
     publicUrl: "https://spool.example.com/team/spool",
