@@ -333,7 +333,7 @@ export async function receiveRequest(
           current = startHandler(
             endpoint.handler,
             header,
-            event.hasBody ? new BodySink() : null,
+            event.hasBody ? new BodySink(event.header.size) : null,
           );
           break;
         }
