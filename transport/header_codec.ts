@@ -167,6 +167,64 @@ function shortAscii(bytes: Uint8Array): string | null {
   return text;
 }
 
+/** Where {@linkcode decodeHeader} is in the header's bytes. */
+interface Cursor {
+  bytes: Uint8Array;
+  at: number;
+}
+
+function u16(bytes: Uint8Array, at: number): number {
+  return (bytes[at] << 8) | bytes[at + 1];
+}
+
+function u32(bytes: Uint8Array, at: number): number {
+  return ((bytes[at] << 24) | (bytes[at + 1] << 16) | (bytes[at + 2] << 8) |
+    bytes[at + 3]) >>> 0;
+}
+
+/**
+ * Throws unless `n` bytes are left for `field` (`field` and `index` are
+ * joined only then: the message costs nothing on the way that succeeds).
+ */
+function need(
+  cursor: Cursor,
+  n: number,
+  field: string,
+  index?: number,
+  lengthOf = false,
+): void {
+  if (cursor.at + n <= cursor.bytes.length) return;
+  throw new TransportError(
+    "obj_hdr_malformed",
+    `object header ends inside ${lengthOf ? "the length of " : ""}${field}${
+      index ?? ""
+    }: needs ${n} bytes at offset ${cursor.at}, header has ${cursor.bytes.length}`,
+  );
+}
+
+/** A u16-length-prefixed UTF-8 string. */
+function str16(cursor: Cursor, field: string, index?: number): string {
+  need(cursor, 2, field, index, true);
+  const bytes = cursor.bytes;
+  const n = u16(bytes, cursor.at);
+  cursor.at += 2;
+  need(cursor, n, field, index);
+  const slice = bytes.subarray(cursor.at, cursor.at + n);
+  cursor.at += n;
+  if (n === 0) return "";
+  const ascii = shortAscii(slice);
+  if (ascii !== null) return ascii;
+  try {
+    return decoder.decode(slice);
+  } catch (error) {
+    throw new TransportError(
+      "obj_hdr_malformed",
+      `object header field ${field}${index ?? ""} is not valid UTF-8`,
+      { cause: error },
+    );
+  }
+}
+
 /**
  * Decodes an object header that fills `bytes` exactly. Throws
  * `obj_hdr_malformed` on a length that overruns, trailing bytes, invalid
@@ -180,41 +238,12 @@ function shortAscii(bytes: Uint8Array): string | null {
  * ```
  */
 export function decodeHeader(bytes: Uint8Array): DecodedHeader {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let at = 0;
-  const need = (n: number, field: string) => {
-    if (at + n > bytes.length) {
-      throw new TransportError(
-        "obj_hdr_malformed",
-        `object header ends inside ${field}: needs ${n} bytes at offset ${at}, header has ${bytes.length}`,
-      );
-    }
-  };
-  const str16 = (field: string): string => {
-    need(2, `the length of ${field}`);
-    const n = view.getUint16(at);
-    at += 2;
-    need(n, field);
-    const slice = bytes.subarray(at, at + n);
-    at += n;
-    if (n === 0) return "";
-    const ascii = shortAscii(slice);
-    if (ascii !== null) return ascii;
-    try {
-      return decoder.decode(slice);
-    } catch (error) {
-      throw new TransportError(
-        "obj_hdr_malformed",
-        `object header field ${field} is not valid UTF-8`,
-        { cause: error },
-      );
-    }
-  };
-  const name = str16("name");
-  need(8, "size");
-  const hi = view.getUint32(at);
-  const lo = view.getUint32(at + 4);
-  at += 8;
+  const cursor: Cursor = { bytes, at: 0 };
+  const name = str16(cursor, "name");
+  need(cursor, 8, "size");
+  const hi = u32(bytes, cursor.at);
+  const lo = u32(bytes, cursor.at + 4);
+  cursor.at += 8;
   let size: number;
   if (hi === 0xffffffff && lo === 0xffffffff) size = -1;
   else {
@@ -228,29 +257,33 @@ export function decodeHeader(bytes: Uint8Array): DecodedHeader {
       );
     }
   }
-  need(4, "the length of opaque");
-  const opaqueLength = view.getUint32(at);
-  at += 4;
-  need(opaqueLength, "opaque");
-  const opaque = bytes.slice(at, at + opaqueLength);
-  at += opaqueLength;
-  const contentType = str16("contentType");
-  const cksumType = str16("checksum.type");
-  const cksumValue = str16("checksum.value");
-  need(2, "the custom attribute count");
-  const count = view.getUint16(at);
-  at += 2;
+  need(cursor, 4, "opaque", undefined, true);
+  const opaqueLength = u32(bytes, cursor.at);
+  cursor.at += 4;
+  need(cursor, opaqueLength, "opaque");
+  // An empty opaque is shared: it has no bytes to change.
+  const opaque = opaqueLength === 0
+    ? EMPTY
+    : bytes.slice(cursor.at, cursor.at + opaqueLength);
+  cursor.at += opaqueLength;
+  const contentType = str16(cursor, "contentType");
+  const cksumType = str16(cursor, "checksum.type");
+  const cksumValue = str16(cursor, "checksum.value");
+  need(cursor, 2, "the custom attribute count");
+  const count = u16(bytes, cursor.at);
+  cursor.at += 2;
   const custom: Record<string, string> = {};
   for (let i = 0; i < count; i++) {
-    const key = str16(`custom key #${i}`);
+    const key = str16(cursor, "custom key #", i);
     // defineProperty so that a "__proto__" key stays a plain attribute.
     Object.defineProperty(custom, key, {
-      value: str16(`custom value #${i}`),
+      value: str16(cursor, "custom value #", i),
       enumerable: true,
       writable: true,
       configurable: true,
     });
   }
+  const at = cursor.at;
   if (at !== bytes.length) {
     throw new TransportError(
       "obj_hdr_malformed",
