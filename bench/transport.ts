@@ -551,7 +551,7 @@ export async function benchTransportLarge(
         limitsText(options.transport)
       } (best run: ${ours.objects} objects), baselines ${
         limitsText(options.baseline)
-      }; every side writes the same ${pool.slots.length} distinct 1 MiB buffers of shared memory without copying them (\`send\` reads shared memory in place); the transport receiver's handler reads every body with a BYOB reader into a reused 64 KiB buffer; ` +
+      }; every side writes the same ${pool.slots.length} distinct 1 MiB buffers of shared memory without copying them (\`send\` reads shared memory in place); the transport receiver's handler reads every body with a BYOB reader into a reused 64 KiB buffer (as docs/transport.md advises for large bodies); ` +
       RECEIVER_NOTE;
     return [
       {

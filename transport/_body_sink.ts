@@ -110,6 +110,14 @@ export class BodySink {
     }
   }
 
+  /**
+   * Queues all of a body (a copy of `bytes`, which the caller reuses) before
+   * the handler reads: its first read then takes it without a pull.
+   */
+  enqueueWhole(bytes: Uint8Array): void {
+    if (this.#open) this.#controller.enqueue(bytes.slice());
+  }
+
   /** Stops feeding: everything after this is drained. */
   drain(): void {
     this.#open = false;

@@ -130,6 +130,11 @@ export class FrameParser {
     return this.#state === State.Fin;
   }
 
+  /** Bytes of the current chunk not parsed yet. */
+  get buffered(): number {
+    return this.#chunk.length - this.#at;
+  }
+
   /**
    * Body bytes the parser expects next once its chunk is used up: the
    * caller may read up to this many straight into the handler's buffer and
