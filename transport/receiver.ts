@@ -326,11 +326,10 @@ export async function receiveRequest(
       switch (event.type) {
         case "object": {
           lastSeq = event.seq;
-          const header: ReceivedHeader = {
-            ...event.header,
-            sessionId,
-            seq: event.seq,
-          };
+          // The decoded header is this object's own: complete it in place.
+          const header = event.header as ReceivedHeader;
+          header.sessionId = sessionId;
+          header.seq = event.seq;
           current = {
             header,
             sink: event.hasBody ? new BodySink(event.header.size) : null,

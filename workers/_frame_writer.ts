@@ -41,6 +41,31 @@ export class FrameWriter {
     this.written += FRAME_HEADER_SIZE;
   }
 
+  /**
+   * Stages a whole object (frame header, object header, small body) if it
+   * fits in the stage now; returns whether it did. The send loop's way for
+   * small objects: no promise per object.
+   */
+  tryStage(
+    frame: FrameHeader,
+    header: Uint8Array,
+    body: Uint8Array | null,
+  ): boolean {
+    const bodyLength = body?.byteLength ?? 0;
+    const total = FRAME_HEADER_SIZE + header.byteLength + bodyLength;
+    if (bodyLength > COPY_LIMIT || this.#fill + total > STAGE_SIZE) {
+      return false;
+    }
+    writeFrameHeader(this.#stage, this.#fill, frame);
+    this.#stage.set(header, this.#fill + FRAME_HEADER_SIZE);
+    if (body !== null) {
+      this.#stage.set(body, this.#fill + FRAME_HEADER_SIZE + header.byteLength);
+    }
+    this.#fill += total;
+    this.written += total;
+    return true;
+  }
+
   async bytes(data: Uint8Array): Promise<void> {
     if (data.byteLength === 0) return;
     this.written += data.byteLength;

@@ -313,6 +313,32 @@ async function writeSized(
   return size;
 }
 
+/**
+ * Sends a known-size object with a packed body (or none) by staging it
+ * whole, if the stage has room; returns whether it did. Most small objects
+ * go this way, without the promises of {@linkcode sendObject}.
+ */
+function stageObject(item: Item): boolean {
+  const { obj, packed } = item;
+  const body = obj.body;
+  if (
+    obj.size < 0 ||
+    (body !== null && (body.k !== "packed" || body.len !== obj.size))
+  ) {
+    return false;
+  }
+  const w = openConnection();
+  const staged = w.tryStage(
+    { kind: KIND_OBJECT, flags: 0, length: obj.hdrLen, seq: obj.seq },
+    packed.subarray(obj.hdrOff, obj.hdrOff + obj.hdrLen),
+    body === null ? null : packed.subarray(body.off, body.off + body.len),
+  );
+  if (!staged) return false;
+  lastSeq = obj.seq;
+  pending.push({ seq: obj.seq, end: w.written, bytes: obj.size });
+  return true;
+}
+
 async function sendObject(item: Item): Promise<void> {
   const { obj, packed } = item;
   lastSeq = obj.seq;
@@ -409,12 +435,15 @@ async function run(): Promise<void> {
           queue.length = 0;
           head = 0;
         }
-        await sendObject(item);
+        if (!stageObject(item)) await sendObject(item);
         continue;
       }
       if (writer !== null) {
         await writer.flush();
         progress();
+        // Objects (and the fin behind them) may have come during the flush:
+        // send them before anything else, or fin would leave them behind.
+        if (head < queue.length) continue;
       }
       postCompletions();
       if (finRequested) {
