@@ -270,11 +270,12 @@ export interface StreamStats {
 /**
  * Receive handler: called once per object, in order, or once with an error.
  *
- * `body` is a byte stream that moves only when the handler reads. Read it
- * with a BYOB reader (`body.getReader({ mode: "byob" })`) and the receiver
- * reads the request straight into your buffer: no copy, no allocation per
- * read, about twice as fast as a default reader (see bench/ANALYSIS.md).
- * Buffers of 64 KiB suit `Deno.serve` best.
+ * `body` is a byte stream that moves only when the handler reads. For large
+ * bodies read it with a BYOB reader (`body.getReader({ mode: "byob" })`):
+ * the receiver reads the request straight into your buffer, with no copy
+ * and no allocation per read (64 KiB buffers suit `Deno.serve` best). A
+ * small body that arrived whole is queued before the handler is called, so
+ * a default reader (or `new Response(body).bytes()`) takes it in one read.
  *
  * @example
  * ```ts
