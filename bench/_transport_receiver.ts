@@ -273,27 +273,27 @@ async function* lines(
   if (buffered !== "") yield buffered;
 }
 
+/** `value` of flag `--name` if it is one of `allowed`; else reports and returns null. */
+function oneOf<T extends string>(
+  name: string,
+  value: string | undefined,
+  allowed: readonly T[],
+): T | null {
+  if (allowed.includes(value as T)) return value as T;
+  console.error(
+    `_transport_receiver: --${name} is ${JSON.stringify(value)}; expected ${
+      allowed.map((a) => JSON.stringify(a)).join(" or ")
+    }`,
+  );
+  return null;
+}
+
 async function main(args: string[]): Promise<number> {
   const flags = parseFlags(args, { string: ["mode", "read"] });
-  const mode = flags.strings.mode;
-  const read = flags.strings.read ?? "byob";
-  if (read !== "byob" && read !== "default") {
-    console.error(
-      `_transport_receiver: --read is ${
-        JSON.stringify(read)
-      }; expected "byob" or "default"`,
-    );
-    return 2;
-  }
+  const mode = oneOf("mode", flags.strings.mode, ["transport", "drain"]);
+  const read = oneOf("read", flags.strings.read ?? "byob", ["byob", "default"]);
+  if (mode === null || read === null) return 2;
   readMode = read;
-  if (mode !== "transport" && mode !== "drain") {
-    console.error(
-      `_transport_receiver: --mode is ${
-        JSON.stringify(mode)
-      }; expected "transport" or "drain"`,
-    );
-    return 2;
-  }
   const served = mode === "transport" ? await serveTransport() : serveDrain();
   console.log(`Listening on ${served.url.href}`);
   for await (const line of lines(Deno.stdin.readable)) {
