@@ -26,8 +26,12 @@ export class BodySink {
   #wake: (() => void) | null = null;
   #open = true;
 
-  /** `size`: the body's length if known (a default read needs no more), else -1. */
-  constructor(size: number) {
+  /**
+   * `size`: the body's length if known (a default read needs no more), else
+   * -1. `whole`: all of the body, already here (the caller reuses it): the
+   * stream starts with a copy queued and closed, and nothing more is fed.
+   */
+  constructor(size: number, whole?: Uint8Array) {
     this.stream = new ReadableStream({
       type: "bytes",
       autoAllocateChunkSize: size > 0 && size < AUTO_ALLOCATE
@@ -35,6 +39,11 @@ export class BodySink {
         : AUTO_ALLOCATE,
       start: (controller) => {
         this.#controller = controller;
+        if (whole !== undefined) {
+          controller.enqueue(whole.slice());
+          controller.close();
+          this.#open = false;
+        }
       },
       pull: () => this.#wakeUp(),
       cancel: () => {
@@ -108,14 +117,6 @@ export class BodySink {
     } else {
       this.#controller.enqueue(bytes.slice());
     }
-  }
-
-  /**
-   * Queues all of a body (a copy of `bytes`, which the caller reuses) before
-   * the handler reads: its first read then takes it without a pull.
-   */
-  enqueueWhole(bytes: Uint8Array): void {
-    if (this.#open) this.#controller.enqueue(bytes.slice());
   }
 
   /** Stops feeding: everything after this is drained. */

@@ -157,12 +157,16 @@ export function errorResponse(status: number, error: TransportError): Response {
 interface Current {
   header: ReceivedHeader;
   sink: BodySink | null;
+  /** Its body arrived whole with its header: the sink comes with the bytes. */
+  whole: boolean;
   /** Whether the handler was called for this object. */
   started: boolean;
   done: Promise<void>;
   settled: boolean;
   failure?: unknown;
 }
+
+const SETTLED = Promise.resolve();
 
 /**
  * Calls the handler for `current` unless it already was. For a body that
@@ -173,16 +177,27 @@ interface Current {
 function startHandler(handler: ReceiveHandler, current: Current): void {
   if (current.started) return;
   current.started = true;
+  // Only an error before the body's bytes gets here without its sink.
+  if (current.whole) current.sink ??= new BodySink(current.header.size);
   const { header, sink } = current;
-  current.done = (async () => {
-    try {
-      await handler(header, sink === null ? null : sink.stream);
-    } catch (error) {
-      current.failure = error;
-    } finally {
+  let result: void | Promise<void>;
+  try {
+    result = handler(header, sink === null ? null : sink.stream);
+  } catch (error) {
+    current.failure = error;
+    current.settled = true;
+    current.done = SETTLED;
+    return;
+  }
+  current.done = Promise.resolve(result).then(
+    () => {
       current.settled = true;
-    }
-  })();
+    },
+    (error) => {
+      current.failure = error;
+      current.settled = true;
+    },
+  );
 }
 
 function handlerFailed(
@@ -330,28 +345,31 @@ export async function receiveRequest(
           const header = event.header as ReceivedHeader;
           header.sessionId = sessionId;
           header.seq = event.seq;
+          const whole = event.hasBody && header.size !== -1 &&
+            header.size <= parser.buffered;
           current = {
             header,
-            sink: event.hasBody ? new BodySink(event.header.size) : null,
+            sink: event.hasBody && !whole ? new BodySink(header.size) : null,
+            whole,
             started: false,
-            done: Promise.resolve(),
+            done: SETTLED,
             settled: false,
           };
           // A body still on its way: the handler learns of the object now.
-          if (header.size === -1 || header.size > parser.buffered) {
-            startHandler(endpoint.handler, current);
-          }
+          if (!whole) startHandler(endpoint.handler, current);
           break;
         }
         case "data": {
           const cur = current!;
+          if (cur.whole && !cur.started) {
+            // In PDU mode the first PDU may be only part of the body.
+            const all = event.bytes.byteLength === cur.header.size;
+            if (all) cur.sink = new BodySink(cur.header.size, event.bytes);
+            startHandler(endpoint.handler, cur);
+            if (all) break;
+          }
           if (cur.sink !== null) {
-            if (!cur.started && event.bytes.byteLength === cur.header.size) {
-              cur.sink.enqueueWhole(event.bytes);
-            } else {
-              startHandler(endpoint.handler, cur);
-              await cur.sink.write(event.bytes, cur.done);
-            }
+            await cur.sink.write(event.bytes, cur.done);
             checkSettled(cur);
           }
           break;
@@ -359,8 +377,8 @@ export async function receiveRequest(
         case "end": {
           const cur = current!;
           if (cur.header.size === -1) cur.header.size = event.size;
-          cur.sink?.close();
           startHandler(endpoint.handler, cur);
+          cur.sink?.close();
           await cur.done;
           current = null;
           if (cur.failure !== undefined) {
