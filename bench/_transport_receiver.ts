@@ -89,67 +89,63 @@ const freeBuffers: Uint8Array<ArrayBuffer>[] = [];
 /** How bodies are read: see `--read`. */
 let readMode: "byob" | "default" = "byob";
 
-/**
- * A reader of a body of `size` bytes (-1: unknown) in `readMode`, or a
- * default one for a non-byte stream.
- */
-function readerOf(body: ReadableStream<Uint8Array>, size: number): {
-  read(): Promise<Uint8Array | null>;
-  release(): void;
-} {
-  let byob: ReadableStreamBYOBReader | null = null;
-  if (readMode === "byob" && (size < 0 || size >= READ_BUFFER)) {
-    try {
-      byob = body.getReader({ mode: "byob" });
-    } catch (error) {
-      // A body that is not a byte stream: read its own chunks.
-      if (!(error instanceof TypeError)) throw error;
-    }
+/** The BYOB reader `readMode` asks for a body of `size` bytes, if any. */
+function byobReaderOf(
+  body: ReadableStream<Uint8Array>,
+  size: number,
+): ReadableStreamBYOBReader | null {
+  if (readMode !== "byob" || (size >= 0 && size < READ_BUFFER)) return null;
+  try {
+    return body.getReader({ mode: "byob" });
+  } catch (error) {
+    // A body that is not a byte stream: read its own chunks.
+    if (!(error instanceof TypeError)) throw error;
+    return null;
   }
-  if (byob === null) {
-    const reader = body.getReader();
-    return {
-      read: async () => {
-        const { value, done } = await reader.read();
-        return done ? null : value;
-      },
-      release() {},
-    };
-  }
-  let buffer = freeBuffers.pop() ?? new Uint8Array(READ_BUFFER);
-  return {
-    read: async () => {
-      const { value, done } = await byob.read(buffer);
-      if (value !== undefined) buffer = new Uint8Array(value.buffer);
-      return done ? null : value!;
-    },
-    release() {
-      if (!buffer.buffer.detached) freeBuffers.push(buffer);
-    },
-  };
 }
 
-/** Reads `body` to its end; returns its length and its first 8 bytes. */
+/** Length and first 8 bytes of a body, as chunks arrive. */
+class Drained {
+  length = 0;
+  readonly stamp = new Uint8Array(STAMP_BYTES);
+
+  add(chunk: Uint8Array): void {
+    if (this.length < STAMP_BYTES) {
+      this.stamp.set(chunk.subarray(0, STAMP_BYTES - this.length), this.length);
+    }
+    this.length += chunk.byteLength;
+  }
+}
+
+/**
+ * Reads `body` (`size` bytes, -1 if unknown) to its end: large ones with a
+ * BYOB reader into a reused buffer, small ones with a default reader.
+ */
 async function drain(
   body: ReadableStream<Uint8Array>,
   size: number,
-): Promise<{ length: number; stamp: Uint8Array }> {
-  const stamp = new Uint8Array(STAMP_BYTES);
-  let length = 0;
-  const reader = readerOf(body, size);
+): Promise<Drained> {
+  const drained = new Drained();
+  const byob = byobReaderOf(body, size);
+  if (byob === null) {
+    const reader = body.getReader();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return drained;
+      drained.add(value);
+    }
+  }
+  let buffer = freeBuffers.pop() ?? new Uint8Array(READ_BUFFER);
   try {
     for (;;) {
-      const value = await reader.read();
-      if (value === null) break;
-      if (length < STAMP_BYTES) {
-        stamp.set(value.subarray(0, STAMP_BYTES - length), length);
-      }
-      length += value.byteLength;
+      const { value, done } = await byob.read(buffer);
+      if (value !== undefined) buffer = new Uint8Array(value.buffer);
+      if (done) return drained;
+      drained.add(value!);
     }
   } finally {
-    reader.release();
+    if (!buffer.buffer.detached) freeBuffers.push(buffer);
   }
-  return { length, stamp };
 }
 
 const lastSeq = new Map<string, number>();
