@@ -38,13 +38,32 @@ const TWO_32 = 2 ** 32;
  */
 export const MIN_HEADER_SIZE: number = 2 + 8 + 4 + 2 + 2 + 2 + 2;
 
-function utf8(field: string, value: string): Uint8Array {
+/**
+ * A string field as it goes on the wire: the string itself when it is all
+ * ASCII (written char by char: a `TextEncoder` call per field cost more
+ * than the rest of the encoder for header-only objects), else its UTF-8.
+ */
+type Field = string | Uint8Array;
+
+function fieldLength(field: Field): number {
+  return typeof field === "string" ? field.length : field.byteLength;
+}
+
+function utf8(field: string, value: string): Field {
   if (typeof value !== "string") {
     throw new TransportError(
       "obj_hdr_invalid",
       `header field ${field} is ${typeof value}, expected a string`,
     );
   }
+  let ascii = true;
+  for (let i = 0; i < value.length; i++) {
+    if (value.charCodeAt(i) >= 0x80) {
+      ascii = false;
+      break;
+    }
+  }
+  if (ascii && value.length <= MAX_U16) return value;
   // A lone surrogate would go out as U+FFFD: another string than the one given.
   if (!value.isWellFormed()) {
     throw new TransportError(
@@ -52,7 +71,7 @@ function utf8(field: string, value: string): Uint8Array {
       `header field ${field} holds a lone surrogate, expected well-formed Unicode`,
     );
   }
-  const bytes = value === "" ? EMPTY : encoder.encode(value);
+  const bytes = encoder.encode(value);
   if (bytes.length > MAX_U16) {
     throw new TransportError(
       "obj_hdr_invalid",
@@ -97,7 +116,7 @@ export function encodeHeader(
   const contentType = utf8("contentType", header.contentType ?? "");
   const cksumType = utf8("checksum.type", header.checksum?.type ?? "");
   const cksumValue = utf8("checksum.value", header.checksum?.value ?? "");
-  const pairs: Uint8Array[] = [];
+  const pairs: Field[] = [];
   if (header.custom !== undefined) {
     const keys = Object.keys(header.custom).sort();
     if (keys.length > MAX_U16) {
@@ -119,16 +138,20 @@ export function encodeHeader(
       pairs.push(utf8("custom key", key), utf8(`custom.${key}`, value));
     }
   }
-  let length = MIN_HEADER_SIZE + name.length + opaque.length +
-    contentType.length + cksumType.length + cksumValue.length;
-  for (const pair of pairs) length += 2 + pair.length;
+  let length = MIN_HEADER_SIZE + fieldLength(name) + opaque.length +
+    fieldLength(contentType) + fieldLength(cksumType) + fieldLength(cksumValue);
+  for (const pair of pairs) length += 2 + fieldLength(pair);
   const out = new Uint8Array(length);
   const view = new DataView(out.buffer);
   let at = 0;
-  const putU16 = (bytes: Uint8Array) => {
-    view.setUint16(at, bytes.length);
-    out.set(bytes, at + 2);
-    at += 2 + bytes.length;
+  const putU16 = (field: Field) => {
+    const n = fieldLength(field);
+    view.setUint16(at, n);
+    at += 2;
+    if (typeof field === "string") {
+      for (let i = 0; i < n; i++) out[at + i] = field.charCodeAt(i);
+    } else out.set(field, at);
+    at += n;
   };
   putU16(name);
   if (header.size === -1) {
