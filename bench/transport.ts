@@ -485,6 +485,33 @@ function better(best: Best, run: Measured, rate: number): Best {
   return rate > best.rate ? { rate, objects: run.objects } : best;
 }
 
+/** One side of a comparison: what it is, how it sends, where to. */
+type Side = [what: string, sender: Sender, receiver: Serving];
+
+/**
+ * Runs every side `options.runs` times, interleaved so that a noisy moment
+ * does not hit only one, and returns each side's best run by `rate`. The
+ * transport side (`sendTransport`) gets the transport limits.
+ */
+async function bestOfRuns(
+  sides: Side[],
+  pool: Pool,
+  options: TransportBenchOptions,
+  rate: (run: Measured) => number,
+): Promise<Best[]> {
+  const best: Best[] = sides.map(() => ({ rate: 0, objects: 0 }));
+  for (let i = 0; i < options.runs; i++) {
+    for (const [index, [what, sender, receiver]] of sides.entries()) {
+      const limits = sender === sendTransport
+        ? options.transport
+        : options.baseline;
+      const run = await measure(what, sender, receiver, pool, limits);
+      best[index] = better(best[index], run, rate(run));
+    }
+  }
+  return best;
+}
+
 const megabytesPerSecond = (run: Measured): number =>
   run.bytes / 1e6 / (run.ms / 1000);
 const objectsPerSecond = (run: Measured): number =>
@@ -507,45 +534,21 @@ export async function benchTransportLarge(
 ): Promise<BenchRow[]> {
   const pool = makePool(MIB);
   return await withReceivers(async ({ transport, drain, drainByob }) => {
-    let raw: Best = { rate: 0, objects: 0 };
-    let rawByob: Best = { rate: 0, objects: 0 };
-    let fetched: Best = { rate: 0, objects: 0 };
-    let ours: Best = { rate: 0, objects: 0 };
-    // Interleave the sides so a noisy moment does not hit only one.
-    for (let i = 0; i < options.runs; i++) {
-      const r = await measure(
-        "raw chunked PUT of 1 MiB chunks",
-        sendRawChunked,
-        drain,
-        pool,
-        options.baseline,
-      );
-      raw = better(raw, r, megabytesPerSecond(r));
-      const b = await measure(
-        "raw chunked PUT of 1 MiB chunks, BYOB drain",
-        sendRawChunked,
-        drainByob,
-        pool,
-        options.baseline,
-      );
-      rawByob = better(rawByob, b, megabytesPerSecond(b));
-      const f = await measure(
-        "fetch streaming PUT of 1 MiB chunks",
-        sendFetchStream,
-        drain,
-        pool,
-        options.baseline,
-      );
-      fetched = better(fetched, f, megabytesPerSecond(f));
-      const t = await measure(
-        "transport, 1 MiB objects",
-        sendTransport,
-        transport,
-        pool,
-        options.transport,
-      );
-      ours = better(ours, t, megabytesPerSecond(t));
-    }
+    const [raw, rawByob, fetched, ours] = await bestOfRuns(
+      [
+        ["raw chunked PUT of 1 MiB chunks", sendRawChunked, drain],
+        [
+          "raw chunked PUT of 1 MiB chunks, BYOB drain",
+          sendRawChunked,
+          drainByob,
+        ],
+        ["fetch streaming PUT of 1 MiB chunks", sendFetchStream, drain],
+        ["transport, 1 MiB objects", sendTransport, transport],
+      ],
+      pool,
+      options,
+      megabytesPerSecond,
+    );
     const note =
       `best of ${options.runs} runs per side; transport ${
         limitsText(options.transport)
@@ -595,26 +598,15 @@ async function objectRates(
   const pool = makePool(size);
   const label = size === 0 ? "header-only" : `${size / KIB} KiB`;
   return await withReceivers(async ({ transport, drain }) => {
-    let fetched: Best = { rate: 0, objects: 0 };
-    let ours: Best = { rate: 0, objects: 0 };
-    for (let i = 0; i < options.runs; i++) {
-      const f = await measure(
-        `fetch PUT per ${label} object`,
-        sendFetchEach,
-        drain,
-        pool,
-        options.baseline,
-      );
-      fetched = better(fetched, f, objectsPerSecond(f));
-      const t = await measure(
-        `transport, ${label} objects`,
-        sendTransport,
-        transport,
-        pool,
-        options.transport,
-      );
-      ours = better(ours, t, objectsPerSecond(t));
-    }
+    const [fetched, ours] = await bestOfRuns(
+      [
+        [`fetch PUT per ${label} object`, sendFetchEach, drain],
+        [`transport, ${label} objects`, sendTransport, transport],
+      ],
+      pool,
+      options,
+      objectsPerSecond,
+    );
     return { ours, fetched };
   });
 }
