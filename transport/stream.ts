@@ -12,11 +12,11 @@ import { encodeHeader } from "./header_codec.ts";
 import { checkRequestHeaders, receiverUrl } from "./_request_target.ts";
 import { CopyRing, type RingSlot } from "./_copy_ring.ts";
 import {
+  BatchTable,
   type FromWorker,
   type InitMessage,
   type WireBody,
   type WireError,
-  type WireObject,
   type WorkerStats,
   zeroStats,
 } from "./_messages.ts";
@@ -153,7 +153,7 @@ export class Stream {
   #outstanding: Outstanding[] = [];
   #head = 0;
   /** Objects of the next batch, and the bodies still to hand over. */
-  #batch: WireObject[] = [];
+  #batch = new BatchTable();
   #batchBodies: ObjectBody[] = [];
   #transfer: Transferable[] = [];
   #ring: CopyRing | null = null;
@@ -396,7 +396,7 @@ export class Stream {
     } else if (isFileBody(body)) {
       wireBody = { k: "file", path: body.path };
     }
-    this.#batch.push({
+    this.#batch.add({
       seq,
       size,
       hdrOff,
@@ -448,7 +448,7 @@ export class Stream {
       this.#clearFlushTimer();
       // Objects not yet posted never reach the worker: release their bodies.
       for (const body of this.#batchBodies) cancelBody(body, error);
-      this.#batch = [];
+      this.#batch.clear();
       this.#batchBodies = [];
       this.#transfer = [];
       this.#packedAt = 0;
@@ -613,10 +613,10 @@ export class Stream {
   #flush(): void {
     this.#clearFlushTimer();
     if (this.#batch.length === 0) return;
+    const count = this.#batch.length;
     const objs = this.#batch;
     const packed = this.#packed.subarray(0, this.#packedAt);
     const transfer = [packed.buffer, ...this.#transfer];
-    this.#batch = [];
     this.#batchBodies = [];
     this.#transfer = [];
     // The packed buffer moves to the worker: start the next one at a size
@@ -629,17 +629,19 @@ export class Stream {
     // Mark posted so termination paths no longer cancel these bodies here.
     for (
       let i = this.#head, j = 0;
-      i < this.#outstanding.length && j < objs.length;
+      i < this.#outstanding.length && j < count;
       i++
     ) {
       const rec = this.#outstanding[i];
-      if (!rec.posted && rec.seq === objs[j].seq) {
+      if (!rec.posted && rec.seq === objs.seqAt(j)) {
         rec.posted = true;
         rec.body = null;
         j++;
       }
     }
-    worker.postMessage({ t: "objs", packed, objs }, transfer);
+    const message = objs.take(packed);
+    transfer.push(message.meta.buffer);
+    worker.postMessage(message, transfer);
   }
 
   #callback(rec: Outstanding, error: TransportError | undefined): void {

@@ -19,6 +19,7 @@ import {
   KIND_PDU,
 } from "../transport/framing.ts";
 import {
+  batchObjects,
   type FromWorker,
   type InitMessage,
   type ToWorker,
@@ -480,11 +481,11 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
       break;
     case "objs":
       if (terminated !== null || ended) {
-        for (const obj of message.objs) {
-          track(discardBody(obj.body, terminated));
+        for (const [, body] of message.others) {
+          track(discardBody(body, terminated));
         }
       } else {
-        for (const obj of message.objs) {
+        for (const obj of batchObjects(message)) {
           queue.push({ obj, packed: message.packed });
         }
       }
