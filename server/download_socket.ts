@@ -230,14 +230,22 @@ export function serveDownloadSocket(
     // Not (or no longer) in memory: the rest comes from the store.
     start += recent;
     const reader = resource.read(start, end).getReader({ mode: "byob" });
-    // BYOB reads transfer the buffer they fill, so this one is the request's own.
-    let buffer = new ArrayBuffer(DATA_FRAME_HEADER_SIZE + options.frameSize);
+    // BYOB reads transfer the buffer they fill, so this one is the request's
+    // own: as large as this socket's frames now (a thousand followers reading
+    // the store must not each hold a full-size frame).
+    let buffer = new ArrayBuffer(
+      DATA_FRAME_HEADER_SIZE + Math.min(frameFor(options), end - start),
+    );
     let sent = 0;
     try {
       while (sent < end - start) {
         const go = mayContinue(session);
         if (go !== true && !(await go)) break;
-        const room = Math.min(frameFor(options), session.credit);
+        const room = Math.min(
+          frameFor(options),
+          session.credit,
+          buffer.byteLength - DATA_FRAME_HEADER_SIZE,
+        );
         // Read straight behind the frame header: the payload is never copied.
         const { value, done } = await reader.read(
           new Uint8Array(buffer, DATA_FRAME_HEADER_SIZE, room),

@@ -54,8 +54,10 @@ export interface ServerOptions {
   /** Bytes an uploader may have unacknowledged. Default 8 MiB. */
   uploadWindow?: number;
   /**
-   * Largest payload of a download data frame. Default 64 KiB: frames under
-   * glibc's 128 KiB mmap threshold keep fan-out out of mmap and page faults.
+   * Largest payload of a download data frame. Default 256 KiB: a lone
+   * download sends a quarter of the frames it would at 64 KiB (1.24× the
+   * plain-WebSocket baseline instead of 0.7–0.8×). With many sockets,
+   * frames shrink to each one's share of the send budget, down to 24 KiB.
    */
   frameSize?: number;
   /** Credit of a read request that names none. Default 4 MiB. */
@@ -204,7 +206,7 @@ export async function startServer(
   const registry = await ResourceRegistry.load(store, { checkpointMs });
   const sockets = new Set<WebSocket>();
   const uploadWindow = options.uploadWindow ?? 8 * 1024 * 1024;
-  const frameSize = options.frameSize ?? 64 * 1024;
+  const frameSize = options.frameSize ?? 256 * 1024;
   const readWindow = options.readWindow ?? 4 * 1024 * 1024;
   const downloadOptions = {
     frameSize,
