@@ -156,6 +156,22 @@ export function serveDownloadSocket(
     return waitToSend(session);
   };
 
+  /**
+   * Payload room of `session`'s next frame, at most `limit`, once it may
+   * send; 0 if it must stop. A promise only when it has to wait.
+   */
+  const nextRoom = (
+    session: ReadSession,
+    limit: number,
+  ): number | Promise<number> => {
+    const go = mayContinue(session);
+    if (go === true) return Math.min(frameFor(options), session.credit, limit);
+    if (go === false) return 0;
+    return go.then((ok) =>
+      ok ? Math.min(frameFor(options), session.credit, limit) : 0
+    );
+  };
+
   const waitToSend = async (session: ReadSession): Promise<boolean> => {
     for (;;) {
       if (session.cancelled || socket.readyState !== WebSocket.OPEN) {
@@ -195,13 +211,9 @@ export function serveDownloadSocket(
   ): Promise<number> => {
     let sent = 0;
     while (sent < end - start) {
-      const go = mayContinue(session);
-      if (go !== true && !(await go)) break;
-      const room = Math.min(
-        frameFor(options),
-        session.credit,
-        end - start - sent,
-      );
+      let room = nextRoom(session, end - start - sent);
+      if (typeof room !== "number") room = await room;
+      if (room === 0) break;
       const length = resource.copyRecent(
         start + sent,
         new Uint8Array(sharedFrame, DATA_FRAME_HEADER_SIZE, room),
@@ -239,13 +251,12 @@ export function serveDownloadSocket(
     let sent = 0;
     try {
       while (sent < end - start) {
-        const go = mayContinue(session);
-        if (go !== true && !(await go)) break;
-        const room = Math.min(
-          frameFor(options),
-          session.credit,
+        let room = nextRoom(
+          session,
           buffer.byteLength - DATA_FRAME_HEADER_SIZE,
         );
+        if (typeof room !== "number") room = await room;
+        if (room === 0) break;
         // Read straight behind the frame header: the payload is never copied.
         const { value, done } = await reader.read(
           new Uint8Array(buffer, DATA_FRAME_HEADER_SIZE, room),
