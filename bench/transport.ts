@@ -285,6 +285,26 @@ async function sendRawChunked(
   return { objects: sent, bytes: sent * pool.size, ms };
 }
 
+/**
+ * One `fetch` PUT into the drain receiver; checks its answer against
+ * `expectedBytes()` (asked once the response is in).
+ */
+async function fetchDrained(
+  what: string,
+  url: URL,
+  init: Omit<RequestInit, "method">,
+  expectedBytes: () => number,
+): Promise<void> {
+  const response = await fetch(url, { ...init, method: "PUT" });
+  const text = await response.text();
+  if (!response.ok) {
+    throw new BenchError(
+      `${what}: receiver answered HTTP ${response.status}: ${text}`,
+    );
+  }
+  checkDrainAnswer(what, text, expectedBytes());
+}
+
 /** `fetch` with a streaming request body: one chunk per object. */
 async function sendFetchStream(
   url: URL,
@@ -308,19 +328,11 @@ async function sendFetchStream(
       sent++;
     },
   });
-  const response = await fetch(url, {
-    method: "PUT",
+  await fetchDrained("fetch streaming PUT", url, {
     body,
     headers: { "content-type": "application/octet-stream" },
     signal,
-  });
-  const text = await response.text();
-  if (!response.ok) {
-    throw new BenchError(
-      `fetch streaming PUT: receiver answered HTTP ${response.status}: ${text}`,
-    );
-  }
-  checkDrainAnswer("fetch streaming PUT", text, sent * pool.size);
+  }, () => sent * pool.size);
   const ms = performance.now() - started;
   return { objects: sent, bytes: sent * pool.size, ms };
 }
@@ -336,22 +348,14 @@ async function sendFetchEach(
   const stopAt = started + limits.seconds * 1000;
   let sent = 0;
   while (sent < limits.objects) {
-    const response = await fetch(url, {
-      method: "PUT",
+    await fetchDrained(`fetch PUT #${sent}`, url, {
       body: plainBodyOf(pool, sent),
       headers: {
         "content-type": "application/octet-stream",
         "x-object-name": String(sent),
       },
       signal,
-    });
-    const text = await response.text();
-    if (!response.ok) {
-      throw new BenchError(
-        `fetch PUT #${sent}: receiver answered HTTP ${response.status}: ${text}`,
-      );
-    }
-    checkDrainAnswer(`fetch PUT #${sent}`, text, pool.size);
+    }, () => pool.size);
     sent++;
     if (checkClock(pool, sent) && performance.now() >= stopAt) break;
   }
