@@ -35,6 +35,7 @@ export const ERROR_CODES = [
   "checksum-mismatch",
   "connection-closed",
   "timeout",
+  "unavailable",
   "internal",
 ] as const;
 

@@ -9,6 +9,21 @@
 
 import type { ResourceStatus } from "./status.ts";
 import type { ErrorCode } from "./errors.ts";
+import type { HeartbeatMessage } from "./heartbeat.ts";
+
+/**
+ * Largest control (text) message either end accepts, in UTF-16 units (a
+ * `request-upload` with the largest name and metadata fits). Deno reads a
+ * whole message before it is seen, so this bounds what is parsed and kept,
+ * not what a hostile peer can make the runtime buffer (up to 64 MiB).
+ *
+ * @example
+ * ```ts
+ * import { MAX_CONTROL_MESSAGE_CHARS } from "./messages.ts";
+ * const tooLong = (text: string) => text.length > MAX_CONTROL_MESSAGE_CHARS;
+ * ```
+ */
+export const MAX_CONTROL_MESSAGE_CHARS = 256 * 1024;
 
 /**
  * Uploader → server: create a resource and start uploading it.
@@ -102,6 +117,12 @@ export interface ReadyForUploadMessage {
   offset: number;
   /** How long the server keeps an upload whose connection was lost; 0 = not resumable. */
   resumeGraceMs: number;
+  /**
+   * Bytes of the window each binary frame costs beyond its payload, so that
+   * a flood of tiny frames is paced like bytes are. Absent (0) from older
+   * servers.
+   */
+  frameCost?: number;
 }
 
 /**
@@ -295,7 +316,8 @@ export interface ErrorMessage {
 export type UploadClientMessage =
   | RequestUploadMessage
   | ResumeUploadMessage
-  | EndOfInputMessage;
+  | EndOfInputMessage
+  | HeartbeatMessage;
 /**
  * Messages the server sends on an upload socket.
  *
@@ -310,7 +332,8 @@ export type UploadServerMessage =
   | ReadyForUploadMessage
   | AckMessage
   | FinalStatusMessage
-  | ErrorMessage;
+  | ErrorMessage
+  | HeartbeatMessage;
 /**
  * Messages a downloader sends.
  *
@@ -327,7 +350,8 @@ export type DownloadClientMessage =
   | ReadMessage
   | FollowMessage
   | CreditMessage
-  | CancelMessage;
+  | CancelMessage
+  | HeartbeatMessage;
 /**
  * Messages the server sends on a download socket.
  *
@@ -341,4 +365,5 @@ export type DownloadClientMessage =
 export type DownloadServerMessage =
   | StatusMessage
   | ReadEndMessage
-  | ErrorMessage;
+  | ErrorMessage
+  | HeartbeatMessage;

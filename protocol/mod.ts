@@ -19,3 +19,4 @@ export * from "./errors.ts";
 export * from "./messages.ts";
 export * from "./validate.ts";
 export * from "./data_frame.ts";
+export * from "./heartbeat.ts";

@@ -160,6 +160,7 @@ const UPLOAD_CLIENT_TYPES = [
   "request-upload",
   "resume-upload",
   "end-of-input",
+  "heartbeat",
 ] as const;
 
 /**
@@ -229,12 +230,20 @@ export function parseUploadClientMessage(text: string): UploadClientMessage {
         ? { type: "end-of-input" }
         : { type: "end-of-input", sha256 };
     }
+    case "heartbeat":
+      return { type: "heartbeat" };
     default:
       throw unknownType(message.type, UPLOAD_CLIENT_TYPES);
   }
 }
 
-const DOWNLOAD_CLIENT_TYPES = ["read", "follow", "credit", "cancel"] as const;
+const DOWNLOAD_CLIENT_TYPES = [
+  "read",
+  "follow",
+  "credit",
+  "cancel",
+  "heartbeat",
+] as const;
 
 /**
  * Parses a message a downloader sent. Checks the shape of ranges
@@ -292,6 +301,8 @@ export function parseDownloadClientMessage(
       };
     case "cancel":
       return { type: "cancel", requestId: requestId(message) };
+    case "heartbeat":
+      return { type: "heartbeat" };
     default:
       throw unknownType(message.type, DOWNLOAD_CLIENT_TYPES);
   }
@@ -309,7 +320,13 @@ export function parseDownloadClientMessage(
  */
 export function parseUploadServerMessage(text: string): UploadServerMessage {
   const message = parseObject(text);
-  const types = ["ready-for-upload", "ack", "final-status", "error"];
+  const types = [
+    "ready-for-upload",
+    "ack",
+    "final-status",
+    "error",
+    "heartbeat",
+  ];
   if (!types.includes(message.type as string)) {
     throw unknownType(message.type, types);
   }
@@ -329,7 +346,7 @@ export function parseDownloadServerMessage(
   text: string,
 ): DownloadServerMessage {
   const message = parseObject(text);
-  const types = ["status", "read-end", "error"];
+  const types = ["status", "read-end", "error", "heartbeat"];
   if (!types.includes(message.type as string)) {
     throw unknownType(message.type, types);
   }

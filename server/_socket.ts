@@ -1,7 +1,11 @@
 /** Internals shared by the upload and download socket handlers. */
 
 import { SpoolError } from "../protocol/errors.ts";
-import type { ErrorMessage } from "../protocol/messages.ts";
+import {
+  type ErrorMessage,
+  MAX_CONTROL_MESSAGE_CHARS,
+} from "../protocol/messages.ts";
+import type { PeerSocket } from "./_peer_socket.ts";
 
 /** Sends `message` as JSON if the socket is still open. */
 export function sendJson(socket: WebSocket, message: object): void {
@@ -28,6 +32,27 @@ export function sendError(
   const id = spool.requestId ?? requestId;
   if (id !== undefined) message.requestId = id;
   sendJson(socket, message);
+}
+
+/** Close code for a message too big to process (RFC 6455). */
+const CLOSE_TOO_BIG = 1009;
+
+/**
+ * Refuses a control message longer than {@linkcode MAX_CONTROL_MESSAGE_CHARS}:
+ * reports it and ends the socket (a peer that sends one is not speaking the
+ * protocol). Returns whether it refused.
+ */
+export function refuseOversized(peer: PeerSocket, text: string): boolean {
+  if (text.length <= MAX_CONTROL_MESSAGE_CHARS) return false;
+  sendError(
+    peer.socket,
+    new SpoolError(
+      "limit-exceeded",
+      `a text message of ${text.length} characters exceeds the limit of ${MAX_CONTROL_MESSAGE_CHARS} for control messages; expected one small JSON object per text frame`,
+    ),
+  );
+  peer.end(CLOSE_TOO_BIG, "control message too big");
+  return true;
 }
 
 /** A socket waiting for its send buffer to drain. */

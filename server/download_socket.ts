@@ -28,10 +28,14 @@ import type { Resource } from "./resource.ts";
 import {
   binaryData,
   drained,
+  refuseOversized,
   type SendBudget,
   sendError,
   sendJson,
 } from "./_socket.ts";
+import type { PeerSocket } from "./_peer_socket.ts";
+import type { Watchers } from "./watchers.ts";
+import { HEARTBEAT_TEXT } from "../protocol/heartbeat.ts";
 
 /** Limits of a download socket. */
 export interface DownloadSocketOptions {
@@ -45,6 +49,8 @@ export interface DownloadSocketOptions {
   maxRequests: number;
   /** Send-buffer memory shared by all download sockets of the server. */
   sendBudget: SendBudget;
+  /** The server's download sockets, for the watcher limits. */
+  watchers: Watchers;
   /**
    * A frame buffer (header + `frameSize`) shared by every socket of the
    * server for bytes copied from memory: between the copy and `send()`
@@ -118,20 +124,22 @@ class ReadSession {
 }
 
 /**
- * Serves one download socket for `resource` until it closes.
+ * Serves one download socket for `resource` until it ends. It counts as a
+ * watcher (within the limits) once it opens.
  *
  * @example
  * ```ts ignore
- * const { socket, response } = Deno.upgradeWebSocket(request);
- * serveDownloadSocket(socket, resource, options);
+ * const { peer, response } = sockets.upgrade(request);
+ * serveDownloadSocket(peer, resource, options);
  * return response;
  * ```
  */
 export function serveDownloadSocket(
-  socket: WebSocket,
+  peer: PeerSocket,
   resource: Resource,
   options: DownloadSocketOptions,
 ): void {
+  const { socket } = peer;
   socket.binaryType = "arraybuffer";
   const sessions = new Map<number, ReadSession>();
   let unwatch: (() => void) | undefined;
@@ -293,12 +301,16 @@ export function serveDownloadSocket(
     if (!session.cancelled) sendEnd(request.requestId, sent);
   };
 
-  /** Streams from `start` as checkpoints advance, to the end of the resource. */
+  /**
+   * Streams from `start` as checkpoints advance, to the end of the resource.
+   * A FAILED resource's kept bytes are sent before the failure, as over
+   * HTTP: a follower gets everything that was checkpointed.
+   */
   const serveFollow = async (request: FollowMessage, session: ReadSession) => {
     let position = request.start;
     while (!session.cancelled && socket.readyState === WebSocket.OPEN) {
       const status = resource.status;
-      if (status.status === "FAILED") {
+      if (status.status === "FAILED" && position >= status.size) {
         throw new SpoolError(
           "resource-failed",
           `resource ${status.id} FAILED: ${status.error ?? "unknown reason"}`,
@@ -376,8 +388,15 @@ export function serveDownloadSocket(
     ).finally(() => sessions.delete(requestId));
   };
 
-  const leaveBudget = options.sendBudget.join();
+  let leaveBudget: (() => void) | undefined;
   socket.onopen = () => {
+    const refusal = options.watchers.admit(resource, peer);
+    if (refusal) {
+      sendError(socket, refusal);
+      peer.end(CLOSE_LIMIT, refusal.code);
+      return;
+    }
+    leaveBudget = options.sendBudget.join();
     unwatch = resource.watch((_status, message) => {
       if (socket.readyState === WebSocket.OPEN) socket.send(message);
       // Followers waiting for bytes look at the new status.
@@ -385,6 +404,8 @@ export function serveDownloadSocket(
     });
   };
   socket.onmessage = (event) => {
+    peer.touch();
+    if (event.data === HEARTBEAT_TEXT) return peer.answerHeartbeat();
     if (typeof event.data !== "string") {
       const size = binaryData(event.data)?.byteLength ?? 0;
       sendError(
@@ -396,9 +417,13 @@ export function serveDownloadSocket(
       );
       return;
     }
+    if (refuseOversized(peer, event.data)) return;
     try {
       const message = parseDownloadClientMessage(event.data);
       switch (message.type) {
+        case "heartbeat":
+          peer.answerHeartbeat();
+          break;
         case "read":
         case "follow":
           start(message);
@@ -418,14 +443,14 @@ export function serveDownloadSocket(
       sendError(socket, error, peekRequestId(event.data));
     }
   };
-  socket.onclose = () => {
-    leaveBudget();
+  peer.onEnd(() => {
+    leaveBudget?.();
     unwatch?.();
     for (const session of sessions.values()) session.cancel();
     sessions.clear();
-  };
+  });
   socket.onerror = () => {
-    // The close event follows and cleans up.
+    // The end follows and cleans up.
   };
 }
 
@@ -451,13 +476,14 @@ export const CLOSE_LIMIT = 4429;
  * ```
  */
 export function rejectDownloadSocket(
-  socket: WebSocket,
+  peer: PeerSocket,
   error: SpoolError,
   code: number,
 ): void {
+  const { socket } = peer;
   socket.onopen = () => {
     sendError(socket, error);
-    socket.close(code, error.code);
+    peer.end(code, error.code);
   };
   socket.onerror = () => {
     // Nothing to clean up: this socket never served a resource.

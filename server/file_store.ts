@@ -51,6 +51,35 @@ export class InvalidResourceIdError extends Error {
   }
 }
 
+/**
+ * Thrown when another server holds the directory: two servers on one data
+ * dir would overwrite each other's statuses.
+ *
+ * @example
+ * ```ts ignore
+ * import { FileStore, StoreInUseError } from "./file_store.ts";
+ * try {
+ *   await new FileStore("./spool-data").open();
+ * } catch (error) {
+ *   if (error instanceof StoreInUseError) console.error(error.message);
+ * }
+ * ```
+ */
+export class StoreInUseError extends Error {
+  /** The error's code. */
+  readonly code = "store-in-use";
+  /** Creates the error for `dir`, held as `holder` says. */
+  constructor(dir: string, holder: string) {
+    super(
+      `the data dir ${dir} is in use by another Spool server (${holder}); expected one server per data dir: stop that one or choose another --data-dir`,
+    );
+    this.name = "StoreInUseError";
+  }
+}
+
+/** The lock file in a data dir, held (flock) while a server runs. */
+const LOCK_FILE = "spool.lock";
+
 const READ_CHUNK_SIZE = 256 * 1024;
 
 /**
@@ -67,11 +96,55 @@ const READ_CHUNK_SIZE = 256 * 1024;
 export class FileStore implements ResourceStore {
   readonly #dir: string;
   readonly #durable: boolean;
+  #lock: Deno.FsFile | undefined;
 
   /** Creates a store rooted at `dir` (created when missing). */
   constructor(dir: string, options: FileStoreOptions = {}) {
     this.#dir = dir;
     this.#durable = options.durable ?? false;
+  }
+
+  /**
+   * Locks the directory (created when missing) for this process: a second
+   * server on it is refused with {@linkcode StoreInUseError} naming the
+   * holder. The lock is the kernel's (`flock`), so it dies with its process:
+   * a crashed server leaves no stale lock.
+   */
+  async open(): Promise<void> {
+    if (this.#lock) return;
+    await Deno.mkdir(this.#dir, { recursive: true });
+    const path = join(this.#dir, LOCK_FILE);
+    const file = await Deno.open(path, {
+      read: true,
+      write: true,
+      create: true,
+    });
+    let locked = false;
+    try {
+      locked = await file.tryLock(true);
+      if (!locked) {
+        const holder = (await Deno.readTextFile(path)).trim() ||
+          "holder unknown";
+        throw new StoreInUseError(this.#dir, holder);
+      }
+      const holder = `pid ${Deno.pid}, since ${new Date().toISOString()}`;
+      await file.truncate(0);
+      await file.write(new TextEncoder().encode(holder + "\n"));
+    } catch (error) {
+      if (locked) await file.unlock();
+      file.close();
+      throw error;
+    }
+    this.#lock = file;
+  }
+
+  /** Releases the directory lock. */
+  async close(): Promise<void> {
+    const lock = this.#lock;
+    this.#lock = undefined;
+    if (!lock) return;
+    await lock.unlock();
+    lock.close();
   }
 
   #paths(id: string): { folder: string; data: string; meta: string } {
@@ -95,7 +168,9 @@ export class FileStore implements ResourceStore {
     try {
       await this.save(status);
     } catch (error) {
+      // A refused upload leaves nothing behind (a full disk, say).
       file.close();
+      await Deno.remove(paths.data).catch(ignoreNotFound);
       throw error;
     }
     return new FileWriter(file, this.#durable);
@@ -105,12 +180,18 @@ export class FileStore implements ResourceStore {
   async save(status: ResourceStatus): Promise<void> {
     const paths = this.#paths(status.id);
     const temporary = `${paths.meta}.${crypto.randomUUID()}.tmp`;
-    await Deno.writeTextFile(temporary, JSON.stringify(status));
-    if (this.#durable) {
-      using file = await Deno.open(temporary, { read: true, write: true });
-      await file.syncData();
+    try {
+      await Deno.writeTextFile(temporary, JSON.stringify(status));
+      if (this.#durable) {
+        using file = await Deno.open(temporary, { read: true, write: true });
+        await file.syncData();
+      }
+      await Deno.rename(temporary, paths.meta);
+    } catch (error) {
+      // A half-written temporary file (a full disk) must not pile up.
+      await Deno.remove(temporary).catch(ignoreNotFound);
+      throw error;
     }
-    await Deno.rename(temporary, paths.meta);
   }
 
   /** Reads `[start, end)` of the data file as a byte stream. */

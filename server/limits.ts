@@ -29,6 +29,18 @@ export interface ServerLimits {
   maxRequestsPerSocket: number;
   /** An upload socket silent this long fails its upload (`--upload-idle-timeout-ms`). Default 5 minutes. */
   uploadIdleTimeoutMs: number;
+  /**
+   * A socket whose peer sent nothing this long, not even a heartbeat, is
+   * presumed dead and dropped (`--peer-timeout-ms`). Default 30 s: clients
+   * send a heartbeat at least every 10 s.
+   */
+  peerTimeoutMs: number;
+  /**
+   * A socket holding bytes for its peer that takes none of them this long is
+   * dropped (`--stall-timeout-ms`). A slow reader that makes progress is
+   * never dropped. Default 60 s.
+   */
+  stallTimeoutMs: number;
 }
 
 /**
@@ -47,6 +59,8 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   maxWatchers: 100_000,
   maxRequestsPerSocket: 64,
   uploadIdleTimeoutMs: 300_000,
+  peerTimeoutMs: 30_000,
+  stallTimeoutMs: 60_000,
 });
 
 /**
@@ -66,6 +80,8 @@ export const LIMIT_FLAGS: Readonly<Record<keyof ServerLimits, string>> = Object
     maxWatchers: "--max-watchers",
     maxRequestsPerSocket: "--max-requests-per-socket",
     uploadIdleTimeoutMs: "--upload-idle-timeout-ms",
+    peerTimeoutMs: "--peer-timeout-ms",
+    stallTimeoutMs: "--stall-timeout-ms",
   });
 
 /**

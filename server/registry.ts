@@ -9,6 +9,7 @@ import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
 import { Resource } from "./resource.ts";
 import { isResourceId, newResourceId } from "./resource_id.ts";
 import type { ResourceStore } from "./store.ts";
+import { limitExceeded } from "./limits.ts";
 
 /**
  * What an uploader asks for.
@@ -61,6 +62,9 @@ export class ResourceRegistry {
   readonly #resources = new Map<string, Resource>();
   /** Ids of expired resources (most recent last), to answer `gone`. */
   readonly #expired = new Set<string>();
+  /** Live resources, and uploads being created (they hold a slot already). */
+  readonly #live = new Set<Resource>();
+  #creating = 0;
 
   private constructor(store: ResourceStore, checkpointMs: number) {
     this.#store = store;
@@ -97,8 +101,33 @@ export class ResourceRegistry {
     return registry;
   }
 
-  /** Creates a live resource in state `INITIATED`. */
-  async create(request: NewResource): Promise<Resource> {
+  /**
+   * Creates a live resource in state `INITIATED`. With `maxLive`, refuses
+   * with `limit-exceeded` when that many uploads are live or being created;
+   * the slot is taken before the store is awaited, so concurrent requests
+   * cannot all slip under the limit.
+   */
+  async create(
+    request: NewResource,
+    options: { maxLive?: number } = {},
+  ): Promise<Resource> {
+    const taken = this.#live.size + this.#creating;
+    if (options.maxLive !== undefined && taken >= options.maxLive) {
+      throw limitExceeded(
+        "maxUploads",
+        options.maxLive,
+        `a new upload (${taken} in progress)`,
+      );
+    }
+    this.#creating++;
+    try {
+      return await this.#createNow(request);
+    } finally {
+      this.#creating--;
+    }
+  }
+
+  async #createNow(request: NewResource): Promise<Resource> {
     const now = new Date().toISOString();
     const status: ResourceStatus = {
       id: newResourceId(),
@@ -116,6 +145,8 @@ export class ResourceRegistry {
       writer,
     });
     this.#resources.set(status.id, resource);
+    this.#live.add(resource);
+    resource.finished.then(() => this.#live.delete(resource));
     return resource;
   }
 
@@ -145,15 +176,25 @@ export class ResourceRegistry {
     return this.#expired.has(id);
   }
 
+  /**
+   * Tries once more to save every final status the store refused (the
+   * server is closing); those still refused are logged and given up.
+   */
+  async flushSaves(): Promise<void> {
+    await Promise.all(
+      [...this.#resources.values()].map((resource) =>
+        resource.flushSave({ stop: true })
+      ),
+    );
+  }
+
   /** Every resource, live and finished. */
   all(): IterableIterator<Resource> {
     return this.#resources.values();
   }
 
-  /** Every resource still accepting bytes. */
-  *live(): IterableIterator<Resource> {
-    for (const resource of this.#resources.values()) {
-      if (resource.live) yield resource;
-    }
+  /** Every resource whose upload has not ended. */
+  live(): IterableIterator<Resource> {
+    return this.#live.values();
   }
 }

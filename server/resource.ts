@@ -10,6 +10,7 @@
 import { createHash } from "node:crypto";
 import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
 import type { ResourceStore, ResourceWriter } from "./store.ts";
+import { RecentBytes } from "./_recent_bytes.ts";
 
 /**
  * Receives each status a resource publishes, with its pre-serialised `status` message.
@@ -22,6 +23,26 @@ import type { ResourceStore, ResourceWriter } from "./store.ts";
  * ```
  */
 export type StatusWatcher = (status: ResourceStatus, message: string) => void;
+
+/**
+ * Learns how far the store has written a resource's appends: the upload
+ * socket holding the resource acknowledges bytes from it.
+ *
+ * @example
+ * ```ts
+ * import type { WriteObserver } from "./resource.ts";
+ * const observer: WriteObserver = {
+ *   written: (bytes, appends) => console.log(`${bytes} bytes in ${appends} appends written`),
+ *   failed: (error) => console.error(error.message),
+ * };
+ * ```
+ */
+export interface WriteObserver {
+  /** Every append up to `bytes` (the first `appends` calls) is in the store. */
+  written(bytes: number, appends: number): void;
+  /** The store failed; the resource takes no more bytes. */
+  failed(error: Error): void;
+}
 
 /**
  * Options of a live resource.
@@ -47,9 +68,26 @@ const DEFAULT_TAIL_BYTES = 512 * 1024;
 /** Extra tail per watcher, and the most tail one resource keeps. */
 const TAIL_BYTES_PER_WATCHER = 8 * 1024;
 const MAX_TAIL_BYTES = 16 * 1024 * 1024;
+/**
+ * Appends smaller than this that arrive while the store is writing are
+ * copied into one batch: a flood of tiny frames costs one store write per
+ * batch, not one per frame. Larger ones are written as they are.
+ */
+const BATCH_BELOW_BYTES = 64 * 1024;
+const BATCH_MIN_BYTES = 16 * 1024;
+const BATCH_MAX_BYTES = 1024 * 1024;
+/** Retries of a status the store could not save: first and longest pause. */
+const SAVE_RETRY_FIRST_MS = 1000;
+const SAVE_RETRY_MAX_MS = 30_000;
 
 function statusMessage(status: ResourceStatus): string {
   return JSON.stringify({ type: "status", resource: status });
+}
+
+/** Bytes waiting for the store, and how many appends they came in. */
+interface QueuedWrite {
+  bytes: Uint8Array;
+  appends: number;
 }
 
 /**
@@ -69,27 +107,36 @@ export class Resource {
   #status: ResourceStatus;
   #statusMessage: string;
   readonly #watchers = new Set<StatusWatcher>();
-  /** Bytes the store has acknowledged; may run ahead of the checkpointed size. */
+  /** Whether appends are still taken (false once the upload is ending). */
+  #accepting: boolean;
+  /** Bytes the store has written; may run ahead of the checkpointed size. */
   #written = 0;
-  /** Serialises appends: the store sees bytes in arrival order. */
-  #writeChain: Promise<void> = Promise.resolve();
-  #pendingWrites = 0;
+  #appendsWritten = 0;
+  /** Appends waiting for the store, oldest at `#queueHead`. */
+  #queue: QueuedWrite[] = [];
+  #queueHead = 0;
+  /** Tiny appends gathered while the store writes. */
+  #batch: Uint8Array | undefined;
+  #batchUsed = 0;
+  #batchAppends = 0;
+  #queuedBytes = 0;
+  /** The write loop while it runs. */
+  #writing: Promise<void> | undefined;
   #writeError: Error | undefined;
+  #observer: WriteObserver | undefined;
   #checkpointTimer: ReturnType<typeof setTimeout> | undefined;
-  #checkpointing: Promise<void> | undefined;
+  #checkpointing = false;
+  #checkpointWanted = false;
   /** The end of the upload once begun: later callers await the same outcome. */
   #finishing: Promise<ResourceStatus> | undefined;
+  readonly #finished = Promise.withResolvers<ResourceStatus>();
   readonly #hash = createHash("sha256");
-  /**
-   * The most recently written chunks, covering `[#tailStart, #written)`:
-   * caught-up followers all want the bytes of the latest checkpoint, so they
-   * are served from memory instead of one disk read per follower.
-   */
-  #tail: Uint8Array[] = [];
-  /** Where each chunk of `#tail` starts in the resource. */
-  #tailStarts: number[] = [];
-  #tailStart = 0;
+  readonly #recent: RecentBytes;
   readonly #tailLimit: number;
+  /** A final status the store could not save yet, and its retry timer. */
+  #unsaved: ResourceStatus | undefined;
+  #saveTimer: ReturnType<typeof setTimeout> | undefined;
+  #savePause = SAVE_RETRY_FIRST_MS;
 
   /** Wraps a status and, for a live resource, the writer of its bytes. */
   constructor(
@@ -102,9 +149,11 @@ export class Resource {
     this.#statusMessage = statusMessage(status);
     this.#checkpointMs = options.checkpointMs;
     this.#writer = options.writer;
+    this.#accepting = this.live;
     this.#written = status.size;
-    this.#tailStart = status.size;
+    this.#recent = new RecentBytes(status.size);
     this.#tailLimit = options.tailBytes ?? DEFAULT_TAIL_BYTES;
+    if (isTerminal(status)) this.#finished.resolve(status);
   }
 
   /** The latest published status. */
@@ -112,9 +161,14 @@ export class Resource {
     return this.#status;
   }
 
-  /** Whether the resource still accepts bytes. */
+  /** Whether the resource is live (its upload has not ended). */
   get live(): boolean {
     return this.#writer !== undefined && !isTerminal(this.#status);
+  }
+
+  /** Resolves with the final status once the resource is `COMPLETED` or `FAILED`. */
+  get finished(): Promise<ResourceStatus> {
+    return this.#finished.promise;
   }
 
   /** Bytes written to the store so far (ahead of, or equal to, the checkpoint). */
@@ -122,14 +176,19 @@ export class Resource {
     return this.#written;
   }
 
-  /** Resolves once every append so far has been written (or failed). */
+  /** Resolves once every append so far has been written (or dropped). */
   async settled(): Promise<void> {
-    await this.#writeChain;
+    while (this.#writing) await this.#writing;
+  }
+
+  /** Appends written so far (each `append` call counts once). */
+  get appendsWritten(): number {
+    return this.#appendsWritten;
   }
 
   /** Bytes received but not yet written. */
   get pendingWrites(): number {
-    return this.#pendingWrites;
+    return this.#queuedBytes;
   }
 
   /** Number of watchers. */
@@ -144,6 +203,17 @@ export class Resource {
     return () => this.#watchers.delete(watcher);
   }
 
+  /**
+   * Tells `observer` how far the store has written, from now on; it
+   * replaces the previous observer (the socket holding the upload changed).
+   */
+  observeWrites(observer: WriteObserver): () => void {
+    this.#observer = observer;
+    return () => {
+      if (this.#observer === observer) this.#observer = undefined;
+    };
+  }
+
   /** Reads checkpointed bytes `[start, end)`; the caller checked the range. */
   read(start: number, end: number): ReadableStream<Uint8Array> {
     return this.#store.read(this.#status.id, start, end);
@@ -154,23 +224,7 @@ export class Resource {
    * all still in memory; `undefined` otherwise (read them from the store).
    */
   recent(start: number, end: number): Uint8Array[] | undefined {
-    if (start < this.#tailStart || end > this.#written) return undefined;
-    const pieces: Uint8Array[] = [];
-    let offset = this.#tailStart;
-    for (const chunk of this.#tail) {
-      const chunkEnd = offset + chunk.byteLength;
-      if (chunkEnd > start && offset < end) {
-        pieces.push(
-          chunk.subarray(
-            Math.max(0, start - offset),
-            Math.min(chunk.byteLength, end - offset),
-          ),
-        );
-      }
-      if (chunkEnd >= end) break;
-      offset = chunkEnd;
-    }
-    return pieces;
+    return this.#recent.views(start, end);
   }
 
   /**
@@ -181,31 +235,7 @@ export class Resource {
    * which would outlive young-generation collections and bloat the heap.
    */
   copyRecent(position: number, target: Uint8Array): number {
-    if (position < this.#tailStart || position >= this.#written) return 0;
-    const starts = this.#tailStarts;
-    let low = 0;
-    let high = starts.length - 1;
-    while (low < high) {
-      const middle = (low + high + 1) >>> 1;
-      if (starts[middle] <= position) low = middle;
-      else high = middle - 1;
-    }
-    let copied = 0;
-    for (
-      let index = low;
-      index < this.#tail.length && copied < target.byteLength;
-      index++
-    ) {
-      const chunk = this.#tail[index];
-      const from = position + copied - starts[index];
-      const length = Math.min(
-        chunk.byteLength - from,
-        target.byteLength - copied,
-      );
-      target.set(chunk.subarray(from, from + length), copied);
-      copied += length;
-    }
-    return copied;
+    return this.#recent.copy(position, target);
   }
 
   /**
@@ -220,70 +250,151 @@ export class Resource {
     );
   }
 
-  #remember(chunk: Uint8Array): void {
-    const limit = this.#tailBytes();
-    if (chunk.byteLength > limit) {
-      this.#tail = [];
-      this.#tailStarts = [];
-      this.#tailStart = this.#written;
-      return;
+  /**
+   * Queues `chunk` after every earlier append; the resource keeps it (the
+   * caller must not reuse it). Returns `false` if the resource takes no more
+   * bytes (it is ending, or its store failed). The observer learns when it
+   * is written.
+   */
+  append(chunk: Uint8Array): boolean {
+    if (!this.#accepting || this.#writeError) return false;
+    this.#hash.update(chunk);
+    this.#queuedBytes += chunk.byteLength;
+    if (this.#writing !== undefined && chunk.byteLength < BATCH_BELOW_BYTES) {
+      this.#addToBatch(chunk);
+      return true;
     }
-    this.#tail.push(chunk);
-    this.#tailStarts.push(this.#written - chunk.byteLength);
-    let held = this.#written - this.#tailStart;
-    while (held > limit) {
-      this.#tailStarts.shift();
-      const dropped = this.#tail.shift()!;
-      this.#tailStart += dropped.byteLength;
-      held -= dropped.byteLength;
-    }
+    this.#sealBatch();
+    this.#queue.push({ bytes: chunk, appends: 1 });
+    // Started a microtask later, so that its end (which clears #writing)
+    // always comes after this assignment, even when it has nothing to await.
+    this.#writing ??= Promise.resolve().then(() => this.#writeLoop());
+    return true;
   }
 
-  /**
-   * Appends `chunk` after every earlier chunk; resolves with the total bytes
-   * written once it is in the store. Rejects if the store failed.
-   */
-  append(chunk: Uint8Array): Promise<number> {
-    if (!this.live) {
-      return Promise.reject(
-        new Error(
-          `resource ${this.#status.id} is ${this.#status.status}; it accepts no more bytes`,
-        ),
-      );
-    }
-    this.#pendingWrites += chunk.byteLength;
-    this.#hash.update(chunk);
-    const written = this.#writeChain.then(async () => {
-      if (this.#writeError) throw this.#writeError;
-      try {
-        await this.#writer!.append(chunk);
-      } catch (error) {
-        this.#writeError = error as Error;
-        throw error;
-      } finally {
-        this.#pendingWrites -= chunk.byteLength;
+  #addToBatch(chunk: Uint8Array): void {
+    const needed = this.#batchUsed + chunk.byteLength;
+    if (this.#batch !== undefined && needed > this.#batch.byteLength) {
+      if (needed > BATCH_MAX_BYTES) this.#sealBatch();
+      else {
+        const grown = new Uint8Array(
+          Math.min(
+            BATCH_MAX_BYTES,
+            Math.max(needed, this.#batch.byteLength * 2),
+          ),
+        );
+        grown.set(this.#batch.subarray(0, this.#batchUsed));
+        this.#batch = grown;
       }
-      this.#written += chunk.byteLength;
-      this.#remember(chunk);
-      this.#scheduleCheckpoint();
-      return this.#written;
+    }
+    this.#batch ??= new Uint8Array(
+      Math.max(BATCH_MIN_BYTES, chunk.byteLength * 2),
+    );
+    this.#batch.set(chunk, this.#batchUsed);
+    this.#batchUsed += chunk.byteLength;
+    this.#batchAppends++;
+  }
+
+  /** Queues the batch being gathered, trimmed to its bytes. */
+  #sealBatch(): void {
+    if (this.#batchAppends === 0) return;
+    const used = this.#batchUsed;
+    const batch = this.#batch!;
+    this.#queue.push({
+      // A mostly empty buffer is copied: the tail keeps what it is given.
+      bytes: used * 2 < batch.byteLength
+        ? batch.slice(0, used)
+        : batch.subarray(0, used),
+      appends: this.#batchAppends,
     });
-    // The chain itself must not reject, or one failed write would hide the next.
-    this.#writeChain = written.then(() => {}, () => {});
-    return written;
+    this.#batch = undefined;
+    this.#batchUsed = this.#batchAppends = 0;
+  }
+
+  #nextWrite(): QueuedWrite | undefined {
+    if (this.#queueHead === this.#queue.length) this.#sealBatch();
+    if (this.#queueHead === this.#queue.length) {
+      this.#queue = [];
+      this.#queueHead = 0;
+      return undefined;
+    }
+    return this.#queue[this.#queueHead++];
+  }
+
+  /** Drops every append not yet being written: none was acknowledged. */
+  #dropQueued(): void {
+    this.#queue = [];
+    this.#queueHead = 0;
+    this.#batch = undefined;
+    this.#batchUsed = this.#batchAppends = 0;
+    this.#queuedBytes = 0;
+  }
+
+  /** Writes queued appends in order until none is left; one loop at a time. */
+  async #writeLoop(): Promise<void> {
+    try {
+      for (let next = this.#nextWrite(); next; next = this.#nextWrite()) {
+        const writer = this.#writer;
+        if (writer === undefined) break;
+        const { bytes, appends } = next;
+        if (bytes.byteLength > 0) await writer.append(bytes);
+        this.#queuedBytes = Math.max(0, this.#queuedBytes - bytes.byteLength);
+        this.#written += bytes.byteLength;
+        this.#appendsWritten += appends;
+        if (bytes.byteLength > 0) {
+          this.#recent.push(bytes, this.#tailBytes());
+          this.#scheduleCheckpoint();
+        }
+        this.#observer?.written(this.#written, this.#appendsWritten);
+      }
+    } catch (error) {
+      this.#writeError = error as Error;
+      this.#dropQueued();
+      this.#observer?.failed(this.#writeError);
+    } finally {
+      this.#writing = undefined;
+    }
   }
 
   #scheduleCheckpoint(): void {
     if (this.#checkpointMs === 0) {
-      this.#checkpointing ??= this.checkpoint().finally(() => {
-        this.#checkpointing = undefined;
-      });
+      // A write landing while a checkpoint runs sets the flag again; the
+      // loop looks at it before it ends, so no write is left unpublished.
+      this.#checkpointWanted = true;
+      if (!this.#checkpointing) {
+        this.#checkpointing = true;
+        this.#checkpointLoop();
+      }
       return;
     }
     this.#checkpointTimer ??= setTimeout(() => {
       this.#checkpointTimer = undefined;
-      this.checkpoint();
+      this.#checkpointSafely();
     }, this.#checkpointMs);
+  }
+
+  async #checkpointLoop(): Promise<void> {
+    try {
+      while (this.#checkpointWanted) {
+        this.#checkpointWanted = false;
+        await this.#checkpointSafely();
+      }
+    } finally {
+      this.#checkpointing = false;
+    }
+  }
+
+  /** A checkpoint whose store failure fails the upload instead of escaping. */
+  async #checkpointSafely(): Promise<void> {
+    try {
+      await this.checkpoint();
+    } catch (error) {
+      await this.fail(
+        `the store could not make the bytes durable: ${
+          (error as Error).message
+        }`,
+      );
+    }
   }
 
   /**
@@ -304,10 +415,6 @@ export class Resource {
       size,
       updatedAt: new Date().toISOString(),
     });
-    // With interval 0, writes that landed during the sync need a checkpoint too.
-    if (this.#checkpointMs === 0 && this.#written > size) {
-      await this.checkpoint();
-    }
   }
 
   /**
@@ -315,9 +422,10 @@ export class Resource {
    * with the SHA-256, or `FAILED` when `expectedSha256` does not match.
    */
   async complete(expectedSha256?: string): Promise<ResourceStatus> {
-    await this.#writeChain;
+    await this.settled();
     if (this.#finishing) return await this.#finishing;
     if (!this.live) return this.#status;
+    this.#accepting = false;
     if (this.#writeError) {
       return this.fail(`store write failed: ${this.#writeError.message}`);
     }
@@ -330,9 +438,17 @@ export class Resource {
     return await this.#finish({ status: "COMPLETED", sha256 });
   }
 
-  /** Marks the resource `FAILED` with `reason`; bytes written stay readable. */
+  /**
+   * Marks the resource `FAILED` with `reason`; bytes written stay readable.
+   * Appends not yet being written are dropped (none was acknowledged), so a
+   * failure never waits for a backlog.
+   */
   async fail(reason: string): Promise<ResourceStatus> {
-    await this.#writeChain;
+    if (this.#finishing) return await this.#finishing;
+    if (!this.live) return this.#status;
+    this.#accepting = false;
+    this.#dropQueued();
+    await this.settled();
     if (this.#finishing) return await this.#finishing;
     if (!this.live) return this.#status;
     return await this.#finish({ status: "FAILED", error: reason });
@@ -353,24 +469,88 @@ export class Resource {
     const writer = this.#writer!;
     this.#writer = undefined;
     // Finished resources are read from the store; the tail was for live readers.
-    this.#tail = [];
-    this.#tailStart = this.#written;
+    this.#recent.clear(this.#written);
     const now = new Date().toISOString();
-    const status: ResourceStatus = {
+    let status: ResourceStatus = {
       ...this.#status,
       ...outcome,
       size: this.#written,
       updatedAt: now,
       finishedAt: now,
     };
-    try {
-      await writer.sync();
-    } finally {
-      await writer.close();
+    const closing = await closeWriter(writer);
+    if (closing !== undefined && status.status === "COMPLETED") {
+      status = failedStatus(status, `the store could not ${closing}`);
+    } else if (closing !== undefined) {
+      console.error(
+        `spool: ${status.id} failed, and the store could not ${closing}`,
+      );
     }
-    await this.#store.save(status);
+    if (status.status === "COMPLETED") {
+      try {
+        await this.#store.save(status);
+      } catch (error) {
+        // COMPLETED is promised only once it is on disk.
+        status = failedStatus(
+          status,
+          `the store could not save the final status: ${
+            (error as Error).message
+          }`,
+        );
+        this.#publish(status);
+        this.#saveLater(status, error);
+        return status;
+      }
+      this.#publish(status);
+      return status;
+    }
+    // Watchers learn of a failure even when the store cannot record it.
     this.#publish(status);
+    try {
+      await this.#store.save(status);
+    } catch (error) {
+      this.#saveLater(status, error);
+    }
     return status;
+  }
+
+  /** Retries saving `status` with backoff until it is saved or saving stops. */
+  #saveLater(status: ResourceStatus, error: unknown): void {
+    if (this.#unsaved === undefined) {
+      console.error(
+        `spool: could not save the ${status.status} status of ${status.id}: ${
+          (error as Error).message
+        }; retrying (watchers were told)`,
+      );
+    }
+    this.#unsaved = status;
+    clearTimeout(this.#saveTimer);
+    this.#saveTimer = setTimeout(() => this.flushSave(), this.#savePause);
+    this.#savePause = Math.min(this.#savePause * 2, SAVE_RETRY_MAX_MS);
+  }
+
+  /**
+   * Tries once more to save a final status the store refused; resolves
+   * whether it worked (a failure re-arms the retry unless `stop` is set).
+   */
+  async flushSave(options: { stop?: boolean } = {}): Promise<void> {
+    clearTimeout(this.#saveTimer);
+    this.#saveTimer = undefined;
+    const status = this.#unsaved;
+    if (status === undefined) return;
+    try {
+      await this.#store.save(status);
+      this.#unsaved = undefined;
+      console.error(`spool: saved the ${status.status} status of ${status.id}`);
+    } catch (error) {
+      if (options.stop) {
+        console.error(
+          `spool: the ${status.status} status of ${status.id} stays unsaved: ${
+            (error as Error).message
+          }`,
+        );
+      } else this.#saveLater(status, error);
+    }
   }
 
   #publish(status: ResourceStatus): void {
@@ -379,5 +559,29 @@ export class Resource {
     for (const watcher of this.#watchers) {
       watcher(status, this.#statusMessage);
     }
+    if (isTerminal(status)) this.#finished.resolve(status);
   }
+}
+
+/** Syncs and closes `writer`; returns what failed, if anything did. */
+async function closeWriter(
+  writer: ResourceWriter,
+): Promise<string | undefined> {
+  let failure: string | undefined;
+  try {
+    await writer.sync();
+  } catch (error) {
+    failure = `make the bytes durable: ${(error as Error).message}`;
+  }
+  try {
+    await writer.close();
+  } catch (error) {
+    failure ??= `close the data: ${(error as Error).message}`;
+  }
+  return failure;
+}
+
+function failedStatus(status: ResourceStatus, reason: string): ResourceStatus {
+  const { sha256: _sha256, ...rest } = status;
+  return { ...rest, status: "FAILED", error: reason };
 }

@@ -7,19 +7,19 @@
 
 import { FileStore } from "./file_store.ts";
 import { SendBudget, sendError } from "./_socket.ts";
+import { ServerSockets } from "./_peer_socket.ts";
+import { Watchers } from "./watchers.ts";
 import { DATA_FRAME_HEADER_SIZE } from "../protocol/data_frame.ts";
 import { ResourceRegistry } from "./registry.ts";
 import type { ResourceStore } from "./store.ts";
 import { serveUploadSocket } from "./upload_socket.ts";
 import { UploadSessions } from "./upload_sessions.ts";
 import {
-  CLOSE_LIMIT,
   CLOSE_NOT_FOUND,
   rejectDownloadSocket,
   serveDownloadSocket,
 } from "./download_socket.ts";
-import { limitExceeded, resolveLimits, type ServerLimits } from "./limits.ts";
-import type { Resource } from "./resource.ts";
+import { resolveLimits, type ServerLimits } from "./limits.ts";
 import { SpoolError } from "../protocol/errors.ts";
 import { CLOSE_FORBIDDEN, loadOrCreateSecret, ServerAuth } from "./auth.ts";
 import { CLOSE_GONE, startRetention } from "./retention.ts";
@@ -144,8 +144,12 @@ export const SHUTDOWN_REASON =
   "the server shut down while the upload was in progress";
 
 const UPLOAD_PATH = "/upload";
-/** How long shutdown waits for peers to answer the close handshake. */
-const CLOSE_GRACE_MS = 3000;
+/**
+ * How long shutdown waits for uploads to record their end, sockets to
+ * close and HTTP responses to finish; whatever is left is then cut. Peers
+ * that never answer (a reset handshake, a black-holed link) cannot hold it up.
+ */
+const SHUTDOWN_GRACE_MS = 3000;
 const RESOURCE_PATH = /^\/resources\/([^/]+)(\/[^/]+)?$/;
 
 /**
@@ -203,8 +207,16 @@ export async function startServer(
   const sessions = new UploadSessions({ graceMs: resumeGraceMs });
   // Long HTTP responses (follow, events) end when the server shuts down.
   const shutdown = new AbortController();
-  const registry = await ResourceRegistry.load(store, { checkpointMs });
-  const sockets = new Set<WebSocket>();
+  await store.open?.();
+  let registry: ResourceRegistry;
+  try {
+    registry = await ResourceRegistry.load(store, { checkpointMs });
+  } catch (error) {
+    await store.close?.();
+    throw error;
+  }
+  const sockets = new ServerSockets(limits);
+  const watchers = new Watchers(limits);
   const uploadWindow = options.uploadWindow ?? 8 * 1024 * 1024;
   const frameSize = options.frameSize ?? 256 * 1024;
   const readWindow = options.readWindow ?? 4 * 1024 * 1024;
@@ -218,6 +230,7 @@ export async function startServer(
       min: Math.min(frameSize, 24 * 1024),
       max: 4 * 1024 * 1024,
     }),
+    watchers,
   };
   const publicUrl = options.publicUrl === undefined
     ? undefined
@@ -234,48 +247,6 @@ export async function startServer(
     const token = auth.readToken(id);
     if (token !== undefined) reference.searchParams.set("token", token);
     return reference.href;
-  };
-
-  // Download sockets per resource and in all, counted from the upgrade on.
-  const watchers = new Map<Resource, Set<WebSocket>>();
-  let totalWatchers = 0;
-  const downloadRefusal = (
-    resource: Resource,
-  ): { error: SpoolError; code: number } | undefined => {
-    const onResource = watchers.get(resource)?.size ?? 0;
-    if (onResource >= limits.maxWatchersPerResource) {
-      return {
-        error: limitExceeded(
-          "maxWatchersPerResource",
-          limits.maxWatchersPerResource,
-          `a download socket on resource ${resource.status.id} (${onResource} open)`,
-        ),
-        code: CLOSE_LIMIT,
-      };
-    }
-    if (totalWatchers >= limits.maxWatchers) {
-      return {
-        error: limitExceeded(
-          "maxWatchers",
-          limits.maxWatchers,
-          `a download socket (${totalWatchers} open on the server)`,
-        ),
-        code: CLOSE_LIMIT,
-      };
-    }
-    return undefined;
-  };
-
-  const upgrade = (
-    request: Request,
-  ): { socket: WebSocket; response: Response } => {
-    const upgraded = Deno.upgradeWebSocket(request);
-    sockets.add(upgraded.socket);
-    upgraded.socket.addEventListener(
-      "close",
-      () => sockets.delete(upgraded.socket),
-    );
-    return upgraded;
   };
 
   const serveResource = (
@@ -307,25 +278,9 @@ export async function startServer(
         error: `WebSockets are served at /resources/{id}, not at ${subpath}`,
       }, { status: 404 });
     }
-    const { socket, response } = upgrade(request);
-    const denied = refusal ?? downloadRefusal(resource!);
-    if (denied) {
-      rejectDownloadSocket(socket, denied.error, denied.code);
-      return response;
-    }
-    const counted = resource!;
-    const open = watchers.get(counted) ?? new Set<WebSocket>();
-    watchers.set(counted, open);
-    open.add(socket);
-    totalWatchers++;
-    socket.addEventListener("close", () => {
-      open.delete(socket);
-      if (open.size === 0 && watchers.get(counted) === open) {
-        watchers.delete(counted);
-      }
-      totalWatchers--;
-    });
-    serveDownloadSocket(socket, counted, downloadOptions);
+    const { peer, response } = sockets.upgrade(request);
+    if (refusal) rejectDownloadSocket(peer, refusal.error, refusal.code);
+    else serveDownloadSocket(peer, resource!, downloadOptions);
     return response;
   };
 
@@ -370,20 +325,36 @@ export async function startServer(
     };
   };
 
-  const handler = (request: Request): Response | Promise<Response> => {
+  // Plain HTTP responses in flight: shutdown lets them finish, within its grace.
+  const inFlight = new InFlight();
+  let stopping = false;
+
+  const handler = (
+    request: Request,
+    info: Deno.ServeHandlerInfo,
+  ): Response | Promise<Response> => {
+    if (stopping) {
+      return errorResponse(
+        new SpoolError(
+          "unavailable",
+          "the server is shutting down; expected a retry against a running server",
+        ),
+      );
+    }
     const url = new URL(request.url);
     const wantsSocket =
       request.headers.get("upgrade")?.toLowerCase() === "websocket";
+    if (!wantsSocket) inFlight.track(info.completed);
     if (url.pathname === UPLOAD_PATH) {
       if (!wantsSocket) return upgradeRequired(UPLOAD_PATH);
       // Headers are unreadable once the request is upgraded: check first.
       const refusal = auth.uploadRefusal(request);
-      const { socket, response } = upgrade(request);
+      const { peer, response } = sockets.upgrade(request);
       if (refusal) {
-        rejectDownloadSocket(socket, refusal, CLOSE_FORBIDDEN);
+        rejectDownloadSocket(peer, refusal, CLOSE_FORBIDDEN);
         return response;
       }
-      serveUploadSocket(socket, {
+      serveUploadSocket(peer, {
         registry,
         reference: referenceFor(request),
         window: uploadWindow,
@@ -414,9 +385,13 @@ export async function startServer(
   let resolveListening: (url: URL) => void;
   const listening = new Promise<URL>((resolve) => resolveListening = resolve);
   const scheme = options.cert === undefined ? "http" : "https";
+  // Aborting it stops Deno.serve at once; its graceful shutdown() would wait
+  // forever for a socket whose client reset during the handshake.
+  const stopServing = new AbortController();
   const httpServer = Deno.serve({
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? 8787,
+    signal: stopServing.signal,
     ...(options.cert === undefined
       ? {}
       : { cert: options.cert, key: options.key! }),
@@ -431,12 +406,12 @@ export async function startServer(
     retentionMs,
     onExpire(resource) {
       // Watchers of an expired resource learn why their socket ends.
-      for (const socket of watchers.get(resource) ?? []) {
+      for (const peer of watchers.of(resource)) {
         sendError(
-          socket,
+          peer.socket,
           new SpoolError("gone", `resource ${resource.status.id} expired`),
         );
-        socket.close(CLOSE_GONE, "gone");
+        peer.end(CLOSE_GONE, "gone");
       }
       options.onExpire?.(resource.status.id);
     },
@@ -445,28 +420,22 @@ export async function startServer(
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      stopping = true;
+      const deadline = performance.now() + SHUTDOWN_GRACE_MS;
       await retention.stop();
       shutdown.abort();
       sessions.close();
       const live = [...registry.live()];
-      await Promise.all(live.map((resource) => resource.fail(SHUTDOWN_REASON)));
-      const closed = Promise.all(
-        [...sockets].map((socket) =>
-          new Promise<void>((resolve) => {
-            if (socket.readyState === WebSocket.CLOSED) return resolve();
-            socket.addEventListener("close", () => resolve());
-            socket.close(1001, "server shutdown");
-          })
-        ),
+      await within(
+        deadline,
+        Promise.all(live.map((resource) => resource.fail(SHUTDOWN_REASON))),
       );
-      // A peer that never answers the close handshake must not hold shutdown up.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const gaveUp = new Promise<void>((resolve) =>
-        timer = setTimeout(resolve, CLOSE_GRACE_MS)
-      );
-      await Promise.race([closed, gaveUp]);
-      clearTimeout(timer);
-      await httpServer.shutdown();
+      await sockets.closeAll(1001, "server shutdown", deadline);
+      await within(deadline, inFlight.idle());
+      stopServing.abort();
+      await httpServer.finished;
+      await registry.flushSaves();
+      await store.close?.();
     })();
     return closing;
   };
@@ -492,6 +461,45 @@ function decodeId(raw: string): string {
   }
 }
 
+/** HTTP responses being sent, so that shutdown can wait for them. */
+class InFlight {
+  #count = 0;
+  #idle: (() => void)[] = [];
+
+  /** Counts a response until `completed` settles (sent, or failed to send). */
+  track(completed: Promise<void>): void {
+    this.#count++;
+    const done = () => {
+      this.#count--;
+      if (this.#count === 0) {
+        for (const wake of this.#idle.splice(0)) {
+          wake();
+        }
+      }
+    };
+    completed.then(done, done);
+  }
+
+  /** Resolves once no response is in flight. */
+  idle(): Promise<void> {
+    if (this.#count === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+}
+
+/** Waits for `work` until `deadline` (a `performance.now()` time) at most. */
+async function within(deadline: number, work: Promise<unknown>): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<void>((resolve) =>
+    timer = setTimeout(resolve, Math.max(0, deadline - performance.now()))
+  );
+  try {
+    await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function baseUrl(url: string | URL): URL {
   const base = new URL(url);
   if (!base.pathname.endsWith("/")) base.pathname += "/";
@@ -504,6 +512,7 @@ const HTTP_STATUS_OF: Partial<Record<SpoolError["code"], number>> = {
   "not-found": 404,
   "gone": 410,
   "forbidden": 403,
+  "unavailable": 503,
 };
 
 function errorResponse(error: SpoolError): Response {

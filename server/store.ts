@@ -42,6 +42,13 @@ export interface ResourceWriter {
  * ```
  */
 export interface ResourceStore {
+  /**
+   * Takes the store for one server before it is used, e.g. locks a
+   * directory; rejects if another server holds it. Optional.
+   */
+  open?(): Promise<void>;
+  /** Lets the store go once the server stopped. Optional. */
+  close?(): Promise<void>;
   /** Creates the data of a new resource and saves its first status. */
   create(status: ResourceStatus): Promise<ResourceWriter>;
   /** Saves a resource's status (atomically: readers never see a torn one). */

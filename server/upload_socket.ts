@@ -1,14 +1,16 @@
 /**
  * The server side of an upload socket: one upload per socket, new or
- * resumed. Flow control: the uploader may have at most `window` bytes sent
- * but not acknowledged, and the server acknowledges bytes only once the store
- * has written them, so a fast producer on a slow disk never grows server
- * memory without bound.
+ * resumed. Flow control: the uploader may have at most `window` of sent but
+ * unacknowledged bytes, where each frame also costs `frameCost` (a flood of
+ * tiny frames is paced like bytes), and the server acknowledges bytes only
+ * once the store has written them, so a fast producer on a slow disk never
+ * grows server memory without bound.
  *
  * @module
  */
 
 import { SpoolError } from "../protocol/errors.ts";
+import { HEARTBEAT_TEXT } from "../protocol/heartbeat.ts";
 import type {
   AckMessage,
   EndOfInputMessage,
@@ -19,7 +21,8 @@ import type {
 } from "../protocol/messages.ts";
 import { parseUploadClientMessage } from "../protocol/validate.ts";
 import type { ResourceRegistry } from "./registry.ts";
-import { binaryData, sendError, sendJson } from "./_socket.ts";
+import { binaryData, refuseOversized, sendError, sendJson } from "./_socket.ts";
+import type { PeerSocket } from "./_peer_socket.ts";
 import { limitExceeded, type ServerLimits } from "./limits.ts";
 import type { UploadSession, UploadSessions } from "./upload_sessions.ts";
 
@@ -57,6 +60,12 @@ export const CLOSE_REPLACED = 4409;
  */
 export const CLOSE_ABORT = 4000;
 
+/**
+ * Bytes of the window one binary frame costs beyond its payload: 250,000
+ * empty frames are 16 MB of window, not nothing.
+ */
+export const FRAME_COST = 64;
+
 /** Settings an upload socket needs from its server. */
 export interface UploadSocketContext {
   registry: ResourceRegistry;
@@ -78,269 +87,313 @@ type Phase =
   | "done";
 
 /**
- * Serves one upload socket until it closes.
+ * Serves one upload socket until it ends.
  *
  * @example
  * ```ts ignore
- * const { socket, response } = Deno.upgradeWebSocket(request);
- * serveUploadSocket(socket, context);
+ * const { peer, response } = sockets.upgrade(request);
+ * serveUploadSocket(peer, context);
  * return response;
  * ```
  */
 export function serveUploadSocket(
-  socket: WebSocket,
+  peer: PeerSocket,
   context: UploadSocketContext,
 ): void {
-  socket.binaryType = "arraybuffer";
-  let phase: Phase = "awaiting-request";
-  let session: UploadSession | undefined;
-  let received = 0;
-  let acknowledged = 0;
-  let unwatch: (() => void) | undefined;
+  new UploadSocket(peer, context);
+}
 
-  /**
-   * While this socket holds the upload, an end decided elsewhere (shutdown,
-   * a limit, a grace period) reaches the uploader as its final status, so it
-   * does not try to resume an upload that is over.
-   */
-  const hold = (held: UploadSession) => {
-    session = held;
-    unwatch = held.resource.watch((status) => {
-      if (status.status !== "FAILED" || phase === "finishing") return;
-      unwatch?.();
-      const final: FinalStatusMessage = {
-        type: "final-status",
-        resource: status,
-      };
-      sendJson(socket, final);
-    });
-  };
+/** One upload socket: its phase, its upload and its flow-control counters. */
+class UploadSocket {
+  readonly #peer: PeerSocket;
+  readonly #socket: WebSocket;
+  readonly #context: UploadSocketContext;
+  #phase: Phase = "awaiting-request";
+  #session: UploadSession | undefined;
+  /** Bytes and frames received, and those acknowledged. */
+  #received = 0;
+  #frames = 0;
+  #ackedBytes = 0;
+  #ackedFrames = 0;
+  /** Undoes the status watch and write observer of the held upload. */
+  #letGo: (() => void)[] = [];
+  #lastActivity = performance.now();
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
 
-  /** Another socket resumed this upload: stop serving it here. */
-  const release = () => {
-    phase = "done";
-    unwatch?.();
-    if (socket.readyState <= WebSocket.OPEN) {
-      socket.close(CLOSE_REPLACED, "upload resumed on another connection");
-    }
-  };
-
-  const failUpload = (reason: string, error?: SpoolError) => {
-    if (error) sendError(socket, error);
-    // No byte is taken from here on; the FAILED status reaches the uploader
-    // through the watcher once it is recorded.
-    phase = "done";
-    if (!session) return;
-    context.sessions.end(session);
-    session.resource.fail(reason).catch((cause) =>
-      console.error(
-        `spool: could not record failure of ${session?.resource.status.id}:`,
-        cause,
-      )
-    );
-  };
-
-  const sendReady = (offset: number) => {
-    const { resource, token } = session!;
-    const ready: ReadyForUploadMessage = {
-      type: "ready-for-upload",
-      id: resource.status.id,
-      reference: context.reference(resource.status.id),
-      window: context.window,
-      token,
-      offset,
-      resumeGraceMs: context.sessions.graceMs,
+  constructor(peer: PeerSocket, context: UploadSocketContext) {
+    this.#peer = peer;
+    this.#socket = peer.socket;
+    this.#context = context;
+    this.#socket.binaryType = "arraybuffer";
+    this.#socket.onmessage = (event) => this.#onMessage(event);
+    this.#socket.onerror = () => {
+      // The end follows and decides; nothing more to do here.
     };
-    sendJson(socket, ready);
-  };
+    peer.onEnd((code) => this.#onEnd(code));
+    this.#watchIdle(context.limits.uploadIdleTimeoutMs);
+  }
 
-  const startUpload = async (message: RequestUploadMessage) => {
-    const live = [...context.registry.live()].length;
-    if (live >= context.limits.maxUploads) {
-      throw limitExceeded(
-        "maxUploads",
-        context.limits.maxUploads,
-        `a new upload (${live} in progress)`,
-      );
-    }
-    phase = "creating";
-    let resource;
-    try {
-      resource = await context.registry.create({
-        name: message.name,
-        mimeType: message.mimeType!,
-        metadata: message.metadata ?? {},
-      });
-    } catch (error) {
-      phase = "awaiting-request";
-      throw error;
-    }
-    hold(context.sessions.open(resource, release));
-    if (socket.readyState !== WebSocket.OPEN) {
-      // The uploader left while the resource was being created.
-      context.sessions.detach(session!, { abort: false });
-      phase = "done";
+  #onMessage(event: MessageEvent): void {
+    this.#peer.touch();
+    const { data } = event;
+    if (typeof data === "string") {
+      if (data === HEARTBEAT_TEXT) return this.#peer.answerHeartbeat();
+      if (refuseOversized(this.#peer, data)) return;
+      this.#lastActivity = performance.now();
+      this.#onText(data).catch((error) => sendError(this.#socket, error));
       return;
     }
-    phase = "uploading";
-    sendReady(0);
-  };
+    this.#lastActivity = performance.now();
+    const chunk = binaryData(data);
+    if (chunk) this.#onBinary(chunk);
+  }
 
-  const resumeUpload = async (message: ResumeUploadMessage) => {
-    phase = "creating";
-    try {
-      hold(context.sessions.resume(message.id, message.token, release));
-    } catch (error) {
-      phase = "awaiting-request";
-      throw error;
-    }
-    // Bytes the old connection delivered are written before we name the offset.
-    await session!.resource.settled();
-    received = acknowledged = session!.resource.written;
-    if (socket.readyState !== WebSocket.OPEN) {
-      context.sessions.detach(session!, { abort: false });
-      phase = "done";
-      return;
-    }
-    phase = "uploading";
-    sendReady(received);
-  };
-
-  const endOfInput = async (message: EndOfInputMessage) => {
-    phase = "finishing";
-    const status = await session!.resource.complete(message.sha256);
-    context.sessions.end(session!);
-    phase = "done";
-    const final: FinalStatusMessage = {
-      type: "final-status",
-      resource: status,
-    };
-    sendJson(socket, final);
-  };
-
-  const onText = async (text: string) => {
+  async #onText(text: string): Promise<void> {
     const message = parseUploadClientMessage(text);
+    if (message.type === "heartbeat") return this.#peer.answerHeartbeat();
     const expected: Record<typeof message.type, Phase> = {
       "request-upload": "awaiting-request",
       "resume-upload": "awaiting-request",
       "end-of-input": "uploading",
     };
-    if (phase !== expected[message.type]) {
+    if (this.#phase !== expected[message.type]) {
       throw new SpoolError(
         "unexpected-message",
         message.type === "end-of-input"
-          ? `end-of-input received while ${phase}; expected it after ready-for-upload, once`
-          : `${message.type} received while ${phase}; expected it only once, as the first message`,
+          ? `end-of-input received while ${this.#phase}; expected it after ready-for-upload, once`
+          : `${message.type} received while ${this.#phase}; expected it only once, as the first message`,
       );
     }
-    if (message.type === "request-upload") await startUpload(message);
-    else if (message.type === "resume-upload") await resumeUpload(message);
-    else await endOfInput(message);
+    if (message.type === "request-upload") await this.#start(message);
+    else if (message.type === "resume-upload") await this.#resume(message);
+    else await this.#endOfInput(message);
+  }
+
+  /**
+   * While this socket holds the upload, an end decided elsewhere (shutdown,
+   * a limit, a grace period, the store) reaches the uploader as its final
+   * status, so it does not try to resume an upload that is over; and bytes
+   * the store wrote are acknowledged.
+   */
+  #hold(held: UploadSession): void {
+    this.#session = held;
+    const { resource } = held;
+    this.#letGo.push(
+      resource.watch((status) => {
+        if (status.status !== "FAILED" || this.#phase === "finishing") return;
+        const final: FinalStatusMessage = {
+          type: "final-status",
+          resource: status,
+        };
+        this.#phase = "done";
+        sendJson(this.#socket, final);
+      }),
+      resource.observeWrites({
+        written: (bytes, appends) => this.#written(bytes, appends),
+        failed: (error) =>
+          this.#fail(
+            `store write failed: ${error.message}`,
+            new SpoolError(
+              "upload-failed",
+              `the store could not write the upload: ${error.message}`,
+            ),
+          ),
+      }),
+    );
+  }
+
+  #unhold(): void {
+    for (const undo of this.#letGo.splice(0)) undo();
+  }
+
+  /** Another socket resumed this upload: stop serving it here. */
+  #release = (): void => {
+    this.#phase = "done";
+    this.#unhold();
+    this.#peer.end(CLOSE_REPLACED, "upload resumed on another connection");
   };
 
-  const onBinary = (chunk: Uint8Array) => {
-    if (phase !== "uploading") {
-      if (phase === "done" && session) return; // frames in flight after a release or failure
+  #fail(reason: string, error?: SpoolError): void {
+    if (error) sendError(this.#socket, error);
+    // No byte is taken from here on; the FAILED status reaches the uploader
+    // through the watcher once it is published.
+    this.#phase = "done";
+    const session = this.#session;
+    if (!session) return;
+    this.#context.sessions.end(session);
+    session.resource.fail(reason).catch((cause) =>
+      console.error(
+        `spool: could not record failure of ${session.resource.status.id}:`,
+        cause,
+      )
+    );
+  }
+
+  #sendReady(offset: number): void {
+    const { resource, token } = this.#session!;
+    const ready: ReadyForUploadMessage = {
+      type: "ready-for-upload",
+      id: resource.status.id,
+      reference: this.#context.reference(resource.status.id),
+      window: this.#context.window,
+      token,
+      offset,
+      resumeGraceMs: this.#context.sessions.graceMs,
+      frameCost: FRAME_COST,
+    };
+    sendJson(this.#socket, ready);
+  }
+
+  async #start(message: RequestUploadMessage): Promise<void> {
+    this.#phase = "creating";
+    let resource;
+    try {
+      resource = await this.#context.registry.create({
+        name: message.name,
+        mimeType: message.mimeType!,
+        metadata: message.metadata ?? {},
+      }, { maxLive: this.#context.limits.maxUploads });
+    } catch (error) {
+      this.#phase = "awaiting-request";
+      throw error;
+    }
+    this.#hold(this.#context.sessions.open(resource, this.#release));
+    this.#begin(0);
+  }
+
+  async #resume(message: ResumeUploadMessage): Promise<void> {
+    this.#phase = "creating";
+    try {
+      this.#hold(
+        this.#context.sessions.resume(message.id, message.token, this.#release),
+      );
+    } catch (error) {
+      this.#phase = "awaiting-request";
+      throw error;
+    }
+    // Bytes the old connection delivered are written before we name the offset.
+    await this.#session!.resource.settled();
+    this.#begin(this.#session!.resource.written);
+  }
+
+  /** Starts taking bytes at `offset`, unless the uploader left meanwhile. */
+  #begin(offset: number): void {
+    if (this.#peer.ended) {
+      this.#context.sessions.detach(this.#session!, { abort: false });
+      this.#phase = "done";
+      return;
+    }
+    const { resource } = this.#session!;
+    this.#received = this.#ackedBytes = offset;
+    this.#frames = this.#ackedFrames = resource.appendsWritten;
+    this.#phase = "uploading";
+    this.#sendReady(offset);
+  }
+
+  async #endOfInput(message: EndOfInputMessage): Promise<void> {
+    this.#phase = "finishing";
+    const session = this.#session!;
+    const status = await session.resource.complete(message.sha256);
+    this.#context.sessions.end(session);
+    this.#phase = "done";
+    const final: FinalStatusMessage = {
+      type: "final-status",
+      resource: status,
+    };
+    sendJson(this.#socket, final);
+  }
+
+  /** Window used by bytes and frames not yet acknowledged. */
+  #unacknowledged(): number {
+    return this.#received - this.#ackedBytes +
+      (this.#frames - this.#ackedFrames) * FRAME_COST;
+  }
+
+  #onBinary(chunk: Uint8Array): void {
+    if (this.#phase !== "uploading") {
+      // Frames in flight after a release or failure are dropped.
+      if (this.#phase === "done" && this.#session) return;
       sendError(
-        socket,
+        this.#socket,
         new SpoolError(
           "unexpected-binary",
-          `binary frame of ${chunk.byteLength} bytes received while ${phase}; expected bytes only between ready-for-upload and end-of-input`,
+          `binary frame of ${chunk.byteLength} bytes received while ${this.#phase}; expected bytes only between ready-for-upload and end-of-input`,
         ),
       );
       return;
     }
-    received += chunk.byteLength;
-    if (received > context.limits.maxResourceBytes) {
+    this.#received += chunk.byteLength;
+    this.#frames++;
+    const { limits, window } = this.#context;
+    if (this.#received > limits.maxResourceBytes) {
       const error = limitExceeded(
         "maxResourceBytes",
-        context.limits.maxResourceBytes,
-        `an upload of ${received} bytes or more`,
+        limits.maxResourceBytes,
+        `an upload of ${this.#received} bytes or more`,
       );
-      failUpload(error.message, error);
-      return;
+      return this.#fail(error.message, error);
     }
     // A client that ignores the window would make us buffer without bound.
-    if (received - acknowledged > 2 * context.window) {
-      failUpload(
-        `flow control violated: ${
-          received - acknowledged
-        } bytes unacknowledged, window is ${context.window}`,
+    const unacknowledged = this.#unacknowledged();
+    if (unacknowledged > 2 * window) {
+      return this.#fail(
+        `flow control violated: ${unacknowledged} bytes of window unacknowledged, window is ${window}`,
         new SpoolError(
           "flow-control",
-          `${
-            received - acknowledged
-          } bytes sent beyond the last acknowledgement; expected at most the window of ${context.window} bytes`,
+          `${unacknowledged} bytes of window (payload plus ${FRAME_COST} per frame) sent beyond the last acknowledgement; expected at most the window of ${window}`,
         ),
       );
-      return;
     }
-    const { resource } = session!;
-    resource.append(chunk).then((written) => {
-      if (phase === "done") return;
-      // Acknowledge in batches: a message per frame would double the message rate.
-      if (
-        written - acknowledged >= context.window / 4 ||
-        resource.pendingWrites === 0
-      ) {
-        acknowledged = written;
-        const ack: AckMessage = { type: "ack", offset: written };
-        sendJson(socket, ack);
-      }
-    }, (error) => {
-      if (phase === "done") return;
-      failUpload(
-        `store write failed: ${error.message}`,
-        new SpoolError(
-          "upload-failed",
-          `the store could not write the upload: ${error.message}`,
-        ),
-      );
-    });
-  };
+    // The resource keeps the chunk: each message has a buffer of its own.
+    this.#session!.resource.append(chunk);
+  }
 
-  // One timer, re-armed lazily: resetting a timer on every frame costs more.
-  let lastActivity = performance.now();
-  let idleTimer: ReturnType<typeof setTimeout> | undefined;
-  const watchIdle = (delay: number) => {
-    idleTimer = setTimeout(() => {
-      idleTimer = undefined;
-      if (phase === "done" || socket.readyState !== WebSocket.OPEN) return;
-      const silent = performance.now() - lastActivity;
-      const timeout = context.limits.uploadIdleTimeoutMs;
-      if (silent < timeout) return watchIdle(timeout - silent);
+  /** The store wrote up to `bytes`: acknowledge in batches. */
+  #written(bytes: number, appends: number): void {
+    if (this.#phase !== "uploading" && this.#phase !== "finishing") return;
+    // A message per frame would double the message rate.
+    const newly = bytes - this.#ackedBytes +
+      (appends - this.#ackedFrames) * FRAME_COST;
+    if (
+      newly >= this.#context.window / 4 ||
+      this.#session!.resource.pendingWrites === 0
+    ) {
+      this.#ackedBytes = bytes;
+      this.#ackedFrames = appends;
+      const ack: AckMessage = { type: "ack", offset: bytes };
+      sendJson(this.#socket, ack);
+    }
+  }
+
+  /** One timer, re-armed lazily: resetting a timer on every frame costs more. */
+  #watchIdle(delay: number): void {
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined;
+      if (this.#phase === "done" || this.#peer.ended) return;
+      const silent = performance.now() - this.#lastActivity;
+      const timeout = this.#context.limits.uploadIdleTimeoutMs;
+      if (silent < timeout) return this.#watchIdle(timeout - silent);
       const error = limitExceeded(
         "uploadIdleTimeoutMs",
         timeout,
         `an upload socket silent for ${Math.round(silent)} ms`,
       );
-      if (phase === "uploading") failUpload(error.message, error);
-      else sendError(socket, error);
-      phase = "done";
-      socket.close(CLOSE_IDLE, "idle timeout");
+      if (this.#phase === "uploading") this.#fail(error.message, error);
+      else sendError(this.#socket, error);
+      this.#phase = "done";
+      this.#peer.end(CLOSE_IDLE, "idle timeout");
     }, delay);
-  };
-  watchIdle(context.limits.uploadIdleTimeoutMs);
+  }
 
-  socket.onmessage = (event) => {
-    lastActivity = performance.now();
-    if (typeof event.data === "string") {
-      onText(event.data).catch((error) => sendError(socket, error));
-      return;
-    }
-    const chunk = binaryData(event.data);
-    if (chunk) onBinary(chunk);
-  };
-  socket.onclose = (event) => {
-    clearTimeout(idleTimer);
-    unwatch?.();
+  #onEnd(code: number): void {
+    clearTimeout(this.#idleTimer);
+    this.#unhold();
     // In "finishing" the end-of-input arrived and completion runs on.
-    if (phase === "uploading" && session) {
-      phase = "done";
-      context.sessions.detach(session, { abort: event.code === CLOSE_ABORT });
+    if (this.#phase === "uploading" && this.#session) {
+      this.#phase = "done";
+      this.#context.sessions.detach(this.#session, {
+        abort: code === CLOSE_ABORT,
+      });
     }
-  };
-  socket.onerror = () => {
-    // The close event follows and decides; nothing more to do here.
-  };
+  }
 }

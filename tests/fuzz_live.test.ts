@@ -11,6 +11,7 @@ import { openDownload, startUpload, upload } from "../mod.ts";
 import {
   decodeDataFrame,
   ERROR_CODES,
+  MAX_CONTROL_MESSAGE_CHARS,
   parseDownloadClientMessage,
   parseUploadClientMessage,
   peekRequestId,
@@ -527,6 +528,8 @@ class FuzzSocket {
   #answers = 0;
   #answered: (() => void) | undefined;
   #received = 0;
+  /** A text message over the server's control-message limit was sent: the server ends the socket. */
+  sentOversized = false;
 
   constructor(
     url: URL,
@@ -587,6 +590,9 @@ class FuzzSocket {
     );
     if (this.#sent.length > 6) this.#sent.shift();
     this.socket.send(data as string);
+    if (typeof data === "string" && data.length > MAX_CONTROL_MESSAGE_CHARS) {
+      this.sentOversized = true;
+    }
     if (typeof data === "string" && this.kind === "upload") this.#texts++;
     if (typeof data === "string" && this.kind === "download") {
       this.#track(data.toWellFormed());
@@ -679,6 +685,7 @@ class FuzzSocket {
     } catch {
       return;
     }
+    if (message.type === "heartbeat") return;
     const state = this.#state(message.requestId);
     if (message.type === "read" || message.type === "follow") {
       state.starts.add(message.start);
@@ -1256,8 +1263,10 @@ Deno.test(`live fuzz: random and mutated messages never crash or hang the server
       const closedByServer = !socket.open;
       const event = await socket.close();
       if (closedByServer) {
-        // Only one reason to close a fuzz socket: its upload was resumed elsewhere.
-        if (!(choice === "upload" && event.code === 4409)) {
+        // Two reasons to close a fuzz socket: its upload was resumed
+        // elsewhere, or it sent a control message over the limit.
+        const resumed = choice === "upload" && event.code === 4409;
+        if (!resumed && !socket.sentOversized) {
           socket.fail(
             `the server closed the socket with ${event.code} ${
               JSON.stringify(event.reason)
