@@ -25,6 +25,8 @@ import { CLOSE_FORBIDDEN, loadOrCreateSecret, ServerAuth } from "./auth.ts";
 import { CLOSE_GONE, startRetention } from "./retention.ts";
 import { serveResourceHttp } from "./http_resource.ts";
 import { serveViewer } from "./viewer.ts";
+import { errorResponse } from "./_http_error.ts";
+import { guardResponse } from "./_http_guard.ts";
 
 /**
  * Options of {@linkcode startServer}; every one has a default.
@@ -147,6 +149,8 @@ const UPLOAD_PATH = "/upload";
 /** How long shutdown waits for peers to answer the close handshake. */
 const CLOSE_GRACE_MS = 3000;
 const RESOURCE_PATH = /^\/resources\/([^/]+)(\/[^/]+)?$/;
+/** The methods of every HTTP route. */
+const ALLOWED_METHODS = "GET, HEAD";
 
 /**
  * Starts a Spool server.
@@ -302,10 +306,14 @@ export async function startServer(
       });
     }
     if (subpath !== "") {
-      return Response.json({
-        code: "not-found",
-        error: `WebSockets are served at /resources/{id}, not at ${subpath}`,
-      }, { status: 404 });
+      return errorResponse(
+        new SpoolError(
+          "not-found",
+          `WebSockets are served at /resources/{id}, not at /resources/{id}${
+            subpath.slice(0, 100)
+          }`,
+        ),
+      );
     }
     const { socket, response } = upgrade(request);
     const denied = refusal ?? downloadRefusal(resource!);
@@ -370,11 +378,36 @@ export async function startServer(
     };
   };
 
-  const handler = (request: Request): Response | Promise<Response> => {
+  const route = (request: Request): Response | Promise<Response> => {
     const url = new URL(request.url);
-    const wantsSocket =
+    const path = url.pathname;
+    const match = path.match(RESOURCE_PATH);
+    const view = path === "/view" || path.startsWith("/view/");
+    if (path !== "/" && path !== UPLOAD_PATH && !view && !match) {
+      return errorResponse(
+        new SpoolError(
+          "not-found",
+          `no route for ${
+            path.slice(0, 200)
+          }; expected /, /upload, /view/, /view/{id} or /resources/{id}[/status|/events|/lines]`,
+        ),
+      );
+    }
+    // Every route only reads (an upload is a WebSocket, opened by a GET).
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return errorResponse(
+        new SpoolError(
+          "invalid-field",
+          `method ${request.method.slice(0, 20)} is not allowed on ${
+            path.slice(0, 200)
+          }; expected ${ALLOWED_METHODS}`,
+        ),
+        { status: 405, headers: { allow: ALLOWED_METHODS } },
+      );
+    }
+    const wantsSocket = request.method === "GET" &&
       request.headers.get("upgrade")?.toLowerCase() === "websocket";
-    if (url.pathname === UPLOAD_PATH) {
+    if (path === UPLOAD_PATH) {
       if (!wantsSocket) return upgradeRequired(UPLOAD_PATH);
       // Headers are unreadable once the request is upgraded: check first.
       const refusal = auth.uploadRefusal(request);
@@ -392,24 +425,17 @@ export async function startServer(
       });
       return response;
     }
-    if (url.pathname === "/view" || url.pathname.startsWith("/view/")) {
-      return serveView(request, url.pathname.slice("/view/".length));
-    }
-    const match = url.pathname.match(RESOURCE_PATH);
+    if (view) return serveView(request, path.slice("/view/".length));
     if (match) {
       return serveResource(request, match[1], match[2] ?? "", wantsSocket);
     }
-    if (url.pathname === "/") {
-      return Response.json({
-        name: "spool",
-        upload: UPLOAD_PATH,
-        resources: "/resources/{id}",
-      });
-    }
-    return Response.json({ error: `no route for ${url.pathname}` }, {
-      status: 404,
+    return Response.json({
+      name: "spool",
+      upload: UPLOAD_PATH,
+      resources: "/resources/{id}",
     });
   };
+  const handler = (request: Request) => guardResponse(request, route);
 
   let resolveListening: (url: URL) => void;
   const listening = new Promise<URL>((resolve) => resolveListening = resolve);
@@ -500,24 +526,12 @@ function baseUrl(url: string | URL): URL {
   return base;
 }
 
-const HTTP_STATUS_OF: Partial<Record<SpoolError["code"], number>> = {
-  "not-found": 404,
-  "gone": 410,
-  "forbidden": 403,
-};
-
-function errorResponse(error: SpoolError): Response {
-  return Response.json({ code: error.code, error: error.message }, {
-    status: HTTP_STATUS_OF[error.code] ?? 400,
-  });
-}
-
 function upgradeRequired(path: string): Response {
-  return Response.json(
-    {
-      error:
-        `${path} is a WebSocket endpoint; expected an 'Upgrade: websocket' request`,
-    },
+  return errorResponse(
+    new SpoolError(
+      "invalid-field",
+      `${path} is a WebSocket endpoint; expected an 'Upgrade: websocket' request`,
+    ),
     { status: 426, headers: { upgrade: "websocket" } },
   );
 }
