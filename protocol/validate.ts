@@ -16,16 +16,51 @@ import type {
 /** Largest offset we accept: JavaScript numbers are exact up to 2^53. */
 const MAX_OFFSET = Number.MAX_SAFE_INTEGER;
 const MAX_REQUEST_ID = 0xffff_ffff;
-const MAX_NAME_LENGTH = 1024;
 const MAX_METADATA_BYTES = 64 * 1024;
-const MIME_TYPE = /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(\s*;.*)?$/;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/**
+ * Longest resource name accepted, in UTF-16 code units (at most 3 KiB of
+ * UTF-8).
+ *
+ * @example
+ * ```ts
+ * import { MAX_NAME_LENGTH } from "./validate.ts";
+ * const fits = (name: string) => name.length <= MAX_NAME_LENGTH;
+ * ```
+ */
+export const MAX_NAME_LENGTH = 1024;
+
+/**
+ * Longest MIME type accepted, in characters (all ASCII). It becomes the
+ * `Content-Type` of every HTTP answer carrying the resource's bytes.
+ *
+ * @example
+ * ```ts
+ * import { MAX_MIME_TYPE_LENGTH } from "./validate.ts";
+ * console.log("text/plain".length <= MAX_MIME_TYPE_LENGTH); // true
+ * ```
+ */
+export const MAX_MIME_TYPE_LENGTH = 255;
+
+// RFC 9110 §5.6.2 token and §5.6.4 quoted-string, ASCII only (no obs-text).
+const TOKEN = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]+";
+const QUOTED_STRING = '"(?:[\\t !#-\\[\\]-~]|\\\\[\\t -~])*"';
+/** RFC 9110 §8.3.1 `media-type`: `type/subtype *( OWS ";" OWS [ parameter ] )`. */
+const MEDIA_TYPE = new RegExp(
+  `^${TOKEN}/${TOKEN}(?:[ \\t]*;[ \\t]*(?:${TOKEN}=(?:${TOKEN}|${QUOTED_STRING}))?)*$`,
+);
+const MIME_EXPECTED =
+  "a MIME type 'type/subtype' with optional '; name=value' parameters (RFC 9110 media-type: tokens, values as tokens or quoted strings), e.g. 'text/plain; charset=utf-8'";
 
 type Json = Record<string, unknown>;
 
 function describe(value: unknown): string {
   if (value === undefined) return "nothing";
-  const text = JSON.stringify(value) ?? String(value);
+  // A string is clipped before it is quoted: it may be megabytes long.
+  const text = JSON.stringify(
+    typeof value === "string" ? value.slice(0, 60) : value,
+  ) ?? String(value);
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
@@ -130,6 +165,105 @@ export function peekRequestId(text: string): number | undefined {
   }
 }
 
+/** `U+0001`: how a character is named in messages. */
+function codePoint(char: string): string {
+  return `U+${
+    char.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")
+  }`;
+}
+
+/** What is expected of a MIME type that is not valid, or `undefined` if it is. */
+function mimeTypeProblem(value: unknown): string | undefined {
+  if (typeof value !== "string") {
+    return "a MIME type string such as 'text/plain; charset=utf-8'";
+  }
+  if (value.length > MAX_MIME_TYPE_LENGTH) {
+    return `a MIME type of at most ${MAX_MIME_TYPE_LENGTH} characters (it has ${value.length})`;
+  }
+  const bad = /[^\t\x20-\x7e]/.exec(value);
+  if (bad) {
+    return `a MIME type of printable ASCII (${
+      codePoint(bad[0])
+    } at index ${bad.index} is not)`;
+  }
+  return MEDIA_TYPE.test(value) ? undefined : MIME_EXPECTED;
+}
+
+/** What is expected of a name that is not valid, or `undefined` if it is. */
+function nameProblem(value: unknown): string | undefined {
+  if (
+    typeof value !== "string" || value.length === 0 ||
+    value.length > MAX_NAME_LENGTH
+  ) {
+    return `a non-empty string of at most ${MAX_NAME_LENGTH} characters`;
+  }
+  const lone =
+    /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
+      .exec(value);
+  if (lone) {
+    return `well-formed Unicode (a lone surrogate ${
+      codePoint(lone[0])
+    } at index ${lone.index} is not)`;
+  }
+  return undefined;
+}
+
+/**
+ * Tells whether `value` is a MIME type the server accepts: an RFC 9110
+ * `media-type` (`type/subtype`, optional `; name=value` parameters whose
+ * values are tokens or quoted strings) of printable ASCII, at most
+ * {@linkcode MAX_MIME_TYPE_LENGTH} characters. Such a value is always a valid
+ * HTTP header value.
+ *
+ * @example
+ * ```ts
+ * import { isMimeType } from "./validate.ts";
+ * isMimeType('text/plain; charset="utf-8"'); // true
+ * isMimeType("text/plain; x=\u0001"); // false: a control character
+ * ```
+ */
+export function isMimeType(value: unknown): value is string {
+  return mimeTypeProblem(value) === undefined;
+}
+
+/**
+ * Tells whether `value` is a resource name the server accepts: a non-empty
+ * string of at most {@linkcode MAX_NAME_LENGTH} UTF-16 code units of
+ * well-formed Unicode (no lone surrogates).
+ *
+ * @example
+ * ```ts
+ * import { isResourceName } from "./validate.ts";
+ * isResourceName("build.log"); // true
+ * isResourceName("a\ud800b"); // false: a lone surrogate
+ * ```
+ */
+export function isResourceName(value: unknown): value is string {
+  return nameProblem(value) === undefined;
+}
+
+/**
+ * Tells whether `value` is valid upload metadata: an object of string
+ * values of at most 64 KiB of JSON.
+ *
+ * @example
+ * ```ts
+ * import { isMetadata } from "./validate.ts";
+ * isMetadata({ job: "42" }); // true
+ * isMetadata({ job: 42 }); // false
+ * ```
+ */
+export function isMetadata(value: unknown): value is Record<string, string> {
+  try {
+    metadata(value);
+    return value !== undefined;
+  } catch (error) {
+    // The thrown error says why; this only answers yes or no.
+    if (error instanceof SpoolError) return false;
+    throw error;
+  }
+}
+
 function metadata(value: unknown): Record<string, string> {
   if (value === undefined) return {};
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
@@ -178,25 +312,15 @@ export function parseUploadClientMessage(text: string): UploadClientMessage {
   switch (message.type) {
     case "request-upload": {
       const { name, mimeType } = message;
-      if (
-        typeof name !== "string" || name.length === 0 ||
-        name.length > MAX_NAME_LENGTH
-      ) {
-        throw invalid(
-          "name",
-          name,
-          `a non-empty string of at most ${MAX_NAME_LENGTH} characters`,
-        );
-      }
-      if (
-        mimeType !== undefined &&
-        (typeof mimeType !== "string" || !MIME_TYPE.test(mimeType))
-      ) {
-        throw invalid("mimeType", mimeType, "a MIME type such as 'text/plain'");
-      }
+      const badName = nameProblem(name);
+      if (badName !== undefined) throw invalid("name", name, badName);
+      const badMime = mimeType === undefined
+        ? undefined
+        : mimeTypeProblem(mimeType);
+      if (badMime !== undefined) throw invalid("mimeType", mimeType, badMime);
       return {
         type: "request-upload",
-        name,
+        name: name as string,
         mimeType: (mimeType as string | undefined) ??
           "application/octet-stream",
         metadata: metadata(message.metadata),

@@ -9,15 +9,59 @@
 
 import { createHash } from "node:crypto";
 import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
+import { MAX_MIME_TYPE_LENGTH, MAX_NAME_LENGTH } from "../protocol/validate.ts";
+import { downloadFilename } from "./_header.ts";
+import { clipText } from "./_text.ts";
 
 /** Lines the tail pane keeps; older ones are dropped from the page. */
 export const MAX_LINES: number = 5000;
 /** Rows the listing shows (the newest ones). */
 export const MAX_LISTED: number = 1000;
+/** Characters of a name a listing row shows (the page shows the whole name). */
+export const MAX_LISTED_NAME: number = 200;
+/** Characters of a failure reason a page shows. */
+const MAX_SHOWN_ERROR = 2000;
 
 /** Escapes `&`, `<`, `>`, `"` and `'` for HTML text and quoted attributes. */
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/**
+ * Makes invisible characters that change how text reads visible as
+ * `\u202E`-style escapes: control characters (C0, DEL, C1), bidirectional
+ * controls (so `invoice\u202Efdp.exe` cannot display as `invoiceexe.pdf`),
+ * line and paragraph separators, U+FEFF and lone surrogates. `mark` wraps each
+ * escape (the server marks them up; the browser script, which writes with
+ * `textContent`, does not). Also runs in the browser.
+ */
+export function visibleText(
+  text: string,
+  mark?: (escape: string) => string,
+): string {
+  return String(text).replace(
+    // deno-lint-ignore no-control-regex
+    /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
+    function (c) {
+      const code = c.charCodeAt(0).toString(16).toUpperCase();
+      const escape = "\\u" + ("000" + code).slice(-4);
+      return mark ? mark(escape) : escape;
+    },
+  );
+}
+
+/** User text as HTML: clipped, escaped, invisible characters shown marked. */
+function userHtml(text: string, max: number): string {
+  const clipped = clipText(String(text), max);
+  return visibleText(
+    escapeHtml(clipped),
+    (escape) => `<span class="ctl">${escape}</span>`,
+  ) + (clipped.length < String(text).length ? "&hellip;" : "");
+}
+
+/** A name as HTML: isolated from the text around it (`<bdi>`). */
+function nameHtml(name: string, max = MAX_NAME_LENGTH): string {
+  return `<bdi>${userHtml(name, max)}</bdi>`;
 }
 
 /**
@@ -100,6 +144,7 @@ h1{font-size:18px;margin:0 0 6px;overflow-wrap:anywhere}
 .trimmed[hidden]{display:none}
 #log{flex:1;min-height:0;overflow:auto;margin:0;padding:8px 16px;background:var(--log-bg);color:var(--log-fg);font:12.5px/1.4 ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;white-space:pre-wrap;overflow-wrap:anywhere;tab-size:8}
 #log>div{min-height:1.4em}
+.ctl{font:.85em ui-monospace,"DejaVu Sans Mono",monospace;padding:0 2px;border-radius:3px;background:#fde68a;color:#7c2d12}
 .binary{padding:24px 16px}
 main.list{padding:16px}
 table{border-collapse:collapse;width:100%;background:var(--card)}
@@ -133,6 +178,24 @@ var icon = $("icon");
 var last = { status: data.status };
 var terminal = function (s) { return s.status === "COMPLETED" || s.status === "FAILED"; };
 
+// Text from the server, with invisible characters shown as marked escapes,
+// like the server renders them. visibleText escapes every NUL of its input,
+// so the NULs around each escape can only be the marks.
+function showText(el, text) {
+  var parts = visibleText(text, function (e) { return "\u0000" + e + "\u0000"; }).split("\u0000");
+  el.textContent = "";
+  for (var i = 0; i < parts.length; i++) {
+    if (i % 2 === 0) {
+      if (parts[i]) el.appendChild(document.createTextNode(parts[i]));
+      continue;
+    }
+    var span = document.createElement("span");
+    span.className = "ctl";
+    span.textContent = parts[i];
+    el.appendChild(span);
+  }
+}
+
 function showStatus(s) {
   last = s;
   badge.textContent = s.status;
@@ -141,9 +204,9 @@ function showStatus(s) {
   sizeEl.title = s.size.toLocaleString("en-US") + " bytes";
   updatedEl.textContent = formatTime(s.updatedAt);
   updatedEl.dateTime = s.updatedAt;
-  errorEl.textContent = s.status === "FAILED" ? "Failed: " + (s.error || "unknown reason") : "";
+  showText(errorEl, s.status === "FAILED" ? "Failed: " + (s.error || "unknown reason") : "");
   if (shaEl) shaEl.textContent = s.sha256 ? "sha256 " + s.sha256 : "";
-  document.title = s.name + " \u2014 " + s.status + " \u2014 Spool";
+  document.title = visibleText(s.name) + " \u2014 " + s.status + " \u2014 Spool";
   icon.href = FAVICONS[s.status] || FAVICONS.INITIATED;
   if (pane && follow.checked) pane.scrollTop = pane.scrollHeight;
 }
@@ -300,7 +363,7 @@ function startPane() {
         return;
       }
       if ((problem && problem.final) || attempt >= 20) {
-        stateEl.textContent = "stopped: " + (problem ? problem.message || problem : "the stream ended early");
+        showText(stateEl, "stopped: " + (problem ? problem.message || String(problem) : "the stream ended early"));
         return;
       }
       // The stream broke (or ended) before the end: reconnect, skipping what we have.
@@ -326,6 +389,7 @@ var MAX_LINES = ${MAX_LINES};
 var FAVICONS = ${JSON.stringify(FAVICONS).replaceAll("<", "\\u003c")};
 var formatBytes = ${formatBytes.toString()};
 var formatTime = ${formatTime.toString()};
+var visibleText = ${visibleText.toString()};
 ${SCRIPT_BODY}
 })();
 `;
@@ -410,11 +474,13 @@ export function renderResourcePage(options: ResourcePageOptions): string {
     (token === undefined ? "" : `?token=${encodeURIComponent(token)}`);
   const text = isTextMime(status.mimeType);
   const failed = status.status === "FAILED"
-    ? `Failed: ${status.error ?? "unknown reason"}`
+    ? `Failed: ${userHtml(status.error ?? "unknown reason", MAX_SHOWN_ERROR)}`
     : "";
+  const filename = escapeHtml(downloadFilename(status.name));
+  const mime = userHtml(status.mimeType, MAX_MIME_TYPE_LENGTH);
   const downloadLink = `<a id="download" href="${
     escapeHtml(download)
-  }" download="${escapeHtml(status.name)}">download</a>`;
+  }" download="${filename}">download</a>`;
   const body = `<div class="view" id="app" data-resource="${
     escapeHtml(resourcePath)
   }" data-token="${escapeHtml(token ?? "")}" data-status="${
@@ -426,20 +492,20 @@ ${
       ? `<div class="crumb"><a href="./">&larr; all resources</a></div>`
       : ""
   }
-<h1 id="name">${escapeHtml(status.name)}</h1>
+<h1 id="name">${nameHtml(status.name)}</h1>
 <div class="meta">
 ${badge(status.status, "status")}
 <span>size <b id="size" title="${status.size.toLocaleString("en-US")} bytes">${
     formatBytes(status.size)
   }</b></span>
 <span>updated <b>${timeElement(status.updatedAt, "updated")}</b></span>
-<span>type <b id="mime">${escapeHtml(status.mimeType)}</b></span>
+<span>type <b id="mime">${mime}</b></span>
 ${downloadLink}
 <span id="sha" class="sha">${
     status.sha256 ? `sha256 ${escapeHtml(status.sha256)}` : ""
   }</span>
 </div>
-<p id="error" class="error" role="alert">${escapeHtml(failed)}</p>
+<p id="error" class="error" role="alert">${failed}</p>
 </header>
 ${
     text
@@ -452,20 +518,18 @@ ${
 </div>
 <div id="trimmed" class="trimmed" hidden><span id="trimmed-count">0</span> earlier lines were trimmed from this page; <a href="${
         escapeHtml(download)
-      }" download="${
-        escapeHtml(status.name)
-      }">download the whole resource</a>.</div>
+      }" download="${filename}">download the whole resource</a>.</div>
 <pre id="log" aria-label="resource content" tabindex="0"></pre>`
       : `<section class="binary">
-<p>This resource is <b>${
-        escapeHtml(status.mimeType)
-      }</b>, which is not shown as text here. Its status above stays live; ${downloadLink}.</p>
+<p>This resource is <b>${mime}</b>, which is not shown as text here. Its status above stays live; ${downloadLink}.</p>
 <span id="stream-state" hidden></span>
 </section>`
   }
 </div>`;
   return shell(
-    `${status.name} \u2014 ${status.status} \u2014 Spool`,
+    `${
+      visibleText(clipText(String(status.name), MAX_NAME_LENGTH))
+    } \u2014 ${status.status} \u2014 Spool`,
     status.status,
     body,
     SCRIPT,
@@ -482,13 +546,13 @@ export function renderListingPage(statuses: ResourceStatus[]): string {
   const rows = shown.map((s) =>
     `<tr>
 <td class="name"><a href="./${escapeHtml(encodeURIComponent(s.id))}">${
-      escapeHtml(s.name)
+      nameHtml(s.name, MAX_LISTED_NAME)
     }</a></td>
 <td>${badge(s.status)}</td>
 <td class="num" title="${s.size.toLocaleString("en-US")} bytes">${
       formatBytes(s.size)
     }</td>
-<td>${escapeHtml(s.mimeType)}</td>
+<td>${userHtml(s.mimeType, MAX_MIME_TYPE_LENGTH)}</td>
 <td class="time">${timeElement(s.createdAt)}</td>
 <td class="time">${timeElement(s.updatedAt)}</td>
 </tr>`

@@ -19,6 +19,7 @@ import {
 } from "@std/http/server-sent-event-stream";
 import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
 import { lineIndexOf } from "./line_index.ts";
+import { loggable } from "./_text.ts";
 import type { Resource } from "./resource.ts";
 
 /** Options of {@linkcode followBody}. */
@@ -38,6 +39,8 @@ export interface FollowBodyOptions {
 }
 
 const DEFAULT_CHUNK_SIZE = 256 * 1024;
+/** Characters of a failure reason put in the (logged) abort message. */
+const MAX_LOGGED_REASON = 500;
 
 function concat(parts: Uint8Array[]): Uint8Array {
   if (parts.length === 1) return parts[0];
@@ -216,7 +219,7 @@ export function followBody(
         await release();
         controller.error(
           `spool: follow of resource ${id} aborted: the resource FAILED: ${
-            status.error ?? "unknown reason"
+            loggable(status.error ?? "unknown reason", MAX_LOGGED_REASON)
           }`,
         );
         return;

@@ -3,24 +3,31 @@
  * `/resources/{id}` that `curl` and browsers use. Access control and the
  * lookup of the resource happen before these handlers run.
  *
- * - `GET|HEAD /resources/{id}`: the bytes up to the checkpoint, with
- *   single-range support (`206`, `416`); `?follow=1` streams to the end.
- * - `GET /resources/{id}/status`: the status JSON.
- * - `GET /resources/{id}/events`: Server-Sent Events of the statuses.
- * - `GET|HEAD /resources/{id}/lines`: line ranges, tails, line-aligned follow.
+ * - `/resources/{id}`: the bytes up to the checkpoint, with single-range
+ *   support (`206`, `416`); `?follow=1` streams to the end.
+ * - `/resources/{id}/status`: the status JSON.
+ * - `/resources/{id}/events`: Server-Sent Events of the statuses.
+ * - `/resources/{id}/lines`: line ranges, tails, line-aligned follow.
  *
- * Every answer carying bytes has `Cache-Control: no-cache, no-transform`
- * (no automatic compression, no proxy transformation) and the resource's
- * status in `Spool-*` headers. See docs/http.md.
+ * The server lets only `GET` and `HEAD` reach them and drops the body of a
+ * `HEAD` answer (these handlers skip making bodies for `HEAD` where that
+ * costs). Every answer carrying bytes has `Cache-Control: no-cache,
+ * no-transform` (no automatic compression, no proxy transformation) and the
+ * resource's status in `Spool-*` headers; values from the resource reach
+ * headers through `_header.ts` only. Refusals are `_http_error.ts`'s one
+ * error body. See docs/http.md.
  *
  * @module
  */
 
 import type { ResourceStatus } from "../protocol/status.ts";
 import { isTerminal } from "../protocol/status.ts";
+import { type ErrorCode, SpoolError } from "../protocol/errors.ts";
 import { lineOffset, lineView } from "./line_index.ts";
 import { followBody, rangeBody, statusEvents } from "./http_follow.ts";
 import type { Resource } from "./resource.ts";
+import { errorResponse } from "./_http_error.ts";
+import { contentDisposition, contentType, headerValue } from "./_header.ts";
 
 /** What the HTTP handlers of a resource may use. */
 export interface ResourceHttpContext {
@@ -34,15 +41,15 @@ export interface ResourceHttpContext {
   signal: AbortSignal;
 }
 
-/** A request this module refuses, with its HTTP status and error code. */
-class HttpRefusal extends Error {
+/** A request this module refuses, with its HTTP status and extra headers. */
+class HttpRefusal extends SpoolError {
   constructor(
     readonly status: number,
-    readonly code: string,
+    code: ErrorCode,
     message: string,
     readonly headers: Record<string, string> = {},
   ) {
-    super(message);
+    super(code, message);
   }
 }
 
@@ -59,12 +66,6 @@ export async function serveResourceHttp(
   context: ResourceHttpContext,
 ): Promise<Response> {
   const { subpath } = context;
-  if (request.method !== "GET" && request.method !== "HEAD") {
-    return Response.json({
-      code: "invalid-field",
-      error: `method ${request.method} is not allowed; expected GET or HEAD`,
-    }, { status: 405, headers: { allow: "GET, HEAD" } });
-  }
   try {
     const query = new URL(request.url).searchParams;
     switch (subpath) {
@@ -81,59 +82,61 @@ export async function serveResourceHttp(
       case "/lines":
         return await serveLines(request, context, query);
     }
-    return Response.json({
-      code: "not-found",
-      error:
-        `no route /resources/{id}${subpath}; expected /status, /events or /lines`,
-    }, { status: 404 });
+    throw new HttpRefusal(
+      404,
+      "not-found",
+      `no route /resources/{id}${
+        subpath.slice(0, 100)
+      }; expected /resources/{id}, /status, /events or /lines`,
+    );
   } catch (error) {
     if (error instanceof HttpRefusal) {
-      return Response.json({ code: error.code, error: error.message }, {
+      return errorResponse(error, {
         status: error.status,
-        headers: {
-          "cache-control": "no-cache",
-          ...error.headers,
-        },
+        headers: error.headers,
       });
     }
     if (context.signal.aborted) {
-      return Response.json({
-        code: "internal",
-        error: "the server is shutting down",
-      }, { status: 503 });
+      return errorResponse(
+        new SpoolError("internal", "the server is shutting down"),
+        { status: 503 },
+      );
     }
-    return Response.json({
-      code: "internal",
-      error: `reading resource ${context.resource.status.id} failed: ${
-        error instanceof Error ? error.message : error
-      }`,
-    }, { status: 500 });
+    return errorResponse(
+      new SpoolError(
+        "internal",
+        `reading resource ${context.resource.status.id} failed: ${
+          error instanceof Error ? error.message : error
+        }`,
+      ),
+    );
   }
+}
+
+/** `Spool-Status` and `Spool-Size`: every answer about the bytes has them. */
+function statusHeaders(status: ResourceStatus): Record<string, string> {
+  return {
+    "spool-status": headerValue(status.status, "FAILED"),
+    "spool-size": headerValue(String(status.size), "0"),
+  };
 }
 
 /** Headers every byte answer carries. */
 function resourceHeaders(status: ResourceStatus): Headers {
   const headers = new Headers({
-    "content-type": status.mimeType,
+    "content-type": contentType(status.mimeType),
     "cache-control": "no-cache, no-transform",
     "x-content-type-options": "nosniff",
     // Uploaded HTML or SVG must not run on this origin.
     "content-security-policy": "sandbox; default-src 'none'",
-    "content-disposition": `inline; filename*=UTF-8''${
-      encodeRfc5987(status.name)
-    }`,
-    "spool-status": status.status,
-    "spool-size": String(status.size),
+    "content-disposition": contentDisposition(status.name),
+    ...statusHeaders(status),
   });
-  if (status.sha256 !== undefined) headers.set("spool-sha256", status.sha256);
+  if (status.sha256 !== undefined) {
+    const sha256 = headerValue(status.sha256, "");
+    if (sha256 !== "") headers.set("spool-sha256", sha256);
+  }
   return headers;
-}
-
-function encodeRfc5987(value: string): string {
-  return encodeURIComponent(value).replace(
-    /['()*!]/g,
-    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
-  );
 }
 
 /** Headers of a streamed answer: nobody on the way may hold it back. */
@@ -180,26 +183,73 @@ type RangeOutcome =
   | { kind: "range"; start: number; end: number }
   | { kind: "unsatisfiable" };
 
-/**
- * Parses a `Range` header (RFC 9110 §14.2) against `size`. Only one range
- * is served: a header naming several, or an invalid one, is ignored (the
- * whole representation, `200`), as the RFC allows.
- */
-export function parseRange(header: string | null, size: number): RangeOutcome {
-  if (header === null) return { kind: "whole" };
-  const match = header.trim().match(/^bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i);
-  if (!match || (match[1] === "" && match[2] === "")) return { kind: "whole" };
-  if (match[1] === "") {
-    // Suffix: the last n bytes.
-    const n = Number(match[2]);
+/** One `range-spec` resolved against a size. */
+type SpecOutcome =
+  | { kind: "range"; start: number; end: number }
+  | { kind: "unsatisfiable" }
+  | { kind: "invalid" };
+
+/** A digit string as an offset; `Infinity` past 2^53, which no size reaches. */
+function toOffset(digits: string): number {
+  const value = Number(digits);
+  return Number.isSafeInteger(value) ? value : Infinity;
+}
+
+/** Compares two digit strings exactly, however many digits they have. */
+function compareDigits(a: string, b: string): number {
+  const x = a.replace(/^0+(?=\d)/, "");
+  const y = b.replace(/^0+(?=\d)/, "");
+  if (x.length !== y.length) return x.length - y.length;
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/** `first-last`, `first-` or `-suffix` (RFC 9110 §14.1.2) against `size`. */
+function resolveSpec(spec: string, size: number): SpecOutcome {
+  const match = /^(\d*)\s*-\s*(\d*)$/.exec(spec);
+  if (!match || (match[1] === "" && match[2] === "")) {
+    return { kind: "invalid" };
+  }
+  const [, first, last] = match;
+  if (first === "") {
+    // Suffix: the last n bytes; more than the size is all of them.
+    const n = toOffset(last);
     if (n === 0 || size === 0) return { kind: "unsatisfiable" };
     return { kind: "range", start: Math.max(0, size - n), end: size };
   }
-  const first = Number(match[1]);
-  const last = match[2] === "" ? Infinity : Number(match[2]);
-  if (!Number.isSafeInteger(first) || last < first) return { kind: "whole" };
-  if (first >= size) return { kind: "unsatisfiable" };
-  return { kind: "range", start: first, end: Math.min(last + 1, size) };
+  if (last !== "" && compareDigits(last, first) < 0) return { kind: "invalid" };
+  const start = toOffset(first);
+  if (start >= size) return { kind: "unsatisfiable" };
+  const end = last === "" ? size : Math.min(toOffset(last) + 1, size);
+  return { kind: "range", start, end };
+}
+
+/**
+ * Parses a `Range` header (RFC 9110 §14.2) against `size`, exactly for
+ * numbers of any length (past 2^53 they are past every size). One range is
+ * served (`206`, or `416` when it starts at or past the size). Of several
+ * ranges none is served: the whole representation (`200`), as the RFC
+ * allows, unless none of them is satisfiable (`416`). An invalid header
+ * (another unit, bad syntax, `last < first`) is ignored: `200`.
+ */
+export function parseRange(header: string | null, size: number): RangeOutcome {
+  if (header === null) return { kind: "whole" };
+  const match = /^\s*bytes\s*=(.*)$/is.exec(header);
+  if (!match) return { kind: "whole" };
+  // A list may have empty elements (RFC 9110 §5.6.1).
+  const specs = match[1].split(",").map((spec) => spec.trim()).filter((
+    spec,
+  ) => spec !== "");
+  if (specs.length === 0) return { kind: "whole" };
+  const outcomes: Exclude<SpecOutcome, { kind: "invalid" }>[] = [];
+  for (const spec of specs) {
+    const outcome = resolveSpec(spec, size);
+    if (outcome.kind === "invalid") return { kind: "whole" };
+    outcomes.push(outcome);
+  }
+  if (outcomes.every((outcome) => outcome.kind === "unsatisfiable")) {
+    return { kind: "unsatisfiable" };
+  }
+  return outcomes.length === 1 ? outcomes[0] : { kind: "whole" };
 }
 
 function serveBytes(request: Request, context: ResourceHttpContext): Response {
@@ -214,13 +264,12 @@ function serveBytes(request: Request, context: ResourceHttpContext): Response {
       416,
       "range-not-satisfiable",
       `range ${
-        JSON.stringify(request.headers.get("range"))
+        JSON.stringify(request.headers.get("range")!.slice(0, 100))
       } is outside the checkpointed size ${size}; expected a range starting below ${size}`,
       {
         "content-range": `bytes */${size}`,
         "accept-ranges": "bytes",
-        "spool-status": status.status,
-        "spool-size": String(size),
+        ...statusHeaders(status),
       },
     );
   }

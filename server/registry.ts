@@ -10,6 +10,7 @@ import { Resource } from "./resource.ts";
 import { isResourceId, newResourceId } from "./resource_id.ts";
 import type { ResourceStore } from "./store.ts";
 import { limitExceeded } from "./limits.ts";
+import { sanitizeStoredStatus } from "./_stored_status.ts";
 
 /**
  * What an uploader asks for.
@@ -48,6 +49,25 @@ export const INTERRUPTED_REASON =
   "the server stopped while the upload was in progress";
 
 /**
+ * Saves a sanitized status so the next start need not fix it again. A store
+ * that cannot save it (read-only) must not keep the server from starting:
+ * the status is served sanitized anyway, and fixed again at the next start.
+ */
+async function saveSanitized(
+  store: ResourceStore,
+  status: ResourceStatus,
+): Promise<void> {
+  try {
+    await store.save(status);
+  } catch (error) {
+    console.warn(
+      `spool: resource ${status.id}: saving its sanitized status failed (it is sanitized again at the next start):`,
+      error,
+    );
+  }
+}
+
+/**
  * Creates, finds and loads resources.
  *
  * @example
@@ -74,13 +94,34 @@ export class ResourceRegistry {
   /**
    * Loads every stored resource. Uploads that were live when the server last
    * stopped become `FAILED`, with every byte that reached the store readable.
+   * Stored fields that uploads could not set today (a MIME type with control
+   * characters, a name with lone surrogates, …) are replaced by safe values
+   * and saved; each change is logged with the old value quoted (its start).
    */
   static async load(
     store: ResourceStore,
     options: { checkpointMs: number },
   ): Promise<ResourceRegistry> {
     const registry = new ResourceRegistry(store, options.checkpointMs);
-    for (let status of await store.list()) {
+    for (const stored of await store.list()) {
+      if (!isResourceId(stored.id)) {
+        console.warn(
+          `spool: skipped a stored status whose id ${
+            JSON.stringify(String(stored.id).slice(0, 64))
+          } is not a resource id`,
+        );
+        continue;
+      }
+      let { status, changes } = await sanitizeStoredStatus(
+        stored,
+        () => store.dataSize(stored.id),
+      );
+      for (const change of changes) {
+        console.warn(`spool: resource ${status.id}: ${change}`);
+      }
+      if (changes.length > 0 && isTerminal(status)) {
+        await saveSanitized(store, status);
+      }
       if (!isTerminal(status)) {
         const now = new Date().toISOString();
         status = {

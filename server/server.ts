@@ -25,6 +25,8 @@ import { CLOSE_FORBIDDEN, loadOrCreateSecret, ServerAuth } from "./auth.ts";
 import { CLOSE_GONE, startRetention } from "./retention.ts";
 import { serveResourceHttp } from "./http_resource.ts";
 import { serveViewer } from "./viewer.ts";
+import { errorResponse } from "./_http_error.ts";
+import { guardResponse } from "./_http_guard.ts";
 
 /**
  * Options of {@linkcode startServer}; every one has a default.
@@ -151,6 +153,8 @@ const UPLOAD_PATH = "/upload";
  */
 const SHUTDOWN_GRACE_MS = 3000;
 const RESOURCE_PATH = /^\/resources\/([^/]+)(\/[^/]+)?$/;
+/** The methods of every HTTP route. */
+const ALLOWED_METHODS = "GET, HEAD";
 
 /**
  * Starts a Spool server.
@@ -273,10 +277,14 @@ export async function startServer(
       });
     }
     if (subpath !== "") {
-      return Response.json({
-        code: "not-found",
-        error: `WebSockets are served at /resources/{id}, not at ${subpath}`,
-      }, { status: 404 });
+      return errorResponse(
+        new SpoolError(
+          "not-found",
+          `WebSockets are served at /resources/{id}, not at /resources/{id}${
+            subpath.slice(0, 100)
+          }`,
+        ),
+      );
     }
     const { peer, response } = sockets.upgrade(request);
     if (refusal) rejectDownloadSocket(peer, refusal.error, refusal.code);
@@ -325,27 +333,36 @@ export async function startServer(
     };
   };
 
-  // Plain HTTP responses in flight: shutdown lets them finish, within its grace.
-  const inFlight = new InFlight();
-  let stopping = false;
-
-  const handler = (
-    request: Request,
-    info: Deno.ServeHandlerInfo,
-  ): Response | Promise<Response> => {
-    if (stopping) {
+  const route = (request: Request): Response | Promise<Response> => {
+    const url = new URL(request.url);
+    const path = url.pathname;
+    const match = path.match(RESOURCE_PATH);
+    const view = path === "/view" || path.startsWith("/view/");
+    if (path !== "/" && path !== UPLOAD_PATH && !view && !match) {
       return errorResponse(
         new SpoolError(
-          "unavailable",
-          "the server is shutting down; expected a retry against a running server",
+          "not-found",
+          `no route for ${
+            path.slice(0, 200)
+          }; expected /, /upload, /view/, /view/{id} or /resources/{id}[/status|/events|/lines]`,
         ),
       );
     }
-    const url = new URL(request.url);
-    const wantsSocket =
+    // Every route only reads (an upload is a WebSocket, opened by a GET).
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return errorResponse(
+        new SpoolError(
+          "invalid-field",
+          `method ${request.method.slice(0, 20)} is not allowed on ${
+            path.slice(0, 200)
+          }; expected ${ALLOWED_METHODS}`,
+        ),
+        { status: 405, headers: { allow: ALLOWED_METHODS } },
+      );
+    }
+    const wantsSocket = request.method === "GET" &&
       request.headers.get("upgrade")?.toLowerCase() === "websocket";
-    if (!wantsSocket) inFlight.track(info.completed);
-    if (url.pathname === UPLOAD_PATH) {
+    if (path === UPLOAD_PATH) {
       if (!wantsSocket) return upgradeRequired(UPLOAD_PATH);
       // Headers are unreadable once the request is upgraded: check first.
       const refusal = auth.uploadRefusal(request);
@@ -363,23 +380,34 @@ export async function startServer(
       });
       return response;
     }
-    if (url.pathname === "/view" || url.pathname.startsWith("/view/")) {
-      return serveView(request, url.pathname.slice("/view/".length));
-    }
-    const match = url.pathname.match(RESOURCE_PATH);
+    if (view) return serveView(request, path.slice("/view/".length));
     if (match) {
       return serveResource(request, match[1], match[2] ?? "", wantsSocket);
     }
-    if (url.pathname === "/") {
-      return Response.json({
-        name: "spool",
-        upload: UPLOAD_PATH,
-        resources: "/resources/{id}",
-      });
-    }
-    return Response.json({ error: `no route for ${url.pathname}` }, {
-      status: 404,
+    return Response.json({
+      name: "spool",
+      upload: UPLOAD_PATH,
+      resources: "/resources/{id}",
     });
+  };
+
+  // Plain HTTP responses in flight: shutdown lets them finish, within its grace.
+  const inFlight = new InFlight();
+  let stopping = false;
+  const handler = (
+    request: Request,
+    info: Deno.ServeHandlerInfo,
+  ): Response | Promise<Response> => {
+    if (stopping) {
+      return errorResponse(
+        new SpoolError(
+          "unavailable",
+          "the server is shutting down; expected a retry against a running server",
+        ),
+      );
+    }
+    if (request.headers.get("upgrade") === null) inFlight.track(info.completed);
+    return guardResponse(request, route);
   };
 
   let resolveListening: (url: URL) => void;
@@ -508,25 +536,12 @@ function baseUrl(url: string | URL): URL {
   return base;
 }
 
-const HTTP_STATUS_OF: Partial<Record<SpoolError["code"], number>> = {
-  "not-found": 404,
-  "gone": 410,
-  "forbidden": 403,
-  "unavailable": 503,
-};
-
-function errorResponse(error: SpoolError): Response {
-  return Response.json({ code: error.code, error: error.message }, {
-    status: HTTP_STATUS_OF[error.code] ?? 400,
-  });
-}
-
 function upgradeRequired(path: string): Response {
-  return Response.json(
-    {
-      error:
-        `${path} is a WebSocket endpoint; expected an 'Upgrade: websocket' request`,
-    },
+  return errorResponse(
+    new SpoolError(
+      "invalid-field",
+      `${path} is a WebSocket endpoint; expected an 'Upgrade: websocket' request`,
+    ),
     { status: 426, headers: { upgrade: "websocket" } },
   );
 }

@@ -14,6 +14,9 @@
  */
 
 import type { Resource } from "./resource.ts";
+import { SpoolError } from "../protocol/errors.ts";
+import { errorResponse } from "./_http_error.ts";
+import { headerValue } from "./_header.ts";
 import {
   PAGE_CSP,
   renderListingPage,
@@ -49,7 +52,8 @@ function htmlResponse(html: string, csp: string, status = 200): Response {
 }
 
 /**
- * Answers `GET /view/` (listing) and `GET /view/{id}` (one resource).
+ * Answers `GET /view/` (listing) and `GET /view/{id}` (one resource). The
+ * server allows only `GET` and `HEAD` here, and drops the body of a `HEAD`.
  *
  * @example
  * ```ts ignore
@@ -60,23 +64,13 @@ export function serveViewer(
   request: Request,
   context: ViewerContext,
 ): Response {
-  if (request.method !== "GET" && request.method !== "HEAD") {
-    return Response.json({
-      code: "invalid-field",
-      error: `method ${request.method} is not allowed; expected GET or HEAD`,
-    }, { status: 405, headers: { allow: "GET, HEAD" } });
-  }
   if (context.resource === undefined) {
     if (!context.listing) {
-      return new Response(
-        "the listing is off on this server (it has read tokens); open /view/{id}?token=… from a reference instead\n",
-        {
-          status: 403,
-          headers: {
-            "content-type": "text/plain; charset=utf-8",
-            "x-content-type-options": "nosniff",
-          },
-        },
+      return errorResponse(
+        new SpoolError(
+          "forbidden",
+          "the listing is off on this server (it has read tokens); expected /view/{id}?token=… from a reference",
+        ),
       );
     }
     const url = new URL(request.url);
@@ -85,7 +79,7 @@ export function serveViewer(
       const last = url.pathname.slice(url.pathname.lastIndexOf("/") + 1);
       return new Response(null, {
         status: 308,
-        headers: { location: `${last}/${url.search}` },
+        headers: { location: headerValue(`${last}/${url.search}`, "view/") },
       });
     }
     const statuses = [...context.resources()].map((r) => r.status);

@@ -49,11 +49,48 @@ const STREAM = {
 } as const;
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
-const MIME_TYPE = /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(\s*;.*)?$/;
 const ID = /^[A-Za-z0-9_-]{22}$/;
 
 // ---------------------------------------------------------------------------
 // Message generators
+
+/** MIME types at the edges of RFC 9110's grammar and of the 255-character bound. */
+const HOSTILE_MIME_TYPES = [
+  "text/plain; a=\u0001",
+  "text/plain; a=\u001f",
+  "text/plain; a=\u007f",
+  "text/plain;\u0000",
+  "text/plain; a=\u0100",
+  "text/\ufeffplain",
+  "text/plain\r\nx-injected: 1",
+  'text/plain; charset="utf-8"',
+  'a/b; q="\\"\\\\;"; r=s',
+  'a/b; q="unterminated',
+  "a/b;;  ;c=d ;",
+  "a/b; c",
+  "a/b ",
+  " a/b",
+  "a/b;\tc=d",
+  "!#$%&'*+-.^_`|~/x",
+  "a/b/c",
+  "a/" + "b".repeat(253),
+  "a/" + "b".repeat(254),
+  "a/" + "b".repeat(70_000),
+];
+
+/** Names at the edges: lone surrogates, controls, overrides, the bound. */
+const HOSTILE_NAMES = [
+  "a\ud800b",
+  "\udc00",
+  "end\udbff",
+  "\ud83d\ude00",
+  "invoice\u202efdp.exe",
+  "nul\u0000and\u0007bell\r\n",
+  "n".repeat(1024),
+  "n".repeat(1025),
+  "😀".repeat(512),
+  "😀".repeat(512) + "x",
+];
 
 /** What a generator knows about its target. */
 interface Target {
@@ -118,14 +155,18 @@ function baseMessage(
     case "request-upload": {
       const message: Record<string, unknown> = {
         type,
-        name: randomString(rng, 60, { wellFormed: true }) || "n",
+        name: rng.chance(0.1)
+          ? rng.pick(HOSTILE_NAMES)
+          : randomString(rng, 60, { wellFormed: true }) || "n",
       };
       if (rng.chance(0.5)) {
-        message.mimeType = rng.pick([
-          "text/plain",
-          "application/json; charset=utf-8",
-          "a/b",
-        ]);
+        message.mimeType = rng.chance(0.5)
+          ? rng.pick(HOSTILE_MIME_TYPES)
+          : rng.pick([
+            "text/plain",
+            "application/json; charset=utf-8",
+            "a/b",
+          ]);
       }
       if (rng.chance(0.03)) {
         // Around the 64 KiB limit, in ASCII and in 3-byte characters.
@@ -312,6 +353,51 @@ function referenceDownload(text: string): Verdict {
   }
 }
 
+/**
+ * docs/protocol.md: "an RFC 9110 media type (`type/subtype`, then optional
+ * `; name=value` parameters whose values are tokens or quoted strings) of
+ * printable ASCII, at most 255 characters". Written as a scanner, apart from
+ * the server's regular expression.
+ */
+function referenceMediaType(value: string): boolean {
+  if (value.length > 255) return false;
+  const tchar = (c: string | undefined) =>
+    c !== undefined && (/[A-Za-z0-9]/.test(c) || "!#$%&'*+-.^_`|~".includes(c));
+  const vchar = (c: string | undefined) =>
+    c !== undefined && c >= "\x21" && c <= "\x7e";
+  let i = 0;
+  const token = () => {
+    const from = i;
+    while (tchar(value[i])) i++;
+    return i > from;
+  };
+  const ows = () => {
+    while (value[i] === " " || value[i] === "\t") i++;
+  };
+  const quoted = () => {
+    if (value[i++] !== '"') return false;
+    for (;;) {
+      const c = value[i++];
+      if (c === '"') return true;
+      if (c === "\\") {
+        const next = value[i++];
+        if (next !== " " && next !== "\t" && !vchar(next)) return false;
+      } else if (c !== " " && c !== "\t" && !vchar(c)) return false;
+    }
+  };
+  if (!token() || value[i++] !== "/" || !token()) return false;
+  while (i < value.length) {
+    ows();
+    if (value[i++] !== ";") return false;
+    ows();
+    // An empty parameter: `a/b;;c=d` and a trailing `;` are allowed.
+    if (i === value.length || value[i] === ";") continue;
+    if (!token() || value[i++] !== "=") return false;
+    if (value[i] === '"' ? !quoted() : !token()) return false;
+  }
+  return true;
+}
+
 function referenceUpload(text: string): Verdict {
   let value: unknown;
   try {
@@ -329,10 +415,13 @@ function referenceUpload(text: string): Verdict {
     typeof v === "string" && v.length >= 1 && v.length <= max;
   switch (m.type) {
     case "request-upload": {
-      if (!str(m.name, 1024)) return fail;
+      // "1 to 1024 characters of well-formed Unicode"
+      if (!str(m.name, 1024) || !(m.name as string).isWellFormed()) {
+        return fail;
+      }
       if (
         m.mimeType !== undefined &&
-        !(typeof m.mimeType === "string" && MIME_TYPE.test(m.mimeType))
+        !(typeof m.mimeType === "string" && referenceMediaType(m.mimeType))
       ) return fail;
       const metadata = m.metadata === undefined ? {} : m.metadata;
       if (
@@ -1103,10 +1192,13 @@ Deno.test(`live fuzz: random and mutated messages never crash or hang the server
         randomString(rng, 8, { wellFormed: true }).replaceAll("/", "")
       }`,
       `/resources/${real}x`,
+      `/resources/${real}/`,
       "/resources/",
       "/upload",
       "/",
       "/nope",
+      "/view/",
+      `/view/${real}`,
       "/resources/%zz",
       `/resources/${
         encodeURIComponent(randomString(rng, 30, { wellFormed: true }))
@@ -1120,6 +1212,8 @@ Deno.test(`live fuzz: random and mutated messages never crash or hang the server
       "POST",
       "PUT",
       "DELETE",
+      "PATCH",
+      "OPTIONS",
     ]);
     const headers: Record<string, string> = {};
     if (rng.chance(0.3)) {
@@ -1130,6 +1224,11 @@ Deno.test(`live fuzz: random and mutated messages never crash or hang the server
         "bytes=x",
         "bytes=5-1",
         "bytes=0-1,3-4",
+        `bytes=${"9".repeat(rng.range(16, 30))}-`,
+        `bytes=-${"9".repeat(rng.range(16, 30))}`,
+        `bytes=0-${"9".repeat(rng.range(16, 30))}`,
+        `bytes=0-1,${"9".repeat(20)}-`,
+        `bytes=${"9".repeat(20)}-,${"9".repeat(21)}-`,
       ]);
     }
     const url = new URL(path, server.url);
@@ -1147,7 +1246,17 @@ Deno.test(`live fuzz: random and mutated messages never crash or hang the server
     if (response.status >= 500) {
       failures.push(`${where}: status ${response.status}: ${text()}`);
     }
-    if (method === "HEAD") return;
+    if (
+      response.status === 405 && response.headers.get("allow") !== "GET, HEAD"
+    ) {
+      failures.push(`${where}: a 405 without 'Allow: GET, HEAD'`);
+    }
+    if (method === "HEAD") {
+      if (bytes.length > 0) {
+        failures.push(`${where}: a HEAD answer with a body`);
+      }
+      return;
+    }
     const type = response.headers.get("content-type") ?? "";
     let json: unknown;
     if (type.includes("json")) {
@@ -1156,6 +1265,17 @@ Deno.test(`live fuzz: random and mutated messages never crash or hang the server
       } catch {
         failures.push(`${where}: a ${type} answer is not JSON: ${text()}`);
         return;
+      }
+    }
+    // docs/http.md: every refusal is {"code", "error"}, codes from ERROR_CODES.
+    if (response.status >= 400) {
+      const error = json as Record<string, unknown> | undefined;
+      if (
+        error === undefined || Object.keys(error).join() !== "code,error" ||
+        !ERROR_CODES.includes(error.code as typeof ERROR_CODES[number]) ||
+        typeof error.error !== "string"
+      ) {
+        failures.push(`${where}: an error answer not {code, error}: ${text()}`);
       }
     }
     const match = url.pathname.match(/^\/resources\/([^/]+)(\/[^/]*)?$/);
@@ -1366,6 +1486,27 @@ Deno.test(`live fuzz: random and mutated messages never crash or hang the server
   assertEquals(server.registry.get(doneId)?.status.status, "COMPLETED");
   assertEquals(server.registry.get(failing.id)?.status.status, "FAILED");
   assertEquals(server.registry.get(failing.id)?.status.size, failedData.length);
+
+  // Whatever names and MIME types the fuzz got accepted, every resource
+  // answers over HTTP with its MIME type as Content-Type, and has a page.
+  let served = 0;
+  for (const resource of [...server.registry.all()].slice(0, 300)) {
+    const { id, mimeType } = resource.status;
+    const what = `resource ${id} (${clip(JSON.stringify(mimeType))})`;
+    const head = await fetch(new URL(`resources/${id}`, server.url), {
+      method: "HEAD",
+    });
+    assertEquals(head.status, 200, `HEAD of ${what}`);
+    assertEquals(head.headers.get("content-type"), mimeType.trim(), what);
+    const page = await fetch(new URL(`view/${id}`, server.url));
+    assertEquals(page.status, 200, `the page of ${what}`);
+    await page.body?.cancel();
+    served++;
+  }
+  const listing = await fetch(new URL("view/", server.url));
+  assertEquals(listing.status, 200, "the listing");
+  await listing.body?.cancel();
+  count(`http: ${served} resources served`);
 
   assertEquals(logged.lines, [], "the server logged (it logs only on bugs)");
   if (settings.cases >= 2000) {

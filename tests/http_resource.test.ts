@@ -102,7 +102,7 @@ Deno.test("http: GET returns the bytes with content and Spool headers; HEAD the 
   assertEquals(h.get("x-content-type-options"), "nosniff");
   assertEquals(
     h.get("content-disposition"),
-    "inline; filename*=UTF-8''data%20%281%29.bin",
+    `inline; filename="data (1).bin"; filename*=UTF-8''data%20%281%29.bin`,
   );
 
   const head = await fetch(url, { method: "HEAD" });
@@ -192,6 +192,75 @@ Deno.test("http: single ranges get 206 with exact bytes; unsatisfiable ones 416 
     assertEquals(response.status, 200, range);
     assertEquals(response.headers.get("content-range"), null);
     assertEquals((await response.arrayBuffer()).byteLength, size, range);
+  }
+});
+
+Deno.test("http: ranges with numbers past 2^53, suffixes and several ranges follow docs/http.md exactly", async () => {
+  await using server = await startTestServer();
+  const data = randomBytes(1000, 14);
+  const size = data.byteLength;
+  const { reference } = await uploaded(server, data);
+  const url = httpUrl(reference);
+  const huge = "9".repeat(20);
+  const giant = "1" + "0".repeat(400);
+  const expectations: [string, number, [number, number]?][] = [
+    // A first byte past the size, however many digits: 416.
+    [`bytes=${huge}-`, 416],
+    [`bytes=${giant}-`, 416],
+    [`bytes=${2 ** 53}-`, 416],
+    [`bytes=${Number.MAX_SAFE_INTEGER}-`, 416],
+    [`bytes=${huge}-${huge}`, 416],
+    [`bytes=000${size}-`, 416],
+    // A last byte past the size is cut to it.
+    [`bytes=0-${huge}`, 206, [0, size]],
+    [`bytes=10-${giant}`, 206, [10, size]],
+    [`bytes=0010-0019`, 206, [10, 20]],
+    // A suffix longer than the resource is all of it; -0 is unsatisfiable.
+    [`bytes=-${huge}`, 206, [0, size]],
+    [`bytes=-${giant}`, 206, [0, size]],
+    ["bytes=-000", 416],
+    // last < first, however long: an invalid header, ignored.
+    [`bytes=${huge}-5`, 200],
+    [`bytes=${giant}-${huge}`, 200],
+    // Empty list elements are allowed; one range remains.
+    ["bytes=,5-9,", 206, [5, 10]],
+    // Several ranges: the whole body, unless none is satisfiable.
+    ["bytes=0-1,5-6", 200],
+    [`bytes=0-1,${huge}-`, 200],
+    [`bytes=${size}-,${huge}-,-0`, 416],
+    [`bytes=${huge}-,${giant}-`, 416],
+    // An invalid element makes the whole header invalid.
+    [`bytes=${huge}-,x-`, 200],
+  ];
+  for (const [range, status, span] of expectations) {
+    for (const method of ["GET", "HEAD"]) {
+      const response = await fetch(url, { method, headers: { range } });
+      const what = `${method} ${range.slice(0, 40)}`;
+      assertEquals(response.status, status, what);
+      const body = new Uint8Array(await response.arrayBuffer());
+      if (status === 416) {
+        assertEquals(response.headers.get("content-range"), `bytes */${size}`);
+        if (method === "GET") {
+          const error = JSON.parse(new TextDecoder().decode(body));
+          assertEquals(Object.keys(error), ["code", "error"]);
+          assertEquals(error.code, "range-not-satisfiable");
+          assert(
+            error.error.length < 300,
+            "the message quotes a clipped range",
+          );
+        }
+        continue;
+      }
+      const [start, end] = span ?? [0, size];
+      assertEquals(
+        response.headers.get("content-range"),
+        status === 206 ? `bytes ${start}-${end - 1}/${size}` : null,
+        what,
+      );
+      assertEquals(response.headers.get("content-length"), String(end - start));
+      if (method === "GET") assertEquals(body, data.subarray(start, end), what);
+      else assertEquals(body.byteLength, 0, what);
+    }
   }
 });
 

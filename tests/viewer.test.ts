@@ -291,6 +291,75 @@ Deno.test("viewer: a failed upload shows FAILED with its error; a binary one sho
   await binary.closed();
 });
 
+Deno.test("viewer: names and reasons with bidi overrides and control characters are isolated and shown as escapes, by the server and by the script", async () => {
+  await using server = await startTestServer();
+  const name = "invoice\u202efdp.exe\u0007";
+  const shown = "invoice\\u202Efdp.exe\\u0007";
+  const upload = await startUpload(server.url, {
+    name,
+    mimeType: "text/plain",
+  });
+  const page = new URL(`view/${upload.id}`, server.url).href;
+  await withPage(async (page_, problems) => {
+    await page_.goto(page);
+    // Server-rendered: isolated, escapes marked, a safe download name.
+    assertEquals(await page_.locator("#name").textContent(), shown);
+    assertEquals(await page_.locator("#name bdi").count(), 1);
+    assertEquals(await page_.locator("#name .ctl").allTextContents(), [
+      "\\u202E",
+      "\\u0007",
+    ]);
+    assertEquals(
+      await page_.locator("#download").getAttribute("download"),
+      "invoice_fdp.exe_",
+    );
+    await upload.write(encoder.encode("a line\n"));
+    await waitForLine(page_, "a line");
+    await page_.locator("#status", { hasText: "IN_PROGRESS" }).waitFor();
+    // Written by the script from the status it received.
+    assertEquals(await page_.title(), `${shown} — IN_PROGRESS — Spool`);
+
+    // A failure reason with an override and a NUL (the embedding API can set any).
+    await server.registry.get(upload.id)!.fail("disk \u202eLLUF\u0000");
+    await page_.locator("#status", { hasText: "FAILED" }).waitFor();
+    assertEquals(
+      await page_.locator("#error").textContent(),
+      "Failed: disk \\u202ELLUF\\u0000",
+    );
+    assertEquals(await page_.title(), `${shown} — FAILED — Spool`);
+    await screenshot(page_, "viewer-hostile-name");
+
+    assertEquals(await page_.locator("#error .ctl").count(), 2);
+    // The page made after the failure shows it the same way, marked.
+    const html = await (await fetch(page)).text();
+    assertStringIncludes(
+      html,
+      `Failed: disk <span class="ctl">\\u202E</span>LLUF<span class="ctl">\\u0000</span>`,
+    );
+    await page_.goto(page);
+    assertEquals(
+      await page_.locator("#error").textContent(),
+      "Failed: disk \\u202ELLUF\\u0000",
+    );
+    assertEquals(await page_.locator("#error .ctl").count(), 2);
+    await page_.goto(new URL("view/", server.url).href);
+    assertEquals(await page_.locator("tbody td.name").allTextContents(), [
+      shown,
+    ]);
+    assertEquals(await page_.locator("tbody td.name bdi .ctl").count(), 2);
+    await screenshot(page_, "viewer-hostile-listing");
+    assertEquals(
+      problems.list.filter((p) =>
+        !p.includes("ERR_INCOMPLETE_CHUNKED_ENCODING")
+      ),
+      [],
+    );
+  });
+  // The server failed the resource under the uploader; it closes its side.
+  upload.abort("the test is over");
+  await upload.closed();
+});
+
 Deno.test("viewer: with read tokens the page needs the token and uses it; the listing is 403", async () => {
   await using server = await startTestServer({ readTokens: true });
   const upload = await startUpload(server.url, {
