@@ -1,6 +1,7 @@
 /** Internals shared by the upload and download clients. */
 
 import { SpoolError } from "../protocol/errors.ts";
+import { HEARTBEAT_TEXT, heartbeatInterval } from "../protocol/heartbeat.ts";
 
 /** How a client opens a socket. */
 export interface ConnectOptions {
@@ -16,6 +17,12 @@ export interface ConnectOptions {
 
 /** Milliseconds a client waits for a socket to open by default. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+
+/**
+ * Milliseconds without any message from the server after which a client
+ * presumes its connection dead (a black-holed link sends no FIN) by default.
+ */
+export const DEFAULT_TIMEOUT_MS = 30_000;
 
 /**
  * Opens a WebSocket and resolves once it is open; rejects with a
@@ -115,5 +122,93 @@ export function toSocketUrl(url: string | URL): URL {
 
 /** Describes a close event for error messages. */
 export function describeClose(event: CloseEvent): string {
+  // No status: the link went away without a close handshake.
+  if (event.code === 0 || event.code === 1006) {
+    return "the connection was lost without a close handshake: reset, or the server went away";
+  }
   return `code ${event.code}${event.reason ? `, ${event.reason}` : ""}`;
+}
+
+/**
+ * Watches a client socket for signs of life: sends a heartbeat every
+ * {@linkcode heartbeatInterval} and reports the socket dead once nothing
+ * at all came from the server for `timeoutMs`. Any message counts, so a
+ * slow download that still moves bytes is never taken for a dead one.
+ */
+export class Liveness {
+  readonly #socket: WebSocket;
+  readonly #timeoutMs: number;
+  readonly #onDead: (error: SpoolError) => void;
+  readonly #timer: ReturnType<typeof setInterval>;
+  #lastInbound = performance.now();
+
+  /** Starts watching `socket`; `onDead` is called at most once. */
+  constructor(
+    socket: WebSocket,
+    options: { timeoutMs: number; onDead: (error: SpoolError) => void },
+  ) {
+    this.#socket = socket;
+    this.#timeoutMs = options.timeoutMs;
+    this.#onDead = options.onDead;
+    this.#timer = setInterval(
+      () => this.#tick(),
+      heartbeatInterval(options.timeoutMs),
+    );
+  }
+
+  /** A message arrived. */
+  touch(): void {
+    this.#lastInbound = performance.now();
+  }
+
+  /** Stops watching (the socket is done with). */
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  #tick(): void {
+    if (this.#socket.readyState !== WebSocket.OPEN) return this.stop();
+    const silent = performance.now() - this.#lastInbound;
+    if (silent > this.#timeoutMs) {
+      this.stop();
+      this.#onDead(
+        new SpoolError(
+          "timeout",
+          `no message from the server for ${
+            Math.round(silent)
+          } ms (timeout ${this.#timeoutMs} ms); the connection is presumed dead`,
+        ),
+      );
+      return;
+    }
+    // Bytes on their way already tell the server we are here.
+    if (this.#socket.bufferedAmount === 0) this.#socket.send(HEARTBEAT_TEXT);
+  }
+}
+
+/** Close code a client uses for a connection it gave up on (4000 + HTTP 408). */
+export const CLOSE_TIMEOUT = 4408;
+
+/** How long closing waits for the server's side of the close handshake. */
+const CLOSE_WAIT_MS = 2000;
+
+/**
+ * Closes `socket` and resolves once its close event fired, or after a short
+ * wait: over a dead link the server never answers, and Deno then fires no
+ * close event at all.
+ */
+export async function closeSocket(
+  socket: WebSocket,
+  code = 1000,
+  reason = "done",
+): Promise<void> {
+  if (socket.readyState === WebSocket.CLOSED) return;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const closed = new Promise<void>((resolve) => {
+    socket.addEventListener("close", () => resolve(), { once: true });
+    timer = setTimeout(resolve, CLOSE_WAIT_MS);
+  });
+  if (socket.readyState <= WebSocket.OPEN) socket.close(code, reason);
+  await closed;
+  clearTimeout(timer);
 }

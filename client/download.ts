@@ -15,7 +15,15 @@ import type {
 import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
 import { decodeDataFrame } from "../protocol/data_frame.ts";
 import { parseDownloadServerMessage } from "../protocol/validate.ts";
-import { connect, describeClose, toSocketUrl } from "./_socket.ts";
+import {
+  CLOSE_TIMEOUT,
+  closeSocket,
+  connect,
+  DEFAULT_TIMEOUT_MS,
+  describeClose,
+  Liveness,
+  toSocketUrl,
+} from "./_socket.ts";
 
 /**
  * Options of {@linkcode openDownload}.
@@ -32,6 +40,13 @@ export interface DownloadOptions {
   window?: number;
   /** Milliseconds to wait for the connection and the first status. Default 30 000. */
   connectTimeoutMs?: number;
+  /**
+   * Milliseconds without any message from the server after which the
+   * connection is presumed dead (a black-holed link): reads and follows in
+   * flight fail with a `timeout` error. Default 30 000; the server answers
+   * heartbeats, so a healthy idle connection never times out.
+   */
+  timeoutMs?: number;
   /** Aborting it closes the download. */
   signal?: AbortSignal;
   /**
@@ -102,31 +117,44 @@ export class Download {
   #closed: Error | undefined;
   /** An error the server reported about the socket itself (e.g. `gone`). */
   #socketError: SpoolError | undefined;
-  readonly #closedPromise: Promise<void>;
+  readonly #closedPromise = Promise.withResolvers<void>();
+  readonly #liveness: Liveness;
 
   /** @internal Use {@linkcode openDownload}. */
   constructor(
     socket: WebSocket,
     reference: string,
     first: ResourceStatus,
-    options: { window: number },
+    options: { window: number; timeoutMs?: number },
   ) {
     this.#socket = socket;
     this.reference = reference;
     this.#status = first;
     this.#window = options.window;
-    this.#closedPromise = new Promise((resolve) => {
-      socket.addEventListener("close", (event) => {
-        this.#shutDown(
-          this.#socketError ?? new SpoolError(
-            "connection-closed",
-            `download socket closed (${describeClose(event)})`,
-          ),
-        );
-        resolve();
-      });
+    socket.addEventListener("close", (event) => {
+      this.#end(
+        this.#socketError ?? new SpoolError(
+          "connection-closed",
+          `download socket closed (${describeClose(event)})`,
+        ),
+      );
+    });
+    this.#liveness = new Liveness(socket, {
+      timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      onDead: (error) => {
+        // A dead link may never deliver the close event: end here.
+        socket.close(CLOSE_TIMEOUT, "no message from the server");
+        this.#end(error);
+      },
     });
     socket.onmessage = (event) => this.#onMessage(event);
+  }
+
+  /** The connection is over: everything waiting learns `error`. */
+  #end(error: Error): void {
+    this.#liveness.stop();
+    this.#shutDown(error);
+    this.#closedPromise.resolve();
   }
 
   /**
@@ -134,7 +162,7 @@ export class Download {
    * `gone`, or `connection-closed`.
    */
   async closed(): Promise<SpoolError> {
-    await this.#closedPromise;
+    await this.#closedPromise.promise;
     return this.#closed as SpoolError;
   }
 
@@ -144,6 +172,7 @@ export class Download {
   }
 
   #onMessage(event: MessageEvent): void {
+    this.#liveness.touch();
     if (typeof event.data !== "string") {
       const { requestId, payload } = decodeDataFrame(
         new Uint8Array(event.data as ArrayBuffer),
@@ -165,6 +194,8 @@ export class Download {
       return;
     }
     switch (message.type) {
+      case "heartbeat":
+        break;
       case "status":
         this.#status = message.resource;
         for (const controller of this.#statusStreams) {
@@ -356,10 +387,11 @@ export class Download {
 
   /** Closes the connection; reads in flight error. */
   async close(): Promise<void> {
-    if (this.#socket.readyState <= WebSocket.OPEN) {
-      this.#socket.close(1000, "done");
-    }
-    await this.#closedPromise;
+    await closeSocket(this.#socket);
+    this.#end(
+      this.#socketError ??
+        new SpoolError("connection-closed", "the download was closed"),
+    );
   }
 
   /** Closes the connection. */
@@ -405,14 +437,16 @@ export async function openDownload(
       );
     }, timeoutMs);
     socket.onmessage = (event) => {
-      clearTimeout(timer);
       try {
         const message = parseDownloadServerMessage(String(event.data));
+        if (message.type === "heartbeat") return;
+        clearTimeout(timer);
         if (message.type === "status") {
           socket.onclose = null;
           resolve(
             new Download(socket, url, message.resource, {
               window: options.window ?? DEFAULT_WINDOW,
+              timeoutMs: options.timeoutMs,
             }),
           );
         } else if (message.type === "error") {
@@ -426,6 +460,7 @@ export async function openDownload(
           );
         }
       } catch (error) {
+        clearTimeout(timer);
         reject(error);
       }
     };
@@ -441,13 +476,7 @@ export async function openDownload(
       );
     };
   }).catch(async (error) => {
-    if (socket.readyState !== WebSocket.CLOSED) {
-      const closed = new Promise((resolve) =>
-        socket.addEventListener("close", resolve)
-      );
-      socket.close();
-      await closed;
-    }
+    await closeSocket(socket);
     throw error;
   });
   options.signal?.addEventListener("abort", () => download.close(), {

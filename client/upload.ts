@@ -18,9 +18,13 @@ import type {
 import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
 import { parseUploadServerMessage } from "../protocol/validate.ts";
 import {
+  CLOSE_TIMEOUT,
   connect,
   type ConnectOptions,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_TIMEOUT_MS,
   describeClose,
+  Liveness,
   toSocketUrl,
 } from "./_socket.ts";
 import { openDownload } from "./download.ts";
@@ -48,6 +52,12 @@ export interface UploadOptions {
   resume?: boolean;
   /** Milliseconds to wait for the connection. Default 30 000. */
   connectTimeoutMs?: number;
+  /**
+   * Milliseconds without any message from the server after which the
+   * connection is presumed dead (a black-holed link) and resumed. Default
+   * 30 000; the server answers heartbeats, so a healthy link never idles.
+   */
+  timeoutMs?: number;
   /** Aborting it aborts the upload (the resource becomes `FAILED`). */
   signal?: AbortSignal;
   /** The server's upload token, if it requires one. */
@@ -82,13 +92,26 @@ interface Held {
 }
 const heldEvents = new WeakMap<WebSocket, Held>();
 
-/** Sends one upload-socket message and resolves with the server's `ready-for-upload`. */
+/**
+ * Sends one upload-socket message and resolves with the server's
+ * `ready-for-upload`; rejects with `timeout` if it does not come within
+ * `timeoutMs` (a link that went dead after connecting).
+ */
 async function handshake(
   socket: WebSocket,
   request: RequestUploadMessage | ResumeUploadMessage,
+  options: { timeoutMs: number },
 ): Promise<ReadyForUploadMessage> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     return await new Promise<ReadyForUploadMessage>((resolve, reject) => {
+      timer = setTimeout(() =>
+        reject(
+          new SpoolError(
+            "timeout",
+            `no answer to ${request.type} within ${options.timeoutMs} ms`,
+          ),
+        ), options.timeoutMs);
       socket.onmessage = (event) => {
         try {
           const message = parseUploadServerMessage(String(event.data));
@@ -101,7 +124,7 @@ async function handshake(
             resolve(message);
           } else if (message.type === "error") {
             reject(new SpoolError(message.code, message.message));
-          } else {
+          } else if (message.type !== "heartbeat") {
             reject(
               new SpoolError(
                 "unexpected-message",
@@ -127,6 +150,8 @@ async function handshake(
   } catch (error) {
     if (socket.readyState <= WebSocket.OPEN) socket.close();
     throw error;
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -134,6 +159,13 @@ function uploadUrl(server: string | URL): string {
   const url = toSocketUrl(server);
   url.pathname = `${url.pathname.replace(/\/$/, "")}/upload`;
   return url.href;
+}
+
+/** A frame sent and not yet acknowledged; its bytes are kept for a resume. */
+interface SentFrame {
+  offset: number;
+  length: number;
+  bytes?: Uint8Array;
 }
 
 /**
@@ -158,22 +190,27 @@ export class Upload {
   readonly #connectOptions: ConnectOptions;
   readonly #token: string;
   readonly #window: number;
+  readonly #frameCost: number;
   readonly #graceMs: number;
   readonly #resume: boolean;
   readonly #connectTimeoutMs: number | undefined;
+  readonly #timeoutMs: number;
   readonly #hash: ReturnType<typeof createHash> | undefined;
   #socket: WebSocket;
+  #liveness: Liveness | undefined;
   /** False while a lost connection is being resumed. */
   #connected = true;
   #reconnects = 0;
   #sent = 0;
   #acknowledged = 0;
-  /** Sent but unacknowledged frames, resent after a resume; the window bounds them. */
-  #unacknowledged: { offset: number; bytes: Uint8Array }[] = [];
+  /** Sent but unacknowledged frames (oldest at `#head`); the window bounds them. */
+  #unacknowledged: SentFrame[] = [];
+  #head = 0;
   #failure: Error | undefined;
+  /** The final status, once the server sent it (or the reference told it). */
+  #outcome: ResourceStatus | undefined;
+  /** `finish()` was called: no byte may follow. */
   #ended = false;
-  /** The final status arrived: a close now is the normal end. */
-  #done = false;
   #endOfInput: EndOfInputMessage | undefined;
   #aborted = false;
   #waiters: (() => void)[] = [];
@@ -192,6 +229,7 @@ export class Upload {
       checksum: boolean;
       resume: boolean;
       connectTimeoutMs?: number;
+      timeoutMs?: number;
       uploadToken?: string;
       caCerts?: string[];
     },
@@ -201,9 +239,11 @@ export class Upload {
     this.#url = options.url;
     this.#token = ready.token;
     this.#window = ready.window;
+    this.#frameCost = ready.frameCost ?? 0;
     this.#graceMs = ready.resumeGraceMs ?? 0;
     this.#resume = options.resume;
     this.#connectTimeoutMs = options.connectTimeoutMs;
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#connectOptions = {
       token: options.uploadToken,
       caCerts: options.caCerts,
@@ -232,14 +272,23 @@ export class Upload {
 
   #attach(socket: WebSocket): void {
     socket.onmessage = (event) => this.#onMessage(event);
-    socket.onclose = (event) => this.#onClose(socket, event);
+    socket.onclose = (event) => this.#onLost(socket, describeClose(event));
+    this.#liveness = new Liveness(socket, {
+      timeoutMs: this.#timeoutMs,
+      onDead: (error) => {
+        // A dead link may never deliver the close event: give up on it now.
+        socket.close(CLOSE_TIMEOUT, "no message from the server");
+        this.#onLost(socket, error.message);
+      },
+    });
     const held = heldEvents.get(socket);
     heldEvents.delete(socket);
     for (const event of held?.messages ?? []) this.#onMessage(event);
-    if (held?.closed) this.#onClose(socket, held.closed);
+    if (held?.closed) this.#onLost(socket, describeClose(held.closed));
   }
 
   #onMessage(event: MessageEvent): void {
+    this.#liveness?.touch();
     let message: UploadServerMessage;
     try {
       if (typeof event.data !== "string") {
@@ -265,6 +314,8 @@ export class Upload {
       case "error":
         this.#setFailure(new SpoolError(message.code, message.message));
         break;
+      case "heartbeat":
+        break;
       case "ready-for-upload":
         this.#setFailure(
           new SpoolError(
@@ -278,34 +329,52 @@ export class Upload {
 
   #acknowledge(offset: number): void {
     this.#acknowledged = Math.max(this.#acknowledged, offset);
+    const frames = this.#unacknowledged;
     while (
-      this.#unacknowledged.length > 0 &&
-      this.#unacknowledged[0].offset +
-            this.#unacknowledged[0].bytes.byteLength <= offset
+      this.#head < frames.length &&
+      frames[this.#head].offset + frames[this.#head].length <= offset
     ) {
-      this.#unacknowledged.shift();
+      frames[this.#head++] = undefined as unknown as SentFrame;
+    }
+    if (this.#head === frames.length) {
+      this.#unacknowledged = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > frames.length) {
+      this.#unacknowledged = frames.slice(this.#head);
+      this.#head = 0;
     }
     this.#wake();
   }
 
-  #settle(status: ResourceStatus): void {
-    this.#ended = true;
-    this.#done = true;
-    if (status.status === "COMPLETED") this.#final.resolve(status);
-    else {this.#final.reject(
-        new ResourceFailedError(status.id, status.error ?? "unknown reason"),
-      );}
+  /** The frames sent and not yet acknowledged. */
+  #pending(): SentFrame[] {
+    return this.#unacknowledged.slice(this.#head);
   }
 
-  #onClose(socket: WebSocket, event: CloseEvent): void {
-    if (socket !== this.#socket) return;
-    if (this.#done || this.#failure) {
+  /** Window used by unacknowledged bytes and frames (each frame costs extra). */
+  #unacknowledgedCost(): number {
+    return this.#sent - this.#acknowledged +
+      (this.#unacknowledged.length - this.#head) * this.#frameCost;
+  }
+
+  #settle(status: ResourceStatus): void {
+    this.#outcome = status;
+    if (status.status === "COMPLETED") this.#final.resolve(status);
+    else this.#final.reject(failedError(status));
+    this.#wake();
+  }
+
+  /** The connection of `socket` is gone (closed, reset, or presumed dead). */
+  #onLost(socket: WebSocket, reason: string): void {
+    if (socket !== this.#socket || !this.#connected) return;
+    this.#liveness?.stop();
+    if (this.#outcome || this.#failure) {
       this.#closed.resolve();
       return;
     }
     if (!this.#aborted && this.#resume && this.#graceMs > 0) {
       this.#connected = false;
-      this.#reconnect(performance.now() + this.#graceMs, event).catch(
+      this.#reconnect(performance.now() + this.#graceMs, reason).catch(
         (error) => {
           this.#setFailure(error);
           this.#closed.resolve();
@@ -316,52 +385,46 @@ export class Upload {
     this.#setFailure(
       new SpoolError(
         "connection-closed",
-        `upload socket closed (${
-          describeClose(event)
-        }) before the final status`,
+        `upload connection lost (${reason}) before the final status`,
       ),
     );
     this.#closed.resolve();
   }
 
-  /** Reconnects and resumes until the server's grace period runs out. */
-  async #reconnect(deadline: number, lost: CloseEvent): Promise<void> {
+  /**
+   * Reconnects and resumes until the server's grace period runs out. An
+   * upload the server no longer holds has ended (its final status was lost
+   * with the connection, or the server restarted): its reference says how.
+   */
+  async #reconnect(deadline: number, lost: string): Promise<void> {
     let pause = 50;
     let lastError: Error = new SpoolError(
       "connection-closed",
-      `upload socket closed (${describeClose(lost)})`,
+      `upload connection lost (${lost})`,
     );
     while (performance.now() < deadline && !this.#aborted) {
       try {
-        const socket = await connect(this.#url, {
-          ...this.#connectOptions,
-          timeoutMs: Math.min(
-            this.#connectTimeoutMs ?? 30_000,
-            Math.max(1, deadline - performance.now()),
-          ),
-        });
-        const ready = await handshake(socket, {
-          type: "resume-upload",
-          id: this.id,
-          token: this.#token,
-        });
-        this.#resumeOn(socket, ready.offset);
+        await this.#resumeOnce(deadline);
         return;
       } catch (error) {
         lastError = error as Error;
-        if (
-          error instanceof SpoolError && error.code === "not-found" &&
-          this.#ended
-        ) {
-          // The upload finished, but its final status was lost with the connection.
-          await this.#finalFromReference();
-          return;
-        }
-        if (
-          error instanceof SpoolError &&
-          (error.code === "not-found" || error.code === "forbidden")
-        ) {
+        if (error instanceof SpoolError && error.code === "forbidden") {
           throw error;
+        }
+        if (error instanceof SpoolError && error.code === "not-found") {
+          try {
+            return await this.#finalFromReference(deadline);
+          } catch (caught) {
+            // Not reachable right now: the next round tries both again.
+            lastError = caught as Error;
+            if (caught instanceof SpoolError && caught.code === "not-found") {
+              throw new SpoolError(
+                "not-found",
+                `the server knows neither upload ${this.id} nor its resource (restarted with another data dir?): ${caught.message}`,
+                { cause: caught },
+              );
+            }
+          }
         }
       }
       await new Promise((resolve) => setTimeout(resolve, pause));
@@ -369,13 +432,32 @@ export class Upload {
     }
     throw new SpoolError(
       "connection-closed",
-      `upload connection lost and not resumed within the server's grace period of ${this.#graceMs} ms: ${lastError.message}`,
+      `upload connection lost (${lost}) and not resumed within the server's grace period of ${this.#graceMs} ms; last attempt: ${lastError.message}`,
       { cause: lastError },
     );
   }
 
+  /** One attempt to reconnect and resume. */
+  async #resumeOnce(deadline: number): Promise<void> {
+    const timeoutMs = Math.min(
+      this.#connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      Math.max(1, deadline - performance.now()),
+    );
+    const socket = await connect(this.#url, {
+      ...this.#connectOptions,
+      timeoutMs,
+    });
+    const ready = await handshake(socket, {
+      type: "resume-upload",
+      id: this.id,
+      token: this.#token,
+    }, { timeoutMs });
+    this.#resumeOn(socket, ready.offset);
+  }
+
   #resumeOn(socket: WebSocket, offset: number): void {
-    const first = this.#unacknowledged[0]?.offset ?? this.#sent;
+    const pending = this.#pending();
+    const first = pending[0]?.offset ?? this.#sent;
     if (offset < first || offset > this.#sent) {
       socket.close();
       throw new SpoolError(
@@ -387,17 +469,21 @@ export class Upload {
     this.#attach(socket);
     this.#reconnects++;
     this.#acknowledge(offset);
-    for (const { offset: start, bytes } of this.#unacknowledged) {
-      socket.send(offset > start ? bytes.subarray(offset - start) : bytes);
+    for (const { offset: start, bytes } of this.#pending()) {
+      socket.send(offset > start ? bytes!.subarray(offset - start) : bytes!);
     }
     if (this.#endOfInput) socket.send(JSON.stringify(this.#endOfInput));
     this.#connected = true;
     this.#wake();
   }
 
-  async #finalFromReference(): Promise<void> {
+  /** Settles with the terminal status the reference reports. */
+  async #finalFromReference(deadline: number): Promise<void> {
+    const timeoutMs = Math.max(1, deadline - performance.now());
     await using download = await openDownload(this.reference, {
       caCerts: this.#connectOptions.caCerts,
+      connectTimeoutMs: timeoutMs,
+      timeoutMs: this.#timeoutMs,
     });
     const status = await download.waitForStatus(isTerminal);
     this.#settle(status);
@@ -414,11 +500,26 @@ export class Upload {
     for (const waiter of this.#waiters.splice(0)) waiter();
   }
 
+  /** Why no byte may be written now, if none may. */
+  #writeRefusal(): Error | undefined {
+    if (this.#failure) return this.#failure;
+    if (this.#outcome?.status === "FAILED") return failedError(this.#outcome);
+    if (this.#outcome || this.#ended) {
+      return new SpoolError(
+        "unexpected-message",
+        "write after finish(); expected all bytes before end-of-input",
+      );
+    }
+    return undefined;
+  }
+
   async #waitUntil(ready: () => boolean): Promise<void> {
-    while (!this.#failure && !ready()) {
+    for (;;) {
+      const refusal = this.#writeRefusal();
+      if (refusal) throw refusal;
+      if (ready()) return;
       await new Promise<void>((resolve) => this.#waiters.push(resolve));
     }
-    if (this.#failure) throw this.#failure;
   }
 
   /**
@@ -435,25 +536,23 @@ export class Upload {
   }
 
   async #writeNow(chunk: Uint8Array): Promise<void> {
-    if (this.#ended) {
-      throw new SpoolError(
-        "unexpected-message",
-        "write after finish(); expected all bytes before end-of-input",
-      );
-    }
+    const refusal = this.#writeRefusal();
+    if (refusal) throw refusal;
     for (let offset = 0; offset < chunk.byteLength; offset += MAX_FRAME) {
       const piece = chunk.subarray(offset, offset + MAX_FRAME);
+      const cost = piece.byteLength + this.#frameCost;
       await this.#waitUntil(() =>
-        this.#connected &&
-        this.#sent - this.#acknowledged + piece.byteLength <= this.#window
+        this.#connected && this.#unacknowledgedCost() + cost <= this.#window
       );
       this.#socket.send(piece);
       this.#hash?.update(piece);
-      if (this.#resume && this.#graceMs > 0) {
+      this.#unacknowledged.push({
+        offset: this.#sent,
+        length: piece.byteLength,
         // A copy: the caller may reuse its buffer once write() resolved,
         // and a resume must resend the bytes as they were.
-        this.#unacknowledged.push({ offset: this.#sent, bytes: piece.slice() });
-      }
+        bytes: this.#resume && this.#graceMs > 0 ? piece.slice() : undefined,
+      });
       this.#sent += piece.byteLength;
     }
   }
@@ -477,7 +576,7 @@ export class Upload {
   async finish(): Promise<ResourceStatus> {
     await this.#writeChain;
     if (this.#failure) throw this.#failure;
-    if (!this.#ended) {
+    if (!this.#ended && !this.#outcome) {
       this.#ended = true;
       const message: EndOfInputMessage = { type: "end-of-input" };
       if (this.#hash) message.sha256 = this.#hash.digest("hex");
@@ -536,6 +635,10 @@ export class Upload {
   }
 }
 
+function failedError(status: ResourceStatus): ResourceFailedError {
+  return new ResourceFailedError(status.id, status.error ?? "unknown reason");
+}
+
 /**
  * Connects to `server`, requests an upload and resolves once the server is
  * ready, with the reference already known.
@@ -563,12 +666,13 @@ export async function startUpload(
     name: options.name,
     mimeType: options.mimeType ?? "application/octet-stream",
     metadata: options.metadata ?? {},
-  });
+  }, { timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS });
   const upload = new Upload(socket, ready, {
     url,
     checksum: options.checksum ?? true,
     resume: options.resume ?? true,
     connectTimeoutMs: options.connectTimeoutMs,
+    timeoutMs: options.timeoutMs,
     uploadToken: options.uploadToken,
     caCerts: options.caCerts,
   });

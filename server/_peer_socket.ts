@@ -220,9 +220,10 @@ export class ServerSockets {
 
 /** A close event as words: who closed, with which code. */
 export function describeCloseEvent(event: CloseEvent): string {
-  if (event.code === 1005 || event.code === 1006 || event.code === 0) {
+  if (event.code === 1006 || event.code === 0) {
     return "the connection was lost without a close handshake (reset or dropped)";
   }
+  if (event.code === 1005) return "closed without a status code";
   return `closed with code ${event.code}${
     event.reason ? ` (${event.reason})` : ""
   }`;

@@ -10,6 +10,7 @@ import { Resource } from "./resource.ts";
 import { isResourceId, newResourceId } from "./resource_id.ts";
 import type { ResourceStore } from "./store.ts";
 import { limitExceeded } from "./limits.ts";
+import { SpoolError } from "../protocol/errors.ts";
 import { sanitizeStoredStatus } from "./_stored_status.ts";
 
 /**
@@ -53,15 +54,21 @@ export const INTERRUPTED_REASON =
  * that cannot save it (read-only) must not keep the server from starting:
  * the status is served sanitized anyway, and fixed again at the next start.
  */
-async function saveSanitized(
+/**
+ * Saves a status fixed at start-up. A store that refuses (a full disk)
+ * must not keep the server from starting: the fix is in memory and is made
+ * again at the next start.
+ */
+async function saveAtLoad(
   store: ResourceStore,
   status: ResourceStatus,
+  what: string,
 ): Promise<void> {
   try {
     await store.save(status);
   } catch (error) {
     console.warn(
-      `spool: resource ${status.id}: saving its sanitized status failed (it is sanitized again at the next start):`,
+      `spool: resource ${status.id}: saving its ${what} status failed (it is made again at the next start):`,
       error,
     );
   }
@@ -84,7 +91,9 @@ export class ResourceRegistry {
   readonly #expired = new Set<string>();
   /** Live resources, and uploads being created (they hold a slot already). */
   readonly #live = new Set<Resource>();
-  #creating = 0;
+  readonly #creating = new Set<Promise<Resource>>();
+  /** Set once the server is closing: no upload starts any more. */
+  #closing: string | undefined;
 
   private constructor(store: ResourceStore, checkpointMs: number) {
     this.#store = store;
@@ -120,7 +129,7 @@ export class ResourceRegistry {
         console.warn(`spool: resource ${status.id}: ${change}`);
       }
       if (changes.length > 0 && isTerminal(status)) {
-        await saveSanitized(store, status);
+        await saveAtLoad(store, status, "sanitized");
       }
       if (!isTerminal(status)) {
         const now = new Date().toISOString();
@@ -132,7 +141,7 @@ export class ResourceRegistry {
           updatedAt: now,
           finishedAt: now,
         };
-        await store.save(status);
+        await saveAtLoad(store, status, "interrupted");
       }
       registry.#resources.set(
         status.id,
@@ -152,7 +161,10 @@ export class ResourceRegistry {
     request: NewResource,
     options: { maxLive?: number } = {},
   ): Promise<Resource> {
-    const taken = this.#live.size + this.#creating;
+    if (this.#closing !== undefined) {
+      throw new SpoolError("unavailable", this.#closing);
+    }
+    const taken = this.#live.size + this.#creating.size;
     if (options.maxLive !== undefined && taken >= options.maxLive) {
       throw limitExceeded(
         "maxUploads",
@@ -160,11 +172,12 @@ export class ResourceRegistry {
         `a new upload (${taken} in progress)`,
       );
     }
-    this.#creating++;
+    const creating = this.#createNow(request);
+    this.#creating.add(creating);
     try {
-      return await this.#createNow(request);
+      return await creating;
     } finally {
-      this.#creating--;
+      this.#creating.delete(creating);
     }
   }
 
@@ -232,6 +245,19 @@ export class ResourceRegistry {
   /** Every resource, live and finished. */
   all(): IterableIterator<Resource> {
     return this.#resources.values();
+  }
+
+  /**
+   * Ends every live upload with `reason` and refuses new ones (the server is
+   * closing); resolves once each has published and saved its final status.
+   */
+  async close(reason: string): Promise<void> {
+    this.#closing ??=
+      `${reason}; expected a new upload only on a running server`;
+    // Uploads being created are live once created: fail them too.
+    await Promise.allSettled([...this.#creating]);
+    const live = [...this.#live];
+    await Promise.all(live.map((resource) => resource.fail(reason)));
   }
 
   /** Every resource whose upload has not ended. */

@@ -453,11 +453,7 @@ export async function startServer(
       await retention.stop();
       shutdown.abort();
       sessions.close();
-      const live = [...registry.live()];
-      await within(
-        deadline,
-        Promise.all(live.map((resource) => resource.fail(SHUTDOWN_REASON))),
-      );
+      await within(deadline, registry.close(SHUTDOWN_REASON));
       await sockets.closeAll(1001, "server shutdown", deadline);
       await within(deadline, inFlight.idle());
       stopServing.abort();
