@@ -45,6 +45,10 @@ Options:
   --token T      read token of REF, if the reference lacks its ?token=
   --ca FILE      PEM CA certificate(s) to trust for https:/wss: servers
                  (default $SPOOL_CA_FILE)
+  --timeout-ms N presume the connection dead after N ms without any message
+                 from the server (a black-holed link): an upload resumes
+                 within the server's grace period, a download fails
+                 (default 30000)
   --json         upload: print {"reference","id"} as the first line and the
                  final status as the last line, as JSON
   --quiet        no progress line on stderr (it is shown only on a terminal)
@@ -95,13 +99,17 @@ async function caCerts(
 
 async function downloadOptions(
   strings: Record<string, string | undefined>,
-): Promise<{ readToken?: string; caCerts?: string[] }> {
-  return { readToken: strings.token, caCerts: await caCerts(strings.ca) };
+): Promise<{ readToken?: string; caCerts?: string[]; timeoutMs?: number }> {
+  return {
+    readToken: strings.token,
+    caCerts: await caCerts(strings.ca),
+    timeoutMs: integerFlag(strings, "timeout-ms", { min: 1 }),
+  };
 }
 
 async function uploadCommand(args: string[]): Promise<number> {
   const { positional, strings, booleans } = parseFlags(args, {
-    string: ["server", "name", "type", "upload-token", "ca"],
+    string: ["server", "name", "type", "upload-token", "ca", "timeout-ms"],
     boolean: ["quiet", "json"],
   });
   if (positional.length !== 1) {
@@ -133,6 +141,7 @@ async function uploadCommand(args: string[]): Promise<number> {
     uploadToken: strings["upload-token"] ??
       Deno.env.get("SPOOL_UPLOAD_TOKEN"),
     caCerts: await caCerts(strings.ca),
+    timeoutMs: integerFlag(strings, "timeout-ms", { min: 1 }),
   }).catch((error) => {
     source?.close();
     throw error;
@@ -166,7 +175,7 @@ async function uploadCommand(args: string[]): Promise<number> {
 
 async function downloadCommand(args: string[]): Promise<number> {
   const { positional, strings, booleans } = parseFlags(args, {
-    string: ["start", "end", "token", "ca"],
+    string: ["start", "end", "token", "ca", "timeout-ms"],
     boolean: ["follow", "quiet"],
   });
   if (positional.length !== 1) {
@@ -224,7 +233,7 @@ async function downloadCommand(args: string[]): Promise<number> {
 
 async function statusCommand(args: string[]): Promise<number> {
   const { positional, strings } = parseFlags(args, {
-    string: ["token", "ca"],
+    string: ["token", "ca", "timeout-ms"],
   });
   if (positional.length !== 1) {
     throw new UsageError(

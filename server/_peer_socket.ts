@@ -33,6 +33,8 @@ const MAX_SWEEP_MS = 1000;
 /** One upgraded WebSocket of the server. */
 export class PeerSocket {
   readonly socket: WebSocket;
+  /** What the socket is for, in log lines: "an upload socket", … */
+  readonly label: string;
   readonly #sockets: ServerSockets;
   #lastInbound = performance.now();
   #buffered = 0;
@@ -40,8 +42,9 @@ export class PeerSocket {
   #ended = false;
   readonly #endHandlers: EndHandler[] = [];
 
-  constructor(socket: WebSocket, sockets: ServerSockets) {
+  constructor(socket: WebSocket, sockets: ServerSockets, label: string) {
     this.socket = socket;
+    this.label = label;
     this.#sockets = sockets;
     socket.addEventListener("open", () => {
       this.#lastInbound = performance.now();
@@ -141,12 +144,16 @@ export class ServerSockets {
   /**
    * Upgrades `request`. Deno's own pings are off: they queue behind data,
    * so they dropped slow but healthy readers; heartbeats replace them.
+   * `label` names the socket in log lines.
    */
-  upgrade(request: Request): { peer: PeerSocket; response: Response } {
+  upgrade(
+    request: Request,
+    label: string,
+  ): { peer: PeerSocket; response: Response } {
     const { socket, response } = Deno.upgradeWebSocket(request, {
       idleTimeout: 0,
     });
-    return { peer: new PeerSocket(socket, this), response };
+    return { peer: new PeerSocket(socket, this, label), response };
   }
 
   /** Open sockets. */
@@ -182,7 +189,10 @@ export class ServerSockets {
     const now = performance.now();
     for (const peer of [...this.#open]) {
       const reason = peer.verdict(now, this.#timeouts);
-      if (reason !== undefined) peer.end(CLOSE_TIMEOUT, reason);
+      if (reason === undefined) continue;
+      // Operators see why a peer was cut off; the peer may never learn it.
+      console.error(`spool: dropped ${peer.label}: ${reason}`);
+      peer.end(CLOSE_TIMEOUT, reason);
     }
   }
 

@@ -52,6 +52,11 @@ Limits (hitting one gives a "limit-exceeded" error naming it, never a crash):
   --max-watchers N              download sockets on the server (default 100000)
   --max-requests-per-socket N   reads in flight on one socket (default 64)
   --upload-idle-timeout-ms N    an upload silent this long fails (default 300000)
+  --peer-timeout-ms N           drop a socket whose peer sent nothing, not even
+                                a heartbeat, this long (default 30000)
+  --stall-timeout-ms N          drop a socket that took none of the bytes queued
+                                for it this long; slow readers that make progress
+                                are kept (default 60000)
 
 Endpoints: ws://HOST:PORT/upload, ws://HOST:PORT/resources/{id}
 (wss:// with --cert)

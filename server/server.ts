@@ -286,7 +286,10 @@ export async function startServer(
         ),
       );
     }
-    const { peer, response } = sockets.upgrade(request);
+    const { peer, response } = sockets.upgrade(
+      request,
+      `a download socket of ${JSON.stringify(id.slice(0, 64))}`,
+    );
     if (refusal) rejectDownloadSocket(peer, refusal.error, refusal.code);
     else serveDownloadSocket(peer, resource!, downloadOptions);
     return response;
@@ -366,7 +369,7 @@ export async function startServer(
       if (!wantsSocket) return upgradeRequired(UPLOAD_PATH);
       // Headers are unreadable once the request is upgraded: check first.
       const refusal = auth.uploadRefusal(request);
-      const { peer, response } = sockets.upgrade(request);
+      const { peer, response } = sockets.upgrade(request, "an upload socket");
       if (refusal) {
         rejectDownloadSocket(peer, refusal, CLOSE_FORBIDDEN);
         return response;

@@ -354,10 +354,11 @@ class UploadSocket {
     // A message per frame would double the message rate.
     const newly = bytes - this.#ackedBytes +
       (appends - this.#ackedFrames) * FRAME_COST;
-    if (
-      newly >= this.#context.window / 4 ||
-      this.#session!.resource.pendingWrites === 0
-    ) {
+    // Empty frames alone earn an ack only per quarter window of their cost:
+    // acking each one would answer a flood message for message.
+    const idle = this.#session!.resource.pendingWrites === 0 &&
+      bytes > this.#ackedBytes;
+    if (newly >= this.#context.window / 4 || idle) {
       this.#ackedBytes = bytes;
       this.#ackedFrames = appends;
       const ack: AckMessage = { type: "ack", offset: bytes };

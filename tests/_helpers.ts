@@ -8,6 +8,7 @@ import {
   startServer,
 } from "../server/mod.ts";
 import type { ResourceStatus } from "../protocol/mod.ts";
+import { Lines } from "./_fault_actors.ts";
 
 /** A server on 127.0.0.1 with a fresh data directory, removed on dispose. */
 export interface TestServer extends SpoolServer {
@@ -81,6 +82,8 @@ const SERVER_MAIN = new URL("../server/main.ts", import.meta.url).pathname;
 export interface ServerProcess {
   process: Deno.ChildProcess;
   url: URL;
+  /** Its stderr lines, when started with `stderr: "lines"`. */
+  stderr?: Lines;
 }
 
 /**
@@ -94,6 +97,8 @@ export async function spawnServer(
     denoArgs?: string[];
     args?: string[];
     cwd?: string;
+    /** `"lines"` keeps its stderr for the test to read (default: inherited). */
+    stderr?: "lines";
   } = {},
 ): Promise<ServerProcess> {
   const process = new Deno.Command(Deno.execPath(), {
@@ -112,8 +117,11 @@ export async function spawnServer(
     ],
     cwd: options.cwd,
     stdout: "piped",
-    stderr: "inherit",
+    stderr: options.stderr === "lines" ? "piped" : "inherit",
   }).spawn();
+  const stderr = options.stderr === "lines"
+    ? new Lines(process.stderr)
+    : undefined;
   const lines = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let text = "";
   while (!text.includes("\n")) {
@@ -131,7 +139,7 @@ export async function spawnServer(
   (async () => {
     while (!(await lines.read()).done) { /* discard */ }
   })();
-  return { process, url: new URL(match[1]) };
+  return { process, url: new URL(match[1]), stderr };
 }
 
 /**

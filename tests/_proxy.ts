@@ -10,10 +10,13 @@
 /** Which way bytes flow through a link. */
 type Direction = "up" | "down";
 
-/** How the proxy treats the bytes of its links. */
-interface LinkFaults {
-  /** Drop every byte in both directions, keeping both connections open. */
-  blackHole: boolean;
+/** How the proxy treats the bytes of a link. */
+export interface LinkFaults {
+  /**
+   * Drop every byte in these directions ("up" = towards the server),
+   * keeping both connections open. Default: none.
+   */
+  blackHole?: "both" | Direction;
   /** Bytes per second towards the client; unlimited when undefined. */
   downRate?: number;
 }
@@ -31,7 +34,8 @@ export class FaultProxy {
   readonly #target: { hostname: string; port: number };
   readonly #links = new Set<Link>();
   readonly #accepting: Promise<void>;
-  #faults: LinkFaults = { blackHole: false };
+  #faults: LinkFaults = {};
+  #schedule: ((index: number) => LinkFaults | undefined) | undefined;
   #cutAfter: { direction: Direction; bytes: number } | undefined;
   #waiters: (() => void)[] = [];
   readonly #total: Record<Direction, number> = { up: 0, down: 0 };
@@ -56,7 +60,7 @@ export class FaultProxy {
 
   async #accept(): Promise<void> {
     for await (const client of this.#listener) {
-      this.accepted++;
+      const index = this.accepted++;
       let server: Deno.TcpConn;
       try {
         server = await Deno.connect(this.#target);
@@ -69,7 +73,7 @@ export class FaultProxy {
       const link: Link = {
         client,
         server,
-        faults: { ...this.#faults },
+        faults: { ...(this.#schedule?.(index) ?? this.#faults) },
         done: Promise.resolve(),
       };
       link.done = Promise.all([
@@ -94,7 +98,8 @@ export class FaultProxy {
       for (;;) {
         const read = await from.read(buffer);
         if (read === null) break;
-        if (link.faults.blackHole) continue; // dropped: no FIN, no reset
+        const hole = link.faults.blackHole;
+        if (hole === "both" || hole === direction) continue; // dropped: no FIN, no reset
         let chunk = buffer.subarray(0, read);
         const cut = this.#cutAfter;
         if (cut?.direction === direction) {
@@ -174,10 +179,21 @@ export class FaultProxy {
     }
   }
 
-  /** Black-holes every open link and every later one (until `heal()`). */
-  blackHole(): void {
-    this.#faults = { ...this.#faults, blackHole: true };
-    for (const link of this.#links) link.faults.blackHole = true;
+  /**
+   * Black-holes every open link and every later one (until `heal()`), in
+   * both directions or only in `direction`.
+   */
+  blackHole(direction: "both" | Direction = "both"): void {
+    this.#faults = { ...this.#faults, blackHole: direction };
+    for (const link of this.#links) link.faults.blackHole = direction;
+  }
+
+  /**
+   * Gives each later link the faults `plan` returns for its index (0 is the
+   * first connection the proxy accepted); `undefined` = the proxy's faults.
+   */
+  schedule(plan: (index: number) => LinkFaults | undefined): void {
+    this.#schedule = plan;
   }
 
   /** Paces bytes towards clients to `bytesPerSecond`, on open and later links. */
@@ -188,7 +204,8 @@ export class FaultProxy {
 
   /** Later links pass bytes unharmed again (open black-holed links stay so). */
   heal(): void {
-    this.#faults = { blackHole: false };
+    this.#faults = {};
+    this.#schedule = undefined;
   }
 
   /**
