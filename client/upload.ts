@@ -438,11 +438,16 @@ export class Upload {
   }
 
   /** One attempt to reconnect and resume. */
-  async #resumeOnce(deadline: number): Promise<void> {
-    const timeoutMs = Math.min(
+  /** How long one reconnect attempt may take before the deadline. */
+  #attemptTimeout(deadline: number): number {
+    return Math.min(
       this.#connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       Math.max(1, deadline - performance.now()),
     );
+  }
+
+  async #resumeOnce(deadline: number): Promise<void> {
+    const timeoutMs = this.#attemptTimeout(deadline);
     const socket = await connect(this.#url, {
       ...this.#connectOptions,
       timeoutMs,
@@ -479,10 +484,9 @@ export class Upload {
 
   /** Settles with the terminal status the reference reports. */
   async #finalFromReference(deadline: number): Promise<void> {
-    const timeoutMs = Math.max(1, deadline - performance.now());
     await using download = await openDownload(this.reference, {
       caCerts: this.#connectOptions.caCerts,
-      connectTimeoutMs: timeoutMs,
+      connectTimeoutMs: this.#attemptTimeout(deadline),
       timeoutMs: this.#timeoutMs,
     });
     const status = await download.waitForStatus(isTerminal);
