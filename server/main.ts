@@ -8,6 +8,7 @@
 import { integerFlag, parseFlags, UsageError } from "../cli/args.ts";
 import { startServer } from "./server.ts";
 import { LIMIT_FLAGS, type ServerLimits } from "./limits.ts";
+import { HEARTBEAT_MAX_INTERVAL_MS } from "../protocol/heartbeat.ts";
 
 /** Options of {@linkcode main}. */
 export interface MainOptions {
@@ -162,6 +163,17 @@ export async function main(
     if (!(error instanceof UsageError)) throw error;
     console.error(`spool server: ${error.message}\nTry --help.`);
     return 2;
+  }
+  const peerTimeoutMs = limits.peerTimeoutMs;
+  if (
+    peerTimeoutMs !== undefined &&
+    peerTimeoutMs < HEARTBEAT_MAX_INTERVAL_MS * 1.5
+  ) {
+    console.error(
+      `spool server: warning: --peer-timeout-ms ${peerTimeoutMs} is under ${
+        HEARTBEAT_MAX_INTERVAL_MS * 1.5
+      }; clients with the default timeout send a heartbeat every ${HEARTBEAT_MAX_INTERVAL_MS} ms and are dropped while idle (give them a shorter --timeout-ms)`,
+    );
   }
   const controller = new AbortController();
   const stop = () => controller.abort();
