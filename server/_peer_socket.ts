@@ -27,6 +27,9 @@ export const CLOSE_TIMEOUT = 4408;
 /** Called once when a socket ends, with the close code and why. */
 export type EndHandler = (code: number, reason: string) => void;
 
+/** How long an upgrade waits to learn whether its client reset, in ms. */
+const HANDSHAKE_SETTLE_MS = 5;
+
 /** Longest pause between two liveness sweeps, in ms. */
 const MAX_SWEEP_MS = 1000;
 
@@ -142,18 +145,35 @@ export class ServerSockets {
   }
 
   /**
-   * Upgrades `request`. Deno's own pings are off: they queue behind data,
-   * so they dropped slow but healthy readers; heartbeats replace them.
-   * `label` names the socket in log lines.
+   * Upgrades `request` and hands the socket to `serve`; resolves with the
+   * response. Deno's own pings are off: they queue behind data, so they
+   * dropped slow but healthy readers; heartbeats replace them. `label`
+   * names the socket in log lines.
+   *
+   * The upgrade waits a moment first: a client that resets during the
+   * handshake leaves Deno's socket CONNECTING forever, holding its file
+   * descriptor (an attacker's way to exhaust them), and the request's
+   * signal is the only way to learn of the reset. It arrives within a few
+   * milliseconds; such a request is not upgraded. (Under Deno's legacy
+   * abort semantics reading the signal makes Deno warn once; deno.json
+   * sets `"unstable": ["no-legacy-abort"]`, the semantics Deno moves to.)
    */
-  upgrade(
+  async upgrade(
     request: Request,
     label: string,
-  ): { peer: PeerSocket; response: Response } {
+    serve: (peer: PeerSocket) => void,
+  ): Promise<Response> {
+    const signal = request.signal;
+    await new Promise((resolve) => setTimeout(resolve, HANDSHAKE_SETTLE_MS));
+    if (signal.aborted) {
+      // Never delivered: the client is gone.
+      return new Response(null, { status: 400 });
+    }
     const { socket, response } = Deno.upgradeWebSocket(request, {
       idleTimeout: 0,
     });
-    return { peer: new PeerSocket(socket, this, label), response };
+    serve(new PeerSocket(socket, this, label));
+    return response;
   }
 
   /** Open sockets. */

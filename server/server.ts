@@ -286,13 +286,14 @@ export async function startServer(
         ),
       );
     }
-    const { peer, response } = sockets.upgrade(
+    return sockets.upgrade(
       request,
       `a download socket of ${JSON.stringify(id.slice(0, 64))}`,
+      (peer) =>
+        refusal
+          ? rejectDownloadSocket(peer, refusal.error, refusal.code)
+          : serveDownloadSocket(peer, resource!, downloadOptions),
     );
-    if (refusal) rejectDownloadSocket(peer, refusal.error, refusal.code);
-    else serveDownloadSocket(peer, resource!, downloadOptions);
-    return response;
   };
 
   const serveView = (request: Request, rawId: string): Response => {
@@ -369,19 +370,20 @@ export async function startServer(
       if (!wantsSocket) return upgradeRequired(UPLOAD_PATH);
       // Headers are unreadable once the request is upgraded: check first.
       const refusal = auth.uploadRefusal(request);
-      const { peer, response } = sockets.upgrade(request, "an upload socket");
-      if (refusal) {
-        rejectDownloadSocket(peer, refusal, CLOSE_FORBIDDEN);
-        return response;
-      }
-      serveUploadSocket(peer, {
-        registry,
-        reference: referenceFor(request),
-        window: uploadWindow,
-        limits,
-        sessions,
-      });
-      return response;
+      return sockets.upgrade(
+        request,
+        "an upload socket",
+        (peer) =>
+          refusal
+            ? rejectDownloadSocket(peer, refusal, CLOSE_FORBIDDEN)
+            : serveUploadSocket(peer, {
+              registry,
+              reference: referenceFor(request),
+              window: uploadWindow,
+              limits,
+              sessions,
+            }),
+      );
     }
     if (view) return serveView(request, path.slice("/view/".length));
     if (match) {
