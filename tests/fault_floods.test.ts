@@ -9,7 +9,7 @@ import { assert, assertEquals, assertMatch } from "@std/assert";
 import { MAX_CONTROL_MESSAGE_CHARS } from "../protocol/mod.ts";
 import { sha256, spawnServer, startTestServer } from "./_helpers.ts";
 import { RawSocket } from "./_raw_socket.ts";
-import { within } from "./_fault_actors.ts";
+import { kill, within } from "./_fault_actors.ts";
 
 function uploadUrl(server: URL): URL {
   const url = new URL("upload", server);
@@ -95,12 +95,7 @@ Deno.test("floods: SIGTERM during a flood of tiny frames ends the server within 
     assertEquals(status.code, 0);
     await socket.closed;
   } finally {
-    try {
-      server.process.kill("SIGKILL");
-    } catch {
-      // It exited, as it should.
-    }
-    await server.process.status;
+    await kill(server.process);
     await Deno.remove(dataDir, { recursive: true });
   }
 });

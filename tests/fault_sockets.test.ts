@@ -21,10 +21,37 @@ import {
   startTestServer,
 } from "./_helpers.ts";
 import { FaultProxy } from "./_proxy.ts";
-import { Lines, within } from "./_fault_actors.ts";
+import { kill, Lines, within } from "./_fault_actors.ts";
 import { UnreadSocket } from "./_unread_socket.ts";
 
 const CLIENT_MAIN = new URL("../client/main.ts", import.meta.url).pathname;
+
+/** `client/main.ts download --follow` of `reference` as a subprocess. */
+function spawnFollower(
+  reference: string,
+  timeoutMs: number,
+): { child: Deno.ChildProcess; stdout: Lines; stderr: Promise<Uint8Array> } {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      CLIENT_MAIN,
+      "download",
+      "--follow",
+      "--quiet",
+      "--timeout-ms",
+      String(timeoutMs),
+      reference,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  return {
+    child,
+    stdout: new Lines(child.stdout),
+    stderr: readAll(child.stderr),
+  };
+}
 
 /**
  * Sends a WebSocket upgrade for `path` and resets the connection (RST) as
@@ -96,12 +123,7 @@ Deno.test("sockets: handshakes reset by the client take no watcher slot, keep (n
     );
     assertEquals(status.code, 0);
   } finally {
-    try {
-      server.process.kill("SIGKILL");
-    } catch {
-      // It exited, as it should.
-    }
-    await server.process.status;
+    await kill(server.process);
     await Deno.remove(dataDir, { recursive: true });
   }
 });
@@ -201,23 +223,7 @@ Deno.test("sockets: the CLI follower over a black-holed link exits 1 with the re
   await up.write(new TextEncoder().encode("hello\n"));
   const reference = new URL(new URL(up.reference).pathname, proxy.url);
   reference.protocol = "ws:";
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      CLIENT_MAIN,
-      "download",
-      "--follow",
-      "--quiet",
-      "--timeout-ms",
-      "400",
-      reference.href,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stdout = new Lines(child.stdout);
-  const stderr = readAll(child.stderr);
+  const { child, stdout, stderr } = spawnFollower(reference.href, 400);
   assertEquals(await stdout.next(), "hello");
   proxy.blackHole();
   const status = await within(15_000, "the CLI follower", child.status);
@@ -308,23 +314,7 @@ Deno.test("sockets: a stopped follower (SIGSTOP) is dropped after the peer timeo
     timeoutMs: 1500, // heartbeats every 500 ms, within the peer timeout
   });
   // Heartbeats every 500 ms keep it alive while it runs.
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      CLIENT_MAIN,
-      "download",
-      "--follow",
-      "--quiet",
-      "--timeout-ms",
-      "1500",
-      up.reference,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stdout = new Lines(child.stdout);
-  const stderr = readAll(child.stderr);
+  const { child, stdout, stderr } = spawnFollower(up.reference, 1500);
   try {
     await up.write(new TextEncoder().encode("before\n"));
     assertEquals(await stdout.next(), "before");
@@ -348,12 +338,7 @@ Deno.test("sockets: a stopped follower (SIGSTOP) is dropped after the peer timeo
       /^spool: (download socket closed \(code 4408, no message from the peer for \d+ ms|no message from the server for \d+ ms \(timeout 1500 ms\))/,
     );
   } finally {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // It exited, as it should.
-    }
-    await child.status;
+    await kill(child);
     up.abort("test over");
     await up.closed();
     server.process.kill("SIGTERM");
