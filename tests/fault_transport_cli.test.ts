@@ -162,6 +162,11 @@ Deno.test("fault transport cli: a receiver SIGKILLed behind the sender: send nam
       "the receiver's confirmation of f029",
       proxy.downstreamPasses((text) => text.includes('{"ack":28}\n')),
     );
+    // A status wait, bounded: f030's temporary file shows up.
+    for (let i = 0; !(await listTree(out)).some((n) => n.endsWith(".part"));) {
+      assert(++i < 1000, "the receiver never started writing f030");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     const status = await kill(receiving.child);
     assertEquals(status.signal, "SIGKILL");
     const result = await within(GUARD_MS, "spool send", sent);
@@ -263,3 +268,116 @@ Deno.test("fault transport cli: an object that fails mid-body leaves no partial 
     assertEquals((await receiving.child.status).code, 0);
   });
 });
+
+Deno.test("fault transport cli: a receiver out of file descriptors keeps its running stream, listens again once they are back, and never exits", async () => {
+  await withTempDir(async (dir) => {
+    await using children = new Children();
+    const out = `${dir}/out`;
+    const receiving = await startReceive(children, out, 64);
+    let exited = false;
+    receiving.child.status.then(() => exited = true);
+    // A stream the receiver is in the middle of when descriptors run out.
+    const head = randomBytes(200_000, 11);
+    const tail = randomBytes(100_000, 12);
+    let more!: ReadableStreamDefaultController<Uint8Array>;
+    const running = new Stream(receiving.url.href, { confirm: true });
+    await running.send(
+      { name: "running.bin" },
+      new ReadableStream({
+        start(controller) {
+          more = controller;
+          controller.enqueue(head);
+        },
+      }),
+    );
+    // A status wait, bounded: the receiver's temporary file shows up.
+    for (let i = 0; !(await listTree(out)).some((n) => n.endsWith(".part"));) {
+      assert(++i < 1000, "the receiver never started writing");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+
+    // Flood it with connections that never finish a request (every other
+    // one sends half a request line), more than it has descriptors for.
+    const flood: Deno.TcpConn[] = [];
+    const port = Number(receiving.url.port);
+    const encoder = new TextEncoder();
+    for (let i = 0; i < 120; i++) {
+      try {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+        flood.push(conn);
+        if (i % 2 === 1) await conn.write(encoder.encode("PUT /v1/obj"));
+      } catch (error) {
+        // Refused while it does not listen, or reset by a closing listener.
+        if (!isClosed(error)) throw error;
+      }
+    }
+    const failure = await within(
+      GUARD_MS,
+      "the receiver's accept failure",
+      receiving.stderr.until((line) => line.includes("accepting connections")),
+    );
+    assertMatch(
+      failure,
+      /^spool: accepting connections on 127\.0\.0\.1:\d+ failed \(.*Too many open files.*\); requests already running go on; listening again in \d+ ms$/,
+    );
+
+    // The running stream goes on and is stored whole, out of descriptors.
+    more.enqueue(tail);
+    more.close();
+    await within(GUARD_MS, "fin of the running stream", running.fin());
+    assertEquals(JSON.parse(await receiving.stdout.until(() => true)), {
+      name: "running.bin",
+      size: head.length + tail.length,
+      sha256: hex256(new Uint8Array([...head, ...tail])),
+    });
+
+    // Once the flood is gone the receiver listens again (it says so) and
+    // serves a new sender end to end.
+    for (const conn of flood) closeQuietly(conn);
+    await Deno.mkdir(`${dir}/src`);
+    const bytes = randomBytes(50_000, 13);
+    await Deno.writeFile(`${dir}/src/after.bin`, bytes);
+    let sent = await spoolSend(children, [
+      receiving.url.href,
+      `${dir}/src/after.bin`,
+    ]);
+    for (let attempt = 1; sent.code !== 0; attempt++) {
+      assert(attempt < 20, `send never got through: ${sent.stderr}`);
+      assertMatch(sent.stderr, /receiver_gone/);
+      await within(
+        GUARD_MS,
+        "the receiver listening again",
+        receiving.stderr.until((line) => line.includes("listening again on")),
+      );
+      sent = await spoolSend(children, [
+        receiving.url.href,
+        `${dir}/src/after.bin`,
+      ]);
+    }
+    assertEquals(JSON.parse(await receiving.stdout.until(() => true)), {
+      name: "after.bin",
+      size: bytes.length,
+      sha256: hex256(bytes),
+    });
+    assertEquals(await listTree(out), ["after.bin", "running.bin"]);
+    assert(!exited, "the receiver exited");
+    receiving.child.kill("SIGTERM");
+    assertEquals((await receiving.child.status).code, 0);
+  });
+});
+
+function isClosed(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionRefused ||
+    error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.BrokenPipe;
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch (error) {
+    // The receiver already closed it.
+    if (!(error instanceof Deno.errors.BadResource)) throw error;
+  }
+}
