@@ -12,7 +12,9 @@
  * closes the connections it still holds that never sent a request (Deno
  * 2.9.6 has no header read timeout, so nothing else would). Shutting it
  * down earlier would cut those requests: Deno drops every connection of a
- * server whose accept loop failed when it is shut down.
+ * server whose accept loop failed when it is shut down, upgraded ones
+ * (WebSockets) too, so a failed generation that was asked for an upgrade
+ * is kept until `shutdown()`.
  *
  * It returns a `Deno.HttpServer`, so it replaces `Deno.serve(options,
  * handler)` as is.
@@ -114,6 +116,8 @@ interface Generation {
   startedAt: number;
   running: number;
   failed: boolean;
+  /** It was asked for an upgrade: shutting it down would close the socket. */
+  upgrades: boolean;
   /** Set once it is shut down after a failure. */
   retired?: Promise<void>;
 }
@@ -177,11 +181,13 @@ class ResilientServer implements Deno.HttpServer<Deno.NetAddr> {
   shutdown(): Promise<void> {
     this.#closing ??= (async () => {
       clearTimeout(this.#timer);
-      // Failed listeners shut down once their requests finished.
+      // Failed listeners shut down once their requests finished (those that
+      // upgraded connections, now).
       await Promise.all(
-        [...this.#generations].filter((g) => !g.failed).map((g) =>
-          g.server.shutdown()
-        ),
+        [...this.#generations].map((g) => {
+          if (!g.failed) return g.server.shutdown();
+          if (g.upgrades) this.#retire(g);
+        }),
       );
       this.#settleIfDone();
       await this.#finished.promise;
@@ -210,6 +216,7 @@ class ResilientServer implements Deno.HttpServer<Deno.NetAddr> {
       startedAt: performance.now(),
       running: 0,
       failed: false,
+      upgrades: false,
     } as Generation;
     const done = () => {
       generation.running--;
@@ -221,6 +228,9 @@ class ResilientServer implements Deno.HttpServer<Deno.NetAddr> {
       onListen: first ? this.#options.onListen : () => {},
     }, (request, info) => {
       generation.running++;
+      // `completed` settles once an upgrade's 101 went out, long before
+      // its socket closes.
+      if (request.headers.has("upgrade")) generation.upgrades = true;
       info.completed.then(done, done);
       return this.#handler(request, info);
     });
@@ -276,10 +286,13 @@ class ResilientServer implements Deno.HttpServer<Deno.NetAddr> {
 
   /** Shuts a failed listener down once it runs no request. */
   #retireIfIdle(generation: Generation): void {
-    if (!generation.failed || generation.running > 0 || generation.retired) {
-      return;
-    }
-    generation.retired = generation.server.shutdown().catch((error) => {
+    if (
+      generation.failed && generation.running === 0 && !generation.upgrades
+    ) this.#retire(generation);
+  }
+
+  #retire(generation: Generation): void {
+    generation.retired ??= generation.server.shutdown().catch((error) => {
       // Its accept loop already failed and was reported; closing what is
       // left of it can only fail the same way.
       console.debug("spool: shutting down a failed listener:", error);
