@@ -264,8 +264,20 @@ export function receiveRequest(
       .then(({ status, answer }) => Response.json(answer, { status }));
   }
   const acks = new AckStream();
-  receiveLoop(request, endpoint, refused, acks, options.signal)
-    .then(({ answer }) => acks.end(answer));
+  receiveLoop(request, endpoint, refused, acks, options.signal).then(
+    ({ answer }) => acks.end(answer),
+    (error) => {
+      // Only an onRequestEnd callback that threw gets here; without
+      // confirmations Deno.serve would answer 500 for it.
+      console.error("spool receiver: a request ended with an error:", error);
+      acks.end({
+        code: "connection_reset",
+        message: `receive loop failed: ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+      });
+    },
+  );
   return Promise.resolve(acks.response);
 }
 
