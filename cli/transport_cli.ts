@@ -4,7 +4,9 @@
  * - `receive` serves one endpoint and writes every object it gets to a
  *   directory, printing one JSON line per object (name, size, sha256).
  * - `send` sends files as objects to such an endpoint (the send-loop worker
- *   opens and reads each file itself) and prints a summary.
+ *   opens and reads each file itself), counts an object as delivered once
+ *   the receiver confirmed it (stored it whole), and prints a summary, or
+ *   which objects were not delivered.
  *
  * Both resolve with an exit code: `0` success, `1` a failure (with a one-line
  * reason on stderr), `2` bad usage.
@@ -47,15 +49,21 @@ const TRANSPORT_HELP = `Object transport commands:
       Writes each object to D/<object name> (default D: the current
       directory; names with "..", absolute paths, backslashes or control
       characters are refused, which fails the sender's stream) and prints
-      one JSON line per object: {"name":…,"size":…,"sha256":…}.
+      one JSON line per object: {"name":…,"size":…,"sha256":…}. An object
+      is written to a temporary ".<name>.<8 hex digits>.part" file first and
+      renamed when whole; one that fails is removed, and those a crashed
+      receive left in D are removed at start (counted on stderr).
       --port 0 picks a free port; --name defaults to "${DEFAULT_TRNAME}";
       --quiet prints no object lines.
 
   spool send URL FILE... [--prefix P] [--secret S] [--burst N] [--quiet]
       Sends each FILE as one object named P + its base name, in order, over
       one stream to URL (the endpoint URL receive printed). The send loop
-      reads the files itself. Shows a progress line on a terminal, then a
-      summary (objects, bytes, rate); --quiet shows neither.
+      reads the files itself. An object counts as delivered once the
+      receiver confirmed it stored it whole. Shows a progress line on a
+      terminal, then a summary (objects, bytes, rate); --quiet shows
+      neither. On a failure, stderr names the first object not delivered
+      and how many more were not.
 
   --secret S    shared secret, at least 16 characters (default
                 $${SECRET_ENV}; prefer the variable: arguments show up in ps)
@@ -121,6 +129,32 @@ interface StoredObject {
   sha256: string;
 }
 
+/** Name of the temporary file an object is written to before its rename. */
+function partFileName(base: string): string {
+  return `.${base}.${crypto.randomUUID().slice(0, 8)}.part`;
+}
+
+/** What {@linkcode partFileName} makes. */
+const PART_FILE = /^\..+\.[0-9a-f]{8}\.part$/;
+
+/**
+ * Removes the temporary files under `root` that a receive which crashed
+ * (SIGKILL, power loss) left behind; returns how many. Symbolic links are
+ * not followed.
+ */
+async function removePartFiles(root: string): Promise<number> {
+  let removed = 0;
+  for await (const entry of Deno.readDir(root)) {
+    const path = join(root, entry.name);
+    if (entry.isDirectory) removed += await removePartFiles(path);
+    else if (entry.isFile && PART_FILE.test(entry.name)) {
+      await Deno.remove(path);
+      removed++;
+    }
+  }
+  return removed;
+}
+
 async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   let at = 0;
   while (at < bytes.byteLength) at += await file.write(bytes.subarray(at));
@@ -147,10 +181,7 @@ async function storeObject(
       } leads outside the receive directory through a symbolic link`,
     );
   }
-  const temporary = join(
-    parent,
-    `.${segments.at(-1)}.${crypto.randomUUID().slice(0, 8)}.part`,
-  );
+  const temporary = join(parent, partFileName(segments.at(-1)!));
   const hash = createHash("sha256");
   let size = 0;
   const file = await Deno.open(temporary, { write: true, createNew: true });
@@ -258,6 +289,14 @@ export async function receiveMain(
   try {
     await Deno.mkdir(dir, { recursive: true });
     root = await Deno.realPath(resolve(dir));
+    const removed = await removePartFiles(root);
+    if (removed > 0) {
+      console.error(
+        `spool receive: removed ${removed} partial file${
+          removed === 1 ? "" : "s"
+        } (.part) that an earlier receive left in ${root}`,
+      );
+    }
   } catch (error) {
     console.error(
       `spool receive: cannot use --dir ${dir}: ${(error as Error).message}`,
@@ -398,7 +437,13 @@ export async function sendMain(args: string[]): Promise<number> {
   });
   let stream: Stream;
   try {
-    stream = new Stream(url, { secret, burst, signal: controller.signal });
+    stream = new Stream(url, {
+      secret,
+      burst,
+      signal: controller.signal,
+      // Delivered means stored by the receiver, not written to a socket.
+      confirm: true,
+    });
   } catch (error) {
     removeSignals();
     if (error instanceof TransportError) {
@@ -412,55 +457,121 @@ export async function sendMain(args: string[]): Promise<number> {
     total,
   });
   const started = performance.now();
-  let sent = 0;
-  let bytes = 0;
-  let firstFailure: string | undefined;
-  const fail = (reason: string) => firstFailure ??= reason;
-  for (const [i, file] of files.entries()) {
-    const name = prefix + basename(file);
-    const size = sizes[i];
-    try {
-      await stream.send({ name, size }, { path: file }, {
-        onSent: (_header, error) => {
-          if (error !== undefined) {
-            fail(`${JSON.stringify(name)} (${file}): ${describe(error)}`);
-            return;
-          }
-          sent++;
-          bytes += size;
-          progress.update(bytes);
-        },
-      });
-    } catch {
-      // The object's completion has already recorded the failure.
-      if (stream.terminated) break;
-    }
-  }
-  try {
-    await stream.fin();
-  } catch (error) {
-    fail(describe(error));
-  }
+  const objects = files.map((file, i) => ({
+    name: prefix + basename(file),
+    file,
+    size: sizes[i],
+  }));
+  const outcome = await sendFiles(stream, objects, progress);
   removeSignals();
   const seconds = (performance.now() - started) / 1000;
   progress.done();
-  if (firstFailure !== undefined || sent < files.length) {
+  const failure = failureLine(objects, outcome);
+  if (failure !== null) {
     console.error(
-      `spool send: ${interrupted ? "interrupted; " : ""}${
-        firstFailure ?? "not every object was delivered"
-      }`,
+      `spool send: ${interrupted ? "interrupted; " : ""}${failure}`,
     );
     return 1;
   }
   if (!quiet) {
-    const rate = Math.round(bytes / Math.max(seconds, 0.001));
+    const rate = Math.round(outcome.bytes / Math.max(seconds, 0.001));
     console.log(
-      `sent ${sent} objects, ${formatBytes(bytes)} in ${
+      `sent ${outcome.delivered} objects, ${formatBytes(outcome.bytes)} in ${
         seconds.toFixed(2)
       } s (${formatBytes(rate)}/s)`,
     );
   }
   return 0;
+}
+
+/** One file to send. */
+interface Outgoing {
+  name: string;
+  file: string;
+  size: number;
+}
+
+/** What the receiver confirmed of a `send`. */
+interface SendOutcome {
+  /** Objects confirmed. */
+  delivered: number;
+  /** Their bytes. */
+  bytes: number;
+  /** Per object (by index) the error that kept it from being delivered. */
+  errors: Map<number, unknown>;
+  /** Why the stream ended, if `fin` failed. */
+  finError?: unknown;
+}
+
+/**
+ * Sends `objects` in order and waits for the receiver's verdict on each:
+ * an object is delivered once the receiver confirmed it (the stream runs
+ * with `confirm`), never merely because it was written to the socket.
+ */
+async function sendFiles(
+  stream: Stream,
+  objects: Outgoing[],
+  progress: Progress,
+): Promise<SendOutcome> {
+  const outcome: SendOutcome = { delivered: 0, bytes: 0, errors: new Map() };
+  let i = 0;
+  for (; i < objects.length && !stream.terminated; i++) {
+    const index = i;
+    const { name, file, size } = objects[i];
+    try {
+      await stream.send({ name, size }, { path: file }, {
+        onSent: (_header, error) => {
+          if (error !== undefined) {
+            outcome.errors.set(index, error);
+            return;
+          }
+          outcome.delivered++;
+          outcome.bytes += size;
+          progress.update(outcome.bytes);
+        },
+      });
+    } catch {
+      // The object's completion has already recorded the failure.
+    }
+  }
+  try {
+    await stream.fin();
+  } catch (error) {
+    outcome.finError = error;
+  }
+  // Files never handed to the stream (it ended first) are not delivered.
+  for (; i < objects.length; i++) {
+    outcome.errors.set(
+      i,
+      stream.termination ?? outcome.finError ??
+        new Error("the stream ended before this file was sent"),
+    );
+  }
+  return outcome;
+}
+
+/**
+ * The one-line report of a send that did not deliver everything: the first
+ * object not delivered, how many more were not, and why; `null` if every
+ * object was delivered and the stream ended cleanly.
+ */
+function failureLine(objects: Outgoing[], outcome: SendOutcome): string | null {
+  const missing = [...outcome.errors.keys()].sort((a, b) => a - b);
+  if (missing.length === 0) {
+    if (outcome.finError === undefined) return null;
+    return `all ${objects.length} objects were delivered, but ending the stream failed: ${
+      describe(outcome.finError)
+    }`;
+  }
+  const first = objects[missing[0]];
+  const more = missing.length === 1
+    ? ""
+    : ` and ${missing.length - 1} more after it`;
+  return `not delivered: ${
+    JSON.stringify(first.name)
+  } (${first.file})${more}, ${missing.length} of ${objects.length} objects (${outcome.delivered} delivered): ${
+    describe(outcome.errors.get(missing[0]))
+  }`;
 }
 
 function describe(error: unknown): string {

@@ -3,6 +3,7 @@
 import {
   type ReceivedHeader,
   Receiver,
+  type ReceiverOptions,
   type RequestEndEvent,
   type TransportError,
 } from "../transport/mod.ts";
@@ -56,7 +57,7 @@ export interface TestReceiver {
 
 /** Starts a receiver on 127.0.0.1 with network "data". */
 export async function startReceiver(
-  options: { maxHeaderSize?: number } = {},
+  options: Omit<ReceiverOptions, "onRequestEnd"> = {},
 ): Promise<TestReceiver> {
   const waiters: {
     filter: (event: RequestEndEvent) => boolean;

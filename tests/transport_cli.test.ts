@@ -209,7 +209,7 @@ Deno.test("transport cli: object names that could escape the directory are refus
     assertEquals(climbing.stdout, "");
     assertMatch(
       climbing.stderr,
-      /^spool send: receiver_error: .*handler_failed.*"\.\.\/a\.txt" has a "\.\." segment[^\n]*\n$/,
+      /^spool send: not delivered: "\.\.\/a\.txt" \([^)]+\), 1 of 1 objects \(0 delivered\): receiver_error: .*handler_failed.*"\.\.\/a\.txt" has a "\.\." segment[^\n]*\n$/,
     );
     // Straight from the transport API: names the CLI would never make.
     for (

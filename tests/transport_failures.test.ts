@@ -13,6 +13,7 @@ import {
   KIND_FIN,
   KIND_OBJECT,
   KIND_PDU,
+  Receiver,
   Stream,
   TransportError,
   type TransportErrorCode,
@@ -24,6 +25,10 @@ import {
   sha256,
   startReceiver,
 } from "./_transport_helpers.ts";
+import { within } from "./_fault_actors.ts";
+
+/** Guard against hangs only; nothing waits for it to pass. */
+const GUARD_MS = 10_000;
 
 /** A stream body that records whether it was read to the end or cancelled. */
 function trackedBody(bytes: Uint8Array): {
@@ -487,4 +492,125 @@ Deno.test("transport failures: receiver errors reach the sender", async () => {
     ).code,
     "invalid_argument",
   );
+});
+
+Deno.test("transport failures: a stalled body fails with body_timeout; its handler gets the error, other streams go on", async () => {
+  await using rx = await startReceiver({ bodyTimeoutMs: 300 });
+  const received: Received[] = [];
+  const url = recordInto(rx.receiver, "stall", received);
+  const failedEnd = rx.nextRequestEnd((e) => e.error !== null);
+  // A healthy stream on the same endpoint; its idle teardown (50 ms) keeps
+  // its own requests under the receiver's bound.
+  const healthy = new Stream(url, { idleTimeoutMs: 50 });
+  await healthy.send({ name: "h0" }, randomBytes(1000, 1));
+  // The stalled one: part of a body, then nothing.
+  let stalledCompletion: TransportError | undefined;
+  const stalled = new Stream(url, {
+    confirm: true,
+    onSent: (_header, error) => stalledCompletion = error,
+  });
+  const first = randomBytes(5000, 2);
+  await stalled.send(
+    { name: "stalled" },
+    new ReadableStream({
+      start(controller) {
+        controller.enqueue(first);
+      },
+    }),
+  );
+  const end = await within(GUARD_MS, "the stalled request's end", failedEnd);
+  assertEquals(end.error?.code, "body_timeout");
+  assert(
+    end.error?.message.includes("bodyTimeoutMs is 300"),
+    end.error?.message,
+  );
+  const finError = await assertRejects(() => stalled.fin(), TransportError);
+  assertEquals(finError.code, "receiver_error");
+  assertEquals(finError.remoteCode, "body_timeout");
+  assertEquals(stalledCompletion?.remoteCode, "body_timeout");
+  // The handler saw the object, its body fail, then the error.
+  const failed = received.filter((r) => r.header.name === "stalled");
+  assertEquals(failed.length, 1);
+  assertEquals(failed[0].error?.code, "body_timeout");
+  // The healthy stream reconnects and finishes.
+  await healthy.send({ name: "h1" }, randomBytes(1000, 3));
+  await healthy.fin();
+  assertEquals(
+    received.filter((r) => r.error === undefined).map((r) => r.header.name),
+    ["h0", "h1"],
+  );
+  const stats = rx.receiver.stats().data.stall.sessions[healthy.sessionId];
+  assertEquals(stats.errors, 0);
+  assertEquals(stats.finished, true);
+});
+
+Deno.test("transport failures: a stalled raw body gets 408 body_timeout", async () => {
+  await using rx = await startReceiver({ bodyTimeoutMs: 200 });
+  const received: Received[] = [];
+  const url = recordInto(rx.receiver, "raw", received);
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: Number(url.port),
+  });
+  const encoder = new TextEncoder();
+  const header = encodeHeader({ name: "half", size: 1000 });
+  const frame = encodeFrameHeader({
+    kind: KIND_OBJECT,
+    flags: 0,
+    length: header.length,
+    seq: 0,
+  });
+  const part = cat(frame, header, new Uint8Array(100));
+  await conn.write(cat(
+    encoder.encode(
+      "PUT /v1/objstream/raw HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+        "Spool-Session-Id: raw-1\r\nTransfer-Encoding: chunked\r\n" +
+        "Connection: close\r\n\r\n",
+    ),
+    encoder.encode(`${part.length.toString(16)}\r\n`),
+    part,
+    encoder.encode("\r\n"),
+  ));
+  // Read the whole answer. (Deno 2.9.6 then keeps the socket open until
+  // the client closes it: a pending body read cannot be cancelled.)
+  let text = "";
+  const buffer = new Uint8Array(4096);
+  const decoder = new TextDecoder();
+  await within(
+    GUARD_MS,
+    "the answer",
+    (async () => {
+      for (;;) {
+        const end = text.indexOf("\r\n\r\n");
+        const length = Number(text.match(/content-length: (\d+)/i)?.[1]);
+        if (end >= 0 && text.length >= end + 4 + length) return;
+        const n = await conn.read(buffer);
+        if (n === null) {
+          throw new Error(
+            `connection ended in the answer: ${text}`,
+          );
+        }
+        text += decoder.decode(buffer.subarray(0, n));
+      }
+    })(),
+  ).finally(() => conn.close());
+  assert(text.startsWith("HTTP/1.1 408 "), text);
+  const json = JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4));
+  assertEquals(json.code, "body_timeout");
+  assert(
+    json.message.includes(`at byte ${part.length}`) &&
+      json.message.includes("bodyTimeoutMs is 200"),
+    json.message,
+  );
+  assertEquals(received.map((r) => r.error?.code), ["body_timeout"]);
+  assertEquals(received[0].header.name, "half");
+});
+
+Deno.test("transport failures: bodyTimeoutMs must be a non-negative integer", () => {
+  for (const bodyTimeoutMs of [-1, 1.5, Number.NaN, Infinity]) {
+    assertEquals(
+      assertThrows(() => new Receiver({ bodyTimeoutMs }), TransportError).code,
+      "invalid_argument",
+    );
+  }
 });

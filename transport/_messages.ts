@@ -14,6 +14,8 @@ export interface InitMessage {
   url: string;
   sessionId: string;
   idleTimeoutMs: number;
+  /** Complete objects on the receiver's confirmation, not on the write. */
+  confirm: boolean;
   compression: TransportCompression;
   sizePdu: number;
   headers: Record<string, string>;

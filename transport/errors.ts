@@ -31,6 +31,7 @@ export const TRANSPORT_ERROR_CODES = [
   "frame_after_fin",
   "decompress_failed",
   "connection_reset",
+  "body_timeout",
   "handler_failed",
   "unknown_endpoint",
   "bad_request",

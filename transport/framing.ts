@@ -37,6 +37,19 @@ export const SESSION_HEADER = "Spool-Session-Id";
  * ```
  */
 export const COMPRESSION_HEADER = "Spool-Compression";
+/**
+ * HTTP header asking for (request, value `1`) and announcing (response)
+ * per-object confirmations: the receiver answers at once and streams one
+ * JSON line per batch of objects its handler took whole, `{"ack":<seq>}`,
+ * then its final answer as the last line (see docs/transport.md).
+ *
+ * @example
+ * ```ts
+ * import { ACK_HEADER } from "./framing.ts";
+ * const confirms = (response: Response) => response.headers.get(ACK_HEADER) === "1";
+ * ```
+ */
+export const ACK_HEADER = "Spool-Ack";
 
 /**
  * Size of a frame header in bytes.

@@ -8,7 +8,7 @@
 
 import { TransportError } from "./errors.ts";
 import { FrameParser } from "./frame_parser.ts";
-import { COMPRESSION_HEADER, SESSION_HEADER } from "./framing.ts";
+import { ACK_HEADER, COMPRESSION_HEADER, SESSION_HEADER } from "./framing.ts";
 import type {
   ReceivedHeader,
   ReceiveHandler,
@@ -16,6 +16,8 @@ import type {
 } from "./types.ts";
 import { BodySink } from "./_body_sink.ts";
 import { RequestBody } from "./_request_body.ts";
+import { AckStream } from "./_ack_stream.ts";
+import { StallWatchdog } from "./_stall_watchdog.ts";
 
 /**
  * Receive statistics of one session (all its requests).
@@ -99,6 +101,8 @@ export interface EndpointState {
   stats: EndpointStats;
   maxHeaderSize: number;
   maxPduSize: number;
+  /** A body read that waits this long fails the request; 0: no bound. */
+  bodyTimeoutMs: number;
 }
 
 const DECOMPRESSIONS: readonly TransportCompression[] = [
@@ -215,10 +219,32 @@ function handlerFailed(
   );
 }
 
+/** How a request ended: its HTTP status and JSON answer. */
+interface Outcome {
+  status: number;
+  answer: Record<string, unknown>;
+}
+
+/** HTTP status of a request that failed with `error`. */
+function failureStatus(error: TransportError): number {
+  switch (error.code) {
+    case "handler_failed":
+      return 500;
+    case "receiver_closed":
+      return 503;
+    case "body_timeout":
+      return 408;
+    default:
+      return 400;
+  }
+}
+
 /**
  * Runs the receive loop of `request` for `endpoint`; resolves to the HTTP
  * response once the body ended (200) or failed (4xx/5xx with `{code,
- * message}`). `signal` ends the loop with `receiver_closed`.
+ * message}`). A request with `Spool-Ack: 1` is answered at once instead:
+ * `200` with a stream of confirmations, the final answer as its last line
+ * (see `_ack_stream.ts`). `signal` ends the loop with `receiver_closed`.
  *
  * @example
  * ```ts ignore
@@ -226,11 +252,42 @@ function handlerFailed(
  * Deno.serve((request) => receiveRequest(request, endpoint, { signal }));
  * ```
  */
-export async function receiveRequest(
+export function receiveRequest(
   request: Request,
   endpoint: EndpointState,
   options: { signal?: AbortSignal } = {},
 ): Promise<Response> {
+  const refused = checkRequest(request);
+  if (refused instanceof Response) return Promise.resolve(refused);
+  if (request.headers.get(ACK_HEADER) !== "1") {
+    return receiveLoop(request, endpoint, refused, null, options.signal)
+      .then(({ status, answer }) => Response.json(answer, { status }));
+  }
+  const acks = new AckStream();
+  receiveLoop(request, endpoint, refused, acks, options.signal).then(
+    ({ answer }) => acks.end(answer),
+    (error) => {
+      // Only an onRequestEnd callback that threw gets here; without
+      // confirmations Deno.serve would answer 500 for it.
+      console.error("spool receiver: a request ended with an error:", error);
+      acks.end({
+        code: "connection_reset",
+        message: `receive loop failed: ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+      });
+    },
+  );
+  return Promise.resolve(acks.response);
+}
+
+/**
+ * The request's session id and compression, or the error response if its
+ * headers are wrong.
+ */
+function checkRequest(
+  request: Request,
+): { sessionId: string; compression: string | null } | Response {
   const sessionId = request.headers.get(SESSION_HEADER) ?? "";
   if (sessionId === "" || sessionId.length > 200) {
     return errorResponse(
@@ -260,6 +317,17 @@ export async function receiveRequest(
       ),
     );
   }
+  return { sessionId, compression };
+}
+
+/** The receive loop of one request; never rejects. */
+async function receiveLoop(
+  request: Request,
+  endpoint: EndpointState,
+  { sessionId, compression }: { sessionId: string; compression: string | null },
+  acks: AckStream | null,
+  signal: AbortSignal | undefined,
+): Promise<Outcome> {
   const sessions = endpoint.stats.sessions;
   if (!(sessionId in sessions)) forgetOldSession(sessions);
   const session = sessions[sessionId] ??= {
@@ -296,14 +364,54 @@ export async function receiveRequest(
     maxHeaderSize: endpoint.maxHeaderSize,
     maxPduSize: endpoint.maxPduSize,
   });
-  const signal = options.signal;
-  const onAbort = () => {
-    input.cancel("receiver closed").catch(() => {
+  /** Why the loop was told to stop (closing, a stalled body), if it was. */
+  let stopped: TransportError | null = null;
+  const stop = (error: TransportError) => {
+    if (stopped !== null) return;
+    stopped = error;
+    input.cancel(error).catch(() => {
       // The body already failed (its connection died, or its compressed
       // bytes were corrupt): the loop reports the request's end either way.
     });
   };
+  const onAbort = () =>
+    stop(
+      new TransportError(
+        "receiver_closed",
+        `receiver is closing: request ended at byte ${parser.offset}`,
+        { sessionId },
+      ),
+    );
   signal?.addEventListener("abort", onAbort, { once: true });
+  if (signal?.aborted) onAbort();
+  const timeoutMs = endpoint.bodyTimeoutMs;
+  const watchdog = timeoutMs > 0
+    ? new StallWatchdog(timeoutMs, (waited) =>
+      stop(
+        new TransportError(
+          "body_timeout",
+          `request body stalled: no bytes for ${
+            Math.round(waited)
+          } ms at byte ${parser.offset} (the receiver's bodyTimeoutMs is ${timeoutMs}); expected the sender to keep sending or end the request`,
+          { sessionId },
+        ),
+      ))
+    : null;
+  /** Reads the body through `read`, watched for stalls and stops. */
+  const readBody = async <T>(read: () => Promise<T>): Promise<T> => {
+    acks?.flush();
+    watchdog?.reading();
+    let result: T;
+    try {
+      result = await read();
+    } catch (error) {
+      throw stopped ?? readFailed(error);
+    } finally {
+      watchdog?.idle();
+    }
+    if (stopped !== null) throw stopped;
+    return result;
+  };
   let current: Current | null = null;
   let lastSeq = -1;
   running.set(session, (running.get(session) ?? 0) + 1);
@@ -319,15 +427,6 @@ export async function receiveRequest(
       }`,
       { cause: error, sessionId },
     );
-  const checkOpen = () => {
-    if (signal?.aborted) {
-      throw new TransportError(
-        "receiver_closed",
-        `receiver is closing: request ended at byte ${parser.offset}`,
-        { sessionId },
-      );
-    }
-  };
   /** A handler that returned early: drain its body, or fail if it threw. */
   const checkSettled = (cur: Current) => {
     if (!cur.settled) return;
@@ -389,6 +488,7 @@ export async function receiveRequest(
           session.bytes += event.size;
           endpoint.stats.objects++;
           endpoint.stats.bytes += event.size;
+          acks?.note(cur.header.seq);
           break;
         }
         case "fin":
@@ -414,15 +514,11 @@ export async function receiveRequest(
     checkSettled(cur);
     const target = cur.sink.target();
     if (target === null || target.byteLength < MIN_DIRECT_READ) return false;
-    let filled: Uint8Array | null;
-    try {
-      filled = await input.readInto(
+    const filled = await readBody(() =>
+      input.readInto(
         target.byteLength > want ? target.subarray(0, want) : target,
-      );
-    } catch (error) {
-      throw readFailed(error);
-    }
-    checkOpen();
+      )
+    );
     if (filled === null) {
       parser.finish();
       return false;
@@ -437,13 +533,7 @@ export async function receiveRequest(
         await dispatch();
         continue;
       }
-      let chunk: Uint8Array | null;
-      try {
-        chunk = await input.read();
-      } catch (error) {
-        throw readFailed(error);
-      }
-      checkOpen();
+      const chunk = await readBody(() => input.read());
       if (chunk === null) {
         parser.finish();
         break;
@@ -453,7 +543,10 @@ export async function receiveRequest(
     }
     session.offset = offsetBase + parser.offset;
     ended(null);
-    return Response.json({ objects: session.objects, bytes: session.bytes });
+    return {
+      status: 200,
+      answer: { objects: session.objects, bytes: session.bytes },
+    };
   } catch (thrown) {
     session.offset = offsetBase + parser.offset;
     const error = thrown instanceof TransportError
@@ -475,15 +568,12 @@ export async function receiveRequest(
       await deliverError(endpoint, current, sessionId, lastSeq, error);
     }
     ended(error);
-    return errorResponse(
-      error.code === "handler_failed"
-        ? 500
-        : error.code === "receiver_closed"
-        ? 503
-        : 400,
-      error,
-    );
+    return {
+      status: failureStatus(error),
+      answer: { code: error.code, message: error.message },
+    };
   } finally {
+    watchdog?.stop();
     running.set(session, running.get(session)! - 1);
     signal?.removeEventListener("abort", onAbort);
   }

@@ -1,7 +1,8 @@
 /**
- * `Receiver`: a registry of receive endpoints served by `Deno.serve`. A
- * network is a named listener; each endpoint (`trname`) on it has a handler
- * and its own statistics.
+ * `Receiver`: a registry of receive endpoints served by `Deno.serve` (through
+ * `resilientServe`, which listens again when accepting connections fails,
+ * e.g. out of file descriptors). A network is a named listener; each
+ * endpoint (`trname`) on it has a handler and its own statistics.
  *
  * @module
  */
@@ -18,6 +19,7 @@ import {
   type RequestEndEvent,
 } from "./receiver.ts";
 import type { ReceiveHandler } from "./types.ts";
+import { resilientServe } from "../net/resilient_serve.ts";
 
 /**
  * URL path prefix of every endpoint.
@@ -32,6 +34,20 @@ import type { ReceiveHandler } from "./types.ts";
 export const OBJSTREAM_PATH = "/v1/objstream/";
 
 const TRNAME = /^[A-Za-z0-9._~-]{1,128}$/;
+
+/**
+ * Default of {@linkcode ReceiverOptions.bodyTimeoutMs}: a request body that
+ * sends nothing for a minute fails. Senders end an idle request after 4 s
+ * (their `idleTimeoutMs`), so only a stalled sender or a body producer that
+ * pauses this long mid-object hits it.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_BODY_TIMEOUT_MS, Receiver } from "./registry.ts";
+ * await using patient = new Receiver({ bodyTimeoutMs: 10 * DEFAULT_BODY_TIMEOUT_MS });
+ * ```
+ */
+export const DEFAULT_BODY_TIMEOUT_MS = 60_000;
 
 /**
  * Options of a {@linkcode Receiver}.
@@ -50,6 +66,15 @@ export interface ReceiverOptions {
   maxPduSize?: number;
   /** Called when a request ends: idle teardown, fin, or an error. */
   onRequestEnd?: (event: RequestEndEvent) => void;
+  /**
+   * A request whose body sends no byte for this long, in ms, while the
+   * receiver waits for it fails with `body_timeout` (HTTP 408); its handler
+   * gets the error, other requests go on. Time spent waiting for the
+   * handler does not count. `0` turns the bound off. Default
+   * {@linkcode DEFAULT_BODY_TIMEOUT_MS} (60 s); keep it above the senders'
+   * `idleTimeoutMs` (4 s by default), which idle requests end after.
+   */
+  bodyTimeoutMs?: number;
   /**
    * Shared secret: only requests signed with it are accepted (HTTP 401
    * `unauthorized` otherwise). Default: none, any sender is accepted.
@@ -130,6 +155,7 @@ export class Receiver {
   #networks = new Map<string, Network>();
   #maxHeaderSize: number;
   #maxPduSize: number;
+  #bodyTimeoutMs: number;
   #closing = new AbortController();
   #onRequestEnd?: (event: RequestEndEvent) => void;
   #verifier?: RequestVerifier;
@@ -139,6 +165,14 @@ export class Receiver {
     this.#maxHeaderSize = options.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE;
     this.#maxPduSize = options.maxPduSize ?? MAX_PDU_SIZE;
     this.#onRequestEnd = options.onRequestEnd;
+    const timeout = options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
+    if (!Number.isSafeInteger(timeout) || timeout < 0) {
+      throw new TransportError(
+        "invalid_argument",
+        `option bodyTimeoutMs is ${timeout}, expected an integer number of ms, 0 for no bound`,
+      );
+    }
+    this.#bodyTimeoutMs = timeout;
     if (options.secret !== undefined) {
       if (options.secret.length < 16) {
         throw new TransportError(
@@ -173,7 +207,7 @@ export class Receiver {
     const tls = options.cert === undefined
       ? {}
       : { cert: options.cert, key: options.key! };
-    const server = Deno.serve(
+    const server = resilientServe(
       { hostname, port: options.port ?? 0, onListen() {}, ...tls },
       (request) => this.#serve(request, endpoints),
     );
@@ -216,6 +250,7 @@ export class Receiver {
       stats: { objects: 0, bytes: 0, sessions: {} },
       maxHeaderSize: this.#maxHeaderSize,
       maxPduSize: this.#maxPduSize,
+      bodyTimeoutMs: this.#bodyTimeoutMs,
     });
     return OBJSTREAM_PATH + trname;
   }

@@ -139,6 +139,7 @@ export class Stream {
   #burst: number;
   #maxBytes: number;
   #idleTimeoutMs: number;
+  #confirm: boolean;
   #sizePdu: number;
   #maxHeaderSize: number;
   #compression: TransportCompression;
@@ -190,6 +191,15 @@ export class Stream {
       options.idleTimeoutMs,
       DEFAULT_IDLE_TIMEOUT_MS,
     );
+    if (options.confirm !== undefined && typeof options.confirm !== "boolean") {
+      throw new TransportError(
+        "invalid_argument",
+        `option confirm is ${
+          JSON.stringify(options.confirm)
+        }, expected true or false`,
+      );
+    }
+    this.#confirm = options.confirm ?? false;
     this.#sizePdu = positiveInteger(
       "sizePdu",
       options.sizePdu,
@@ -599,6 +609,7 @@ export class Stream {
       url: this.url,
       sessionId: this.sessionId,
       idleTimeoutMs: this.#idleTimeoutMs,
+      confirm: this.#confirm,
       compression: this.#compression,
       sizePdu: this.#sizePdu,
       headers: this.#headers,

@@ -212,6 +212,16 @@ export interface StreamOptions {
   secret?: string;
   /** PEM CA certificates to trust for `https:` receivers. */
   caCerts?: string[];
+  /**
+   * Complete an object only once the receiver confirmed it: its handler
+   * took it whole and settled without error (default `false`: once every
+   * byte of it was written to the socket). The request asks for
+   * confirmations (`Spool-Ack: 1`); a receiver that does not stream them
+   * confirms a request's objects with its final answer, at idle teardown or
+   * `fin`. Objects not yet confirmed count against `burst` and
+   * `maxInFlightBytes`, so those bound how far the receiver may lag.
+   */
+  confirm?: boolean;
 }
 
 /**

@@ -8,7 +8,11 @@
  */
 
 import { TransportError } from "../transport/errors.ts";
-import { COMPRESSION_HEADER, SESSION_HEADER } from "../transport/framing.ts";
+import {
+  ACK_HEADER,
+  COMPRESSION_HEADER,
+  SESSION_HEADER,
+} from "../transport/framing.ts";
 import type { TransportCompression } from "../transport/types.ts";
 import {
   checkRequestHeaders,
@@ -39,6 +43,11 @@ export interface ConnectionEvents {
    * never after `close` or `abort` was called.
    */
   onFailure(error: TransportError): void;
+  /**
+   * The receiver confirmed every object of this request up to the one with
+   * wire sequence number `seq` (only with the `confirm` option).
+   */
+  onAck?(seq: number): void;
 }
 
 /** Opens requests to one URL. */
@@ -57,6 +66,8 @@ export interface Http1ConnectorOptions {
   caCerts?: string[];
   /** Shared secret: sign each request (`Spool-Auth`). */
   secret?: string;
+  /** Ask the receiver to confirm objects as it takes them (`Spool-Ack: 1`). */
+  confirm?: boolean;
 }
 
 const encoder = new TextEncoder();
@@ -107,6 +118,7 @@ function requestHead(
   if (options.compression !== "none") {
     lines.push(`${COMPRESSION_HEADER}: ${options.compression}`);
   }
+  if (options.confirm) lines.push(`${ACK_HEADER}: 1`);
   if (options.secret !== undefined) {
     lines.push(
       `${AUTH_HEADER}: ${
@@ -128,13 +140,24 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   }
 }
 
-/** The JSON error a receiver answers with, as a transport error. */
+/**
+ * The JSON error a receiver answers with, as a transport error: a non-2xx
+ * answer, or a confirmation stream's last line with a `code`.
+ */
 function answerError(
   response: HttpResponse,
   sessionId: string,
 ): TransportError | null {
-  if (response.status >= 200 && response.status < 300) return null;
   const text = new TextDecoder().decode(response.body);
+  if (response.status >= 200 && response.status < 300) {
+    if (!text.startsWith('{"code":')) return null;
+    const { code, message } = JSON.parse(text);
+    return new TransportError(
+      "receiver_error",
+      `receiver failed the request (after answering HTTP ${response.status} to stream confirmations) with ${code}: ${message}`,
+      { sessionId, remoteCode: String(code) },
+    );
+  }
   let remoteCode = "";
   let remoteMessage = text;
   try {
@@ -220,14 +243,25 @@ class Http1Connection implements Connection {
       }
       return conn;
     })();
-    // The receiver answers at the end, or early when it rejects the stream.
+    // The receiver answers at the end, or early when it rejects the stream
+    // or streams confirmations.
+    const onAck = options.confirm === true
+      ? (seq: number) => this.#events.onAck?.(seq)
+      : undefined;
     this.#answer = this.#conn.then(
       async (conn) => {
-        const response = await readResponse(conn);
+        const response = await readResponse(conn, onAck);
         if (response === null) {
           return new TransportError(
             "receiver_gone",
             "the receiver closed the connection without an answer",
+            { sessionId },
+          );
+        }
+        if (response.cut) {
+          return new TransportError(
+            "receiver_gone",
+            "the receiver closed the connection before its final answer: objects it had not confirmed may be lost",
             { sessionId },
           );
         }

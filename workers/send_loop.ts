@@ -139,17 +139,50 @@ function complete(entry: Pending, error?: TransportError): void {
   else if (postTimer === undefined) postTimer = setTimeout(postCompletions, 0);
 }
 
-/** Completes the objects the HTTP client has taken in full. */
+/**
+ * Completes the objects that are done: taken in full by the HTTP client,
+ * or with `confirm`, confirmed by the receiver (objects that failed before
+ * reaching the wire complete as soon as those before them did).
+ */
 function progress(): void {
   const conn = connection;
   if (conn === null || pending.length === 0) return;
-  const consumed = conn.consumed;
   let i = 0;
-  while (i < pending.length && pending[i].end <= consumed) {
-    complete(pending[i]);
-    i++;
+  if (init.confirm) {
+    i = confirmedCount();
+    while (i < pending.length && pending[i].error !== undefined) i++;
+  } else {
+    const consumed = conn.consumed;
+    while (i < pending.length && pending[i].end <= consumed) i++;
   }
-  if (i > 0) pending = pending.slice(i);
+  if (i === 0) return;
+  for (let j = 0; j < i; j++) complete(pending[j]);
+  pending = pending.slice(i);
+}
+
+/**
+ * With `confirm`: the wire sequence number the receiver last confirmed on
+ * this request and not yet applied, or -1. Acks are cumulative.
+ */
+let confirmedSeq = -1;
+
+/** How many pending objects the last confirmation covers (0 if none). */
+function confirmedCount(): number {
+  if (confirmedSeq < 0) return 0;
+  for (let i = 0; i < pending.length; i++) {
+    if (pending[i].seq >>> 0 === confirmedSeq) {
+      confirmedSeq = -1;
+      return i + 1;
+    }
+  }
+  // Acked before its entry was recorded (its last write just resolved):
+  // applied on the next progress.
+  return 0;
+}
+
+function onAck(seq: number): void {
+  confirmedSeq = seq;
+  progress();
 }
 
 function settleAll(error?: TransportError): void {
@@ -182,8 +215,12 @@ async function waitForWork(timeoutMs: number): Promise<boolean> {
 
 function openConnection(): FrameWriter {
   if (writer !== null) return writer;
+  confirmedSeq = -1;
   const opened = connector.open(init.sessionId, {
     onProgress: progress,
+    onAck(seq) {
+      if (connection === opened) onAck(seq);
+    },
     onFailure(error) {
       // The request failed while we may be waiting on a body: stop now.
       if (connection === opened) terminate(error);
@@ -475,6 +512,7 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
         headers: message.headers,
         secret: message.secret,
         caCerts: message.caCerts,
+        confirm: message.confirm,
       });
       started = performance.now();
       run();
