@@ -113,6 +113,15 @@ export function describeServeEvent(event: ServeEvent): string {
 /** One `Deno.serve` listener and the requests it is running. */
 interface Generation {
   server: Deno.HttpServer<Deno.NetAddr>;
+  /**
+   * Stops it at once. Its own signal, not the caller's: aborting a
+   * `Deno.serve` whose graceful `shutdown()` began, or whose accept loop
+   * failed, throws an uncaught `BadResource` from Deno's abort listener
+   * (Deno 2.9.6, its resource is closed), which ends the process.
+   */
+  stop: AbortController;
+  /** `shutdown()` was called on it: it must not be aborted any more. */
+  graceful: boolean;
   startedAt: number;
   running: number;
   failed: boolean;
@@ -160,16 +169,20 @@ class ResilientServer implements Deno.HttpServer<Deno.NetAddr> {
     options: ResilientServeOptions,
     handler: Deno.ServeHandler<Deno.NetAddr>,
   ) {
-    const { onEvent, ...serveOptions } = options;
+    const { onEvent, signal: _signal, ...serveOptions } = options;
     this.#options = serveOptions;
     this.#handler = handler;
     this.#report = onEvent ??
       ((event: ServeEvent) => console.error(describeServeEvent(event)));
     this.addr = this.#start(serveOptions.port, true).server.addr;
     options.signal?.addEventListener("abort", () => {
-      // Deno closes every listener on the signal; stop listening again.
+      // Stop every listener now, and stop listening again.
       this.#closing ??= this.#finished.promise;
       clearTimeout(this.#timer);
+      for (const generation of this.#generations) {
+        if (generation.failed) this.#retire(generation);
+        else if (!generation.graceful) generation.stop.abort();
+      }
       this.#settleIfDone();
     }, { once: true });
   }
@@ -185,8 +198,9 @@ class ResilientServer implements Deno.HttpServer<Deno.NetAddr> {
       // upgraded connections, now).
       await Promise.all(
         [...this.#generations].map((g) => {
-          if (!g.failed) return g.server.shutdown();
-          if (g.upgrades) this.#retire(g);
+          if (g.failed) return this.#retire(g);
+          g.graceful = true;
+          return g.server.shutdown();
         }),
       );
       this.#settleIfDone();
@@ -213,6 +227,8 @@ class ResilientServer implements Deno.HttpServer<Deno.NetAddr> {
 
   #start(port: number | undefined, first: boolean): Generation {
     const generation = {
+      stop: new AbortController(),
+      graceful: false,
       startedAt: performance.now(),
       running: 0,
       failed: false,
@@ -224,6 +240,7 @@ class ResilientServer implements Deno.HttpServer<Deno.NetAddr> {
     };
     generation.server = Deno.serve({
       ...this.#options,
+      signal: generation.stop.signal,
       port,
       onListen: first ? this.#options.onListen : () => {},
     }, (request, info) => {
@@ -291,7 +308,9 @@ class ResilientServer implements Deno.HttpServer<Deno.NetAddr> {
     ) this.#retire(generation);
   }
 
-  #retire(generation: Generation): void {
+  /** Shuts a failed listener down (it can no longer be aborted, see `stop`). */
+  #retire(generation: Generation): Promise<void> {
+    generation.graceful = true;
     generation.retired ??= generation.server.shutdown().catch((error) => {
       // Its accept loop already failed and was reported; closing what is
       // left of it can only fail the same way.
@@ -300,6 +319,7 @@ class ResilientServer implements Deno.HttpServer<Deno.NetAddr> {
       this.#generations.delete(generation);
       this.#settleIfDone();
     });
+    return generation.retired;
   }
 
   #settleIfDone(): void {

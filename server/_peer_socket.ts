@@ -139,6 +139,8 @@ export class ServerSockets {
   readonly #open = new Set<PeerSocket>();
   readonly #timeouts: PeerTimeouts;
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** Set by `closeAll`: later upgrades are refused, late openers ended. */
+  #closed: { code: number; reason: string } | undefined;
 
   constructor(timeouts: PeerTimeouts) {
     this.#timeouts = timeouts;
@@ -169,6 +171,7 @@ export class ServerSockets {
       // Never delivered: the client is gone.
       return new Response(null, { status: 400 });
     }
+    if (this.#closed) return new Response(null, { status: 503 });
     const { socket, response } = Deno.upgradeWebSocket(request, {
       idleTimeout: 0,
     });
@@ -184,6 +187,7 @@ export class ServerSockets {
   /** @internal Counts a socket that just opened. */
   add(peer: PeerSocket): void {
     if (peer.ended) return;
+    if (this.#closed) return peer.end(this.#closed.code, this.#closed.reason);
     this.#open.add(peer);
     this.#timer ??= setInterval(() => this.#sweep(), this.#sweepMs());
   }
@@ -226,6 +230,7 @@ export class ServerSockets {
     reason: string,
     deadline: number,
   ): Promise<void> {
+    this.#closed = { code, reason };
     const open = [...this.#open];
     const ended = Promise.all(
       open.map((peer) =>

@@ -198,6 +198,7 @@ export async function main(
       signal: controller.signal,
       onListen: (url) => console.log(`Listening on ${url.href}`),
     });
+    if (server.limitNote) console.error(`spool server: ${server.limitNote}`);
     await server.finished;
     return 0;
   } catch (error) {

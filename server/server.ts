@@ -20,6 +20,8 @@ import {
   serveDownloadSocket,
 } from "./download_socket.ts";
 import { resolveLimits, type ServerLimits } from "./limits.ts";
+import { fitWatchersToOpenFiles, openFileLimit } from "./_open_files.ts";
+import { resilientServe } from "../net/resilient_serve.ts";
 import { SpoolError } from "../protocol/errors.ts";
 import { CLOSE_FORBIDDEN, loadOrCreateSecret, ServerAuth } from "./auth.ts";
 import { CLOSE_GONE, startRetention } from "./retention.ts";
@@ -124,6 +126,10 @@ export interface SpoolServer {
   readonly url: URL;
   /** The registry of resources (for embedding applications and tests). */
   readonly registry: ResourceRegistry;
+  /** The limits in force (defaults filled in, fitted to `ulimit -n`). */
+  readonly limits: ServerLimits;
+  /** Why a limit in force differs from what was asked, if it does. */
+  readonly limitNote?: string;
   /** Stops listening, fails live uploads, closes every socket. */
   close(): Promise<void>;
   /** Resolves once the server has stopped. */
@@ -182,7 +188,12 @@ export async function startServer(
     new FileStore(options.dataDir ?? "./spool-data", {
       durable: options.durable,
     });
-  const limits = resolveLimits(options.limits);
+  const fitted = fitWatchersToOpenFiles(
+    resolveLimits(options.limits),
+    options.limits ?? {},
+    await openFileLimit(),
+  );
+  const limits = fitted.limits;
   const resumeGraceMs = options.resumeGraceMs ?? 10_000;
   if (!Number.isInteger(resumeGraceMs) || resumeGraceMs < 0) {
     throw new RangeError(
@@ -421,7 +432,8 @@ export async function startServer(
   // Aborting it stops Deno.serve at once; its graceful shutdown() would wait
   // forever for a socket whose client reset during the handshake.
   const stopServing = new AbortController();
-  const httpServer = Deno.serve({
+  // Survives accept errors (out of descriptors): listens again, keeps serving.
+  const httpServer = resilientServe({
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? 8787,
     signal: stopServing.signal,
@@ -473,6 +485,8 @@ export async function startServer(
   return {
     url,
     registry,
+    limits,
+    limitNote: fitted.note,
     close,
     finished: httpServer.finished,
     [Symbol.asyncDispose]: close,
