@@ -99,10 +99,17 @@ export async function spawnServer(
     cwd?: string;
     /** `"lines"` keeps its stderr for the test to read (default: inherited). */
     stderr?: "lines";
+    /** Runs it under `ulimit -n maxFiles` (through bash). */
+    maxFiles?: number;
   } = {},
 ): Promise<ServerProcess> {
-  const process = new Deno.Command(Deno.execPath(), {
+  const wrapper = options.maxFiles === undefined
+    ? []
+    : ["bash", "-c", `ulimit -n ${options.maxFiles} && exec "$0" "$@"`];
+  const process = new Deno.Command(wrapper[0] ?? Deno.execPath(), {
     args: [
+      ...wrapper.slice(1),
+      ...(wrapper.length > 0 ? [Deno.execPath()] : []),
       "run",
       "-A",
       ...(options.denoArgs ?? []),
