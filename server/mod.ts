@@ -17,6 +17,7 @@ export {
   FileStore,
   type FileStoreOptions,
   InvalidResourceIdError,
+  StoreInUseError,
 } from "./file_store.ts";
 export {
   INTERRUPTED_REASON,
@@ -27,6 +28,7 @@ export {
   type LiveResourceOptions,
   Resource,
   type StatusWatcher,
+  type WriteObserver,
 } from "./resource.ts";
 export { DISCONNECTED_REASON } from "./upload_socket.ts";
 export * from "./limits.ts";
