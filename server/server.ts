@@ -433,18 +433,25 @@ export async function startServer(
   // forever for a socket whose client reset during the handshake.
   const stopServing = new AbortController();
   // Survives accept errors (out of descriptors): listens again, keeps serving.
-  const httpServer = resilientServe({
-    hostname: options.hostname ?? "127.0.0.1",
-    port: options.port ?? 8787,
-    signal: stopServing.signal,
-    ...(options.cert === undefined
-      ? {}
-      : { cert: options.cert, key: options.key! }),
-    onListen({ hostname, port }) {
-      const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-      resolveListening(new URL(`${scheme}://${host}:${port}/`));
-    },
-  }, handler);
+  let httpServer: Deno.HttpServer;
+  try {
+    httpServer = resilientServe({
+      hostname: options.hostname ?? "127.0.0.1",
+      port: options.port ?? 8787,
+      signal: stopServing.signal,
+      ...(options.cert === undefined
+        ? {}
+        : { cert: options.cert, key: options.key! }),
+      onListen({ hostname, port }) {
+        const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+        resolveListening(new URL(`${scheme}://${host}:${port}/`));
+      },
+    }, handler);
+  } catch (error) {
+    // Not listening (the port is taken, say): the data dir is free again.
+    await store.close?.();
+    throw error;
+  }
   const url = await listening;
   options.onListen?.(url);
   const retention = startRetention(registry, {

@@ -188,3 +188,19 @@ Deno.test("data dir lock: a second server on a data dir in use is refused, namin
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("data dir lock: a server that cannot listen lets its data dir go", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "spool-lock-" });
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    await assertRejects(
+      () => startServer({ port: busy.addr.port, dataDir }),
+      Deno.errors.AddrInUse,
+    );
+    await using server = await startServer({ port: 0, dataDir });
+    assertEquals([...server.registry.all()].length, 0);
+  } finally {
+    busy.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
