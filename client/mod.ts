@@ -14,3 +14,15 @@
 
 export * from "./upload.ts";
 export * from "./download.ts";
+// The vocabulary the exports above speak, so this entry stands alone.
+export {
+  RESOURCE_STATES,
+  type ResourceState,
+  type ResourceStatus,
+} from "../protocol/status.ts";
+export {
+  ERROR_CODES,
+  type ErrorCode,
+  ResourceFailedError,
+  SpoolError,
+} from "../protocol/errors.ts";

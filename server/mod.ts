@@ -34,3 +34,10 @@ export { DISCONNECTED_REASON } from "./upload_socket.ts";
 export * from "./limits.ts";
 export { CLOSE_LIMIT, CLOSE_NOT_FOUND } from "./download_socket.ts";
 export { CLOSE_ABORT, CLOSE_IDLE, CLOSE_REPLACED } from "./upload_socket.ts";
+// The vocabulary the exports above speak, so this entry stands alone.
+export {
+  RESOURCE_STATES,
+  type ResourceState,
+  type ResourceStatus,
+} from "../protocol/status.ts";
+export { ERROR_CODES, type ErrorCode, SpoolError } from "../protocol/errors.ts";
