@@ -48,7 +48,7 @@ export interface ParsedFlags {
  */
 export function parseFlags(args: string[], spec: FlagSpec): ParsedFlags {
   const unknown: string[] = [];
-  const parsed = parseArgs(args, {
+  const parsed = parseArgs(negativeValues(args, spec.string ?? []), {
     string: spec.string ?? [],
     boolean: spec.boolean ?? [],
     alias: spec.alias ?? {},
@@ -84,6 +84,27 @@ export function parseFlags(args: string[], spec: FlagSpec): ParsedFlags {
 }
 
 /**
+ * Joins a string flag and a value that looks like an option (`--start -5`)
+ * into `--start=-5`, so that the value is checked as a value ("expected an
+ * integer from 0") instead of being taken for an unknown option `-5`.
+ */
+function negativeValues(args: string[], flags: string[]): string[] {
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const next = args[i + 1];
+    if (
+      arg.startsWith("--") && flags.includes(arg.slice(2)) &&
+      next !== undefined && /^-[\d.]/.test(next)
+    ) {
+      joined.push(`${arg}=${next}`);
+      i++;
+    } else joined.push(arg);
+  }
+  return joined;
+}
+
+/**
  * Reads an integer flag, or `fallback` when absent.
  *
  * @example
@@ -105,10 +126,11 @@ export function integerFlag(
   if (
     text.trim() === "" || !Number.isInteger(value) || value < min || value > max
   ) {
+    const range = max === Number.MAX_SAFE_INTEGER
+      ? `>= ${min}`
+      : `from ${min} to ${max}`;
     throw new UsageError(
-      `--${name} is ${
-        JSON.stringify(text)
-      }; expected an integer from ${min} to ${max}`,
+      `--${name} is ${JSON.stringify(text)}; expected an integer ${range}`,
     );
   }
   return value;

@@ -1,11 +1,23 @@
 /**
  * A progress line on stderr for long transfers: bytes, rate and, when the
- * total is known, percent and ETA. Silent unless stderr is a terminal.
+ * total is known, percent and ETA; a last line with the outcome. Shown only
+ * where it cannot garble anything: stderr is a terminal, and (for commands
+ * that write their data to stdout) stdout is not, as curl does.
  *
  * @module
  */
 
-/** Formats a byte count with a binary unit, e.g. `1.5 MiB`. */
+/**
+ * Formats a byte count with a binary unit: whole bytes below 1 KiB (`117 B`),
+ * one decimal above (`1.5 MiB`). (`@std/fmt/bytes` rounds to significant
+ * digits and spells `kiB`; the viewer shows the same figures as this.)
+ *
+ * @example
+ * ```ts
+ * import { formatBytes } from "./progress.ts";
+ * console.log(formatBytes(117.47), formatBytes(1536)); // "117 B" "1.5 KiB"
+ * ```
+ */
 export function formatBytes(bytes: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let value = bytes;
@@ -14,7 +26,30 @@ export function formatBytes(bytes: number): string {
     value /= 1024;
     unit++;
   }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+  return `${unit === 0 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
+}
+
+/** Least time between two redraws, in ms. */
+const REDRAW_MS = 200;
+
+/**
+ * Options of {@linkcode Progress}.
+ *
+ * @example
+ * ```ts
+ * import type { ProgressOptions } from "./progress.ts";
+ * const options: ProgressOptions = { quiet: false, dataOnStdout: true, total: 1 << 20 };
+ * ```
+ */
+export interface ProgressOptions {
+  /** `--quiet`: never show it. */
+  quiet?: boolean;
+  /** The command writes its data to stdout: hide the line when that is the terminal. */
+  dataOnStdout?: boolean;
+  /** Expected total bytes, if known. */
+  total?: number;
+  /** Show it or not, whatever the terminals (tests). */
+  enabled?: boolean;
 }
 
 /**
@@ -25,7 +60,7 @@ export function formatBytes(bytes: number): string {
  * import { Progress } from "./progress.ts";
  * const progress = new Progress("upload", { enabled: false });
  * progress.update(1024);
- * progress.done();
+ * progress.done("COMPLETED");
  * ```
  */
 export class Progress {
@@ -37,13 +72,12 @@ export class Progress {
   #total: number | undefined;
   readonly #encoder = new TextEncoder();
 
-  /** Creates a reporter; `enabled` defaults to whether stderr is a terminal. */
-  constructor(
-    label: string,
-    options: { enabled?: boolean; total?: number } = {},
-  ) {
+  /** Creates a reporter, shown as {@linkcode ProgressOptions} say. */
+  constructor(label: string, options: ProgressOptions = {}) {
     this.#label = label;
-    this.#enabled = options.enabled ?? Deno.stderr.isTerminal();
+    this.#enabled = options.enabled ??
+      (!options.quiet && Deno.stderr.isTerminal() &&
+        !(options.dataOnStdout && Deno.stdout.isTerminal()));
     this.#total = options.total;
   }
 
@@ -56,13 +90,13 @@ export class Progress {
   update(bytes: number): void {
     this.#bytes = bytes;
     const now = performance.now();
-    if (this.#enabled && now - this.#lastDraw >= 200) {
+    if (this.#enabled && now - this.#lastDraw >= REDRAW_MS) {
       this.#lastDraw = now;
-      this.#draw(now);
+      this.#write(`\r\x1b[K${this.#line(now)}`);
     }
   }
 
-  #draw(now: number): void {
+  #line(now: number): string {
     const seconds = Math.max((now - this.#started) / 1000, 0.001);
     const rate = this.#bytes / seconds;
     let line = `${this.#label}: ${formatBytes(this.#bytes)}`;
@@ -71,18 +105,24 @@ export class Progress {
       const eta = rate > 0
         ? Math.max(0, (this.#total - this.#bytes) / rate)
         : Infinity;
-      line += ` of ${formatBytes(this.#total)} (${percent.toFixed(0)}%), ETA ${
-        Number.isFinite(eta) ? `${eta.toFixed(0)} s` : "?"
-      }`;
+      line += ` of ${formatBytes(this.#total)} (${percent.toFixed(0)}%)`;
+      if (this.#bytes < this.#total) {
+        line += `, ETA ${Number.isFinite(eta) ? `${eta.toFixed(0)} s` : "?"}`;
+      }
     }
-    line += `, ${formatBytes(rate)}/s`;
-    Deno.stderr.writeSync(this.#encoder.encode(`\r\x1b[K${line}`));
+    return `${line}, ${formatBytes(rate)}/s`;
   }
 
-  /** Draws the final line and ends it. */
-  done(): void {
+  /** Draws the last line, with `outcome` (e.g. `COMPLETED`) and the time taken. */
+  done(outcome?: string): void {
     if (!this.#enabled) return;
-    this.#draw(performance.now());
-    Deno.stderr.writeSync(this.#encoder.encode("\n"));
+    const now = performance.now();
+    const seconds = ((now - this.#started) / 1000).toFixed(1);
+    const ending = outcome === undefined ? "" : `: ${outcome}`;
+    this.#write(`\r\x1b[K${this.#line(now)} in ${seconds} s${ending}\n`);
+  }
+
+  #write(text: string): void {
+    Deno.stderr.writeSync(this.#encoder.encode(text));
   }
 }

@@ -7,8 +7,12 @@
 import { basename } from "node:path";
 import { integerFlag, parseFlags, UsageError } from "../cli/args.ts";
 import { Progress } from "../cli/progress.ts";
+import { type HintContext, hintFor } from "../cli/hints.ts";
 import { ResourceFailedError, SpoolError } from "../protocol/errors.ts";
+import { isResourceId } from "../server/resource_id.ts";
+import { commandHelp, overview } from "./_help.ts";
 import { openDownload } from "./download.ts";
+import { isTerminal } from "../protocol/status.ts";
 import { startUpload } from "./upload.ts";
 
 /** Options of {@linkcode main}. */
@@ -18,45 +22,6 @@ export interface MainOptions {
 }
 
 const DEFAULT_PROGRAM = "deno run -A client/main.ts";
-
-const help = (program: string): string =>
-  `Usage: ${program} COMMAND [options]
-
-Commands:
-  upload [--server URL] [--name N] [--type MIME] FILE|-
-      Uploads FILE (or stdin for -) as a live resource. Prints the reference
-      URL as the first stdout line as soon as the server is ready, then
-      streams the bytes. Exits 0 once the resource is COMPLETED.
-  download [--follow] [--start N] [--end N] [--token T] REF
-      Writes bytes [start, end) of the resource to stdout. Without --end,
-      reads up to the current checkpointed size; with --follow, reads on as
-      the resource grows until it is COMPLETED.
-  status [--token T] REF
-      Prints the resource's latest status as one JSON object.
-
-Options:
-  --server URL   server to upload to (default $SPOOL_SERVER or
-                 http://127.0.0.1:8787/)
-  --name N       resource name (default: the file's name, or "stdin")
-  --type MIME    MIME type (default: from the file extension, else
-                 application/octet-stream)
-  --upload-token T
-                 the server's upload token (default $SPOOL_UPLOAD_TOKEN)
-  --token T      read token of REF, if the reference lacks its ?token=
-  --ca FILE      PEM CA certificate(s) to trust for https:/wss: servers
-                 (default $SPOOL_CA_FILE)
-  --timeout-ms N presume the connection dead after N ms without any message
-                 from the server (a black-holed link): an upload resumes
-                 within the server's grace period, a download fails
-                 (default 30000)
-  --json         upload: print {"reference","id"} as the first line and the
-                 final status as the last line, as JSON
-  --quiet        no progress line on stderr (it is shown only on a terminal)
-  -h, --help     show this help
-
-Exit codes: 0 success; 1 the transfer failed (refused range, unknown or
-FAILED resource, lost connection); 2 bad command-line usage.
-`;
 
 const MIME_TYPES: Record<string, string> = {
   txt: "text/plain",
@@ -97,6 +62,42 @@ async function caCerts(
   }
 }
 
+/**
+ * The reference REF names, checked: a bare id or a malformed URL is bad
+ * usage, with a hint at what is expected.
+ */
+function referenceArg(text: string): string {
+  const example = "ws://127.0.0.1:8787/resources/ID";
+  if (isResourceId(text)) {
+    throw new UsageError(
+      `REF ${
+        JSON.stringify(text)
+      } is a resource id, not its reference; expected the URL the uploader printed, e.g. ${
+        example.replace("ID", text)
+      }`,
+    );
+  }
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    // Not a URL at all: that is what the message says.
+    throw new UsageError(
+      `REF ${
+        JSON.stringify(text)
+      } is not a URL; expected the reference the uploader printed, e.g. ${example}`,
+    );
+  }
+  if (!["ws:", "wss:", "http:", "https:"].includes(url.protocol)) {
+    throw new UsageError(
+      `REF ${
+        JSON.stringify(text)
+      } has scheme ${url.protocol}; expected ws:, wss:, http: or https:, e.g. ${example}`,
+    );
+  }
+  return url.href;
+}
+
 async function downloadOptions(
   strings: Record<string, string | undefined>,
 ): Promise<{ readToken?: string; caCerts?: string[]; timeoutMs?: number }> {
@@ -125,15 +126,25 @@ async function uploadCommand(args: string[]): Promise<number> {
   let source: Deno.FsFile | undefined;
   let total: number | undefined;
   if (!fromStdin) {
+    let info: Deno.FileInfo;
     try {
+      info = await Deno.stat(file);
       source = await Deno.open(file, { read: true });
-      total = (await source.stat()).size;
     } catch (error) {
       throw new SpoolError(
         "invalid-field",
         `cannot read ${file}: ${(error as Error).message}`,
       );
     }
+    if (info.isDirectory) {
+      source.close();
+      throw new UsageError(
+        `FILE ${
+          JSON.stringify(file)
+        } is a directory; expected a file, or - for stdin`,
+      );
+    }
+    total = info.isFile ? info.size : undefined;
   }
   const upload = await startUpload(server, {
     name,
@@ -142,6 +153,7 @@ async function uploadCommand(args: string[]): Promise<number> {
       Deno.env.get("SPOOL_UPLOAD_TOKEN"),
     caCerts: await caCerts(strings.ca),
     timeoutMs: integerFlag(strings, "timeout-ms", { min: 1 }),
+    size: total,
   }).catch((error) => {
     source?.close();
     throw error;
@@ -151,10 +163,7 @@ async function uploadCommand(args: string[]): Promise<number> {
       ? JSON.stringify({ reference: upload.reference, id: upload.id })
       : upload.reference,
   );
-  const progress = new Progress("upload", {
-    enabled: booleans.quiet ? false : undefined,
-    total,
-  });
+  const progress = new Progress("upload", { quiet: booleans.quiet, total });
   const stream = source?.readable ?? Deno.stdin.readable;
   try {
     for await (const chunk of stream) {
@@ -166,9 +175,12 @@ async function uploadCommand(args: string[]): Promise<number> {
     await upload.closed();
     throw error;
   }
-  const status = await upload.finish();
+  const status = await upload.finish().catch((error) => {
+    progress.done(error instanceof ResourceFailedError ? "FAILED" : "failed");
+    throw error;
+  });
   await upload.closed();
-  progress.done();
+  progress.done(status.status);
   if (booleans.json) console.log(JSON.stringify(status));
   return status.status === "COMPLETED" ? 0 : 1;
 }
@@ -191,15 +203,22 @@ async function downloadCommand(args: string[]): Promise<number> {
     );
   }
   await using download = await openDownload(
-    positional[0],
+    referenceArg(positional[0]),
     await downloadOptions(strings),
   );
+  // Progress only where it cannot garble the data: stdout is not the terminal.
   const progress = new Progress("download", {
-    enabled: booleans.quiet ? false : undefined,
+    quiet: booleans.quiet,
+    dataOnStdout: true,
   });
   let stream: ReadableStream<Uint8Array>;
   if (booleans.follow) {
     stream = download.follow({ start });
+    // The total is known once the resource is finished.
+    const finished = download.waitForStatus(isTerminal).then((status) =>
+      progress.total = status.size - start
+    );
+    finished.catch(() => {/* the follow itself reports the failure */});
   } else {
     const status = download.status;
     if (status.status === "FAILED") {
@@ -215,6 +234,7 @@ async function downloadCommand(args: string[]): Promise<number> {
       );
     }
     stream = download.read(start, last);
+    progress.total = last - start;
   }
   let bytes = 0;
   const counted = stream.pipeThrough(
@@ -227,7 +247,7 @@ async function downloadCommand(args: string[]): Promise<number> {
     }),
   );
   await counted.pipeTo(Deno.stdout.writable, { preventClose: true });
-  progress.done();
+  progress.done(download.status.status);
   return 0;
 }
 
@@ -241,7 +261,7 @@ async function statusCommand(args: string[]): Promise<number> {
     );
   }
   await using download = await openDownload(
-    positional[0],
+    referenceArg(positional[0]),
     await downloadOptions(strings),
   );
   console.log(JSON.stringify(download.status));
@@ -252,6 +272,13 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   upload: uploadCommand,
   download: downloadCommand,
   status: statusCommand,
+};
+
+/** Which token a command needs, for the hint on `forbidden`. */
+const HINT_CONTEXT: Record<string, HintContext> = {
+  upload: "upload",
+  download: "read",
+  status: "read",
 };
 
 /**
@@ -266,12 +293,13 @@ export async function main(
   args: string[],
   options: MainOptions = {},
 ): Promise<number> {
+  const program = options.program ?? DEFAULT_PROGRAM;
   const [command, ...rest] = args;
   if (
     command === undefined || command === "-h" || command === "--help" ||
     command === "help"
   ) {
-    console.log(help(options.program ?? DEFAULT_PROGRAM));
+    console.log(overview(program));
     return command === undefined ? 2 : 0;
   }
   const run = COMMANDS[command];
@@ -284,16 +312,21 @@ export async function main(
       );
     }
     if (rest.includes("-h") || rest.includes("--help")) {
-      console.log(help(options.program ?? DEFAULT_PROGRAM));
+      console.log(commandHelp(program, command));
       return 0;
     }
     return await run(rest);
   } catch (error) {
     if (error instanceof UsageError) {
-      console.error(`spool: ${error.message}\nTry --help.`);
+      console.error(
+        `spool: ${error.message}\nTry ${program} ${command} --help.`,
+      );
       return 2;
     }
-    console.error(`spool: ${(error as Error).message}`);
+    const hint = hintFor(error, HINT_CONTEXT[command] ?? "read");
+    console.error(
+      `spool: ${(error as Error).message}${hint ? ` (${hint})` : ""}`,
+    );
     return 1;
   }
 }

@@ -46,6 +46,11 @@ export interface UploadOptions {
   mimeType?: string;
   /** Custom string metadata returned in every status. */
   metadata?: Record<string, string>;
+  /**
+   * The bytes you mean to send, if known: a server refuses an upload over
+   * its `--max-resource-bytes` at once, before there is a reference.
+   */
+  size?: number;
   /** Send the SHA-256 of the bytes with end-of-input, so the server verifies them. Default `true`. */
   checksum?: boolean;
   /** Reconnect and resume after a lost connection, within the server's grace period. Default `true`. */
@@ -670,6 +675,7 @@ export async function startUpload(
     name: options.name,
     mimeType: options.mimeType ?? "application/octet-stream",
     metadata: options.metadata ?? {},
+    ...(options.size === undefined ? {} : { size: options.size }),
   }, { timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS });
   const upload = new Upload(socket, ready, {
     url,

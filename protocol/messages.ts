@@ -48,6 +48,12 @@ export interface RequestUploadMessage {
   mimeType?: string;
   /** Custom string metadata, stored and returned in every status. */
   metadata?: Record<string, string>;
+  /**
+   * The bytes the uploader means to send, when it knows: an upload larger
+   * than the server's `--max-resource-bytes` is refused at once, before a
+   * reference is handed out. Optional; the upload is not held to it.
+   */
+  size?: number;
 }
 
 /**

@@ -9,6 +9,7 @@ import { SpoolError } from "./errors.ts";
 import type {
   DownloadClientMessage,
   DownloadServerMessage,
+  RequestUploadMessage,
   UploadClientMessage,
   UploadServerMessage,
 } from "./messages.ts";
@@ -318,13 +319,15 @@ export function parseUploadClientMessage(text: string): UploadClientMessage {
         ? undefined
         : mimeTypeProblem(mimeType);
       if (badMime !== undefined) throw invalid("mimeType", mimeType, badMime);
-      return {
+      const request: RequestUploadMessage = {
         type: "request-upload",
         name: name as string,
         mimeType: (mimeType as string | undefined) ??
           "application/octet-stream",
         metadata: metadata(message.metadata),
       };
+      if (message.size !== undefined) request.size = offset(message, "size");
+      return request;
     }
     case "resume-upload": {
       const { id, token } = message;

@@ -112,13 +112,20 @@ export class FileStore implements ResourceStore {
    */
   async open(): Promise<void> {
     if (this.#lock) return;
-    await Deno.mkdir(this.#dir, { recursive: true });
     const path = join(this.#dir, LOCK_FILE);
-    const file = await Deno.open(path, {
-      read: true,
-      write: true,
-      create: true,
-    });
+    let file: Deno.FsFile;
+    try {
+      await Deno.mkdir(this.#dir, { recursive: true });
+      file = await Deno.open(path, { read: true, write: true, create: true });
+    } catch (error) {
+      // Said at start, not at the first upload.
+      throw new Error(
+        `the data dir ${this.#dir} cannot be used: ${
+          (error as Error).message
+        }; expected a directory this user can create files in`,
+        { cause: error },
+      );
+    }
     let locked = false;
     try {
       locked = await file.tryLock(true);

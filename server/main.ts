@@ -59,8 +59,17 @@ Limits (hitting one gives a "limit-exceeded" error naming it, never a crash):
                                 for it this long; slow readers that make progress
                                 are kept (default 60000)
 
-Endpoints: ws://HOST:PORT/upload, ws://HOST:PORT/resources/{id}
-(wss:// with --cert)
+Endpoints (wss:// and https:// with --cert):
+  ws://HOST:PORT/upload               upload socket
+  ws://HOST:PORT/resources/{id}       download socket: the reference
+  GET /resources/{id}                 the bytes (Range; ?follow=1 tails them)
+  GET /resources/{id}/status          the status as JSON
+  GET /resources/{id}/events          statuses as Server-Sent Events
+  GET /resources/{id}/lines           line ranges and tails (?tail=N)
+  GET /view/                          the resources, in a browser
+  GET /view/{id}                      one resource, live, in a browser
+Run it directly under a supervisor (systemd, Docker): SIGTERM and SIGINT
+stop it within a few seconds; npx and npm do not pass SIGTERM on.
 Exit codes: 0 after a clean shutdown, 2 for bad options, 1 for other errors.
 `;
 
@@ -202,7 +211,12 @@ export async function main(
     await server.finished;
     return 0;
   } catch (error) {
-    console.error(`spool server: ${(error as Error).message}`);
+    const message = error instanceof Deno.errors.AddrInUse
+      ? `cannot listen on ${
+        strings.hostname ?? "127.0.0.1"
+      }:${port}: the address is in use (another Spool server?); choose another --port`
+      : (error as Error).message;
+    console.error(`spool server: ${message}`);
     return 1;
   } finally {
     Deno.removeSignalListener("SIGINT", stop);

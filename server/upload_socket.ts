@@ -245,6 +245,14 @@ class UploadSocket {
   }
 
   async #start(message: RequestUploadMessage): Promise<void> {
+    const { maxResourceBytes } = this.#context.limits;
+    if (message.size !== undefined && message.size > maxResourceBytes) {
+      throw limitExceeded(
+        "maxResourceBytes",
+        maxResourceBytes,
+        `an upload of ${message.size} bytes`,
+      );
+    }
     this.#phase = "creating";
     let resource;
     try {
