@@ -88,6 +88,7 @@ Deno.test("first contact: a follow on the terminal shows the log alone; redirect
     const last = progress.replaceAll("\r\n", "\n").split("\r").at(-1)!;
     assertMatch(
       last,
+      // deno-lint-ignore no-control-regex -- the line starts by clearing the terminal line
       /^\x1b\[Kdownload: 14 B of 14 B \(100%\), [\d.]+ (B|KiB|MiB)\/s in \d+\.\d s: COMPLETED\n$/,
     );
     assert(
