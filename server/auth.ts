@@ -25,10 +25,6 @@ export interface ServerAuthOptions {
   secret: Uint8Array;
 }
 
-/** Bytes of a generated server secret. */
-const SECRET_BYTES = 32;
-const SECRET_FILE = "secret.key";
-
 /**
  * The token a request presents: its bearer token, else its `token` query
  * parameter.
@@ -130,32 +126,4 @@ export class ServerAuth {
       } read token was presented for this resource; expected the 'token' of its reference URL (or 'Authorization: Bearer <token>')`,
     );
   }
-}
-
-/**
- * The server secret kept in `dataDir` (created with mode 0600 on first use),
- * so read tokens stay valid across restarts.
- *
- * @example
- * ```ts ignore
- * const secret = await loadOrCreateSecret("./spool-data");
- * ```
- */
-export async function loadOrCreateSecret(dataDir: string): Promise<Uint8Array> {
-  const path = `${dataDir}/${SECRET_FILE}`;
-  try {
-    const secret = await Deno.readFile(path);
-    if (secret.byteLength >= 16) return secret;
-    throw new RangeError(
-      `${path} holds ${secret.byteLength} bytes; expected at least 16 (delete it to make a new one)`,
-    );
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-  const secret = crypto.getRandomValues(new Uint8Array(SECRET_BYTES));
-  await Deno.mkdir(dataDir, { recursive: true });
-  const temporary = `${path}.${crypto.randomUUID()}.tmp`;
-  await Deno.writeFile(temporary, secret, { mode: 0o600 });
-  await Deno.rename(temporary, path);
-  return secret;
 }

@@ -43,6 +43,10 @@ Security (all off by default, for loopback use; see README "Deployment"):
                       prefer the variable: arguments show up in ps)
   --read-tokens       give each resource a read token in its reference
                       (?token=); reads without it are refused
+  --secret-file FILE  key the read tokens are derived from: 32 random bytes
+                      or 64 hex digits (openssl rand -hex 32 > FILE); share
+                      it between servers. Default: D/secret.key, made only
+                      for an empty data dir
   --cert FILE         PEM certificate chain: serve https:// and wss://
   --key FILE          PEM private key of --cert
 
@@ -114,6 +118,7 @@ export async function main(
         "resume-grace-ms",
         "retention-ms",
         "upload-token",
+        "secret-file",
         "cert",
         "key",
         ...Object.values(LIMIT_FLAGS).map((flag) => flag.slice(2)),
@@ -201,6 +206,7 @@ export async function main(
       uploadToken: strings["upload-token"] ??
         (Deno.env.get("SPOOL_UPLOAD_TOKEN") || undefined),
       readTokens: flags.booleans["read-tokens"],
+      secretFile: strings["secret-file"],
       cert,
       key,
       limits,

@@ -166,7 +166,11 @@ export class Resource {
     return this.#writer !== undefined && !isTerminal(this.#status);
   }
 
-  /** Resolves with the final status once the resource is `COMPLETED` or `FAILED`. */
+  /**
+   * Resolves with the final status once the resource is `COMPLETED` or
+   * `FAILED` and that status is saved (or its save is being retried):
+   * whoever waits for it (a closing server) does not race the store.
+   */
   get finished(): Promise<ResourceStatus> {
     return this.#finished.promise;
   }
@@ -457,7 +461,14 @@ export class Resource {
   #finish(
     outcome: Pick<ResourceStatus, "status" | "sha256" | "error">,
   ): Promise<ResourceStatus> {
-    this.#finishing ??= this.#finishNow(outcome);
+    this.#finishing ??= this.#finishNow(outcome).then((status) => {
+      this.#finished.resolve(status);
+      return status;
+    }, (error) => {
+      // Whoever waits for the end must not wait forever; callers get the error.
+      this.#finished.resolve(this.#status);
+      throw error;
+    });
     return this.#finishing;
   }
 
@@ -559,7 +570,6 @@ export class Resource {
     for (const watcher of this.#watchers) {
       watcher(status, this.#statusMessage);
     }
-    if (isTerminal(status)) this.#finished.resolve(status);
   }
 }
 

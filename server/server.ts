@@ -23,7 +23,8 @@ import { resolveLimits, type ServerLimits } from "./limits.ts";
 import { fitWatchersToOpenFiles, openFileLimit } from "./_open_files.ts";
 import { resilientServe } from "../net/resilient_serve.ts";
 import { SpoolError } from "../protocol/errors.ts";
-import { CLOSE_FORBIDDEN, loadOrCreateSecret, ServerAuth } from "./auth.ts";
+import { CLOSE_FORBIDDEN, ServerAuth } from "./auth.ts";
+import { loadSecret, SECRET_BYTES } from "./secret.ts";
 import { CLOSE_GONE, startRetention } from "./retention.ts";
 import { serveResourceHttp } from "./http_resource.ts";
 import { serveViewer } from "./viewer.ts";
@@ -94,10 +95,18 @@ export interface ServerOptions {
    */
   readTokens?: boolean;
   /**
-   * Secret read tokens are derived from. Default: `secret.key` in `dataDir`
-   * (made on first use), or a random one per process with a custom `store`.
+   * Secret read tokens are derived from. Default: the key in `secretFile`,
+   * or a random one per process with a custom `store` and no `secretFile`.
    */
   tokenSecret?: Uint8Array;
+  /**
+   * Key file of the secret: 32 random bytes, raw or as 64 hex digits;
+   * several servers share one. It must exist. Default: `secret.key` in
+   * `dataDir`, made only when the data dir holds no resource (a missing,
+   * dangling or malformed key refuses to start: a new secret would break
+   * every reference handed out).
+   */
+  secretFile?: string;
   /** PEM certificate chain: serve `https`/`wss` (needs `key`). */
   cert?: string;
   /** PEM private key of `cert`. */
@@ -152,6 +161,7 @@ export const SHUTDOWN_REASON =
   "the server shut down while the upload was in progress";
 
 const UPLOAD_PATH = "/upload";
+const DEFAULT_DATA_DIR = "./spool-data";
 /**
  * How long shutdown waits for uploads to record their end, sockets to
  * close and HTTP responses to finish; whatever is left is then cut. Peers
@@ -185,7 +195,7 @@ export async function startServer(
     );
   }
   const store = options.store ??
-    new FileStore(options.dataDir ?? "./spool-data", {
+    new FileStore(options.dataDir ?? DEFAULT_DATA_DIR, {
       durable: options.durable,
     });
   const fitted = fitWatchersToOpenFiles(
@@ -211,14 +221,6 @@ export async function startServer(
       `retentionMs is ${retentionMs}; expected an integer >= 0 (0 keeps resources)`,
     );
   }
-  const auth = new ServerAuth({
-    uploadToken: options.uploadToken,
-    readTokens: options.readTokens,
-    secret: options.tokenSecret ??
-      (options.readTokens && options.store === undefined
-        ? await loadOrCreateSecret(options.dataDir ?? "./spool-data")
-        : crypto.getRandomValues(new Uint8Array(32))),
-  });
   const sessions = new UploadSessions({ graceMs: resumeGraceMs });
   // Long HTTP responses (follow, events) end when the server shuts down.
   const shutdown = new AbortController();
@@ -226,6 +228,17 @@ export async function startServer(
   let registry: ResourceRegistry;
   try {
     registry = await ResourceRegistry.load(store, { checkpointMs });
+  } catch (error) {
+    await store.close?.();
+    throw error;
+  }
+  let auth: ServerAuth;
+  try {
+    auth = new ServerAuth({
+      uploadToken: options.uploadToken,
+      readTokens: options.readTokens,
+      secret: await tokenSecret(options, registry),
+    });
   } catch (error) {
     await store.close?.();
     throw error;
@@ -439,6 +452,15 @@ export async function startServer(
       hostname: options.hostname ?? "127.0.0.1",
       port: options.port ?? 8787,
       signal: stopServing.signal,
+      onError: (error) => {
+        // A body cut off by shutdown (a follow, say) is the plan, not news.
+        if (!shutdown.signal.aborted) {
+          console.error("spool: answering a request failed:", error);
+        }
+        return errorResponse(
+          new SpoolError("internal", `the answer failed: ${String(error)}`),
+        );
+      },
       ...(options.cert === undefined
         ? {}
         : { cert: options.cert, key: options.key! }),
@@ -498,6 +520,27 @@ export async function startServer(
     finished: httpServer.finished,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/**
+ * The secret of read tokens: given, loaded from its key file (made only
+ * for an empty data dir), or random per process when nothing is kept.
+ */
+async function tokenSecret(
+  options: ServerOptions,
+  registry: ResourceRegistry,
+): Promise<Uint8Array> {
+  if (options.tokenSecret) return options.tokenSecret;
+  const kept = options.secretFile !== undefined ||
+    (options.readTokens && options.store === undefined);
+  if (!kept) return crypto.getRandomValues(new Uint8Array(SECRET_BYTES));
+  const { secret, notes } = await loadSecret({
+    dataDir: options.dataDir ?? DEFAULT_DATA_DIR,
+    secretFile: options.secretFile,
+    resources: [...registry.all()].length,
+  });
+  for (const note of notes) console.error(note);
+  return secret;
 }
 
 /** A resource id from its URL path segment. */
