@@ -6,7 +6,9 @@
  * script, allowed by its hash in a strict Content-Security-Policy). It shows
  * the resource's name, status, size, update time and a download link, and
  * for text resources a tail-f pane fed by `GET /resources/{id}?follow=1`
- * while statuses arrive by Server-Sent Events from `/resources/{id}/events`.
+ * while the resource is live and by a plain `GET` (with `Range` from the
+ * byte it has) once it is finished, while statuses arrive by Server-Sent
+ * Events from `/resources/{id}/events`.
  * `/view/` lists the resources, newest first (not on servers with read
  * tokens, where it answers 403).
  *
