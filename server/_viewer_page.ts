@@ -8,6 +8,8 @@
  */
 
 import { createHash } from "node:crypto";
+import { STATUS_TEXT, type StatusCode } from "@std/http/status";
+import type { SpoolError } from "../protocol/errors.ts";
 import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
 import { MAX_MIME_TYPE_LENGTH, MAX_NAME_LENGTH } from "../protocol/validate.ts";
 import { downloadFilename } from "./_header.ts";
@@ -152,6 +154,8 @@ h1{font-size:18px;margin:0 0 6px;overflow-wrap:anywhere}
 #log>div{min-height:1.4em}
 .ctl{font:.85em ui-monospace,"DejaVu Sans Mono",monospace;padding:0 2px;border-radius:3px;background:#fde68a;color:#7c2d12}
 .binary{padding:24px 16px}
+.badge.refused{background:${BADGE_COLOURS.FAILED}}
+.hint{max-width:48em}
 main.list{padding:16px}
 table{border-collapse:collapse;width:100%;background:var(--card)}
 th,td{text-align:left;padding:6px 10px;border-bottom:1px solid var(--rule);vertical-align:top}
@@ -619,4 +623,57 @@ ${more}`
   }
 </main>`;
   return shell("Spool resources", "COMPLETED", body);
+}
+
+/** What the page of a refused viewer URL says. */
+export interface ErrorPageOptions {
+  /** The HTTP status it is answered with (403, 404, 410, …). */
+  status: number;
+  /** What was refused, and why. */
+  error: SpoolError;
+  /** What the reader can do about it, if anything. */
+  hint?: string;
+  /** The listing's URL, relative to the page, if the server shows it. */
+  listingHref?: string;
+}
+
+/**
+ * The page of a refused `/view/…` URL: its status, the error's code and
+ * message, and a hint, escaped; no script (it is served with
+ * {@linkcode STATIC_CSP}).
+ *
+ * @example
+ * ```ts
+ * import { renderErrorPage } from "./_viewer_page.ts";
+ * import { SpoolError } from "../protocol/errors.ts";
+ * const html = renderErrorPage({
+ *   status: 404,
+ *   error: new SpoolError("not-found", "no resource with id \"x\""),
+ * });
+ * console.log(html.includes("404 Not Found")); // true
+ * ```
+ */
+export function renderErrorPage(options: ErrorPageOptions): string {
+  const { status, error, hint, listingHref } = options;
+  const heading = `${status} ${STATUS_TEXT[status as StatusCode] ?? "Error"}`;
+  const body = `<header>
+${
+    listingHref === undefined
+      ? ""
+      : `<div class="crumb"><a href="${
+        escapeHtml(listingHref)
+      }">&larr; all resources</a></div>`
+  }
+<h1 id="title">${escapeHtml(heading)}</h1>
+<div class="meta"><span id="code" class="badge refused">${
+    escapeHtml(error.code)
+  }</span></div>
+<p id="error" class="error" role="alert">${
+    userHtml(error.message, MAX_SHOWN_ERROR)
+  }</p>
+</header>
+<main class="list">
+${hint === undefined ? "" : `<p id="hint" class="hint">${escapeHtml(hint)}</p>`}
+</main>`;
+  return shell(`${heading} \u2014 Spool`, "FAILED", body);
 }

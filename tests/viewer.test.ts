@@ -20,6 +20,8 @@ import { withPage } from "./_browser.ts";
 import { FaultProxy } from "./_proxy.ts";
 
 const encoder = new TextEncoder();
+/** A well-formed id no server made. */
+const MISSING_ID = "AAAAAAAAAAAAAAAAAAAAAA";
 const XSS_NAME =
   `<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">"'&amp;.log`;
 
@@ -639,6 +641,151 @@ Deno.test("viewer: a resource that FAILS while the page follows it shows every b
       [],
     );
   });
+});
+
+/** A refusal page as chromium shows it: status, code, message, hint. */
+async function assertRefusalPage(
+  page: Page,
+  url: string,
+  expected: { status: number; code: string; message: RegExp; hint: RegExp },
+): Promise<void> {
+  const response = await page.goto(url);
+  assertEquals(response?.status(), expected.status, url);
+  const headers = response!.headers();
+  assertEquals(headers["content-type"], "text/html; charset=utf-8", url);
+  assertMatch(headers["content-security-policy"], /script-src 'none'/, url);
+  assertEquals(headers["x-content-type-options"], "nosniff", url);
+  assertEquals(headers["vary"], "accept", url);
+  const heading = await page.locator("#title").textContent();
+  assertMatch(heading!, new RegExp(`^${expected.status} [A-Z]`), url);
+  assertEquals(await page.locator("#code").textContent(), expected.code, url);
+  assertMatch((await page.locator("#error").textContent())!, expected.message);
+  assertMatch((await page.locator("#hint").textContent())!, expected.hint);
+  const text = await page.locator("body").innerText();
+  assert(!text.includes(`"code"`), `${url} shows raw JSON: ${text}`);
+  assertEquals(await page.locator("script, img").count(), 0, url);
+}
+
+/** Asserts the one JSON error body, as a JSON client gets it. */
+async function assertJsonRefusal(
+  url: string,
+  accept: string,
+  status: number,
+  code: string,
+): Promise<void> {
+  const response = await fetch(url, { headers: { accept } });
+  assertEquals(response.status, status, `${url} (${accept})`);
+  assertMatch(response.headers.get("content-type")!, /^application\/json/);
+  const body = await response.json();
+  assertEquals(Object.keys(body), ["code", "error"]);
+  assertEquals(body.code, code);
+}
+
+Deno.test("viewer: 403, 404 and 410 on /view/… are readable HTML pages for browsers; JSON clients get the JSON error body", async () => {
+  await using guarded = await startTestServer({ readTokens: true });
+  const secret = await startUpload(guarded.url, {
+    name: "secret.log",
+    mimeType: "text/plain",
+  });
+  await using server = await startTestServer();
+  const old = await startUpload(server.url, { name: "old.log" });
+  await old.send(encoder.encode("old\n"));
+  await old.closed();
+  await server.registry.expire(server.registry.get(old.id)!);
+  const view = (base: URL, path: string) => new URL(`view/${path}`, base).href;
+  const hostile = `<img src=x onerror="window.__xss = 1">`;
+  const forbidden = {
+    status: 403,
+    code: "forbidden",
+    message: /read token was presented/,
+    hint: /needs the read token: open the reference URL .*\?token=…/,
+  };
+  const notFound = {
+    status: 404,
+    code: "not-found",
+    message: /^no resource with id /,
+    hint: /reference URL/,
+  };
+  const gone = {
+    status: 410,
+    code: "gone",
+    message: /expired and was deleted/,
+    hint: /upload it again/,
+  };
+  await withPage(async (page, problems) => {
+    await assertRefusalPage(page, view(guarded.url, secret.id), forbidden);
+    await screenshot(page, "viewer-refused-403");
+    await assertRefusalPage(
+      page,
+      view(guarded.url, `${secret.id}?token=wrong`),
+      forbidden,
+    );
+    await assertRefusalPage(page, view(guarded.url, ""), {
+      ...forbidden,
+      message: /the listing is off/,
+      hint: /lists no resources/,
+    });
+    assertEquals(await page.locator(".crumb").count(), 0, "no listing link");
+
+    await assertRefusalPage(page, view(server.url, MISSING_ID), notFound);
+    await screenshot(page, "viewer-refused-404");
+    // The page links to the listing where there is one.
+    await page.locator(".crumb a").click();
+    await page.waitForURL("**/view/");
+    await assertRefusalPage(
+      page,
+      view(server.url, encodeURIComponent(hostile)),
+      notFound,
+    );
+    assertStringIncludes(
+      (await page.locator("#error").textContent())!,
+      `no resource with id ${JSON.stringify(hostile)};`,
+    );
+    assertEquals(await page.evaluate("typeof window.__xss"), "undefined");
+    await assertRefusalPage(page, view(server.url, old.id), gone);
+    await screenshot(page, "viewer-refused-410");
+    // Chromium logs a page answered 4xx as a console error; nothing else.
+    assertEquals(
+      problems.list.filter((p) =>
+        !/the server responded with a status of 40[34]|of 410/.test(p)
+      ),
+      [],
+    );
+  });
+
+  // JSON clients (and clients that name no HTML: curl, fetch) get JSON.
+  for (
+    const accept of [
+      "application/json",
+      "*/*",
+      "text/html;q=0.5, application/json",
+    ]
+  ) {
+    await assertJsonRefusal(
+      view(guarded.url, secret.id),
+      accept,
+      403,
+      "forbidden",
+    );
+    await assertJsonRefusal(view(guarded.url, ""), accept, 403, "forbidden");
+    await assertJsonRefusal(
+      view(server.url, MISSING_ID),
+      accept,
+      404,
+      "not-found",
+    );
+    await assertJsonRefusal(view(server.url, old.id), accept, 410, "gone");
+  }
+  // HEAD: the status and headers of the page, no body.
+  const head = await fetch(view(server.url, MISSING_ID), {
+    method: "HEAD",
+    headers: { accept: "text/html" },
+  });
+  assertEquals(head.status, 404);
+  assertEquals(head.headers.get("content-type"), "text/html; charset=utf-8");
+  assertEquals(await head.text(), "");
+  secret.abort("the test is over");
+  await secret.closed();
 });
 
 Deno.test("viewer: after a lost connection the page follows on from the byte it had, a character split at the cut whole, no byte twice", async () => {
