@@ -1,6 +1,8 @@
 /**
  * The one HTTP error body: every refusal and failure of every route is JSON
- * `{"code": "...", "error": "..."}`, made here.
+ * `{"code": "...", "error": "..."}`, made here. The HTTP status of an error
+ * is decided here too, also for the viewer's HTML variant of a refusal (for
+ * browsers; see `viewer.ts`).
  *
  * @module
  */
@@ -29,6 +31,24 @@ export interface ErrorResponseInit {
 }
 
 /**
+ * The HTTP status `error` is answered with: `init.status` if given, else by
+ * its code (`forbidden` → 403, `not-found` → 404, `gone` → 410, …; 400).
+ *
+ * @example
+ * ```ts
+ * import { errorStatus } from "./_http_error.ts";
+ * import { SpoolError } from "../protocol/errors.ts";
+ * console.log(errorStatus(new SpoolError("gone", "expired"))); // 410
+ * ```
+ */
+export function errorStatus(
+  error: SpoolError,
+  init: ErrorResponseInit = {},
+): number {
+  return init.status ?? HTTP_STATUS_OF[error.code] ?? DEFAULT_STATUS;
+}
+
+/**
  * The JSON error answer for `error`: `{code, error}` with the code's HTTP
  * status, `Cache-Control: no-cache` and `nosniff`.
  *
@@ -45,7 +65,7 @@ export function errorResponse(
   init: ErrorResponseInit = {},
 ): Response {
   return Response.json({ code: error.code, error: error.message }, {
-    status: init.status ?? HTTP_STATUS_OF[error.code] ?? DEFAULT_STATUS,
+    status: errorStatus(error, init),
     headers: {
       "cache-control": "no-cache",
       "x-content-type-options": "nosniff",

@@ -8,6 +8,8 @@
  */
 
 import { createHash } from "node:crypto";
+import { STATUS_TEXT, type StatusCode } from "@std/http/status";
+import type { SpoolError } from "../protocol/errors.ts";
 import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
 import { MAX_MIME_TYPE_LENGTH, MAX_NAME_LENGTH } from "../protocol/validate.ts";
 import { downloadFilename } from "./_header.ts";
@@ -19,6 +21,12 @@ export const MAX_LINES: number = 5000;
 export const MAX_LISTED: number = 1000;
 /** Characters of a name a listing row shows (the page shows the whole name). */
 export const MAX_LISTED_NAME: number = 200;
+/** Requests the tail pane makes for a resource before it gives up. */
+const MAX_ATTEMPTS = 20;
+/** The pane's first pause before it reconnects; it doubles each time. */
+const RETRY_BASE_MS = 500;
+/** The pane's longest pause before it reconnects. */
+const RETRY_MAX_MS = 10_000;
 /** Characters of a failure reason a page shows. */
 const MAX_SHOWN_ERROR = 2000;
 
@@ -146,6 +154,8 @@ h1{font-size:18px;margin:0 0 6px;overflow-wrap:anywhere}
 #log>div{min-height:1.4em}
 .ctl{font:.85em ui-monospace,"DejaVu Sans Mono",monospace;padding:0 2px;border-radius:3px;background:#fde68a;color:#7c2d12}
 .binary{padding:24px 16px}
+.badge.refused{background:${BADGE_COLOURS.FAILED}}
+.hint{max-width:48em}
 main.list{padding:16px}
 table{border-collapse:collapse;width:100%;background:var(--card)}
 th,td{text-align:left;padding:6px 10px;border-bottom:1px solid var(--rule);vertical-align:top}
@@ -175,7 +185,7 @@ function $(id) { return document.getElementById(id); }
 var badge = $("status"), sizeEl = $("size"), updatedEl = $("updated");
 var errorEl = $("error"), shaEl = $("sha"), stateEl = $("stream-state");
 var icon = $("icon");
-var last = { status: data.status };
+var last = { status: data.status, size: Number(data.size) };
 var terminal = function (s) { return s.status === "COMPLETED" || s.status === "FAILED"; };
 
 // Text from the server, with invisible characters shown as marked escapes,
@@ -300,41 +310,65 @@ function startPane() {
     if (follow.checked) scrollDown();
   }
 
-  // Bytes: one request that streams from the start and grows with the
-  // resource. After a lost connection it is made again and the bytes
-  // already shown are skipped.
+  // Bytes. While the resource is live, one request follows it from the
+  // first byte not shown (?follow=1&start=N) and grows with it; once it is
+  // finished, a plain read (Range: bytes=N-) takes what is left. So after a
+  // lost connection, and after a follow cut off because the resource FAILED
+  // (a broken chunked body, whose last bytes Chromium may drop), the next
+  // request starts where the page is: no byte twice, none missing. Bytes
+  // count as received only once they are in the pane, and one decoder reads
+  // them all, so a character split between two requests decodes whole.
   var received = 0;
-  var decoder = null;
-  function skipAndCount(skip) {
-    return new TransformStream({
-      transform: function (chunk, controller) {
-        if (skip >= chunk.byteLength) { skip -= chunk.byteLength; return; }
-        if (skip > 0) { chunk = chunk.subarray(skip); skip = 0; }
-        received += chunk.byteLength;
-        controller.enqueue(chunk);
-      },
-    });
-  }
+  var decoder = newDecoder();
   function newDecoder() {
-    try { return new TextDecoderStream(data.charset, { fatal: false }); }
-    catch (_) { return new TextDecoderStream("utf-8"); }
+    try { return new TextDecoder(data.charset, { fatal: false }); }
+    catch (_) { return new TextDecoder("utf-8"); }
   }
 
-  async function readOnce() {
-    var response = await fetch(urlOf("", { follow: "1" }), { cache: "no-store" });
-    if (!response.ok || !response.body) {
-      var reason = "HTTP " + response.status;
-      try { reason += ": " + (await response.text()).slice(0, 300); } catch (_) {}
-      var refused = new Error(reason);
-      refused.final = response.status >= 400 && response.status < 500;
-      throw refused;
+  // The byte an answer's body starts at: a 206's Content-Range, a follow's
+  // Spool-Start, else the first.
+  function firstByteOf(response) {
+    if (response.status === 206) {
+      var range = /^bytes (\d+)-/.exec(response.headers.get("content-range") || "");
+      return range ? Number(range[1]) : NaN;
     }
-    var text = response.body.pipeThrough(skipAndCount(received)).pipeThrough(newDecoder());
-    var reader = text.getReader();
+    var start = response.headers.get("spool-start");
+    return start === null ? 0 : Number(start);
+  }
+
+  async function refusal(response) {
+    var reason = "HTTP " + response.status;
+    try { reason += ": " + (await response.text()).slice(0, 300); }
+    catch (_) { /* the reason is the status alone */ }
+    var refused = new Error(reason);
+    refused.final = response.status >= 400 && response.status < 500;
+    return refused;
+  }
+
+  async function readFrom(live) {
+    var response = await fetch(
+      urlOf("", live ? { follow: "1", start: String(received) } : null),
+      { cache: "no-store", headers: !live && received > 0 ? { range: "bytes=" + received + "-" } : {} },
+    );
+    if (!response.ok) throw await refusal(response);
+    if (!response.body) return;
+    var first = firstByteOf(response);
+    if (!(first <= received)) {
+      response.body.cancel().catch(function () { /* nothing of it is used */ });
+      var gap = new Error("the server answered from byte " + first + "; expected byte " + received + " at the latest");
+      gap.final = true;
+      throw gap;
+    }
+    var skip = received - first;
+    var reader = response.body.getReader();
     for (;;) {
       var step = await reader.read();
       if (step.done) return;
-      append(step.value);
+      var chunk = step.value;
+      if (skip >= chunk.byteLength) { skip -= chunk.byteLength; continue; }
+      if (skip > 0) { chunk = chunk.subarray(skip); skip = 0; }
+      received += chunk.byteLength;
+      append(decoder.decode(chunk, { stream: true }));
     }
   }
 
@@ -342,36 +376,44 @@ function startPane() {
     try {
       var response = await fetch(urlOf("/status"), { cache: "no-store" });
       if (response.ok) return await response.json();
-    } catch (_) {}
+    } catch (_) { /* unreachable for now: the last status known stands */ }
     return last;
   }
 
+  function ended(s) {
+    append(decoder.decode());
+    flush();
+    var bytes = received.toLocaleString("en-US") + " bytes";
+    if (s.status === "FAILED") {
+      showStatus(s);
+      stateEl.textContent = "stopped: the upload failed after " + bytes;
+      return;
+    }
+    stateEl.textContent = "end of resource (" + bytes + ")";
+  }
+
   async function run() {
-    stateEl.textContent = "following\u2026";
+    var s = last;
     for (var attempt = 0; ; attempt++) {
+      var live = !terminal(s);
+      if (!live && received >= s.size) return ended(s);
+      stateEl.textContent = live ? "following\u2026" : "reading\u2026";
       var problem = null;
-      try { await readOnce(); } catch (error) { problem = error; }
+      try { await readFrom(live); } catch (error) { problem = error; }
       flush();
-      var s = await latestStatus();
-      if (s.status === "COMPLETED" && received >= s.size) {
-        stateEl.textContent = "end of resource (" + received.toLocaleString("en-US") + " bytes)";
-        return;
-      }
-      if (s.status === "FAILED") {
-        showStatus(s);
-        stateEl.textContent = "stopped: the upload failed";
-        return;
-      }
-      if ((problem && problem.final) || attempt >= 20) {
+      s = await latestStatus();
+      if (terminal(s) && received >= s.size) return ended(s);
+      if ((problem && problem.final) || attempt >= MAX_ATTEMPTS) {
         showText(stateEl, "stopped: " + (problem ? problem.message || String(problem) : "the stream ended early"));
         return;
       }
-      // The stream broke (or ended) before the end: reconnect, skipping what we have.
+      // The follow ended with the resource: read the rest at once.
+      if (live && terminal(s)) continue;
+      // The stream broke (or ended) before the end: reconnect, from where the page is.
       stateEl.textContent = "connection lost; reconnecting\u2026";
       await new Promise(function (resolve) {
-        setTimeout(resolve, Math.min(10000, 500 * Math.pow(2, attempt)));
+        setTimeout(resolve, Math.min(RETRY_MAX_MS, RETRY_BASE_MS * Math.pow(2, attempt)));
       });
-      stateEl.textContent = "following\u2026";
     }
   }
   run();
@@ -386,6 +428,9 @@ const FAVICONS = Object.fromEntries(
 const SCRIPT = `"use strict";
 (function () {
 var MAX_LINES = ${MAX_LINES};
+var MAX_ATTEMPTS = ${MAX_ATTEMPTS};
+var RETRY_BASE_MS = ${RETRY_BASE_MS};
+var RETRY_MAX_MS = ${RETRY_MAX_MS};
 var FAVICONS = ${JSON.stringify(FAVICONS).replaceAll("<", "\\u003c")};
 var formatBytes = ${formatBytes.toString()};
 var formatTime = ${formatTime.toString()};
@@ -485,7 +530,9 @@ export function renderResourcePage(options: ResourcePageOptions): string {
     escapeHtml(resourcePath)
   }" data-token="${escapeHtml(token ?? "")}" data-status="${
     escapeHtml(status.status)
-  }" data-charset="${escapeHtml(charsetOf(status.mimeType))}">
+  }" data-size="${status.size}" data-charset="${
+    escapeHtml(charsetOf(status.mimeType))
+  }">
 <header>
 ${
     listing
@@ -576,4 +623,57 @@ ${more}`
   }
 </main>`;
   return shell("Spool resources", "COMPLETED", body);
+}
+
+/** What the page of a refused viewer URL says. */
+export interface ErrorPageOptions {
+  /** The HTTP status it is answered with (403, 404, 410, …). */
+  status: number;
+  /** What was refused, and why. */
+  error: SpoolError;
+  /** What the reader can do about it, if anything. */
+  hint?: string;
+  /** The listing's URL, relative to the page, if the server shows it. */
+  listingHref?: string;
+}
+
+/**
+ * The page of a refused `/view/…` URL: its status, the error's code and
+ * message, and a hint, escaped; no script (it is served with
+ * {@linkcode STATIC_CSP}).
+ *
+ * @example
+ * ```ts
+ * import { renderErrorPage } from "./_viewer_page.ts";
+ * import { SpoolError } from "../protocol/errors.ts";
+ * const html = renderErrorPage({
+ *   status: 404,
+ *   error: new SpoolError("not-found", "no resource with id \"x\""),
+ * });
+ * console.log(html.includes("404 Not Found")); // true
+ * ```
+ */
+export function renderErrorPage(options: ErrorPageOptions): string {
+  const { status, error, hint, listingHref } = options;
+  const heading = `${status} ${STATUS_TEXT[status as StatusCode] ?? "Error"}`;
+  const body = `<header>
+${
+    listingHref === undefined
+      ? ""
+      : `<div class="crumb"><a href="${
+        escapeHtml(listingHref)
+      }">&larr; all resources</a></div>`
+  }
+<h1 id="title">${escapeHtml(heading)}</h1>
+<div class="meta"><span id="code" class="badge refused">${
+    escapeHtml(error.code)
+  }</span></div>
+<p id="error" class="error" role="alert">${
+    userHtml(error.message, MAX_SHOWN_ERROR)
+  }</p>
+</header>
+<main class="list">
+${hint === undefined ? "" : `<p id="hint" class="hint">${escapeHtml(hint)}</p>`}
+</main>`;
+  return shell(`${heading} \u2014 Spool`, "FAILED", body);
 }

@@ -330,12 +330,12 @@ export async function startServer(
     const refusal = resource === undefined
       ? missingResource(id).error
       : auth.readRefusal(request, id);
-    if (refusal) return errorResponse(refusal);
     return serveViewer(request, {
       resources: () => registry.all(),
       resource,
       token: auth.readToken(id),
       listing,
+      refusal,
     });
   };
 

@@ -6,23 +6,43 @@
  * script, allowed by its hash in a strict Content-Security-Policy). It shows
  * the resource's name, status, size, update time and a download link, and
  * for text resources a tail-f pane fed by `GET /resources/{id}?follow=1`
- * while statuses arrive by Server-Sent Events from `/resources/{id}/events`.
+ * while the resource is live and by a plain `GET` (with `Range` from the
+ * byte it has) once it is finished, while statuses arrive by Server-Sent
+ * Events from `/resources/{id}/events`.
  * `/view/` lists the resources, newest first (not on servers with read
  * tokens, where it answers 403).
+ *
+ * A refusal (403, 404, 410) is a small HTML page with the status, the
+ * error's message and a hint, for browsers; a client whose `Accept` prefers
+ * JSON (or names no HTML at all: `curl`, `fetch`) gets the one JSON error
+ * body of `_http_error.ts` instead.
  *
  * @module
  */
 
 import type { Resource } from "./resource.ts";
 import { SpoolError } from "../protocol/errors.ts";
-import { errorResponse } from "./_http_error.ts";
+import { errorResponse, errorStatus } from "./_http_error.ts";
 import { headerValue } from "./_header.ts";
 import {
   PAGE_CSP,
+  renderErrorPage,
   renderListingPage,
   renderResourcePage,
   STATIC_CSP,
 } from "./_viewer_page.ts";
+
+/** What a reader refused a page can do about it, by the error's code. */
+const HINTS: Partial<Record<SpoolError["code"], string>> = {
+  "forbidden":
+    "This page needs the read token: open the reference URL the uploader got (it ends in ?token=…).",
+  "not-found":
+    "Check the address: the id after /view/ is the one in the reference URL the uploader got, and this server has no resource with this one.",
+  "gone":
+    "The server deletes finished resources once its retention time is over, and this one was deleted: ask the uploader to upload it again.",
+};
+const LISTING_OFF_HINT =
+  "This server has read tokens, so it lists no resources: open one resource's page from its reference URL (/view/{id}?token=…).";
 
 /** What the viewer may use. */
 export interface ViewerContext {
@@ -34,12 +54,20 @@ export interface ViewerContext {
   token?: string;
   /** Whether the listing may be shown (not with read tokens). */
   listing: boolean;
+  /** Why the resource named by the path may not be shown, if it may not. */
+  refusal?: SpoolError;
 }
 
-function htmlResponse(html: string, csp: string, status = 200): Response {
+function htmlResponse(
+  html: string,
+  csp: string,
+  status = 200,
+  extra: Record<string, string> = {},
+): Response {
   return new Response(html, {
     status,
     headers: {
+      ...extra,
       "content-type": "text/html; charset=utf-8",
       "content-security-policy": csp,
       "x-content-type-options": "nosniff",
@@ -51,9 +79,67 @@ function htmlResponse(html: string, csp: string, status = 200): Response {
   });
 }
 
+/** The q-value of a media range's parameters (`q=0.5`); 1 without one. */
+function qualityOf(parameters: string[]): number {
+  for (const parameter of parameters) {
+    const match = /^q\s*=\s*([0-9.]+)$/i.exec(parameter.trim());
+    if (match) return Math.min(1, Number(match[1]) || 0);
+  }
+  return 1;
+}
+
 /**
- * Answers `GET /view/` (listing) and `GET /view/{id}` (one resource). The
- * server allows only `GET` and `HEAD` here, and drops the body of a `HEAD`.
+ * Whether the client takes an HTML error page: its `Accept` names
+ * `text/html` and does not prefer JSON (`application/json`, `…+json`) to it.
+ * Browsers navigating name `text/html`; `curl` and `fetch` accept any type
+ * and get JSON, like every other route's refusals.
+ */
+function wantsHtml(request: Request): boolean {
+  let html = 0;
+  let json = 0;
+  for (const range of (request.headers.get("accept") ?? "").split(",")) {
+    const [type, ...parameters] = range.split(";");
+    const essence = type.trim().toLowerCase();
+    const quality = qualityOf(parameters);
+    if (essence === "text/html") html = Math.max(html, quality);
+    if (essence === "application/json" || essence.endsWith("+json")) {
+      json = Math.max(json, quality);
+    }
+  }
+  return html > 0 && html > json;
+}
+
+/** `/view/` relative to the URL of `request` (under `/view/`). */
+function listingHref(request: Request): string {
+  const path = new URL(request.url).pathname;
+  const rest = path.slice(path.indexOf("/view/") + "/view/".length);
+  const depth = rest.split("/").length - 1;
+  return depth === 0 ? "./" : "../".repeat(depth);
+}
+
+/** A refusal of a viewer URL: an HTML page for browsers, else the JSON body. */
+function refusalResponse(
+  request: Request,
+  error: SpoolError,
+  options: { listing: boolean; hint?: string },
+): Response {
+  // The answer depends on Accept: caches must keep the variants apart.
+  const vary = { vary: "accept" };
+  if (!wantsHtml(request)) return errorResponse(error, { headers: vary });
+  const status = errorStatus(error);
+  const page = renderErrorPage({
+    status,
+    error,
+    hint: options.hint ?? HINTS[error.code],
+    listingHref: options.listing ? listingHref(request) : undefined,
+  });
+  return htmlResponse(page, STATIC_CSP, status, vary);
+}
+
+/**
+ * Answers `GET /view/` (listing) and `GET /view/{id}` (one resource, or its
+ * refusal: `context.refusal`). The server allows only `GET` and `HEAD`
+ * here, and drops the body of a `HEAD`.
  *
  * @example
  * ```ts ignore
@@ -64,13 +150,20 @@ export function serveViewer(
   request: Request,
   context: ViewerContext,
 ): Response {
+  if (context.refusal !== undefined) {
+    return refusalResponse(request, context.refusal, {
+      listing: context.listing,
+    });
+  }
   if (context.resource === undefined) {
     if (!context.listing) {
-      return errorResponse(
+      return refusalResponse(
+        request,
         new SpoolError(
           "forbidden",
           "the listing is off on this server (it has read tokens); expected /view/{id}?token=… from a reference",
         ),
+        { listing: false, hint: LISTING_OFF_HINT },
       );
     }
     const url = new URL(request.url);
