@@ -36,6 +36,7 @@ import {
 import type { PeerSocket } from "./_peer_socket.ts";
 import type { Watchers } from "./watchers.ts";
 import { HEARTBEAT_TEXT } from "../protocol/heartbeat.ts";
+import { MIN_SOCKET_SHARE } from "./defaults.ts";
 
 /** Limits of a download socket. */
 export interface DownloadSocketOptions {
@@ -70,9 +71,6 @@ export interface DownloadSocketOptions {
  */
 export const CLOSE_NOT_FOUND = 4404;
 
-/** Smallest data frame when many sockets share the send budget. */
-const MIN_SHARED_FRAME = 24 * 1024;
-
 /**
  * Payload of the next data frame: `frameSize`, or down to 24 KiB when many
  * sockets share the send budget, so that a thousand followers each queue a
@@ -81,7 +79,7 @@ const MIN_SHARED_FRAME = 24 * 1024;
 function frameFor(options: DownloadSocketOptions): number {
   return Math.min(
     options.frameSize,
-    Math.max(MIN_SHARED_FRAME, options.sendBudget.perSocket),
+    Math.max(MIN_SOCKET_SHARE, options.sendBudget.perSocket),
   );
 }
 

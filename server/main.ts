@@ -7,7 +7,15 @@
 
 import { integerFlag, parseFlags, UsageError } from "../cli/args.ts";
 import { startServer } from "./server.ts";
-import { LIMIT_FLAGS, type ServerLimits } from "./limits.ts";
+import { DEFAULT_LIMITS, LIMIT_FLAGS, type ServerLimits } from "./limits.ts";
+import {
+  DEFAULT_CHECKPOINT_MS,
+  DEFAULT_DATA_DIR,
+  DEFAULT_HOSTNAME,
+  DEFAULT_PORT,
+  DEFAULT_RESUME_GRACE_MS,
+  DEFAULT_RETENTION_MS,
+} from "./defaults.ts";
 import { HEARTBEAT_MAX_INTERVAL_MS } from "../protocol/heartbeat.ts";
 
 /** Options of {@linkcode main}. */
@@ -24,16 +32,16 @@ const help = (program: string): string =>
 Runs a Spool server: live uploads and downloads over WebSockets.
 
 Options:
-  --hostname H        interface to bind (default 127.0.0.1)
-  --port P            port; 0 picks a free one (default 8787)
-  --data-dir D        directory of the store (default ./spool-data)
+  --hostname H        interface to bind (default ${DEFAULT_HOSTNAME})
+  --port P            port; 0 picks a free one (default ${DEFAULT_PORT})
+  --data-dir D        directory of the store (default ${DEFAULT_DATA_DIR})
   --checkpoint-ms N   checkpoint interval of live uploads in ms;
-                      0 = after every write (default 250)
+                      0 = after every write (default ${DEFAULT_CHECKPOINT_MS})
   --public-url URL    base URL put in references (default: the URL
                       the uploader connected to)
   --durable           fdatasync the store at every checkpoint
   --resume-grace-ms N how long an upload whose connection was lost may be
-                      resumed before it fails; 0 = never (default 10000)
+                      resumed before it fails; 0 = never (default ${DEFAULT_RESUME_GRACE_MS})
   --retention-ms N    delete finished resources N ms after they finished;
                       later requests get "gone" (default 0: keep forever)
   -h, --help          show this help
@@ -52,16 +60,16 @@ Security (all off by default, for loopback use; see README "Deployment"):
 
 Limits (hitting one gives a "limit-exceeded" error naming it, never a crash):
   --max-resource-bytes N        largest resource (default 1 TiB)
-  --max-uploads N               uploads in progress at once (default 10000)
-  --max-watchers-per-resource N download sockets on one resource (default 20000)
-  --max-watchers N              download sockets on the server (default 100000)
-  --max-requests-per-socket N   reads in flight on one socket (default 64)
-  --upload-idle-timeout-ms N    an upload silent this long fails (default 300000)
+  --max-uploads N               uploads in progress at once (default ${DEFAULT_LIMITS.maxUploads})
+  --max-watchers-per-resource N download sockets on one resource (default ${DEFAULT_LIMITS.maxWatchersPerResource})
+  --max-watchers N              download sockets on the server (default ${DEFAULT_LIMITS.maxWatchers})
+  --max-requests-per-socket N   reads in flight on one socket (default ${DEFAULT_LIMITS.maxRequestsPerSocket})
+  --upload-idle-timeout-ms N    an upload silent this long fails (default ${DEFAULT_LIMITS.uploadIdleTimeoutMs})
   --peer-timeout-ms N           drop a socket whose peer sent nothing, not even
-                                a heartbeat, this long (default 30000)
+                                a heartbeat, this long (default ${DEFAULT_LIMITS.peerTimeoutMs})
   --stall-timeout-ms N          drop a socket that took none of the bytes queued
                                 for it this long; slow readers that make progress
-                                are kept (default 60000)
+                                are kept (default ${DEFAULT_LIMITS.stallTimeoutMs})
 
 Endpoints (wss:// and https:// with --cert):
   ws://HOST:PORT/upload               upload socket
@@ -150,12 +158,20 @@ export async function main(
       const value = integerFlag(strings, flag.slice(2), { min: 1 });
       if (value !== undefined) limits[name as keyof ServerLimits] = value;
     }
-    port = integerFlag(strings, "port", { min: 0, max: 65535, fallback: 8787 });
-    checkpointMs = integerFlag(strings, "checkpoint-ms", { fallback: 250 });
-    resumeGraceMs = integerFlag(strings, "resume-grace-ms", {
-      fallback: 10_000,
+    port = integerFlag(strings, "port", {
+      min: 0,
+      max: 65535,
+      fallback: DEFAULT_PORT,
     });
-    retentionMs = integerFlag(strings, "retention-ms", { fallback: 0 });
+    checkpointMs = integerFlag(strings, "checkpoint-ms", {
+      fallback: DEFAULT_CHECKPOINT_MS,
+    });
+    resumeGraceMs = integerFlag(strings, "resume-grace-ms", {
+      fallback: DEFAULT_RESUME_GRACE_MS,
+    });
+    retentionMs = integerFlag(strings, "retention-ms", {
+      fallback: DEFAULT_RETENTION_MS,
+    });
     if ((strings.cert === undefined) !== (strings.key === undefined)) {
       throw new UsageError(
         "--cert and --key go together; expected both or neither",
@@ -219,7 +235,7 @@ export async function main(
   } catch (error) {
     const message = error instanceof Deno.errors.AddrInUse
       ? `cannot listen on ${
-        strings.hostname ?? "127.0.0.1"
+        strings.hostname ?? DEFAULT_HOSTNAME
       }:${port}: the address is in use (another Spool server?); choose another --port`
       : (error as Error).message;
     console.error(`spool server: ${message}`);
