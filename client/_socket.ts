@@ -186,9 +186,6 @@ export class Liveness {
   }
 }
 
-/** Close code a client uses for a connection it gave up on (4000 + HTTP 408). */
-export const CLOSE_TIMEOUT = 4408;
-
 /** How long closing waits for the server's side of the close handshake. */
 const CLOSE_WAIT_MS = 2000;
 

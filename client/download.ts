@@ -15,8 +15,8 @@ import type {
 import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
 import { decodeDataFrame } from "../protocol/data_frame.ts";
 import { parseDownloadServerMessage } from "../protocol/validate.ts";
+import { CLOSE_TIMEOUT } from "../protocol/close_codes.ts";
 import {
-  CLOSE_TIMEOUT,
   closeSocket,
   connect,
   DEFAULT_TIMEOUT_MS,

@@ -17,8 +17,8 @@ import type {
 } from "../protocol/messages.ts";
 import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
 import { parseUploadServerMessage } from "../protocol/validate.ts";
+import { CLOSE_ABORT, CLOSE_TIMEOUT } from "../protocol/close_codes.ts";
 import {
-  CLOSE_TIMEOUT,
   connect,
   type ConnectOptions,
   DEFAULT_CONNECT_TIMEOUT_MS,
@@ -73,8 +73,6 @@ export interface UploadOptions {
 
 /** Largest binary frame the client sends; bigger chunks are split. */
 const MAX_FRAME = 1024 * 1024;
-/** Close code that aborts an upload at once (no grace period). */
-const CLOSE_ABORT = 4000;
 
 /**
  * A body the upload helpers accept: bytes, a stream of bytes, or a file path.

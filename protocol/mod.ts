@@ -20,3 +20,4 @@ export * from "./messages.ts";
 export * from "./validate.ts";
 export * from "./data_frame.ts";
 export * from "./heartbeat.ts";
+export * from "./close_codes.ts";

@@ -12,6 +12,7 @@
  */
 
 import { HEARTBEAT_TEXT } from "../protocol/heartbeat.ts";
+import { CLOSE_TIMEOUT } from "../protocol/close_codes.ts";
 
 /** How long a peer may stay silent, or leave our bytes untaken. */
 export interface PeerTimeouts {
@@ -20,9 +21,6 @@ export interface PeerTimeouts {
   /** Bytes queued for the peer and none taken for this long: it is stuck. */
   stallTimeoutMs: number;
 }
-
-/** Close code when the server drops a dead or stuck peer (4000 + HTTP 408). */
-export const CLOSE_TIMEOUT = 4408;
 
 /** Called once when a socket ends, with the close code and why. */
 export type EndHandler = (code: number, reason: string) => void;

@@ -6,6 +6,7 @@ import {
   MAX_CONTROL_MESSAGE_CHARS,
 } from "../protocol/messages.ts";
 import type { PeerSocket } from "./_peer_socket.ts";
+import { CLOSE_TOO_BIG } from "../protocol/close_codes.ts";
 
 /** Sends `message` as JSON if the socket is still open. */
 export function sendJson(socket: WebSocket, message: object): void {
@@ -33,9 +34,6 @@ export function sendError(
   if (id !== undefined) message.requestId = id;
   sendJson(socket, message);
 }
-
-/** Close code for a message too big to process (RFC 6455). */
-const CLOSE_TOO_BIG = 1009;
 
 /**
  * Refuses a control message longer than {@linkcode MAX_CONTROL_MESSAGE_CHARS}:
@@ -156,4 +154,29 @@ export class SendBudget {
     const share = Math.floor(this.#total / Math.max(1, this.#sockets));
     return Math.min(this.#max, Math.max(this.#min, share));
   }
+}
+
+/**
+ * Accepts a socket only to refuse it (an unknown resource, a missing token,
+ * a limit): reports `error` once it opens and closes with `code`. Upload
+ * and download sockets are refused alike.
+ *
+ * @example
+ * ```ts ignore
+ * refuseSocket(peer, new SpoolError("not-found", "no resource"), CLOSE_NOT_FOUND);
+ * ```
+ */
+export function refuseSocket(
+  peer: PeerSocket,
+  error: SpoolError,
+  code: number,
+): void {
+  const { socket } = peer;
+  socket.onopen = () => {
+    sendError(socket, error);
+    peer.end(code, error.code);
+  };
+  socket.onerror = () => {
+    // Nothing to clean up: this socket never served anything.
+  };
 }

@@ -12,9 +12,6 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { SpoolError } from "../protocol/errors.ts";
 
-/** Close code of a socket refused for a missing or wrong token. */
-export const CLOSE_FORBIDDEN = 4403;
-
 /** Options of {@linkcode ServerAuth}. */
 export interface ServerAuthOptions {
   /** Token required to create uploads; unset: anyone may upload. */

@@ -37,6 +37,7 @@ import type { PeerSocket } from "./_peer_socket.ts";
 import type { Watchers } from "./watchers.ts";
 import { HEARTBEAT_TEXT } from "../protocol/heartbeat.ts";
 import { MIN_SOCKET_SHARE } from "./defaults.ts";
+import { CLOSE_LIMIT } from "../protocol/close_codes.ts";
 
 /** Limits of a download socket. */
 export interface DownloadSocketOptions {
@@ -59,17 +60,6 @@ export interface DownloadSocketOptions {
    */
   scratch: ArrayBuffer;
 }
-
-/**
- * Close code when the reference names no resource (4000 + HTTP 404).
- *
- * @example
- * ```ts
- * import { CLOSE_NOT_FOUND } from "./download_socket.ts";
- * const noSuchResource = (event: CloseEvent) => event.code === CLOSE_NOT_FOUND;
- * ```
- */
-export const CLOSE_NOT_FOUND = 4404;
 
 /**
  * Payload of the next data frame: `frameSize`, or down to 24 KiB when many
@@ -127,9 +117,8 @@ class ReadSession {
  *
  * @example
  * ```ts ignore
- * const { peer, response } = sockets.upgrade(request);
- * serveDownloadSocket(peer, resource, options);
- * return response;
+ * return sockets.upgrade(request, "a download socket", (peer) =>
+ *   serveDownloadSocket(peer, resource, options));
  * ```
  */
 export function serveDownloadSocket(
@@ -137,218 +126,127 @@ export function serveDownloadSocket(
   resource: Resource,
   options: DownloadSocketOptions,
 ): void {
-  const { socket } = peer;
-  socket.binaryType = "arraybuffer";
-  const sessions = new Map<number, ReadSession>();
-  let unwatch: (() => void) | undefined;
+  new DownloadSocket(peer, resource, options);
+}
 
-  const sharedFrame = options.scratch;
+/** A read or follow request. */
+type ReadRequest = ReadMessage | FollowMessage;
 
-  /**
-   * Whether `session` may send a frame now (`true`), must stop (`false`), or
-   * a promise of that once it has credit and the socket drained. Only a
-   * wait allocates: a thousand followers suspended per frame in nested
-   * async calls were most of the heap's garbage, and it lived long enough
-   * (a wait on the socket) to be promoted to the old generation.
-   */
-  const mayContinue = (session: ReadSession): boolean | Promise<boolean> => {
-    if (session.cancelled || socket.readyState !== WebSocket.OPEN) return false;
-    if (
-      session.credit > 0 &&
-      socket.bufferedAmount <= options.sendBudget.perSocket
-    ) {
-      return true;
+/** One download socket: its requests in flight and how they send. */
+class DownloadSocket {
+  readonly #peer: PeerSocket;
+  readonly #socket: WebSocket;
+  readonly #resource: Resource;
+  readonly #options: DownloadSocketOptions;
+  readonly #sessions = new Map<number, ReadSession>();
+  /** Undo the watcher count, the send-budget share and the status watch. */
+  #letGo: (() => void)[] = [];
+
+  constructor(
+    peer: PeerSocket,
+    resource: Resource,
+    options: DownloadSocketOptions,
+  ) {
+    this.#peer = peer;
+    this.#socket = peer.socket;
+    this.#resource = resource;
+    this.#options = options;
+    this.#socket.binaryType = "arraybuffer";
+    this.#socket.onopen = () => this.#onOpen();
+    this.#socket.onmessage = (event) => this.#onMessage(event);
+    this.#socket.onerror = () => {
+      // The end follows and cleans up.
+    };
+    peer.onEnd(() => this.#onEnd());
+  }
+
+  #onOpen(): void {
+    const refusal = this.#options.watchers.admit(this.#resource, this.#peer);
+    if (refusal) {
+      sendError(this.#socket, refusal);
+      this.#peer.end(CLOSE_LIMIT, refusal.code);
+      return;
     }
-    return waitToSend(session);
-  };
-
-  /**
-   * Payload room of `session`'s next frame, at most `limit`, once it may
-   * send; 0 if it must stop. A promise only when it has to wait.
-   */
-  const nextRoom = (
-    session: ReadSession,
-    limit: number,
-  ): number | Promise<number> => {
-    const go = mayContinue(session);
-    if (go === true) return Math.min(frameFor(options), session.credit, limit);
-    if (go === false) return 0;
-    return go.then((ok) =>
-      ok ? Math.min(frameFor(options), session.credit, limit) : 0
+    this.#letGo.push(
+      this.#options.sendBudget.join(),
+      this.#resource.watch((_status, message) => {
+        if (this.#socket.readyState === WebSocket.OPEN) {
+          this.#socket.send(message);
+        }
+        // Followers waiting for bytes look at the new status.
+        for (const session of this.#sessions.values()) session.wake();
+      }),
     );
-  };
+  }
 
-  const waitToSend = async (session: ReadSession): Promise<boolean> => {
-    for (;;) {
-      if (session.cancelled || socket.readyState !== WebSocket.OPEN) {
-        return false;
-      }
-      if (session.credit <= 0) await session.nextWake();
-      else if (socket.bufferedAmount > options.sendBudget.perSocket) {
-        await drained(socket, options.sendBudget.perSocket);
-      } else return true;
-    }
-  };
+  #onEnd(): void {
+    for (const undo of this.#letGo.splice(0)) undo();
+    for (const session of this.#sessions.values()) session.cancel();
+    this.#sessions.clear();
+  }
 
-  const sendFrame = (
-    requestId: number,
-    session: ReadSession,
-    buffer: ArrayBuffer,
-    payloadLength: number,
-  ) => {
-    const frame = new Uint8Array(
-      buffer,
-      0,
-      DATA_FRAME_HEADER_SIZE + payloadLength,
-    );
-    socket.send(stampDataFrame(frame, requestId));
-    session.credit -= payloadLength;
-  };
-
-  /**
-   * Sends `[start, end)` from recent bytes in memory while they are there;
-   * returns the bytes sent (fewer if it stopped, or the bytes left memory).
-   */
-  const sendRecent = async (
-    requestId: number,
-    session: ReadSession,
-    start: number,
-    end: number,
-  ): Promise<number> => {
-    let sent = 0;
-    while (sent < end - start) {
-      let room = nextRoom(session, end - start - sent);
-      if (typeof room !== "number") room = await room;
-      if (room === 0) break;
-      const length = resource.copyRecent(
-        start + sent,
-        new Uint8Array(sharedFrame, DATA_FRAME_HEADER_SIZE, room),
+  #onMessage(event: MessageEvent): void {
+    this.#peer.touch();
+    const { data } = event;
+    if (data === HEARTBEAT_TEXT) return this.#peer.answerHeartbeat();
+    if (typeof data !== "string") {
+      const size = binaryData(data)?.byteLength ?? 0;
+      sendError(
+        this.#socket,
+        new SpoolError(
+          "unexpected-binary",
+          `binary frame of ${size} bytes on a download socket; expected only JSON text messages`,
+        ),
       );
-      if (length === 0) break;
-      sendFrame(requestId, session, sharedFrame, length);
-      sent += length;
+      return;
     }
-    return sent;
-  };
-
-  /** Sends `[start, end)` of the resource as frames; returns the bytes sent. */
-  const sendRange = async (
-    requestId: number,
-    session: ReadSession,
-    start: number,
-    end: number,
-  ): Promise<number> => {
-    const recent = await sendRecent(requestId, session, start, end);
-    if (
-      recent === end - start || session.cancelled ||
-      socket.readyState !== WebSocket.OPEN
-    ) {
-      return recent;
-    }
-    // Not (or no longer) in memory: the rest comes from the store.
-    start += recent;
-    const reader = resource.read(start, end).getReader({ mode: "byob" });
-    // BYOB reads transfer the buffer they fill, so this one is the request's
-    // own: as large as this socket's frames now (a thousand followers reading
-    // the store must not each hold a full-size frame).
-    let buffer = new ArrayBuffer(
-      DATA_FRAME_HEADER_SIZE + Math.min(frameFor(options), end - start),
-    );
-    let sent = 0;
+    if (refuseOversized(this.#peer, data)) return;
     try {
-      while (sent < end - start) {
-        let room = nextRoom(
-          session,
-          buffer.byteLength - DATA_FRAME_HEADER_SIZE,
-        );
-        if (typeof room !== "number") room = await room;
-        if (room === 0) break;
-        // Read straight behind the frame header: the payload is never copied.
-        const { value, done } = await reader.read(
-          new Uint8Array(buffer, DATA_FRAME_HEADER_SIZE, room),
-        );
-        if (done || !value) break;
-        buffer = value.buffer as ArrayBuffer;
-        if (session.cancelled || socket.readyState !== WebSocket.OPEN) break;
-        sendFrame(requestId, session, buffer, value.byteLength);
-        sent += value.byteLength;
-      }
-    } finally {
-      await reader.cancel().catch((error) =>
-        console.error(
-          `spool: closing a read of ${resource.status.id} failed:`,
-          error,
-        )
-      );
+      this.#onText(data);
+    } catch (error) {
+      sendError(this.#socket, error, peekRequestId(data));
     }
-    return recent + sent;
-  };
+  }
 
-  const sendEnd = (requestId: number, bytes: number) => {
-    const end: ReadEndMessage = { type: "read-end", requestId, bytes };
-    sendJson(socket, end);
-  };
-
-  const serveRead = async (request: ReadMessage, session: ReadSession) => {
-    const sent = await sendRange(
-      request.requestId,
-      session,
-      request.start,
-      request.end,
-    );
-    if (!session.cancelled) sendEnd(request.requestId, sent);
-  };
-
-  /**
-   * Streams from `start` as checkpoints advance, to the end of the resource.
-   * A FAILED resource's kept bytes are sent before the failure, as over
-   * HTTP: a follower gets everything that was checkpointed.
-   */
-  const serveFollow = async (request: FollowMessage, session: ReadSession) => {
-    let position = request.start;
-    while (!session.cancelled && socket.readyState === WebSocket.OPEN) {
-      const status = resource.status;
-      if (status.status === "FAILED" && position >= status.size) {
-        throw new SpoolError(
-          "resource-failed",
-          `resource ${status.id} FAILED: ${status.error ?? "unknown reason"}`,
-          { requestId: request.requestId },
+  #onText(text: string): void {
+    const message = parseDownloadClientMessage(text);
+    switch (message.type) {
+      case "heartbeat":
+        return this.#peer.answerHeartbeat();
+      case "read":
+      case "follow":
+        return this.#start(message);
+      case "credit":
+        // A credit for a read that just ended is a benign race, not an error.
+        return this.#sessions.get(message.requestId)?.grant(
+          message.bytes,
+          this.#options.maxWindow,
         );
-      }
-      if (position < status.size) {
-        position += await sendRange(
-          request.requestId,
-          session,
-          position,
-          status.size,
-        );
-      } else if (status.status === "COMPLETED") {
-        sendEnd(request.requestId, position - request.start);
-        return;
-      } else {
-        await session.waitUntil(() => resource.status !== status);
-      }
+      case "cancel":
+        return this.#sessions.get(message.requestId)?.cancel();
     }
-  };
+  }
 
-  const start = (request: ReadMessage | FollowMessage) => {
+  /** Refuses `request` if it cannot be served; throws the error for it. */
+  #check(request: ReadRequest): void {
     const { requestId } = request;
-    if (sessions.has(requestId)) {
+    if (this.#sessions.has(requestId)) {
       throw new SpoolError(
         "duplicate-request",
         `request ${requestId} is already in flight; expected a new requestId`,
         { requestId },
       );
     }
-    if (sessions.size >= options.maxRequests) {
+    const { maxRequests } = this.#options;
+    if (this.#sessions.size >= maxRequests) {
       throw limitExceeded(
         "maxRequestsPerSocket",
-        options.maxRequests,
-        `request ${requestId} (${sessions.size} in flight on this socket)`,
+        maxRequests,
+        `request ${requestId} (${this.#sessions.size} in flight on this socket)`,
         { requestId },
       );
     }
-    const status = resource.status;
+    const status = this.#resource.status;
     if (request.type === "read" && request.end > status.size) {
       throw new SpoolError(
         "range-not-satisfiable",
@@ -366,124 +264,220 @@ export function serveDownloadSocket(
         { requestId },
       );
     }
-    const window = Math.min(
-      request.window ?? options.defaultWindow,
-      options.maxWindow,
+  }
+
+  #start(request: ReadRequest): void {
+    this.#check(request);
+    const { requestId } = request;
+    const { defaultWindow, maxWindow } = this.#options;
+    const session = new ReadSession(
+      Math.min(request.window ?? defaultWindow, maxWindow),
     );
-    const session = new ReadSession(window);
-    sessions.set(requestId, session);
-    const serve = request.type === "read"
-      ? serveRead(request, session)
-      : serveFollow(request, session);
-    serve.catch((error) =>
+    this.#sessions.set(requestId, session);
+    const serving = request.type === "read"
+      ? this.#serveRead(request, session)
+      : this.#serveFollow(request, session);
+    serving.catch((error) =>
       sendError(
-        socket,
+        this.#socket,
         error instanceof SpoolError
           ? error
           : new SpoolError("internal", `read failed: ${error.message}`),
         requestId,
       )
-    ).finally(() => sessions.delete(requestId));
-  };
+    ).finally(() => this.#sessions.delete(requestId));
+  }
 
-  let leaveBudget: (() => void) | undefined;
-  socket.onopen = () => {
-    const refusal = options.watchers.admit(resource, peer);
-    if (refusal) {
-      sendError(socket, refusal);
-      peer.end(CLOSE_LIMIT, refusal.code);
-      return;
-    }
-    leaveBudget = options.sendBudget.join();
-    unwatch = resource.watch((_status, message) => {
-      if (socket.readyState === WebSocket.OPEN) socket.send(message);
-      // Followers waiting for bytes look at the new status.
-      for (const session of sessions.values()) session.wake();
-    });
-  };
-  socket.onmessage = (event) => {
-    peer.touch();
-    if (event.data === HEARTBEAT_TEXT) return peer.answerHeartbeat();
-    if (typeof event.data !== "string") {
-      const size = binaryData(event.data)?.byteLength ?? 0;
-      sendError(
-        socket,
-        new SpoolError(
-          "unexpected-binary",
-          `binary frame of ${size} bytes on a download socket; expected only JSON text messages`,
-        ),
-      );
-      return;
-    }
-    if (refuseOversized(peer, event.data)) return;
-    try {
-      const message = parseDownloadClientMessage(event.data);
-      switch (message.type) {
-        case "heartbeat":
-          peer.answerHeartbeat();
-          break;
-        case "read":
-        case "follow":
-          start(message);
-          break;
-        case "credit":
-          // A credit for a read that just ended is a benign race, not an error.
-          sessions.get(message.requestId)?.grant(
-            message.bytes,
-            options.maxWindow,
-          );
-          break;
-        case "cancel":
-          sessions.get(message.requestId)?.cancel();
-          break;
+  async #serveRead(request: ReadMessage, session: ReadSession): Promise<void> {
+    const { requestId, start, end } = request;
+    const sent = await this.#sendRange(requestId, session, start, end);
+    if (!session.cancelled) this.#sendEnd(requestId, sent);
+  }
+
+  /**
+   * Streams from `start` as checkpoints advance, to the end of the resource.
+   * A FAILED resource's kept bytes are sent before the failure, as over
+   * HTTP: a follower gets everything that was checkpointed.
+   */
+  async #serveFollow(
+    request: FollowMessage,
+    session: ReadSession,
+  ): Promise<void> {
+    const { requestId } = request;
+    let position = request.start;
+    while (!session.cancelled && this.#open) {
+      const status = this.#resource.status;
+      if (status.status === "FAILED" && position >= status.size) {
+        throw new SpoolError(
+          "resource-failed",
+          `resource ${status.id} FAILED: ${status.error ?? "unknown reason"}`,
+          { requestId },
+        );
       }
-    } catch (error) {
-      sendError(socket, error, peekRequestId(event.data));
+      if (position < status.size) {
+        position += await this.#sendRange(
+          requestId,
+          session,
+          position,
+          status.size,
+        );
+      } else if (status.status === "COMPLETED") {
+        return this.#sendEnd(requestId, position - request.start);
+      } else {
+        await session.waitUntil(() => this.#resource.status !== status);
+      }
     }
-  };
-  peer.onEnd(() => {
-    leaveBudget?.();
-    unwatch?.();
-    for (const session of sessions.values()) session.cancel();
-    sessions.clear();
-  });
-  socket.onerror = () => {
-    // The end follows and cleans up.
-  };
-}
+  }
 
-/**
- * Close code when a download socket is refused for a limit (4000 + HTTP 429).
- *
- * @example
- * ```ts
- * import { CLOSE_LIMIT } from "./download_socket.ts";
- * // Refused for a server limit: worth retrying later.
- * const refused = (event: CloseEvent) => event.code === CLOSE_LIMIT;
- * ```
- */
-export const CLOSE_LIMIT = 4429;
+  get #open(): boolean {
+    return this.#socket.readyState === WebSocket.OPEN;
+  }
 
-/**
- * Accepts a download socket only to refuse it: reports `error` and closes
- * with `code` ({@linkcode CLOSE_NOT_FOUND} or {@linkcode CLOSE_LIMIT}).
- *
- * @example
- * ```ts ignore
- * rejectDownloadSocket(socket, new SpoolError("not-found", "no resource"), CLOSE_NOT_FOUND);
- * ```
- */
-export function rejectDownloadSocket(
-  peer: PeerSocket,
-  error: SpoolError,
-  code: number,
-): void {
-  const { socket } = peer;
-  socket.onopen = () => {
-    sendError(socket, error);
-    peer.end(code, error.code);
-  };
-  socket.onerror = () => {
-    // Nothing to clean up: this socket never served a resource.
-  };
+  /**
+   * Whether `session` may send a frame now (`true`), must stop (`false`), or
+   * a promise of that once it has credit and the socket drained. Only a
+   * wait allocates: a thousand followers suspended per frame in nested
+   * async calls were most of the heap's garbage, and it lived long enough
+   * (a wait on the socket) to be promoted to the old generation.
+   */
+  #mayContinue(session: ReadSession): boolean | Promise<boolean> {
+    if (session.cancelled || !this.#open) return false;
+    if (
+      session.credit > 0 &&
+      this.#socket.bufferedAmount <= this.#options.sendBudget.perSocket
+    ) {
+      return true;
+    }
+    return this.#waitToSend(session);
+  }
+
+  async #waitToSend(session: ReadSession): Promise<boolean> {
+    const { sendBudget } = this.#options;
+    for (;;) {
+      if (session.cancelled || !this.#open) return false;
+      if (session.credit <= 0) await session.nextWake();
+      else if (this.#socket.bufferedAmount > sendBudget.perSocket) {
+        await drained(this.#socket, sendBudget.perSocket);
+      } else return true;
+    }
+  }
+
+  /**
+   * Payload room of `session`'s next frame, at most `limit`, once it may
+   * send; 0 if it must stop. A promise only when it has to wait.
+   */
+  #nextRoom(session: ReadSession, limit: number): number | Promise<number> {
+    const room = () => Math.min(frameFor(this.#options), session.credit, limit);
+    const go = this.#mayContinue(session);
+    if (go === true) return room();
+    if (go === false) return 0;
+    return go.then((ok) => ok ? room() : 0);
+  }
+
+  #sendFrame(
+    requestId: number,
+    session: ReadSession,
+    buffer: ArrayBuffer,
+    payloadLength: number,
+  ): void {
+    const frame = new Uint8Array(
+      buffer,
+      0,
+      DATA_FRAME_HEADER_SIZE + payloadLength,
+    );
+    this.#socket.send(stampDataFrame(frame, requestId));
+    session.credit -= payloadLength;
+  }
+
+  #sendEnd(requestId: number, bytes: number): void {
+    const end: ReadEndMessage = { type: "read-end", requestId, bytes };
+    sendJson(this.#socket, end);
+  }
+
+  /** Sends `[start, end)` of the resource as frames; returns the bytes sent. */
+  async #sendRange(
+    requestId: number,
+    session: ReadSession,
+    start: number,
+    end: number,
+  ): Promise<number> {
+    const recent = await this.#sendRecent(requestId, session, start, end);
+    if (recent === end - start || session.cancelled || !this.#open) {
+      return recent;
+    }
+    // Not (or no longer) in memory: the rest comes from the store.
+    return recent +
+      await this.#sendStored(requestId, session, start + recent, end);
+  }
+
+  /**
+   * Sends `[start, end)` from recent bytes in memory while they are there;
+   * returns the bytes sent (fewer if it stopped, or the bytes left memory).
+   */
+  async #sendRecent(
+    requestId: number,
+    session: ReadSession,
+    start: number,
+    end: number,
+  ): Promise<number> {
+    const frame = this.#options.scratch;
+    let sent = 0;
+    while (sent < end - start) {
+      let room = this.#nextRoom(session, end - start - sent);
+      if (typeof room !== "number") room = await room;
+      if (room === 0) break;
+      const length = this.#resource.copyRecent(
+        start + sent,
+        new Uint8Array(frame, DATA_FRAME_HEADER_SIZE, room),
+      );
+      if (length === 0) break;
+      this.#sendFrame(requestId, session, frame, length);
+      sent += length;
+    }
+    return sent;
+  }
+
+  /** Sends `[start, end)` read from the store; returns the bytes sent. */
+  async #sendStored(
+    requestId: number,
+    session: ReadSession,
+    start: number,
+    end: number,
+  ): Promise<number> {
+    const reader = this.#resource.read(start, end).getReader({ mode: "byob" });
+    // BYOB reads transfer the buffer they fill, so this one is the request's
+    // own: as large as this socket's frames now (a thousand followers reading
+    // the store must not each hold a full-size frame).
+    let buffer = new ArrayBuffer(
+      DATA_FRAME_HEADER_SIZE + Math.min(frameFor(this.#options), end - start),
+    );
+    let sent = 0;
+    try {
+      while (sent < end - start) {
+        let room = this.#nextRoom(
+          session,
+          buffer.byteLength - DATA_FRAME_HEADER_SIZE,
+        );
+        if (typeof room !== "number") room = await room;
+        if (room === 0) break;
+        // Read straight behind the frame header: the payload is never copied.
+        const { value, done } = await reader.read(
+          new Uint8Array(buffer, DATA_FRAME_HEADER_SIZE, room),
+        );
+        if (done || !value) break;
+        buffer = value.buffer as ArrayBuffer;
+        if (session.cancelled || !this.#open) break;
+        this.#sendFrame(requestId, session, buffer, value.byteLength);
+        sent += value.byteLength;
+      }
+    } finally {
+      await reader.cancel().catch((error) =>
+        console.error(
+          `spool: closing a read of ${this.#resource.status.id} failed:`,
+          error,
+        )
+      );
+    }
+    return sent;
+  }
 }

@@ -32,8 +32,7 @@ export {
 } from "./resource.ts";
 export { DISCONNECTED_REASON } from "./upload_socket.ts";
 export * from "./limits.ts";
-export { CLOSE_LIMIT, CLOSE_NOT_FOUND } from "./download_socket.ts";
-export { CLOSE_ABORT, CLOSE_IDLE, CLOSE_REPLACED } from "./upload_socket.ts";
+export * from "../protocol/close_codes.ts";
 // The vocabulary the exports above speak, so this entry stands alone.
 export {
   RESOURCE_STATES,

@@ -8,9 +8,6 @@
 import type { Resource } from "./resource.ts";
 import type { ResourceRegistry } from "./registry.ts";
 
-/** Close code of a download socket whose resource expired. */
-export const CLOSE_GONE = 4410;
-
 /** Options of {@linkcode startRetention}. */
 export interface RetentionOptions {
   /** Keep finished resources this long, in ms; `0` keeps them forever. */

@@ -8,19 +8,22 @@
  */
 
 import { SpoolError } from "../protocol/errors.ts";
-import { CLOSE_FORBIDDEN, type ServerAuth } from "./auth.ts";
+import type { ServerAuth } from "./auth.ts";
 import {
+  CLOSE_FORBIDDEN,
+  CLOSE_GONE,
   CLOSE_NOT_FOUND,
+} from "../protocol/close_codes.ts";
+import {
   type DownloadSocketOptions,
-  rejectDownloadSocket,
   serveDownloadSocket,
 } from "./download_socket.ts";
+import { refuseSocket } from "./_socket.ts";
 import { errorResponse } from "./_http_error.ts";
 import { serveResourceHttp } from "./http_resource.ts";
 import type { ServerLimits } from "./limits.ts";
 import type { ServerSockets } from "./_peer_socket.ts";
 import type { ResourceRegistry } from "./registry.ts";
-import { CLOSE_GONE } from "./retention.ts";
 import { serveUploadSocket } from "./upload_socket.ts";
 import type { UploadSessions } from "./upload_sessions.ts";
 import { serveViewer } from "./viewer.ts";
@@ -133,7 +136,7 @@ export class Router {
       "an upload socket",
       (peer) =>
         refusal
-          ? rejectDownloadSocket(peer, refusal, CLOSE_FORBIDDEN)
+          ? refuseSocket(peer, refusal, CLOSE_FORBIDDEN)
           : serveUploadSocket(peer, {
             registry,
             reference: (id) => this.#reference(request, id),
@@ -181,7 +184,7 @@ export class Router {
       `a download socket of ${JSON.stringify(id.slice(0, 64))}`,
       (peer) =>
         refusal
-          ? rejectDownloadSocket(peer, refusal.error, refusal.code)
+          ? refuseSocket(peer, refusal.error, refusal.code)
           : serveDownloadSocket(peer, resource!, downloads),
     );
   }

@@ -22,7 +22,8 @@ import { resilientServe } from "../net/resilient_serve.ts";
 import { SpoolError } from "../protocol/errors.ts";
 import { ServerAuth } from "./auth.ts";
 import { loadSecret, SECRET_BYTES } from "./secret.ts";
-import { CLOSE_GONE, type Retention, startRetention } from "./retention.ts";
+import { type Retention, startRetention } from "./retention.ts";
+import { CLOSE_GONE, CLOSE_SHUTDOWN } from "../protocol/close_codes.ts";
 import { errorResponse } from "./_http_error.ts";
 import { guardResponse } from "./_http_guard.ts";
 import { InFlight, within } from "./_in_flight.ts";
@@ -313,7 +314,7 @@ async function shutDown(running: Running): Promise<void> {
   running.shutdown.abort();
   running.sessions.close();
   await within(deadline, running.registry.close(SHUTDOWN_REASON));
-  await running.sockets.closeAll(1001, "server shutdown", deadline);
+  await running.sockets.closeAll(CLOSE_SHUTDOWN, "server shutdown", deadline);
   await within(deadline, running.front.inFlight.idle());
   running.stopServing.abort();
   await running.httpServer.finished;

@@ -25,40 +25,13 @@ import { binaryData, refuseOversized, sendError, sendJson } from "./_socket.ts";
 import type { PeerSocket } from "./_peer_socket.ts";
 import { limitExceeded, type ServerLimits } from "./limits.ts";
 import type { UploadSession, UploadSessions } from "./upload_sessions.ts";
+import {
+  CLOSE_ABORT,
+  CLOSE_REPLACED,
+  CLOSE_TIMEOUT,
+} from "../protocol/close_codes.ts";
 
 export { DISCONNECTED_REASON } from "./upload_sessions.ts";
-
-/**
- * Close code for an upload socket that stayed silent too long (4000 + HTTP 408).
- *
- * @example
- * ```ts
- * import { CLOSE_IDLE } from "./upload_socket.ts";
- * const timedOut = (event: CloseEvent) => event.code === CLOSE_IDLE;
- * ```
- */
-export const CLOSE_IDLE = 4408;
-/**
- * Close code for an upload socket whose upload was resumed on another socket.
- *
- * @example
- * ```ts
- * import { CLOSE_REPLACED } from "./upload_socket.ts";
- * // The upload continues on a newer socket: stop writing to this one.
- * const replaced = (event: CloseEvent) => event.code === CLOSE_REPLACED;
- * ```
- */
-export const CLOSE_REPLACED = 4409;
-/**
- * Close code an uploader uses to abort: the upload fails at once, no grace period.
- *
- * @example
- * ```ts
- * import { CLOSE_ABORT } from "./upload_socket.ts";
- * const abortUpload = (socket: WebSocket) => socket.close(CLOSE_ABORT, "cancelled by the user");
- * ```
- */
-export const CLOSE_ABORT = 4000;
 
 /**
  * Bytes of the window one binary frame costs beyond its payload: 250,000
@@ -390,7 +363,7 @@ class UploadSocket {
       if (this.#phase === "uploading") this.#fail(error.message, error);
       else sendError(this.#socket, error);
       this.#phase = "done";
-      this.#peer.end(CLOSE_IDLE, "idle timeout");
+      this.#peer.end(CLOSE_TIMEOUT, "idle timeout");
     }, delay);
   }
 

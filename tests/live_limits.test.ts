@@ -6,7 +6,7 @@ import {
   startUpload,
   upload,
 } from "../mod.ts";
-import { CLOSE_IDLE, CLOSE_LIMIT } from "../server/mod.ts";
+import { CLOSE_LIMIT, CLOSE_TIMEOUT } from "../server/mod.ts";
 import { randomBytes, startTestServer } from "./_helpers.ts";
 import { RawSocket } from "./_raw_socket.ts";
 
@@ -143,7 +143,7 @@ Deno.test("limit: an upload silent past --upload-idle-timeout-ms fails", async (
   // A socket that never even asks to upload is closed too.
   const idle = await RawSocket.open(url);
   assertEquals((await idle.json()).code, "limit-exceeded");
-  assertEquals((await idle.closed).code, CLOSE_IDLE);
+  assertEquals((await idle.closed).code, CLOSE_TIMEOUT);
 });
 
 Deno.test("limit: bad limit values are refused with the flag named", async () => {
