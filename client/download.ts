@@ -16,6 +16,7 @@ import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
 import { decodeDataFrame } from "../protocol/data_frame.ts";
 import { parseDownloadServerMessage } from "../protocol/validate.ts";
 import { CLOSE_TIMEOUT } from "../protocol/close_codes.ts";
+import { Notifier } from "../protocol/notifier.ts";
 import {
   closeSocket,
   connect,
@@ -83,12 +84,10 @@ class PendingRead {
   done = false;
   error: Error | undefined;
   consumed = 0;
-  wake: (() => void) | undefined;
+  readonly changed = new Notifier();
 
   notify(): void {
-    const wake = this.wake;
-    this.wake = undefined;
-    wake?.();
+    this.changed.notify();
   }
 }
 
@@ -113,7 +112,8 @@ export class Download {
   readonly #statusStreams = new Set<
     ReadableStreamDefaultController<ResourceStatus>
   >();
-  #statusWaiters: (() => void)[] = [];
+  /** Wakes whoever waits for a status. */
+  readonly #statusChanged = new Notifier();
   #closed: Error | undefined;
   /** An error the server reported about the socket itself (e.g. `gone`). */
   #socketError: SpoolError | undefined;
@@ -203,7 +203,7 @@ export class Download {
           if (isTerminal(message.resource)) controller.close();
         }
         if (isTerminal(message.resource)) this.#statusStreams.clear();
-        for (const waiter of this.#statusWaiters.splice(0)) waiter();
+        this.#statusChanged.notify();
         if (message.resource.status === "FAILED") {
           // Bytes already queued are still delivered; then the follow fails.
           const failure = new ResourceFailedError(
@@ -267,7 +267,7 @@ export class Download {
     }
     for (const controller of this.#statusStreams) controller.close();
     this.#statusStreams.clear();
-    for (const waiter of this.#statusWaiters.splice(0)) waiter();
+    this.#statusChanged.notify();
   }
 
   /**
@@ -295,7 +295,7 @@ export class Download {
   ): Promise<ResourceStatus> {
     while (!predicate(this.#status)) {
       if (this.#closed) throw this.#closed;
-      await new Promise<void>((resolve) => this.#statusWaiters.push(resolve));
+      await this.#statusChanged.wait();
     }
     return this.#status;
   }
@@ -353,7 +353,7 @@ export class Download {
     return new ReadableStream<Uint8Array>({
       pull: async (controller) => {
         while (pending.chunks.length === 0 && !pending.done && !pending.error) {
-          await new Promise<void>((resolve) => pending.wake = resolve);
+          await pending.changed.wait();
         }
         const chunk = pending.chunks.shift();
         if (chunk) {

@@ -18,6 +18,7 @@ import type {
 import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
 import { parseUploadServerMessage } from "../protocol/validate.ts";
 import { CLOSE_ABORT, CLOSE_TIMEOUT } from "../protocol/close_codes.ts";
+import { Notifier } from "../protocol/notifier.ts";
 import {
   connect,
   type ConnectOptions,
@@ -216,7 +217,8 @@ export class Upload {
   #ended = false;
   #endOfInput: EndOfInputMessage | undefined;
   #aborted = false;
-  #waiters: (() => void)[] = [];
+  /** Wakes writers waiting for room, a resume or the end. */
+  readonly #changed = new Notifier();
   /** Serialises writes: bytes go out in call order and one writer waits at a time. */
   #writeChain: Promise<void> = Promise.resolve();
   #final: PromiseWithResolvers<ResourceStatus> = Promise.withResolvers();
@@ -504,7 +506,7 @@ export class Upload {
   }
 
   #wake(): void {
-    for (const waiter of this.#waiters.splice(0)) waiter();
+    this.#changed.notify();
   }
 
   /** Why no byte may be written now, if none may. */
@@ -525,7 +527,7 @@ export class Upload {
       const refusal = this.#writeRefusal();
       if (refusal) throw refusal;
       if (ready()) return;
-      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+      await this.#changed.wait();
     }
   }
 

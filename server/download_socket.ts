@@ -37,7 +37,9 @@ import type { PeerSocket } from "./_peer_socket.ts";
 import type { Watchers } from "./watchers.ts";
 import { HEARTBEAT_TEXT } from "../protocol/heartbeat.ts";
 import { MIN_SOCKET_SHARE } from "./defaults.ts";
-import { CLOSE_LIMIT } from "../protocol/close_codes.ts";
+import { FollowCursor } from "./follow_cursor.ts";
+import { Notifier } from "../protocol/notifier.ts";
+import { CLOSE_GONE, CLOSE_LIMIT } from "../protocol/close_codes.ts";
 
 /** Limits of a download socket. */
 export interface DownloadSocketOptions {
@@ -73,13 +75,18 @@ function frameFor(options: DownloadSocketOptions): number {
   );
 }
 
-/** One read or follow in flight: its credit, a way to stop it, a way to wake it. */
+/**
+ * One read or follow in flight: its cursor, its credit, a way to stop it
+ * and a way to wake it (credit arrived, a new status, a cancel).
+ */
 class ReadSession {
+  readonly cursor: FollowCursor;
   credit: number;
   cancelled = false;
-  #wake: (() => void) | undefined;
+  readonly #changed = new Notifier();
 
-  constructor(credit: number) {
+  constructor(cursor: FollowCursor, credit: number) {
+    this.cursor = cursor;
     this.credit = credit;
   }
 
@@ -93,16 +100,14 @@ class ReadSession {
     this.wake();
   }
 
-  /** Wakes a waiting session (credit arrived, a new status, a cancel). */
+  /** Wakes the session if it waits. */
   wake(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
+    this.#changed.notify();
   }
 
   /** Resolves at the next wake. */
   nextWake(): Promise<void> {
-    return new Promise<void>((resolve) => this.#wake = resolve);
+    return this.#changed.wait();
   }
 
   /** Resolves once `ready()` holds or the session was cancelled. */
@@ -161,7 +166,15 @@ class DownloadSocket {
   }
 
   #onOpen(): void {
-    const refusal = this.#options.watchers.admit(this.#resource, this.#peer);
+    const peer = this.#peer;
+    const refusal = this.#options.watchers.admit(this.#resource, {
+      kind: "a download socket",
+      onEnd: (handler) => peer.onEnd(handler),
+      expire: (error) => {
+        sendError(this.#socket, error);
+        peer.end(CLOSE_GONE, "gone");
+      },
+    });
     if (refusal) {
       sendError(this.#socket, refusal);
       this.#peer.end(CLOSE_LIMIT, refusal.code);
@@ -270,7 +283,12 @@ class DownloadSocket {
     this.#check(request);
     const { requestId } = request;
     const { defaultWindow, maxWindow } = this.#options;
+    const cursor = new FollowCursor(this.#resource, request.start, {
+      headroom: DATA_FRAME_HEADER_SIZE,
+      reuse: true,
+    });
     const session = new ReadSession(
+      cursor,
       Math.min(request.window ?? defaultWindow, maxWindow),
     );
     this.#sessions.set(requestId, session);
@@ -285,13 +303,15 @@ class DownloadSocket {
           : new SpoolError("internal", `read failed: ${error.message}`),
         requestId,
       )
-    ).finally(() => this.#sessions.delete(requestId));
+    ).finally(() => {
+      this.#sessions.delete(requestId);
+      return cursor.close();
+    });
   }
 
   async #serveRead(request: ReadMessage, session: ReadSession): Promise<void> {
-    const { requestId, start, end } = request;
-    const sent = await this.#sendRange(requestId, session, start, end);
-    if (!session.cancelled) this.#sendEnd(requestId, sent);
+    const sent = await this.#sendUpTo(request.requestId, session, request.end);
+    if (!session.cancelled) this.#sendEnd(request.requestId, sent);
   }
 
   /**
@@ -304,9 +324,10 @@ class DownloadSocket {
     session: ReadSession,
   ): Promise<void> {
     const { requestId } = request;
-    let position = request.start;
+    const { cursor } = session;
     while (!session.cancelled && this.#open) {
       const status = this.#resource.status;
+      const position = cursor.position;
       if (status.status === "FAILED" && position >= status.size) {
         throw new SpoolError(
           "resource-failed",
@@ -315,12 +336,7 @@ class DownloadSocket {
         );
       }
       if (position < status.size) {
-        position += await this.#sendRange(
-          requestId,
-          session,
-          position,
-          status.size,
-        );
+        await this.#sendUpTo(requestId, session, status.size);
       } else if (status.status === "COMPLETED") {
         return this.#sendEnd(requestId, position - request.start);
       } else {
@@ -374,19 +390,19 @@ class DownloadSocket {
     return go.then((ok) => ok ? room() : 0);
   }
 
+  /** Sends `payload`, whose buffer has room for the header before it. */
   #sendFrame(
     requestId: number,
     session: ReadSession,
-    buffer: ArrayBuffer,
-    payloadLength: number,
+    payload: Uint8Array,
   ): void {
     const frame = new Uint8Array(
-      buffer,
-      0,
-      DATA_FRAME_HEADER_SIZE + payloadLength,
+      payload.buffer,
+      payload.byteOffset - DATA_FRAME_HEADER_SIZE,
+      DATA_FRAME_HEADER_SIZE + payload.byteLength,
     );
     this.#socket.send(stampDataFrame(frame, requestId));
-    session.credit -= payloadLength;
+    session.credit -= payload.byteLength;
   }
 
   #sendEnd(requestId: number, bytes: number): void {
@@ -394,89 +410,28 @@ class DownloadSocket {
     sendJson(this.#socket, end);
   }
 
-  /** Sends `[start, end)` of the resource as frames; returns the bytes sent. */
-  async #sendRange(
-    requestId: number,
-    session: ReadSession,
-    start: number,
-    end: number,
-  ): Promise<number> {
-    const recent = await this.#sendRecent(requestId, session, start, end);
-    if (recent === end - start || session.cancelled || !this.#open) {
-      return recent;
-    }
-    // Not (or no longer) in memory: the rest comes from the store.
-    return recent +
-      await this.#sendStored(requestId, session, start + recent, end);
-  }
-
   /**
-   * Sends `[start, end)` from recent bytes in memory while they are there;
-   * returns the bytes sent (fewer if it stopped, or the bytes left memory).
+   * Sends the cursor's bytes up to `limit` as frames, as credit and the
+   * socket allow; returns how many it sent (fewer if it must stop).
    */
-  async #sendRecent(
+  async #sendUpTo(
     requestId: number,
     session: ReadSession,
-    start: number,
-    end: number,
+    limit: number,
   ): Promise<number> {
-    const frame = this.#options.scratch;
+    const { cursor } = session;
     let sent = 0;
-    while (sent < end - start) {
-      let room = this.#nextRoom(session, end - start - sent);
+    while (cursor.position < limit) {
+      let room = this.#nextRoom(session, limit - cursor.position);
       if (typeof room !== "number") room = await room;
       if (room === 0) break;
-      const length = this.#resource.copyRecent(
-        start + sent,
-        new Uint8Array(frame, DATA_FRAME_HEADER_SIZE, room),
-      );
-      if (length === 0) break;
-      this.#sendFrame(requestId, session, frame, length);
-      sent += length;
-    }
-    return sent;
-  }
-
-  /** Sends `[start, end)` read from the store; returns the bytes sent. */
-  async #sendStored(
-    requestId: number,
-    session: ReadSession,
-    start: number,
-    end: number,
-  ): Promise<number> {
-    const reader = this.#resource.read(start, end).getReader({ mode: "byob" });
-    // BYOB reads transfer the buffer they fill, so this one is the request's
-    // own: as large as this socket's frames now (a thousand followers reading
-    // the store must not each hold a full-size frame).
-    let buffer = new ArrayBuffer(
-      DATA_FRAME_HEADER_SIZE + Math.min(frameFor(this.#options), end - start),
-    );
-    let sent = 0;
-    try {
-      while (sent < end - start) {
-        let room = this.#nextRoom(
-          session,
-          buffer.byteLength - DATA_FRAME_HEADER_SIZE,
-        );
-        if (typeof room !== "number") room = await room;
-        if (room === 0) break;
-        // Read straight behind the frame header: the payload is never copied.
-        const { value, done } = await reader.read(
-          new Uint8Array(buffer, DATA_FRAME_HEADER_SIZE, room),
-        );
-        if (done || !value) break;
-        buffer = value.buffer as ArrayBuffer;
-        if (session.cancelled || !this.#open) break;
-        this.#sendFrame(requestId, session, buffer, value.byteLength);
-        sent += value.byteLength;
-      }
-    } finally {
-      await reader.cancel().catch((error) =>
-        console.error(
-          `spool: closing a read of ${this.#resource.status.id} failed:`,
-          error,
-        )
-      );
+      // From memory the copy lands in the shared frame and is sent before
+      // anything else runs; from the store it has a buffer of its own.
+      let payload = cursor.read(room, limit, this.#options.scratch);
+      if (payload instanceof Promise) payload = await payload;
+      if (payload.byteLength === 0 || session.cancelled || !this.#open) break;
+      this.#sendFrame(requestId, session, payload);
+      sent += payload.byteLength;
     }
     return sent;
   }

@@ -97,6 +97,8 @@ export class FileStore implements ResourceStore {
   readonly #dir: string;
   readonly #durable: boolean;
   #lock: Deno.FsFile | undefined;
+  /** Opens of store reads in progress (settled either way). */
+  readonly #opening = new Set<Promise<void>>();
 
   /** Creates a store rooted at `dir` (created when missing). */
   constructor(dir: string, options: FileStoreOptions = {}) {
@@ -147,6 +149,8 @@ export class FileStore implements ResourceStore {
 
   /** Releases the directory lock. */
   async close(): Promise<void> {
+    // A read cancelled while its file was opening still holds the open.
+    await Promise.all(this.#opening);
     const lock = this.#lock;
     this.#lock = undefined;
     if (!lock) return;
@@ -204,6 +208,7 @@ export class FileStore implements ResourceStore {
   /** Reads `[start, end)` of the data file as a byte stream. */
   read(id: string, start: number, end: number): ReadableStream<Uint8Array> {
     const { data } = this.#paths(id);
+    const opening = this.#opening;
     let file: Deno.FsFile | undefined;
     let cancelled = false;
     let position = start;
@@ -220,7 +225,12 @@ export class FileStore implements ResourceStore {
         if (file === undefined && position < end) {
           // Opened on the first pull, not at creation: a stream cancelled
           // before anyone read it never holds a file.
-          const opened = await Deno.open(data, { read: true });
+          const open = Deno.open(data, { read: true });
+          // Its outcome is the read's; the store only waits for it at close.
+          const settled = open.then(() => {}, () => {});
+          opening.add(settled);
+          settled.finally(() => opening.delete(settled));
+          const opened = await open;
           if (cancelled) {
             opened.close();
             return;

@@ -21,6 +21,9 @@ import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
 import { lineIndexOf } from "./line_index.ts";
 import { loggable } from "./_text.ts";
 import type { Resource } from "./resource.ts";
+import { FollowCursor } from "./follow_cursor.ts";
+import { cutOffReason } from "./_http_watcher.ts";
+import { Notifier } from "../protocol/notifier.ts";
 
 /** Options of {@linkcode followBody}. */
 export interface FollowBodyOptions {
@@ -32,8 +35,10 @@ export interface FollowBodyOptions {
    * `COMPLETED`.
    */
   lines: boolean;
-  /** Server shutdown: the body is aborted. */
+  /** Server shutdown, or the resource expired: the body is aborted. */
   signal: AbortSignal;
+  /** Called once the body ended, however it ended. */
+  onEnd?: () => void;
   /** Largest chunk read at once. Default 256 KiB. */
   chunkSize?: number;
 }
@@ -79,41 +84,33 @@ export function followBody(
   const { signal } = options;
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
   const id = resource.status.id;
-  /** The next byte to take from the resource. */
-  let position = options.start;
+  /** Where the next bytes come from (chunks of their own: they are given away). */
+  const cursor = new FollowCursor(resource, options.start);
   /** Line mode: bytes taken but held back, the start of a line. */
   let carry: Uint8Array | undefined;
-  /** A store read of `[.., readerEnd)` in progress across pulls. */
-  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-  let readerEnd = 0;
   let stopped = false;
   let pulling: Promise<void> | undefined;
   let unwatch: (() => void) | undefined;
-  let wake: (() => void) | undefined;
-  const notify = () => {
-    const resolve = wake;
-    wake = undefined;
-    resolve?.();
-  };
+  const changed = new Notifier();
+  const notify = () => changed.notify();
 
   let controller: ReadableStreamDefaultController<Uint8Array>;
-  const shutdownMessage =
-    `spool: follow of resource ${id} cut off by server shutdown`;
+  const cutOff = () =>
+    `spool: follow of resource ${id} cut off: ${cutOffReason(signal)}`;
   const onAbort = () => {
     // A pull in flight sees the abort; otherwise the body is cut off now,
     // even if the connection is not asking for more.
     if (pulling !== undefined || stopped) return notify();
     stopped = true;
-    release().finally(() => controller.error(shutdownMessage));
+    release().finally(() => controller.error(cutOff()));
   };
 
   const release = async () => {
     unwatch?.();
     unwatch = undefined;
     signal.removeEventListener("abort", onAbort);
-    const open = reader;
-    reader = undefined;
-    await open?.cancel().catch(logReleaseFailure);
+    await cursor.close();
+    options.onEnd?.();
   };
 
   /** The end this follower may send up to now. */
@@ -124,26 +121,10 @@ export function followBody(
     return index.lastLineStart;
   };
 
-  /** Takes the next bytes of `[position, limit)`; empty if none came. */
-  const take = async (limit: number): Promise<Uint8Array[]> => {
-    if (reader === undefined) {
-      const end = Math.min(limit, position + chunkSize);
-      const recent = resource.recent(position, end);
-      if (recent) return recent;
-      reader = resource.read(position, limit).getReader();
-      readerEnd = limit;
-    }
-    const { value, done } = await reader.read();
-    if (done) {
-      reader = undefined;
-      throw new Error(
-        `the store ended at byte ${position}; expected bytes up to ${readerEnd}`,
-      );
-    }
-    // A store reader closes itself at the end of its range.
-    if (position + value.byteLength >= readerEnd) reader = undefined;
-    return [value];
-  };
+  /** Takes the next bytes below `limit`, at most a chunk. */
+  const take = async (limit: number): Promise<Uint8Array[]> => [
+    await cursor.read(chunkSize, limit),
+  ];
 
   /** Queues taken bytes; returns whether anything was queued. */
   const emit = (
@@ -189,26 +170,25 @@ export function followBody(
       if (signal.aborted) {
         stopped = true;
         await release();
-        controller.error(shutdownMessage);
+        controller.error(cutOff());
         return;
       }
       const status = resource.status;
       const limit = await limitOf(status);
       if (stopped) return;
-      if (position < limit) {
+      if (cursor.position < limit) {
+        const before = cursor.position;
         const pieces = await take(limit);
         if (stopped) return;
-        const before = position;
-        for (const piece of pieces) position += piece.byteLength;
-        if (position === before) {
+        if (cursor.position === before) {
           throw new Error(
-            `no bytes at ${position} though ${limit} are readable`,
+            `no bytes at ${before} though ${limit} are readable`,
           );
         }
-        if (emit(controller, pieces, position >= limit)) return;
+        if (emit(controller, pieces, cursor.position >= limit)) return;
         continue;
       }
-      if (status.status === "COMPLETED" && position >= status.size) {
+      if (status.status === "COMPLETED" && cursor.position >= status.size) {
         stopped = true;
         await release();
         controller.close();
@@ -226,7 +206,7 @@ export function followBody(
       }
       // Wait for the next status (or a cancel, or shutdown).
       if (resource.status === status && !stopped && !signal.aborted) {
-        await new Promise<void>((resolve) => wake = resolve);
+        await changed.wait();
       }
     }
   };
@@ -244,8 +224,8 @@ export function followBody(
         await release();
         controller.error(
           signal.aborted
-            ? shutdownMessage
-            : `spool: follow of resource ${id} failed at byte ${position}: ${
+            ? cutOff()
+            : `spool: follow of resource ${id} failed at byte ${cursor.position}: ${
               error instanceof Error ? error.message : error
             }`,
         );
@@ -324,8 +304,10 @@ export function rangeBody(
 
 /** Options of {@linkcode statusEvents}. */
 export interface StatusEventsOptions {
-  /** Server shutdown: the stream ends. */
+  /** Server shutdown, or the resource expired: the stream ends. */
   signal: AbortSignal;
+  /** Called once the stream ended, however it ended. */
+  onEnd?: () => void;
   /** A comment line is sent after this long without an event. Default 15 000 ms. */
   keepAliveMs?: number;
   /** Statuses queued for a slow client at most; older ones are dropped. Default 64. */
@@ -355,12 +337,8 @@ export function statusEvents(
   const queue: ResourceStatus[] = [];
   let stopped = false;
   let unwatch: (() => void) | undefined;
-  let wake: (() => void) | undefined;
-  const notify = () => {
-    const resolve = wake;
-    wake = undefined;
-    resolve?.();
-  };
+  const changed = new Notifier();
+  const notify = () => changed.notify();
   let pulling = false;
   let controller: ReadableStreamDefaultController<ServerSentEventMessage>;
   const onAbort = () => {
@@ -375,17 +353,19 @@ export function statusEvents(
     unwatch = undefined;
     signal.removeEventListener("abort", onAbort);
     notify();
+    options.onEnd?.();
   };
   /** Queues the next event: a status, a keep-alive comment, or the end. */
   const next = async (): Promise<void> => {
     if (queue.length === 0 && !stopped && !signal.aborted) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const idle = await new Promise<boolean>((resolve) => {
-        wake = () => resolve(false);
-        timer = setTimeout(() => resolve(true), keepAliveMs);
-      });
+      // The keep-alive timer wakes this same wait, so no waiter is left over.
+      let idle = false;
+      const timer = setTimeout(() => {
+        idle = true;
+        notify();
+      }, keepAliveMs);
+      await changed.wait();
       clearTimeout(timer);
-      wake = undefined;
       if (stopped) return;
       if (idle && queue.length === 0) {
         controller.enqueue({ comment: "keep-alive" });

@@ -28,6 +28,8 @@ import { followBody, rangeBody, statusEvents } from "./http_follow.ts";
 import type { Resource } from "./resource.ts";
 import { errorResponse } from "./_http_error.ts";
 import { contentDisposition, contentType, headerValue } from "./_header.ts";
+import { HttpWatcher } from "./_http_watcher.ts";
+import type { Watchers } from "./watchers.ts";
 
 /** What the HTTP handlers of a resource may use. */
 export interface ResourceHttpContext {
@@ -39,6 +41,8 @@ export interface ResourceHttpContext {
   token?: string;
   /** Aborts when the server shuts down: long responses must end then. */
   signal: AbortSignal;
+  /** The server's watchers: follows and event streams count in the limits. */
+  watchers: Watchers;
 }
 
 /** A request this module refuses, with its HTTP status and extra headers. */
@@ -295,7 +299,7 @@ function serveFollow(
   context: ResourceHttpContext,
   query: URLSearchParams,
 ): Response {
-  const { resource, signal } = context;
+  const { resource } = context;
   const status = resource.status;
   const start = count(query, "start") ?? 0;
   const lines = flag(query, "lines");
@@ -310,9 +314,30 @@ function serveFollow(
   const headers = liveHeaders(status);
   headers.set("spool-start", String(start));
   if (request.method === "HEAD") return new Response(null, { headers });
-  return new Response(followBody(resource, { start, lines, signal }), {
-    headers,
-  });
+  const watcher = admitWatcher(context, "an HTTP follow");
+  return new Response(
+    followBody(resource, {
+      start,
+      lines,
+      signal: watcher.signal,
+      onEnd: () => watcher.end(),
+    }),
+    { headers },
+  );
+}
+
+/**
+ * Counts a long response as a watcher of its resource, or refuses it with
+ * `limit-exceeded` (429) when the watcher limits are reached.
+ */
+function admitWatcher(
+  context: ResourceHttpContext,
+  kind: string,
+): HttpWatcher {
+  const watcher = new HttpWatcher(kind, context.signal);
+  const refusal = context.watchers.admit(context.resource, watcher);
+  if (refusal) throw new HttpRefusal(429, refusal.code, refusal.message);
+  return watcher;
 }
 
 function serveEvents(request: Request, context: ResourceHttpContext): Response {
@@ -322,8 +347,12 @@ function serveEvents(request: Request, context: ResourceHttpContext): Response {
     "x-accel-buffering": "no",
   };
   if (request.method === "HEAD") return new Response(null, { headers });
+  const watcher = admitWatcher(context, "an event stream");
   return new Response(
-    statusEvents(context.resource, { signal: context.signal }),
+    statusEvents(context.resource, {
+      signal: watcher.signal,
+      onEnd: () => watcher.end(),
+    }),
     { headers },
   );
 }
@@ -384,8 +413,14 @@ async function serveLines(
   if (follow) {
     headers.set("spool-start", String(from));
     if (request.method === "HEAD") return new Response(null, { headers });
+    const watcher = admitWatcher(context, "an HTTP follow");
     return new Response(
-      followBody(resource, { start: from, lines: true, signal }),
+      followBody(resource, {
+        start: from,
+        lines: true,
+        signal: watcher.signal,
+        onEnd: () => watcher.end(),
+      }),
       { headers },
     );
   }

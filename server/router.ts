@@ -167,6 +167,7 @@ export class Router {
         subpath,
         token: auth.readToken(id),
         signal: shutdown,
+        watchers: downloads.watchers,
       });
     }
     if (subpath !== "") {

@@ -9,7 +9,7 @@
  */
 
 import { FileStore } from "./file_store.ts";
-import { SendBudget, sendError } from "./_socket.ts";
+import { SendBudget } from "./_socket.ts";
 import { ServerSockets } from "./_peer_socket.ts";
 import { Watchers } from "./watchers.ts";
 import { DATA_FRAME_HEADER_SIZE } from "../protocol/data_frame.ts";
@@ -23,7 +23,7 @@ import { SpoolError } from "../protocol/errors.ts";
 import { ServerAuth } from "./auth.ts";
 import { loadSecret, SECRET_BYTES } from "./secret.ts";
 import { type Retention, startRetention } from "./retention.ts";
-import { CLOSE_GONE, CLOSE_SHUTDOWN } from "../protocol/close_codes.ts";
+import { CLOSE_SHUTDOWN } from "../protocol/close_codes.ts";
 import { errorResponse } from "./_http_error.ts";
 import { guardResponse } from "./_http_guard.ts";
 import { InFlight, within } from "./_in_flight.ts";
@@ -161,14 +161,12 @@ async function serve(
   const retention = startRetention(registry, {
     retentionMs: config.retentionMs,
     onExpire(resource) {
-      // Watchers of an expired resource learn why their socket ends.
-      for (const peer of watchers.of(resource)) {
-        sendError(
-          peer.socket,
-          new SpoolError("gone", `resource ${resource.status.id} expired`),
-        );
-        peer.end(CLOSE_GONE, "gone");
-      }
+      // Watchers of an expired resource learn why they end.
+      const gone = new SpoolError(
+        "gone",
+        `resource ${resource.status.id} expired`,
+      );
+      for (const watcher of watchers.of(resource)) watcher.expire(gone);
       options.onExpire?.(resource.status.id);
     },
   });

@@ -97,6 +97,40 @@ Deno.test("limit: --max-watchers-per-resource and --max-watchers refuse download
   }
 });
 
+Deno.test("limit: HTTP follows and event streams count as watchers, like download sockets", async () => {
+  await using server = await startTestServer({
+    limits: { maxWatchersPerResource: 2 },
+  });
+  const up = await startUpload(server.url, { name: "watched.log" });
+  const http = new URL(`resources/${up.id}`, server.url);
+  const socket = await openDownload(up.reference);
+  const follow = await fetch(new URL("?follow=1", http));
+  assertEquals(follow.status, 200);
+  for (const path of ["?follow=1", "/events", "/lines?follow=1"]) {
+    const refused = await fetch(new URL(`${http.pathname}${path}`, http));
+    assertEquals(refused.status, 429, path);
+    const body = await refused.json();
+    assertEquals(body.code, "limit-exceeded");
+    assertEquals(
+      body.error,
+      `${
+        path === "/events" ? "an event stream" : "an HTTP follow"
+      } on resource ${up.id} (2 open) exceeds the server's limit of 2 (--max-watchers-per-resource)`,
+    );
+  }
+  await assertRejects(() => openDownload(up.reference), SpoolError);
+  // A follow that ended gives its slot back: once its body closed, the
+  // server had let it go.
+  await up.write(new TextEncoder().encode("the end\n"));
+  await up.finish();
+  await up.closed();
+  assertEquals(await follow.text(), "the end\n");
+  const events = await fetch(new URL(`${http.pathname}/events`, http));
+  assertEquals(events.status, 200);
+  await events.body!.cancel();
+  await socket.close();
+});
+
 Deno.test("limit: --max-requests-per-socket refuses one request too many, by request id", async () => {
   await using server = await startTestServer({
     limits: { maxRequestsPerSocket: 2 },
