@@ -24,7 +24,7 @@ import {
   describeClose,
   Liveness,
   toSocketUrl,
-} from "./_socket.ts";
+} from "./_connect.ts";
 
 /**
  * Options of {@linkcode openDownload}.

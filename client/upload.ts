@@ -27,7 +27,7 @@ import {
   describeClose,
   Liveness,
   toSocketUrl,
-} from "./_socket.ts";
+} from "./_connect.ts";
 import { openDownload } from "./download.ts";
 
 /**

@@ -27,12 +27,11 @@ import {
 import type { Resource } from "./resource.ts";
 import {
   binaryData,
-  drained,
   refuseOversized,
-  type SendBudget,
   sendError,
   sendJson,
-} from "./_socket.ts";
+} from "./_socket_messages.ts";
+import { drained, type SendBudget } from "./send_budget.ts";
 import type { PeerSocket } from "./_peer_socket.ts";
 import type { Watchers } from "./watchers.ts";
 import { HEARTBEAT_TEXT } from "../protocol/heartbeat.ts";

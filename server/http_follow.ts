@@ -1,23 +1,18 @@
 /**
  * Follow over plain HTTP: a response body that streams a resource from an
- * offset to its end as checkpoints advance (`curl -N URL?follow=1`), and the
- * Server-Sent Events stream of its statuses.
+ * offset to its end as checkpoints advance (`curl -N URL?follow=1`).
  *
- * Both are pull-based `ReadableStream`s with no queue of their own: the
- * next chunk is read (from the resource's in-memory tail, or the store) only
- * when the HTTP writer asks for it, so a slow client holds at most a chunk
- * or two in memory. Both watch the resource while open and stop watching when
- * they end, when the client goes away (cancel) and when the server shuts down.
+ * It is a pull-based `ReadableStream` with no queue of its own: the next
+ * chunk is read (through a {@linkcode FollowCursor}: the recent tail in
+ * memory, or the store) only when the HTTP writer asks for it, so a slow
+ * client holds at most a chunk or two in memory. It watches the resource
+ * while open and stops when it ends, when the client goes away (cancel) and
+ * when the server shuts down.
  *
  * @module
  */
 
-import { logReleaseFailure } from "./_release.ts";
-import {
-  type ServerSentEventMessage,
-  ServerSentEventStream,
-} from "@std/http/server-sent-event-stream";
-import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
+import type { ResourceStatus } from "../protocol/status.ts";
 import { lineIndexOf } from "./line_index.ts";
 import { loggable } from "./_text.ts";
 import type { Resource } from "./resource.ts";
@@ -241,172 +236,4 @@ export function followBody(
       await release();
     },
   }, { highWaterMark: 0 });
-}
-
-/**
- * A response body of the checkpointed bytes `[start, end)`. The store read
- * begins at the first pull, not before: a body the client never takes (it
- * went away first) opens nothing, and a cancel waits for a read in flight
- * before it closes the store reader.
- *
- * @example
- * ```ts ignore
- * return new Response(rangeBody(resource, 0, resource.status.size));
- * ```
- */
-export function rangeBody(
-  resource: Resource,
-  start: number,
-  end: number,
-  signal?: AbortSignal,
-): ReadableStream<Uint8Array> {
-  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-  let pulling: Promise<unknown> | undefined;
-  let stopped = false;
-  let onAbort: (() => void) | undefined;
-  const release = () => {
-    if (onAbort !== undefined) signal?.removeEventListener("abort", onAbort);
-  };
-  return new ReadableStream<Uint8Array>({
-    start(controller) {
-      // Server shutdown: a client that stopped reading must not hold it up,
-      // so the body fails now rather than at a pull that may never come.
-      onAbort = () => {
-        stopped = true;
-        controller.error(new Error("the server is shutting down"));
-        reader?.cancel(signal?.reason).catch(logReleaseFailure);
-      };
-      if (signal?.aborted) onAbort();
-      else signal?.addEventListener("abort", onAbort, { once: true });
-    },
-    async pull(controller) {
-      reader ??= resource.read(start, end).getReader();
-      pulling = reader.read();
-      const { value, done } = await pulling as ReadableStreamReadResult<
-        Uint8Array
-      >;
-      pulling = undefined;
-      if (stopped) return;
-      if (done) {
-        release();
-        controller.close();
-      } else controller.enqueue(value);
-    },
-    async cancel(reason) {
-      stopped = true;
-      release();
-      // A read in flight fails with the cancel: its error is the cancel's.
-      await pulling?.catch(logReleaseFailure);
-      await reader?.cancel(reason).catch(logReleaseFailure);
-    },
-  }, { highWaterMark: 0 });
-}
-
-/** Options of {@linkcode statusEvents}. */
-export interface StatusEventsOptions {
-  /** Server shutdown, or the resource expired: the stream ends. */
-  signal: AbortSignal;
-  /** Called once the stream ended, however it ended. */
-  onEnd?: () => void;
-  /** A comment line is sent after this long without an event. Default 15 000 ms. */
-  keepAliveMs?: number;
-  /** Statuses queued for a slow client at most; older ones are dropped. Default 64. */
-  maxQueued?: number;
-}
-
-/**
- * The statuses of `resource` as Server-Sent Events: the latest first, then
- * every update (event `status`, data the status JSON); ends after the final
- * status. A client too slow to take them loses the oldest queued statuses
- * beyond `maxQueued`, never the latest.
- *
- * @example
- * ```ts ignore
- * return new Response(statusEvents(resource, { signal }), {
- *   headers: { "content-type": "text/event-stream" },
- * });
- * ```
- */
-export function statusEvents(
-  resource: Resource,
-  options: StatusEventsOptions,
-): ReadableStream<Uint8Array> {
-  const { signal } = options;
-  const keepAliveMs = options.keepAliveMs ?? 15_000;
-  const maxQueued = options.maxQueued ?? 64;
-  const queue: ResourceStatus[] = [];
-  let stopped = false;
-  let unwatch: (() => void) | undefined;
-  const changed = new Notifier();
-  const notify = () => changed.notify();
-  let pulling = false;
-  let controller: ReadableStreamDefaultController<ServerSentEventMessage>;
-  const onAbort = () => {
-    if (pulling || stopped) return notify();
-    // Nobody is waiting on a pull: end the stream now.
-    release();
-    controller.close();
-  };
-  const release = () => {
-    stopped = true;
-    unwatch?.();
-    unwatch = undefined;
-    signal.removeEventListener("abort", onAbort);
-    notify();
-    options.onEnd?.();
-  };
-  /** Queues the next event: a status, a keep-alive comment, or the end. */
-  const next = async (): Promise<void> => {
-    if (queue.length === 0 && !stopped && !signal.aborted) {
-      // The keep-alive timer wakes this same wait, so no waiter is left over.
-      let idle = false;
-      const timer = setTimeout(() => {
-        idle = true;
-        notify();
-      }, keepAliveMs);
-      await changed.wait();
-      clearTimeout(timer);
-      if (stopped) return;
-      if (idle && queue.length === 0) {
-        controller.enqueue({ comment: "keep-alive" });
-        return;
-      }
-    }
-    if (stopped) return;
-    const status = queue.shift();
-    if (status === undefined) {
-      // Shut down with nothing left to say.
-      release();
-      controller.close();
-      return;
-    }
-    controller.enqueue({ event: "status", data: JSON.stringify(status) });
-    if (isTerminal(status)) {
-      release();
-      controller.close();
-    }
-  };
-  const events = new ReadableStream<ServerSentEventMessage>({
-    start(streamController) {
-      controller = streamController;
-      unwatch = resource.watch((status) => {
-        queue.push(status);
-        if (queue.length > maxQueued) queue.shift();
-        notify();
-      });
-      signal.addEventListener("abort", onAbort);
-    },
-    async pull() {
-      pulling = true;
-      try {
-        await next();
-      } finally {
-        pulling = false;
-      }
-    },
-    cancel() {
-      release();
-    },
-  }, { highWaterMark: 0 });
-  return events.pipeThrough(new ServerSentEventStream());
 }

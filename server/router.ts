@@ -18,7 +18,7 @@ import {
   type DownloadSocketOptions,
   serveDownloadSocket,
 } from "./download_socket.ts";
-import { refuseSocket } from "./_socket.ts";
+import { refuseSocket } from "./_socket_messages.ts";
 import { errorResponse } from "./_http_error.ts";
 import { serveResourceHttp } from "./http_resource.ts";
 import type { ServerLimits } from "./limits.ts";

@@ -9,7 +9,7 @@
  */
 
 import { FileStore } from "./file_store.ts";
-import { SendBudget } from "./_socket.ts";
+import { SendBudget } from "./send_budget.ts";
 import { ServerSockets } from "./_peer_socket.ts";
 import { Watchers } from "./watchers.ts";
 import { DATA_FRAME_HEADER_SIZE } from "../protocol/data_frame.ts";

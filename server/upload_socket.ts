@@ -21,7 +21,12 @@ import type {
 } from "../protocol/messages.ts";
 import { parseUploadClientMessage } from "../protocol/validate.ts";
 import type { ResourceRegistry } from "./registry.ts";
-import { binaryData, refuseOversized, sendError, sendJson } from "./_socket.ts";
+import {
+  binaryData,
+  refuseOversized,
+  sendError,
+  sendJson,
+} from "./_socket_messages.ts";
 import type { PeerSocket } from "./_peer_socket.ts";
 import { limitExceeded, type ServerLimits } from "./limits.ts";
 import type { UploadSession, UploadSessions } from "./upload_sessions.ts";

@@ -1,5 +1,5 @@
 import { assertEquals } from "@std/assert";
-import { SendBudget } from "../server/_socket.ts";
+import { SendBudget } from "../server/send_budget.ts";
 
 Deno.test("send budget: whole-byte shares between one frame and the maximum", () => {
   const budget = new SendBudget(1_000_000, { min: 1000, max: 400_000 });

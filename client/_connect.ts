@@ -1,4 +1,4 @@
-/** Internals shared by the upload and download clients. */
+/** How the upload and download clients connect, watch and close their sockets. */
 
 import { SpoolError } from "../protocol/errors.ts";
 import { HEARTBEAT_TEXT, heartbeatInterval } from "../protocol/heartbeat.ts";
