@@ -21,13 +21,15 @@
  *
  * @example
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import { resilientServe } from "./resilient_serve.ts";
  *
  * const server = resilientServe(
  *   { hostname: "127.0.0.1", port: 0, onListen() {} },
  *   () => new Response("ok"),
  * );
- * console.log((await fetch(`http://127.0.0.1:${server.addr.port}/`)).status); // 200
+ * const response = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+ * assertEquals(await response.text(), "ok");
  * await server.shutdown();
  * ```
  *

@@ -89,8 +89,10 @@ export class SpoolError extends Error {
  *
  * @example
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import { ResourceFailedError } from "./errors.ts";
- * throw new ResourceFailedError("abc", "uploader disconnected");
+ * const error = new ResourceFailedError("abc", "uploader disconnected");
+ * assertEquals(error.message, "resource abc FAILED: uploader disconnected");
  * ```
  */
 export class ResourceFailedError extends Error {

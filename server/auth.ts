@@ -51,13 +51,14 @@ function sameToken(given: string, expected: string): boolean {
  *
  * @example
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import { ServerAuth } from "./auth.ts";
  * const auth = new ServerAuth({
- *   uploadToken: "s3cret",
+ *   uploadToken: "s3cret-token",
  *   readTokens: true,
  *   secret: crypto.getRandomValues(new Uint8Array(32)),
  * });
- * console.log(auth.readToken("some-id")?.length); // 22
+ * assertEquals(auth.readToken("some-id")?.length, 22);
  * ```
  */
 export class ServerAuth {
