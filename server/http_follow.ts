@@ -76,164 +76,190 @@ export function followBody(
   resource: Resource,
   options: FollowBodyOptions,
 ): ReadableStream<Uint8Array> {
-  const { signal } = options;
-  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
-  const id = resource.status.id;
+  const body = new FollowBody(resource, options);
+  return new ReadableStream<Uint8Array>({
+    start: (controller) => body.start(controller),
+    pull: () => body.pull(),
+    cancel: () => body.cancel(),
+  }, { highWaterMark: 0 });
+}
+
+/** One follow body: its cursor, its line carry and how it ends. */
+class FollowBody {
+  readonly #resource: Resource;
+  readonly #options: FollowBodyOptions;
+  readonly #signal: AbortSignal;
+  readonly #chunkSize: number;
   /** Where the next bytes come from (chunks of their own: they are given away). */
-  const cursor = new FollowCursor(resource, options.start);
+  readonly #cursor: FollowCursor;
+  readonly #changed = new Notifier();
+  #controller!: ReadableStreamDefaultController<Uint8Array>;
   /** Line mode: bytes taken but held back, the start of a line. */
-  let carry: Uint8Array | undefined;
-  let stopped = false;
-  let pulling: Promise<void> | undefined;
-  let unwatch: (() => void) | undefined;
-  const changed = new Notifier();
-  const notify = () => changed.notify();
+  #carry: Uint8Array | undefined;
+  #stopped = false;
+  #pulling: Promise<void> | undefined;
+  #unwatch: (() => void) | undefined;
+  readonly #onAbort = () => this.#abort();
 
-  let controller: ReadableStreamDefaultController<Uint8Array>;
-  const cutOff = () =>
-    `spool: follow of resource ${id} cut off: ${cutOffReason(signal)}`;
-  const onAbort = () => {
-    // A pull in flight sees the abort; otherwise the body is cut off now,
-    // even if the connection is not asking for more.
-    if (pulling !== undefined || stopped) return notify();
-    stopped = true;
-    release().finally(() => controller.error(cutOff()));
-  };
+  constructor(resource: Resource, options: FollowBodyOptions) {
+    this.#resource = resource;
+    this.#options = options;
+    this.#signal = options.signal;
+    this.#chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    this.#cursor = new FollowCursor(resource, options.start);
+  }
 
-  const release = async () => {
-    unwatch?.();
-    unwatch = undefined;
-    signal.removeEventListener("abort", onAbort);
-    await cursor.close();
-    options.onEnd?.();
-  };
+  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    this.#controller = controller;
+    this.#unwatch = this.#resource.watch(() => this.#changed.notify());
+    this.#signal.addEventListener("abort", this.#onAbort);
+  }
+
+  async pull(): Promise<void> {
+    this.#pulling = this.#step().catch((error) => this.#failed(error));
+    await this.#pulling;
+    this.#pulling = undefined;
+  }
+
+  async cancel(): Promise<void> {
+    this.#stopped = true;
+    this.#changed.notify();
+    // Let a read in flight finish before its reader is closed.
+    await this.#pulling;
+    await this.#release();
+  }
+
+  get #id(): string {
+    return this.#resource.status.id;
+  }
+
+  #cutOff(): string {
+    return `spool: follow of resource ${this.#id} cut off: ${
+      cutOffReason(this.#signal)
+    }`;
+  }
+
+  /**
+   * Shutdown or expiry: a pull in flight sees it; otherwise the body is
+   * cut off now, even if the connection is not asking for more.
+   */
+  #abort(): void {
+    if (this.#pulling !== undefined || this.#stopped) {
+      return this.#changed.notify();
+    }
+    this.#end({ error: this.#cutOff() });
+  }
+
+  async #release(): Promise<void> {
+    this.#unwatch?.();
+    this.#unwatch = undefined;
+    this.#signal.removeEventListener("abort", this.#onAbort);
+    await this.#cursor.close();
+    this.#options.onEnd?.();
+  }
+
+  /** Ends the body: closes it, or errors it with `error` (a one-line reason). */
+  async #end(how: { error?: string } = {}): Promise<void> {
+    if (this.#stopped && how.error === undefined) return;
+    this.#stopped = true;
+    await this.#release();
+    if (how.error === undefined) this.#controller.close();
+    else this.#controller.error(how.error);
+  }
+
+  async #failed(error: unknown): Promise<void> {
+    if (this.#stopped) return;
+    await this.#end({
+      error: this.#signal.aborted
+        ? this.#cutOff()
+        : `spool: follow of resource ${this.#id} failed at byte ${this.#cursor.position}: ${
+          error instanceof Error ? error.message : error
+        }`,
+    });
+  }
 
   /** The end this follower may send up to now. */
-  const limitOf = async (status: ResourceStatus): Promise<number> => {
-    if (!options.lines || status.status === "COMPLETED") return status.size;
-    const index = lineIndexOf(resource);
-    await index.extendTo(status.size, signal);
-    return index.lastLineStart;
-  };
-
-  /** Takes the next bytes below `limit`, at most a chunk. */
-  const take = async (limit: number): Promise<Uint8Array[]> => [
-    await cursor.read(chunkSize, limit),
-  ];
-
-  /** Queues taken bytes; returns whether anything was queued. */
-  const emit = (
-    controller: ReadableStreamDefaultController<Uint8Array>,
-    pieces: Uint8Array[],
-    atLimit: boolean,
-  ): boolean => {
-    if (!options.lines) {
-      for (const piece of pieces) controller.enqueue(piece);
-      return pieces.length > 0;
+  async #limitOf(status: ResourceStatus): Promise<number> {
+    if (!this.#options.lines || status.status === "COMPLETED") {
+      return status.size;
     }
-    if (carry) pieces.unshift(carry);
-    carry = undefined;
-    const bytes = concat(pieces);
-    if (bytes.byteLength === 0) return false;
+    const index = lineIndexOf(this.#resource);
+    await index.extendTo(status.size, this.#signal);
+    return index.lastLineStart;
+  }
+
+  /** Queues the bytes of one pull; returns when one chunk went out or the body ended. */
+  async #step(): Promise<void> {
+    for (;;) {
+      if (this.#stopped) return;
+      if (this.#signal.aborted) {
+        return await this.#end({ error: this.#cutOff() });
+      }
+      const status = this.#resource.status;
+      const limit = await this.#limitOf(status);
+      if (this.#stopped) return;
+      const position = this.#cursor.position;
+      if (position < limit) {
+        const chunk = await this.#cursor.read(this.#chunkSize, limit);
+        if (this.#stopped) return;
+        if (this.#cursor.position === position) {
+          throw new Error(
+            `no bytes at ${position} though ${limit} are readable`,
+          );
+        }
+        if (this.#emit(chunk, this.#cursor.position >= limit)) return;
+        continue;
+      }
+      if (status.status === "COMPLETED" && position >= status.size) {
+        return await this.#end();
+      }
+      if (status.status === "FAILED") {
+        return await this.#end({
+          error:
+            `spool: follow of resource ${this.#id} aborted: the resource FAILED: ${
+              loggable(status.error ?? "unknown reason", MAX_LOGGED_REASON)
+            }`,
+        });
+      }
+      // Wait for the next status (or a cancel, or shutdown).
+      if (
+        this.#resource.status === status && !this.#stopped &&
+        !this.#signal.aborted
+      ) {
+        await this.#changed.wait();
+      }
+    }
+  }
+
+  /** Queues `bytes` (in line mode, up to a line end); returns whether anything went out. */
+  #emit(bytes: Uint8Array, atLimit: boolean): boolean {
+    const controller = this.#controller;
+    if (!this.#options.lines) {
+      controller.enqueue(bytes);
+      return bytes.byteLength > 0;
+    }
+    const pending = this.#carry ? concat([this.#carry, bytes]) : bytes;
+    this.#carry = undefined;
+    if (pending.byteLength === 0) return false;
     // The limit is a line end (or the final size): everything may go.
     if (atLimit) {
-      controller.enqueue(bytes);
+      controller.enqueue(pending);
       return true;
     }
-    const last = bytes.lastIndexOf(0x0a);
+    const last = pending.lastIndexOf(0x0a);
     if (
-      last === bytes.byteLength - 1 ||
-      (last === -1 && bytes.byteLength >= chunkSize)
+      last === pending.byteLength - 1 ||
+      (last === -1 && pending.byteLength >= this.#chunkSize)
     ) {
-      controller.enqueue(bytes);
+      controller.enqueue(pending);
       return true;
     }
     if (last === -1) {
-      carry = bytes;
+      this.#carry = pending;
       return false;
     }
-    controller.enqueue(bytes.subarray(0, last + 1));
-    carry = bytes.slice(last + 1);
+    controller.enqueue(pending.subarray(0, last + 1));
+    this.#carry = pending.slice(last + 1);
     return true;
-  };
-
-  const step = async (
-    controller: ReadableStreamDefaultController<Uint8Array>,
-  ): Promise<void> => {
-    for (;;) {
-      if (stopped) return;
-      if (signal.aborted) {
-        stopped = true;
-        await release();
-        controller.error(cutOff());
-        return;
-      }
-      const status = resource.status;
-      const limit = await limitOf(status);
-      if (stopped) return;
-      if (cursor.position < limit) {
-        const before = cursor.position;
-        const pieces = await take(limit);
-        if (stopped) return;
-        if (cursor.position === before) {
-          throw new Error(
-            `no bytes at ${before} though ${limit} are readable`,
-          );
-        }
-        if (emit(controller, pieces, cursor.position >= limit)) return;
-        continue;
-      }
-      if (status.status === "COMPLETED" && cursor.position >= status.size) {
-        stopped = true;
-        await release();
-        controller.close();
-        return;
-      }
-      if (status.status === "FAILED") {
-        stopped = true;
-        await release();
-        controller.error(
-          `spool: follow of resource ${id} aborted: the resource FAILED: ${
-            loggable(status.error ?? "unknown reason", MAX_LOGGED_REASON)
-          }`,
-        );
-        return;
-      }
-      // Wait for the next status (or a cancel, or shutdown).
-      if (resource.status === status && !stopped && !signal.aborted) {
-        await changed.wait();
-      }
-    }
-  };
-
-  return new ReadableStream<Uint8Array>({
-    start(streamController) {
-      controller = streamController;
-      unwatch = resource.watch(() => notify());
-      signal.addEventListener("abort", onAbort);
-    },
-    async pull() {
-      pulling = step(controller).catch(async (error) => {
-        if (stopped) return;
-        stopped = true;
-        await release();
-        controller.error(
-          signal.aborted
-            ? cutOff()
-            : `spool: follow of resource ${id} failed at byte ${cursor.position}: ${
-              error instanceof Error ? error.message : error
-            }`,
-        );
-      });
-      await pulling;
-      pulling = undefined;
-    },
-    async cancel() {
-      stopped = true;
-      notify();
-      // Let a read in flight finish before its reader is closed.
-      await pulling;
-      await release();
-    },
-  }, { highWaterMark: 0 });
+  }
 }
