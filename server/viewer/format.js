@@ -1,7 +1,7 @@
 // @ts-check
 /**
- * How Spool shows values to people: byte counts, times, and text with
- * invisible characters made visible. The same code runs in the terminal (the
+ * How Spool shows values to people: byte counts, times, text with
+ * invisible characters made visible, and a resource's status as a colour. The same code runs in the terminal (the
  * CLI's progress line, the soak), on the server (the viewer's pages) and in
  * the browser: the viewer's page script includes this file's text, which is
  * why it is plain JavaScript (type-checked through `@ts-check` and JSDoc).
@@ -92,4 +92,36 @@ export function visibleText(text, mark) {
       return mark ? mark(escape) : escape;
     },
   );
+}
+
+/**
+ * The colour of each resource status: its badge on the viewer's pages and
+ * the page's favicon.
+ *
+ * @type {Readonly<Record<string, string>>}
+ */
+export const STATUS_COLOURS = {
+  INITIATED: "#6b7280",
+  IN_PROGRESS: "#2563eb",
+  COMPLETED: "#15803d",
+  FAILED: "#b91c1c",
+};
+
+/**
+ * A favicon for a status (a dot of its colour) as a `data:` URL.
+ *
+ * @example
+ * ```ts
+ * import { faviconFor } from "./format.js";
+ * console.log(faviconFor("COMPLETED").startsWith("data:image/svg+xml,")); // true
+ * ```
+ *
+ * @param {string} status A resource status (`INITIATED` for any other).
+ * @returns {string} The icon's URL.
+ */
+export function faviconFor(status) {
+  const colour = (STATUS_COLOURS[status] ?? STATUS_COLOURS.INITIATED)
+    .replace("#", "%23");
+  return "data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'><circle cx='8' cy='8' r='7' fill='" +
+    colour + "'/></svg>";
 }
