@@ -164,154 +164,187 @@ events.addEventListener("error", () => {
   }
 });
 
-if (pane && follow) startPane(pane, follow);
+/** One line of the pane: its element and the text node it grows. */
+function newLine() {
+  const div = document.createElement("div");
+  const text = document.createTextNode("");
+  div.appendChild(text);
+  return { div, text };
+}
 
 /**
- * Fills the tail pane: follows the resource while it is live, reads the
- * rest once it is finished, reconnects from where it is after a cut.
- *
- * @param {HTMLElement} pane
- * @param {HTMLInputElement} follow
+ * The tail pane's lines: text appended as it is decoded, in one DOM update
+ * per burst, the last MAX_LINES kept (with a note of how many were
+ * trimmed), scrolled down while the reader follows the bottom.
  */
-function startPane(pane, follow) {
-  const trimmedEl = $("trimmed", HTMLElement);
-  const trimmedCount = $("trimmed-count", HTMLElement);
-  let current = newLine();
-  pane.appendChild(current.div);
-  let pending = "";
-  let scheduled = false;
-  let trimmed = 0;
-
-  /** @returns {{ div: HTMLDivElement, text: Text }} */
-  function newLine() {
-    const div = document.createElement("div");
-    const text = document.createTextNode("");
-    div.appendChild(text);
-    return { div, text };
-  }
-  function atBottom() {
-    return pane.scrollHeight - pane.scrollTop - pane.clientHeight < 8;
-  }
-  function scrollDown() {
-    pane.scrollTop = pane.scrollHeight;
-  }
-
-  // Following stops when the reader scrolls up and resumes at the bottom.
-  pane.addEventListener("scroll", () => {
-    const bottom = atBottom();
-    if (follow.checked !== bottom) follow.checked = bottom;
-  });
-  follow.addEventListener("change", () => {
-    if (follow.checked) scrollDown();
-  });
-  if (globalThis.ResizeObserver) {
-    new ResizeObserver(() => {
-      if (follow.checked) scrollDown();
-    }).observe(pane);
+class Pane {
+  /**
+   * @param {HTMLElement} log The `<pre>` of the lines.
+   * @param {HTMLInputElement} follow The follow (auto-scroll) toggle.
+   */
+  constructor(log, follow) {
+    this.log = log;
+    this.follow = follow;
+    this.trimmedEl = $("trimmed", HTMLElement);
+    this.trimmedCount = $("trimmed-count", HTMLElement);
+    this.current = newLine();
+    log.appendChild(this.current.div);
+    this.pending = "";
+    this.scheduled = false;
+    this.trimmed = 0;
+    // Following stops when the reader scrolls up and resumes at the bottom.
+    log.addEventListener("scroll", () => {
+      const bottom = log.scrollHeight - log.scrollTop - log.clientHeight < 8;
+      if (follow.checked !== bottom) follow.checked = bottom;
+    });
+    follow.addEventListener("change", () => {
+      if (follow.checked) this.scrollDown();
+    });
+    if (globalThis.ResizeObserver) {
+      new ResizeObserver(() => {
+        if (follow.checked) this.scrollDown();
+      }).observe(log);
+    }
   }
 
-  /** @param {string} text */
-  function append(text) {
+  scrollDown() {
+    this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  /** @param {string} text Decoded text, lines or parts of lines. */
+  append(text) {
     if (!text) return;
-    pending += text;
-    if (scheduled) return;
-    scheduled = true;
+    this.pending += text;
+    if (this.scheduled) return;
+    this.scheduled = true;
     // Coalesce bursts into one DOM update; the timer also runs in background tabs.
-    requestAnimationFrame(flush);
-    setTimeout(flush, 100);
+    requestAnimationFrame(() => this.flush());
+    setTimeout(() => this.flush(), 100);
   }
 
-  function flush() {
-    scheduled = false;
-    if (!pending) return;
-    const parts = pending.split("\n");
-    pending = "";
-    current.text.appendData(parts[0]);
+  /** Puts the pending text into the page now. */
+  flush() {
+    this.scheduled = false;
+    if (!this.pending) return;
+    const parts = this.pending.split("\n");
+    this.pending = "";
+    this.current.text.appendData(parts[0]);
+    if (parts.length > 1) this.#addLines(parts);
+    if (this.follow.checked) this.scrollDown();
+  }
+
+  /** @param {string[]} parts The pending text split at its line ends. */
+  #addLines(parts) {
+    const log = this.log;
     const fresh = parts.length - 1;
-    if (fresh > 0) {
-      let start = 1;
-      if (fresh >= MAX_LINES) {
-        // The whole pane is replaced by the newest lines of this batch.
-        trimmed += pane.childElementCount + fresh - MAX_LINES;
-        pane.textContent = "";
-        start = parts.length - MAX_LINES;
-      }
-      const fragment = document.createDocumentFragment();
-      for (let i = start; i < parts.length; i++) {
-        current = newLine();
-        current.text.data = parts[i];
-        fragment.appendChild(current.div);
-      }
-      pane.appendChild(fragment);
-      let over = pane.childElementCount - MAX_LINES;
-      if (over > 0) {
-        trimmed += over;
-        while (over-- > 0) pane.firstChild?.remove();
-      }
-      if (trimmed > 0) {
-        trimmedCount.textContent = trimmed.toLocaleString("en-US");
-        trimmedEl.hidden = false;
-      }
+    let start = 1;
+    if (fresh >= MAX_LINES) {
+      // The whole pane is replaced by the newest lines of this batch.
+      this.trimmed += log.childElementCount + fresh - MAX_LINES;
+      log.textContent = "";
+      start = parts.length - MAX_LINES;
     }
-    if (follow.checked) scrollDown();
-  }
-
-  // Bytes. While the resource is live, one request follows it from the
-  // first byte not shown (?follow=1&start=N) and grows with it; once it is
-  // finished, a plain read (Range: bytes=N-) takes what is left. So after a
-  // lost connection, and after a follow cut off because the resource FAILED
-  // (a broken chunked body, whose last bytes Chromium may drop), the next
-  // request starts where the page is: no byte twice, none missing. Bytes
-  // count as received only once they are in the pane, and one decoder reads
-  // them all, so a character split between two requests decodes whole.
-  let received = 0;
-  const decoder = newDecoder();
-  function newDecoder() {
-    try {
-      return new TextDecoder(data.charset, { fatal: false });
-    } catch (_) {
-      // A charset the browser does not know: read the bytes as UTF-8.
-      return new TextDecoder("utf-8");
+    const fragment = document.createDocumentFragment();
+    for (let i = start; i < parts.length; i++) {
+      this.current = newLine();
+      this.current.text.data = parts[i];
+      fragment.appendChild(this.current.div);
+    }
+    log.appendChild(fragment);
+    let over = log.childElementCount - MAX_LINES;
+    if (over > 0) {
+      this.trimmed += over;
+      while (over-- > 0) log.firstChild?.remove();
+    }
+    if (this.trimmed > 0) {
+      this.trimmedCount.textContent = this.trimmed.toLocaleString("en-US");
+      this.trimmedEl.hidden = false;
     }
   }
+}
 
-  /**
-   * The byte an answer's body starts at: a 206's Content-Range, a follow's
-   * Spool-Start, else the first.
-   *
-   * @param {Response} response
-   * @returns {number}
-   */
-  function firstByteOf(response) {
-    if (response.status === 206) {
-      const range = /^bytes (\d+)-/.exec(
-        response.headers.get("content-range") || "",
-      );
-      return range ? Number(range[1]) : NaN;
-    }
-    const start = response.headers.get("spool-start");
-    return start === null ? 0 : Number(start);
+/** A decoder of the resource's charset (UTF-8 for one the browser lacks). */
+function newDecoder() {
+  try {
+    return new TextDecoder(data.charset, { fatal: false });
+  } catch (_) {
+    // A charset the browser does not know: read the bytes as UTF-8.
+    return new TextDecoder("utf-8");
   }
+}
 
-  /**
-   * @param {Response} response
-   * @returns {Promise<ReadError>}
-   */
-  async function refusal(response) {
-    let reason = "HTTP " + response.status;
-    try {
-      reason += ": " + (await response.text()).slice(0, 300);
-    } catch (_) {
-      // The body broke: the reason is the status alone.
-    }
-    return new ReadError(
-      reason,
-      response.status >= 400 && response.status < 500,
+/**
+ * The byte an answer's body starts at: a 206's Content-Range, a follow's
+ * Spool-Start, else the first.
+ *
+ * @param {Response} response
+ * @returns {number}
+ */
+function firstByteOf(response) {
+  if (response.status === 206) {
+    const range = /^bytes (\d+)-/.exec(
+      response.headers.get("content-range") || "",
     );
+    return range ? Number(range[1]) : NaN;
+  }
+  const start = response.headers.get("spool-start");
+  return start === null ? 0 : Number(start);
+}
+
+/**
+ * Why the server refused a read; final for a 4xx.
+ *
+ * @param {Response} response
+ * @returns {Promise<ReadError>}
+ */
+async function refusal(response) {
+  let reason = "HTTP " + response.status;
+  try {
+    reason += ": " + (await response.text()).slice(0, 300);
+  } catch (_) {
+    // The body broke: the reason is the status alone.
+  }
+  return new ReadError(reason, response.status >= 400 && response.status < 500);
+}
+
+/**
+ * The resource's status now, or the last one known if the server cannot
+ * be reached.
+ *
+ * @returns {Promise<Status>}
+ */
+async function latestStatus() {
+  try {
+    const response = await fetch(urlOf("/status"), { cache: "no-store" });
+    if (response.ok) return await response.json();
+  } catch (_) {
+    // Unreachable for now: the last status known stands.
+  }
+  return last;
+}
+
+/**
+ * The resource's bytes into the pane. While the resource is live, one
+ * request follows it from the first byte not shown (?follow=1&start=N) and
+ * grows with it; once it is finished, a plain read (Range: bytes=N-) takes
+ * what is left. So after a lost connection, and after a follow cut off
+ * because the resource FAILED (a broken chunked body, whose last bytes
+ * Chromium may drop), the next request starts where the page is: no byte
+ * twice, none missing. Bytes count as received only once they are in the
+ * pane, and one decoder reads them all, so a character split between two
+ * requests decodes whole.
+ */
+class ByteReader {
+  /** @param {Pane} pane */
+  constructor(pane) {
+    this.pane = pane;
+    this.received = 0;
+    this.decoder = newDecoder();
   }
 
-  /** @param {boolean} live */
-  async function readFrom(live) {
+  /** @param {boolean} live Follow the resource, or read what is left. */
+  async readFrom(live) {
+    const received = this.received;
     const response = await fetch(
       urlOf("", live ? { follow: "1", start: String(received) } : null),
       {
@@ -334,8 +367,16 @@ function startPane(pane, follow) {
         true,
       );
     }
-    let skip = received - first;
-    const reader = response.body.getReader();
+    await this.#take(response.body.getReader(), received - first);
+  }
+
+  /**
+   * Appends what `reader` yields past its first `skip` bytes.
+   *
+   * @param {ReadableStreamDefaultReader<Uint8Array>} reader
+   * @param {number} skip
+   */
+  async #take(reader, skip) {
     for (;;) {
       const step = await reader.read();
       if (step.done) return;
@@ -348,27 +389,16 @@ function startPane(pane, follow) {
         chunk = chunk.subarray(skip);
         skip = 0;
       }
-      received += chunk.byteLength;
-      append(decoder.decode(chunk, { stream: true }));
+      this.received += chunk.byteLength;
+      this.pane.append(this.decoder.decode(chunk, { stream: true }));
     }
   }
 
-  /** @returns {Promise<Status>} */
-  async function latestStatus() {
-    try {
-      const response = await fetch(urlOf("/status"), { cache: "no-store" });
-      if (response.ok) return await response.json();
-    } catch (_) {
-      // Unreachable for now: the last status known stands.
-    }
-    return last;
-  }
-
-  /** @param {Status} s */
-  function ended(s) {
-    append(decoder.decode());
-    flush();
-    const bytes = received.toLocaleString("en-US") + " bytes";
+  /** @param {Status} s The final status. */
+  ended(s) {
+    this.pane.append(this.decoder.decode());
+    this.pane.flush();
+    const bytes = this.received.toLocaleString("en-US") + " bytes";
     if (s.status === "FAILED") {
       showStatus(s);
       stateEl.textContent = "stopped: the upload failed after " + bytes;
@@ -377,32 +407,31 @@ function startPane(pane, follow) {
     stateEl.textContent = "end of resource (" + bytes + ")";
   }
 
-  async function run() {
+  /** Reads until the resource ended and the pane has all of it, or gives up. */
+  async run() {
     let s = last;
     for (let attempt = 0;; attempt++) {
       const live = !terminal(s);
-      if (!live && received >= s.size) return ended(s);
+      if (!live && this.received >= s.size) return this.ended(s);
       stateEl.textContent = live ? "following\u2026" : "reading\u2026";
       /** @type {unknown} */
       let problem = null;
       try {
-        await readFrom(live);
+        await this.readFrom(live);
       } catch (error) {
         problem = error;
       }
-      flush();
+      this.pane.flush();
       s = await latestStatus();
-      if (terminal(s) && received >= s.size) return ended(s);
+      if (terminal(s) && this.received >= s.size) return this.ended(s);
       const final = problem instanceof ReadError && problem.final;
       if (final || attempt >= MAX_ATTEMPTS) {
-        showText(
-          stateEl,
-          "stopped: " +
-            (problem
-              ? (problem instanceof Error && problem.message) ||
-                String(problem)
-              : "the stream ended early"),
-        );
+        const reason = problem instanceof Error
+          ? problem.message || String(problem)
+          : problem
+          ? String(problem)
+          : "the stream ended early";
+        showText(stateEl, "stopped: " + reason);
         return;
       }
       // The follow ended with the resource: read the rest at once.
@@ -417,5 +446,6 @@ function startPane(pane, follow) {
       });
     }
   }
-  run();
 }
+
+if (pane && follow) new ByteReader(new Pane(pane, follow)).run();

@@ -68,7 +68,15 @@ function nameHtml(name: string, max = MAX_NAME_LENGTH): Html {
   return markup`<bdi>${userHtml(name, max)}</bdi>`;
 }
 
-/** Whether bytes of this MIME type are shown as text in the tail pane. */
+/**
+ * Whether bytes of this MIME type are shown as text in the tail pane.
+ *
+ * @example
+ * ```ts
+ * import { isTextMime } from "./pages.ts";
+ * console.log(isTextMime("text/plain; charset=utf-8"), isTextMime("image/png")); // true false
+ * ```
+ */
 export function isTextMime(mimeType: string): boolean {
   const essence = mimeType.split(";")[0].trim().toLowerCase();
   return essence.startsWith("text/") || essence.endsWith("+json") ||
@@ -165,6 +173,11 @@ function downloadLink(link: { href: string; filename: string }): Html {
 /**
  * The page of one resource at `/view/{id}`. URLs in it are relative
  * (`../resources/{id}`), so a path prefix in front of the server is kept.
+ *
+ * @example
+ * ```ts ignore
+ * const page = renderResourcePage({ status: resource.status, listing: true });
+ * ```
  */
 export function renderResourcePage(options: ResourcePageOptions): string {
   const { status, token, listing } = options;
@@ -229,7 +242,15 @@ function listingRow(s: ResourceStatus): Html {
 `;
 }
 
-/** The listing at `/view/`: the resources, newest first. */
+/**
+ * The listing at `/view/`: the resources, newest first.
+ *
+ * @example
+ * ```ts
+ * import { renderListingPage } from "./pages.ts";
+ * console.log(renderListingPage([]).includes("No resources yet.")); // true
+ * ```
+ */
 export function renderListingPage(statuses: ResourceStatus[]): string {
   const sorted = [...statuses].sort((a, b) =>
     a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0
