@@ -105,23 +105,16 @@ export async function spawnServer(
   const stderr = options.stderr === "lines"
     ? new Lines(process.stderr)
     : undefined;
-  const lines = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await lines.read();
-    if (done) {
-      await process.status;
-      throw new Error(`server exited before listening; its output: ${text}`);
-    }
-    text += value;
+  const lines = new Lines(process.stdout);
+  const first = await lines.next();
+  if (first === null) {
+    await process.status;
+    throw new Error("server exited before listening; it printed nothing");
   }
-  const first = text.split("\n")[0];
   const match = first.match(/^Listening on (http:\/\/\S+)$/);
   if (!match) throw new Error(`unexpected first line: ${first}`);
   // Keep draining stdout so the child never blocks on a full pipe.
-  (async () => {
-    while (!(await lines.read()).done) { /* discard */ }
-  })();
+  lines.rest();
   return { process, url: new URL(match[1]), stderr };
 }
 
