@@ -1,5 +1,8 @@
 /** Subprocess plumbing for benchmarks: servers, load generators, RSS. */
 
+import { TextLineStream } from "@std/streams";
+import { rssOf } from "../testing/process_memory.ts";
+
 const HERE = new URL(".", import.meta.url);
 
 /** Every subprocess started here that has not exited yet. */
@@ -29,6 +32,14 @@ export function killRunning(): number {
   return killed;
 }
 
+/** The lines `process` prints on stdout, without their line ends. */
+function stdoutLines(
+  process: Deno.ChildProcess,
+): ReadableStreamDefaultReader<string> {
+  return process.stdout.pipeThrough(new TextDecoderStream())
+    .pipeThrough<string>(new TextLineStream()).getReader();
+}
+
 /** A subprocess that printed where it listens. */
 export interface Listening {
   process: Deno.ChildProcess;
@@ -36,13 +47,6 @@ export interface Listening {
   /** Resident memory of the process in bytes, from /proc. */
   rss(): Promise<number>;
   stop(): Promise<void>;
-}
-
-/** Resident set size of `pid` in bytes (Linux /proc). */
-export async function rssOf(pid: number): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  const kib = Number(status.match(/^VmRSS:\s+(\d+) kB$/m)?.[1] ?? NaN);
-  return kib * 1024;
 }
 
 /** Spawns `deno run -A SCRIPT ARGS` and waits for its `Listening on URL` line. */
@@ -63,15 +67,10 @@ export async function spawnListening(
     stdout: "piped",
     stderr: "inherit",
   }).spawn());
-  const reader = process.stdout.pipeThrough(new TextDecoderStream())
-    .getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`${script} exited before listening`);
-    text += value;
-  }
-  const url = new URL(text.split("\n")[0].replace(/^Listening on /, ""));
+  const reader = stdoutLines(process);
+  const { value: first, done } = await reader.read();
+  if (done) throw new Error(`${script} exited before listening`);
+  const url = new URL(first.replace(/^Listening on /, ""));
   (async () => {
     while (!(await reader.read()).done) { /* drain */ }
   })();
@@ -125,21 +124,13 @@ export function startLoad(args: string[]): Load {
     stdout: "piped",
     stderr: "inherit",
   }).spawn());
-  const reader = process.stdout.pipeThrough(new TextDecoderStream())
-    .getReader();
-  let buffered = "";
+  const reader = stdoutLines(process);
   return {
     process,
     async next() {
-      while (!buffered.includes("\n")) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`load ${args[0]} exited without a result`);
-        buffered += value;
-      }
-      const index = buffered.indexOf("\n");
-      const line = buffered.slice(0, index);
-      buffered = buffered.slice(index + 1);
-      return JSON.parse(line);
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`load ${args[0]} exited without a result`);
+      return JSON.parse(value);
     },
     async release() {
       await process.stdin.close();
@@ -192,25 +183,15 @@ export async function spawnServing(
     stderr: "inherit",
   }).spawn());
   const stdin = process.stdin.getWriter();
-  const reader = process.stdout.pipeThrough(new TextDecoderStream())
-    .getReader();
-  let buffered = "";
+  const reader = stdoutLines(process);
   const nextLine = async (waitingFor: string): Promise<string> => {
-    while (!buffered.includes("\n")) {
-      const { value, done } = await reader.read();
-      if (done) {
-        throw new Error(
-          `${script} ${
-            args.join(" ")
-          } exited while we waited for ${waitingFor}`,
-        );
-      }
-      buffered += value;
+    const { value, done } = await reader.read();
+    if (done) {
+      throw new Error(
+        `${script} ${args.join(" ")} exited while we waited for ${waitingFor}`,
+      );
     }
-    const index = buffered.indexOf("\n");
-    const line = buffered.slice(0, index);
-    buffered = buffered.slice(index + 1);
-    return line;
+    return value;
   };
   let first: string;
   try {

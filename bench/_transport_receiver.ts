@@ -29,6 +29,7 @@
  * @module
  */
 
+import { TextLineStream } from "@std/streams";
 import { parseFlags } from "../cli/args.ts";
 import { Receiver } from "../transport/mod.ts";
 import type { ReceivedHeader } from "../transport/mod.ts";
@@ -253,22 +254,6 @@ function serveDrain(): Served {
   };
 }
 
-/** Yields the lines of `stream` (without their `\n`). */
-async function* lines(
-  stream: ReadableStream<Uint8Array>,
-): AsyncGenerator<string> {
-  let buffered = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    buffered += text;
-    let index;
-    while ((index = buffered.indexOf("\n")) >= 0) {
-      yield buffered.slice(0, index);
-      buffered = buffered.slice(index + 1);
-    }
-  }
-  if (buffered !== "") yield buffered;
-}
-
 /** `value` of flag `--name` if it is one of `allowed`; else reports and returns null. */
 function oneOf<T extends string>(
   name: string,
@@ -292,7 +277,9 @@ async function main(args: string[]): Promise<number> {
   readMode = read;
   const served = mode === "transport" ? await serveTransport() : serveDrain();
   console.log(`Listening on ${served.url.href}`);
-  for await (const line of lines(Deno.stdin.readable)) {
+  const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream())
+    .pipeThrough<string>(new TextLineStream());
+  for await (const line of lines) {
     const command = line.trim();
     if (command === "stats") {
       served.refresh();

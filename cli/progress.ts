@@ -7,27 +7,11 @@
  * @module
  */
 
-/**
- * Formats a byte count with a binary unit: whole bytes below 1 KiB (`117 B`),
- * one decimal above (`1.5 MiB`). (`@std/fmt/bytes` rounds to significant
- * digits and spells `kiB`; the viewer shows the same figures as this.)
- *
- * @example
- * ```ts
- * import { formatBytes } from "./progress.ts";
- * console.log(formatBytes(117.47), formatBytes(1536)); // "117 B" "1.5 KiB"
- * ```
- */
-export function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
-}
+import { formatBytes } from "../server/viewer/format.js";
+
+// The one byte-count format: the progress line, the transport CLI, the soak
+// and the viewer (server and browser) all show sizes with it.
+export { formatBytes };
 
 /** Least time between two redraws, in ms. */
 const REDRAW_MS = 200;

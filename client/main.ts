@@ -4,7 +4,8 @@
  * @module
  */
 
-import { basename } from "node:path";
+import { basename, extname } from "node:path";
+import { typeByExtension } from "@std/media-types/type-by-extension";
 import { integerFlag, parseFlags, UsageError } from "../cli/args.ts";
 import { Progress } from "../cli/progress.ts";
 import { type HintContext, hintFor } from "../cli/hints.ts";
@@ -23,27 +24,11 @@ export interface MainOptions {
 
 const DEFAULT_PROGRAM = "deno run -A client/main.ts";
 
-const MIME_TYPES: Record<string, string> = {
-  txt: "text/plain",
-  log: "text/plain",
-  md: "text/markdown",
-  csv: "text/csv",
-  json: "application/json",
-  html: "text/html",
-  xml: "application/xml",
-  gz: "application/gzip",
-  zip: "application/zip",
-  tar: "application/x-tar",
-  png: "image/png",
-  jpg: "image/jpeg",
-  pdf: "application/pdf",
-};
-
+/** The MIME type of a file by its extension (`@std/media-types`' table). */
 function guessMimeType(name: string): string {
-  const extension = name.includes(".")
-    ? name.split(".").pop()!.toLowerCase()
-    : "";
-  return MIME_TYPES[extension] ?? "application/octet-stream";
+  const extension = extname(name);
+  return (extension === "" ? undefined : typeByExtension(extension)) ??
+    "application/octet-stream";
 }
 
 async function caCerts(

@@ -3,7 +3,8 @@
  * and a listing page of resources.
  *
  * The page at `/view/{id}` is self-contained (inline CSS and one inline
- * script, allowed by its hash in a strict Content-Security-Policy). It shows
+ * script, allowed by its hash in a strict Content-Security-Policy; they are
+ * the files `viewer/page.css` and `viewer/page.js`). It shows
  * the resource's name, status, size, update time and a download link, and
  * for text resources a tail-f pane fed by `GET /resources/{id}?follow=1`
  * while the resource is live and by a plain `GET` (with `Range` from the
@@ -20,17 +21,17 @@
  * @module
  */
 
+import { STATUS_CODE } from "@std/http/status";
 import type { Resource } from "./resource.ts";
 import { SpoolError } from "../protocol/errors.ts";
 import { errorResponse, errorStatus } from "./_http_error.ts";
 import { headerValue } from "./_header.ts";
 import {
-  PAGE_CSP,
   renderErrorPage,
   renderListingPage,
   renderResourcePage,
-  STATIC_CSP,
-} from "./_viewer_page.ts";
+} from "./viewer/pages.ts";
+import { PAGE_CSP, STATIC_CSP } from "./viewer/script.ts";
 
 /** What a reader refused a page can do about it, by the error's code. */
 const HINTS: Partial<Record<SpoolError["code"], string>> = {
@@ -61,7 +62,7 @@ export interface ViewerContext {
 function htmlResponse(
   html: string,
   csp: string,
-  status = 200,
+  status: number = STATUS_CODE.OK,
   extra: Record<string, string> = {},
 ): Response {
   return new Response(html, {
@@ -171,7 +172,7 @@ export function serveViewer(
       // `/view` → `/view/`, so the listing's relative links resolve.
       const last = url.pathname.slice(url.pathname.lastIndexOf("/") + 1);
       return new Response(null, {
-        status: 308,
+        status: STATUS_CODE.PermanentRedirect,
         headers: { location: headerValue(`${last}/${url.search}`, "view/") },
       });
     }

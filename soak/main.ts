@@ -16,9 +16,16 @@
  */
 
 import { createHash } from "node:crypto";
+import { delay } from "@std/async/delay";
+import { equals } from "@std/bytes/equals";
+import { TextLineStream } from "@std/streams";
+import { integerFlag, parseFlags, UsageError } from "../cli/args.ts";
+import { formatBytes } from "../cli/progress.ts";
 import { openDownload, startUpload } from "../client/mod.ts";
 import { isTerminal } from "../protocol/status.ts";
 import { Receiver, Stream } from "../transport/mod.ts";
+import { rssOf } from "../testing/process_memory.ts";
+import { prng, randomBytes } from "../testing/seeded_random.ts";
 
 const USAGE = `Usage: deno task soak [options]
        deno run -A soak/main.ts [options]
@@ -48,37 +55,6 @@ const TRNAME = "soak";
 
 // ---------------------------------------------------------------- helpers
 
-/** Deterministic pseudo-random integers in [0, n). */
-function prng(seed: number): (n: number) => number {
-  let x = seed >>> 0 || 1;
-  return (n) => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) % n;
-  };
-}
-
-/** `length` pseudo-random bytes of `seed` (xorshift32 words). */
-function generate(length: number, seed: number): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(length);
-  const words = new Uint32Array(bytes.buffer, 0, length >>> 2);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x;
-  }
-  for (let i = words.length * 4; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[i] = x & 0xff;
-  }
-  return bytes;
-}
-
 function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
@@ -100,48 +76,12 @@ async function hashStream(
   return { length, sha: hash.digest("hex") };
 }
 
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false;
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < MiB) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1024 * MiB) return `${(n / MiB).toFixed(1)} MiB`;
-  return `${(n / 1024 / MiB).toFixed(2)} GiB`;
-}
-
-/** Resident set size of a process in bytes, from /proc (0 if unknown). */
-async function rssOf(pid: number): Promise<number> {
-  try {
-    const status = await Deno.readTextFile(`/proc/${pid}/status`);
-    const match = status.match(/^VmRSS:\s+(\d+) kB/m);
-    return match ? Number(match[1]) * 1024 : 0;
-  } catch {
-    return 0;
-  }
-}
-
 /** Lines of a child's stdout. */
-async function* lines(
+function lines(
   stream: ReadableStream<Uint8Array>,
-): AsyncGenerator<string> {
-  let buffer = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    buffer += text;
-    let at;
-    while ((at = buffer.indexOf("\n")) >= 0) {
-      yield buffer.slice(0, at);
-      buffer = buffer.slice(at + 1);
-    }
-  }
-  if (buffer !== "") yield buffer;
+): AsyncIterableIterator<string> {
+  return stream.pipeThrough(new TextDecoderStream())
+    .pipeThrough<string>(new TextLineStream())[Symbol.asyncIterator]();
 }
 
 // ---------------------------------------------------------------- options
@@ -155,57 +95,46 @@ interface Options {
   seed: number;
 }
 
-class UsageError extends Error {}
-
+/** Reads the soak's flags (`--receiver` aside, which picks the role). */
 function parseOptions(args: string[]): Options | "help" {
-  const values = new Map<string, string>();
-  let quick = false;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "-h" || arg === "--help") return "help";
-    if (arg === "--quick") {
-      quick = true;
-      continue;
-    }
-    const [name, inline] = arg.split("=", 2);
-    const known = [
-      "--minutes",
-      "--seconds",
-      "--uploaders",
-      "--streams",
-      "--progress-seconds",
-      "--seed",
-    ];
-    if (!known.includes(name)) {
-      throw new UsageError(
-        `unknown option ${arg}; expected one of --quick, ${known.join(", ")}`,
-      );
-    }
-    const value = inline ?? args[++i];
-    if (value === undefined || !Number.isFinite(Number(value))) {
-      throw new UsageError(`${name} takes a number, got ${value}`);
-    }
-    if (Number(value) < 0) throw new UsageError(`${name} must be >= 0`);
-    values.set(name, value);
+  const { strings, booleans, positional } = parseFlags(args, {
+    string: [
+      "minutes",
+      "seconds",
+      "uploaders",
+      "streams",
+      "progress-seconds",
+      "seed",
+    ],
+    boolean: ["quick", "help"],
+    alias: { h: "help" },
+  });
+  if (booleans.help) return "help";
+  if (positional.length > 0) {
+    throw new UsageError(
+      `unexpected argument ${positional[0]}; the soak takes options only`,
+    );
   }
-  const num = (name: string, fallback: number) =>
-    values.has(name) ? Number(values.get(name)) : fallback;
-  const seconds = values.has("--seconds")
-    ? num("--seconds", 0)
-    : values.has("--minutes")
-    ? num("--minutes", 10) * 60
+  const quick = booleans.quick;
+  const count = (name: string, fallback: number, min = 0) =>
+    integerFlag(strings, name, { min, fallback })!;
+  const seconds = strings.seconds !== undefined
+    ? count("seconds", 0)
+    : strings.minutes !== undefined
+    ? count("minutes", 10) * 60
     : quick
     ? 20
     : 600;
   return {
     seconds,
     quick,
-    uploaders: Math.max(0, Math.floor(num("--uploaders", 3))),
-    streams: Math.max(0, Math.floor(num("--streams", 2))),
-    progressSeconds: Math.max(1, num("--progress-seconds", quick ? 2 : 10)),
-    seed: Math.floor(
-      num("--seed", crypto.getRandomValues(new Uint32Array(1))[0]),
-    ) >>> 0,
+    uploaders: count("uploaders", 3),
+    streams: count("streams", 2),
+    progressSeconds: count("progress-seconds", quick ? 2 : 10, 1),
+    seed: integerFlag(strings, "seed", {
+      max: 0xffff_ffff,
+      fallback: crypto.getRandomValues(new Uint32Array(1))[0],
+    })!,
   };
 }
 
@@ -272,7 +201,7 @@ async function startChild(
   {
     child: Deno.ChildProcess;
     match: RegExpMatchArray;
-    rest: AsyncGenerator<string>;
+    rest: AsyncIterableIterator<string>;
   }
 > {
   const child = new Deno.Command(Deno.execPath(), {
@@ -372,13 +301,19 @@ async function driver(options: Options): Promise<number> {
     }
   })();
 
-  // RSS samples and progress.
+  // RSS samples and progress. A child gone is a failure, and the run goes
+  // on to its summary.
+  const rss = (what: string, pid: number) =>
+    rssOf(pid).catch((error) => {
+      fail(`RSS of the ${what}`, error);
+      return 0;
+    });
   const samples: Sample[] = [];
   const sample = async () => {
     const s = {
       t: elapsed(),
-      server: await rssOf(server.child.pid),
-      receiver: await rssOf(receiver.child.pid),
+      server: await rss("server", server.child.pid),
+      receiver: await rss("receiver", receiver.child.pid),
       driver: Deno.memoryUsage().rss,
     };
     samples.push(s);
@@ -418,7 +353,7 @@ async function driver(options: Options): Promise<number> {
       nextPause = now + pauseEvery;
       pauses++;
     }
-    if (now < pauseUntil) await sleep(pauseUntil - now);
+    if (now < pauseUntil) await delay(pauseUntil - now);
   };
 
   const maxUpload = options.quick ? 2 * MiB : 24 * MiB;
@@ -444,7 +379,7 @@ async function driver(options: Options): Promise<number> {
     const seed = nextSeed++;
     const r = prng(seed);
     const size = uploadSize(r);
-    const source = generate(size, seed);
+    const source = randomBytes(size, seed);
     const expected = sha256(source);
     const up = await startUpload(serverUrl, {
       name: `u${worker}-${iteration}`,
@@ -475,7 +410,7 @@ async function driver(options: Options): Promise<number> {
           );
           totals.rangeReads++;
           totals.rangeBytes += bytes.byteLength;
-          if (!equalBytes(bytes, source.subarray(a, b))) {
+          if (!equals(bytes, source.subarray(a, b))) {
             totals.corrupted += b - a;
             fail(
               `range [${a}, ${b}) of ${up.id}`,
@@ -494,7 +429,7 @@ async function driver(options: Options): Promise<number> {
         totals.uploadBytes += end - at;
         at = end;
         if (trickle ? r(4) === 0 : r(100) === 0) {
-          await sleep(trickle ? 5 + r(45) : 100 + r(1500));
+          await delay(trickle ? 5 + r(45) : 100 + r(1500));
         }
       }
       const final = await up.finish();
@@ -531,7 +466,7 @@ async function driver(options: Options): Promise<number> {
         );
         totals.rangeReads++;
         totals.rangeBytes += bytes.byteLength;
-        if (!equalBytes(bytes, source.subarray(a, b))) {
+        if (!equals(bytes, source.subarray(a, b))) {
           totals.corrupted += b - a;
           fail(
             `range [${a}, ${b}) of ${up.id}`,
@@ -574,7 +509,7 @@ async function driver(options: Options): Promise<number> {
       for (let i = 0; i < count; i++) {
         const name = `o${worker}-${iteration}-${i}`;
         const size = objectSize(r);
-        const body = generate(size, seed * 31 + i);
+        const body = randomBytes(size, seed * 31 + i);
         const checksum = { type: "sha256", value: sha256(body) };
         sent.set(name, { length: size });
         const kind = r(4);
@@ -591,7 +526,7 @@ async function driver(options: Options): Promise<number> {
         );
         // Now and then a pause past the idle teardown: the next object
         // reconnects with the same session.
-        if (r(150) === 0) await sleep(1_200 + r(800));
+        if (r(150) === 0) await delay(1_200 + r(800));
       }
       await stream.fin();
     } finally {

@@ -23,8 +23,11 @@
  */
 
 import { createHash } from "node:crypto";
-import { randomBytes } from "./_helpers.ts";
+import { TextLineStream } from "@std/streams";
+import { prng, randomBytes } from "../testing/seeded_random.ts";
 import { Receiver, Stream } from "../transport/mod.ts";
+
+export { prng } from "../testing/seeded_random.ts";
 
 /** The path of this script, for `deno run`. */
 export const ACTORS = new URL("./_fault_actors.ts", import.meta.url).pathname;
@@ -46,17 +49,6 @@ export function faultSeed(test: string): number {
   let salt = 0x811c9dc5;
   for (const c of test) salt = Math.imul(salt ^ c.charCodeAt(0), 0x01000193);
   return ((base ^ salt) >>> 0) || 1;
-}
-
-/** Deterministic pseudo-random integers: `rand(n)` is in `[0, n)`. */
-export function prng(seed: number): (n: number) => number {
-  let x = seed >>> 0 || 1;
-  return (n) => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) % n;
-  };
 }
 
 /** Size of generated object `i` of `seed`: empty, small, medium or large. */
@@ -112,34 +104,20 @@ export async function within<T>(
 /** Lines of a child's stdout, read as they come. */
 export class Lines {
   readonly #reader: ReadableStreamDefaultReader<string>;
-  #buffer = "";
-  #ended = false;
   /** Every line read so far. */
   readonly seen: string[] = [];
 
   constructor(stdout: ReadableStream<Uint8Array>) {
-    this.#reader = stdout.pipeThrough(new TextDecoderStream()).getReader();
+    this.#reader = stdout.pipeThrough(new TextDecoderStream())
+      .pipeThrough<string>(new TextLineStream()).getReader();
   }
 
   /** The next line, or `null` once stdout ended. */
   async next(): Promise<string | null> {
-    while (!this.#buffer.includes("\n")) {
-      if (this.#ended) {
-        if (this.#buffer === "") return null;
-        const last = this.#buffer;
-        this.#buffer = "";
-        this.seen.push(last);
-        return last;
-      }
-      const { value, done } = await this.#reader.read();
-      if (done) this.#ended = true;
-      else this.#buffer += value;
-    }
-    const at = this.#buffer.indexOf("\n");
-    const line = this.#buffer.slice(0, at);
-    this.#buffer = this.#buffer.slice(at + 1);
-    this.seen.push(line);
-    return line;
+    const { value, done } = await this.#reader.read();
+    if (done) return null;
+    this.seen.push(value);
+    return value;
   }
 
   /** Reads until a line matches; throws if stdout ends first. */

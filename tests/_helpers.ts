@@ -8,7 +8,10 @@ import {
   startServer,
 } from "../server/mod.ts";
 import type { ResourceStatus } from "../protocol/mod.ts";
+import { encodeHex } from "@std/encoding/hex";
 import { Lines } from "./_fault_actors.ts";
+
+export { randomBytes } from "../testing/seeded_random.ts";
 
 /** A server on 127.0.0.1 with a fresh data directory, removed on dispose. */
 export interface TestServer extends SpoolServer {
@@ -40,33 +43,7 @@ export async function sha256(bytes: Uint8Array): Promise<string> {
     "SHA-256",
     bytes as Uint8Array<ArrayBuffer>,
   );
-  return Array.from(
-    new Uint8Array(digest),
-    (b) => b.toString(16).padStart(2, "0"),
-  ).join("");
-}
-
-/** Deterministic pseudo-random bytes (xorshift32; fast, not for secrets). */
-export function randomBytes(
-  length: number,
-  seed = 1,
-): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(length);
-  const words = new Uint32Array(bytes.buffer, 0, length >>> 2);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x;
-  }
-  for (let i = words.length * 4; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[i] = x & 0xff;
-  }
-  return bytes;
+  return encodeHex(digest);
 }
 
 /** Reads a whole byte stream. */
@@ -128,23 +105,16 @@ export async function spawnServer(
   const stderr = options.stderr === "lines"
     ? new Lines(process.stderr)
     : undefined;
-  const lines = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await lines.read();
-    if (done) {
-      await process.status;
-      throw new Error(`server exited before listening; its output: ${text}`);
-    }
-    text += value;
+  const lines = new Lines(process.stdout);
+  const first = await lines.next();
+  if (first === null) {
+    await process.status;
+    throw new Error("server exited before listening; it printed nothing");
   }
-  const first = text.split("\n")[0];
   const match = first.match(/^Listening on (http:\/\/\S+)$/);
   if (!match) throw new Error(`unexpected first line: ${first}`);
   // Keep draining stdout so the child never blocks on a full pipe.
-  (async () => {
-    while (!(await lines.read()).done) { /* discard */ }
-  })();
+  lines.rest();
   return { process, url: new URL(match[1]), stderr };
 }
 

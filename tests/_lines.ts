@@ -1,5 +1,7 @@
 /** Reading a child process's output line by line, for the CLI tests. */
 
+import { TextLineStream } from "@std/streams";
+
 /** Lines of a child's output as they arrive. */
 export class Lines {
   #queue: string[] = [];
@@ -10,15 +12,9 @@ export class Lines {
 
   constructor(stream: ReadableStream<Uint8Array>) {
     this.done = (async () => {
-      let text = "";
-      for await (const piece of stream.pipeThrough(new TextDecoderStream())) {
-        text += piece;
-        for (let nl = text.indexOf("\n"); nl >= 0; nl = text.indexOf("\n")) {
-          this.#push(text.slice(0, nl));
-          text = text.slice(nl + 1);
-        }
-      }
-      if (text !== "") this.#push(text);
+      const lines = stream.pipeThrough(new TextDecoderStream())
+        .pipeThrough<string>(new TextLineStream());
+      for await (const line of lines) this.#push(line);
       this.#ended = true;
       for (const waiter of this.#waiters.splice(0)) waiter(null);
     })();

@@ -10,17 +10,7 @@ import {
 import { sha256 } from "./_helpers.ts";
 
 export { randomBytes, sha256 } from "./_helpers.ts";
-
-/** Deterministic pseudo-random integers in [0, n). */
-export function prng(seed: number): (n: number) => number {
-  let x = seed >>> 0 || 1;
-  return (n) => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) % n;
-  };
-}
+export { prng } from "../testing/seeded_random.ts";
 
 /** A stream that yields `bytes` in pieces of at most `piece` bytes. */
 export function chunked(

@@ -10,6 +10,7 @@ import { MAX_CONTROL_MESSAGE_CHARS } from "../protocol/mod.ts";
 import { sha256, spawnServer, startTestServer } from "./_helpers.ts";
 import { RawSocket } from "./_raw_socket.ts";
 import { kill, within } from "./_fault_actors.ts";
+import { peakRssOf } from "../testing/process_memory.ts";
 
 function uploadUrl(server: URL): URL {
   const url = new URL("upload", server);
@@ -19,9 +20,7 @@ function uploadUrl(server: URL): URL {
 
 /** Peak resident memory of process `pid`, in MiB (Linux `VmHWM`). */
 async function peakRssMiB(pid: number): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  const kib = Number(status.match(/^VmHWM:\s+(\d+) kB$/m)![1]);
-  return kib / 1024;
+  return await peakRssOf(pid) / 2 ** 20;
 }
 
 /** Opens an upload socket on `server` and waits for its ready-for-upload. */
