@@ -25,9 +25,24 @@ export interface MainOptions {
 const DEFAULT_PROGRAM = "deno run -A client/main.ts";
 
 /** The MIME type of a file by its extension (`@std/media-types`' table). */
+/**
+ * Source and log files the std's table gets wrong for us (`.ts` is MPEG
+ * transport stream video there): they are text, and the viewer follows
+ * text.
+ */
+const TEXT_EXTENSIONS: Record<string, string> = {
+  ".ts": "text/typescript",
+  ".mts": "text/typescript",
+  ".cts": "text/typescript",
+  ".tsx": "text/typescript",
+  ".log": "text/plain",
+  ".out": "text/plain",
+};
+
 function guessMimeType(name: string): string {
-  const extension = extname(name);
-  return (extension === "" ? undefined : typeByExtension(extension)) ??
+  const extension = extname(name).toLowerCase();
+  if (extension === "") return "application/octet-stream";
+  return TEXT_EXTENSIONS[extension] ?? typeByExtension(extension) ??
     "application/octet-stream";
 }
 

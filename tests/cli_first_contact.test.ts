@@ -392,3 +392,34 @@ Deno.test("first contact: every export entry passes deno doc --lint, and README'
     );
   }
 });
+
+Deno.test("first contact: .ts, .log and .json uploads are typed as text the viewer follows", async () => {
+  await using server = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "spool-mime-" });
+  try {
+    for (
+      const [name, type] of [
+        ["build.ts", "text/typescript"],
+        ["run.log", "text/plain"],
+        ["data.json", "application/json"],
+        ["blob.bin", "application/octet-stream"],
+      ]
+    ) {
+      const file = join(dir, name);
+      await Deno.writeTextFile(file, "x\n");
+      const run = await deno([
+        CLIENT,
+        "upload",
+        "--json",
+        "--server",
+        server.url.href,
+        file,
+      ]);
+      assertEquals(run.code, 0, run.stderr);
+      const final = JSON.parse(run.stdout.trim().split("\n").at(-1)!);
+      assertEquals(final.mimeType, type, name);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
