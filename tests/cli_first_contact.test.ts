@@ -220,13 +220,10 @@ Deno.test("first contact: a file over --max-resource-bytes is refused before a r
   await using server = await startTestServer({
     limits: { maxResourceBytes: 1000 },
   });
-  const run = await deno([
-    CLIENT,
-    "upload",
-    "--server",
-    server.url.href,
-    CLIENT,
-  ]);
+  const big = await Deno.makeTempFile({ prefix: "spool-big-" });
+  await Deno.writeFile(big, new Uint8Array(5000));
+  const run = await deno([CLIENT, "upload", "--server", server.url.href, big]);
+  await Deno.remove(big);
   assertEquals(run.code, 1);
   assertEquals(run.stdout, "");
   assertMatch(
