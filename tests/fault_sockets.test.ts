@@ -109,8 +109,8 @@ Deno.test("sockets: handshakes reset by the client take no watcher slot, keep (n
     const before = fds();
     for (let i = 0; i < 300; i++) await resetDuringHandshake(server.url, path);
     const leaked = fds() - before;
-    // Every one of them before; a few now (most on a quiet machine: the
-    // reset is noticed within the server's wait; fewer under heavy load).
+    // Before, every one kept its descriptor. Now few do on a quiet machine
+    // (the server learns of the reset while it waits), more under load.
     assert(
       leaked < 250,
       `${leaked} descriptors held after 300 reset handshakes`,
