@@ -38,7 +38,51 @@
  * @module
  */
 
-export * from "./protocol/mod.ts";
-export * from "./server/mod.ts";
-export * from "./client/mod.ts";
-export * from "./transport/mod.ts";
+// What a user calls. Wire codecs, message types and server internals are
+// behind the subpath exports: `./server`, `./client`, `./transport`,
+// `./protocol`.
+
+// A server, and where it keeps resources.
+export {
+  type ServerOptions,
+  type SpoolServer,
+  startServer,
+} from "./server/server.ts";
+export type { ServerLimits } from "./server/limits.ts";
+export type { ResourceStore, ResourceWriter } from "./server/store.ts";
+export {
+  FileStore,
+  type FileStoreOptions,
+  StoreInUseError,
+} from "./server/file_store.ts";
+
+// Uploading and downloading live resources.
+export {
+  startUpload,
+  upload,
+  Upload,
+  type UploadBody,
+  type UploadOptions,
+} from "./client/upload.ts";
+export {
+  Download,
+  type DownloadOptions,
+  type FollowOptions,
+  openDownload,
+} from "./client/download.ts";
+
+// What a resource is, and how things fail.
+export {
+  RESOURCE_STATES,
+  type ResourceState,
+  type ResourceStatus,
+} from "./protocol/status.ts";
+export {
+  ERROR_CODES,
+  type ErrorCode,
+  ResourceFailedError,
+  SpoolError,
+} from "./protocol/errors.ts";
+
+// The object transport.
+export * from "./transport/api.ts";

@@ -55,7 +55,12 @@ export type { ServerOptions } from "./options.ts";
 export interface SpoolServer {
   /** The base URL, e.g. `http://127.0.0.1:8787/`. */
   readonly url: URL;
-  /** The registry of resources (for embedding applications and tests). */
+  /**
+   * The registry of resources: server internals, for tests and embedding
+   * code that knows them (import `ResourceRegistry` from `./server`).
+   *
+   * @internal
+   */
   readonly registry: ResourceRegistry;
   /** The limits in force (defaults filled in, fitted to `ulimit -n`). */
   readonly limits: ServerLimits;

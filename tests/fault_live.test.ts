@@ -7,8 +7,6 @@
 
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import {
-  DISCONNECTED_REASON,
-  INTERRUPTED_REASON,
   openDownload,
   ResourceFailedError,
   type ResourceStatus,
@@ -17,6 +15,7 @@ import {
   type Upload,
   upload,
 } from "../mod.ts";
+import { DISCONNECTED_REASON, INTERRUPTED_REASON } from "../server/mod.ts";
 import {
   randomBytes,
   readAll,

@@ -7,13 +7,12 @@
 
 import { assertEquals, assertMatch, assertRejects } from "@std/assert";
 import {
-  INTERRUPTED_REASON,
   openDownload,
   ResourceFailedError,
-  SHUTDOWN_REASON,
   SpoolError,
   startUpload,
 } from "../mod.ts";
+import { INTERRUPTED_REASON, SHUTDOWN_REASON } from "../server/mod.ts";
 import {
   randomBytes,
   sha256,

@@ -7,12 +7,8 @@
 
 import net from "node:net";
 import { assert, assertEquals, assertMatch, assertRejects } from "@std/assert";
-import {
-  DISCONNECTED_REASON,
-  openDownload,
-  SpoolError,
-  startUpload,
-} from "../mod.ts";
+import { openDownload, SpoolError, startUpload } from "../mod.ts";
+import { DISCONNECTED_REASON } from "../server/mod.ts";
 import {
   randomBytes,
   readAll,

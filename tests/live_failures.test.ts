@@ -1,12 +1,12 @@
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import {
-  DISCONNECTED_REASON,
   openDownload,
   ResourceFailedError,
   SpoolError,
   startUpload,
   upload,
 } from "../mod.ts";
+import { DISCONNECTED_REASON } from "../server/mod.ts";
 import {
   randomBytes,
   readAll,

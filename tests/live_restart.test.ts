@@ -1,11 +1,11 @@
 import { assert, assertEquals } from "@std/assert";
 import {
-  INTERRUPTED_REASON,
   openDownload,
   ResourceFailedError,
   startUpload,
   upload,
 } from "../mod.ts";
+import { INTERRUPTED_REASON } from "../server/mod.ts";
 import { SHUTDOWN_REASON } from "../server/mod.ts";
 import {
   randomBytes,

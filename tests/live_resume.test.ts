@@ -1,5 +1,6 @@
 import { assert, assertEquals } from "@std/assert";
-import { DISCONNECTED_REASON, openDownload, startUpload } from "../mod.ts";
+import { openDownload, startUpload } from "../mod.ts";
+import { DISCONNECTED_REASON } from "../server/mod.ts";
 import { CLOSE_REPLACED } from "../server/mod.ts";
 import { randomBytes, readAll, sha256, startTestServer } from "./_helpers.ts";
 import { CuttableProxy } from "./_proxy.ts";
