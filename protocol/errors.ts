@@ -36,6 +36,7 @@ export const ERROR_CODES = [
   "connection-closed",
   "timeout",
   "unavailable",
+  "method-not-allowed",
   "internal",
 ] as const;
 
@@ -93,17 +94,18 @@ export class SpoolError extends Error {
  * import { ResourceFailedError } from "./errors.ts";
  * const error = new ResourceFailedError("abc", "uploader disconnected");
  * assertEquals(error.message, "resource abc FAILED: uploader disconnected");
+ * assertEquals(error.code, "resource-failed"); // a SpoolError like every other
  * ```
  */
-export class ResourceFailedError extends Error {
+export class ResourceFailedError extends SpoolError {
   /** The id of the failed resource. */
   readonly resourceId: string;
   /** The reason the server gave. */
   readonly reason: string;
 
-  /** Creates the error for resource `resourceId` failed for `reason`. */
+  /** Creates the error for resource `resourceId` failed for `reason` (code `resource-failed`). */
   constructor(resourceId: string, reason: string) {
-    super(`resource ${resourceId} FAILED: ${reason}`);
+    super("resource-failed", `resource ${resourceId} FAILED: ${reason}`);
     this.name = "ResourceFailedError";
     this.resourceId = resourceId;
     this.reason = reason;

@@ -16,6 +16,7 @@ const HTTP_STATUS_OF: Partial<Record<ErrorCode, number>> = {
   "gone": 410,
   "range-not-satisfiable": 416,
   "limit-exceeded": 429,
+  "method-not-allowed": 405,
   "internal": 500,
   "unavailable": 503,
 };

@@ -100,7 +100,7 @@ export class Router {
     if (request.method !== "GET" && request.method !== "HEAD") {
       return errorResponse(
         new SpoolError(
-          "invalid-field",
+          "method-not-allowed",
           `method ${request.method.slice(0, 20)} is not allowed on ${
             path.slice(0, 200)
           }; expected ${ALLOWED_METHODS}`,

@@ -105,7 +105,7 @@ Deno.test("http routes: every refusal is {code, error} from one place, with a kn
     ["resources/%ZZ", {}, 404, "not-found"],
     [`view/${MISSING_ID}`, {}, 404, "not-found"],
     ["upload", {}, 426, "invalid-field"],
-    ["", { method: "POST" }, 405, "invalid-field"],
+    ["", { method: "POST" }, 405, "method-not-allowed"],
     [`resources/${id}?follow=yes`, {}, 400, "invalid-field"],
     [`resources/${id}/lines?start=5&end=1`, {}, 400, "invalid-range"],
     [`resources/${id}/lines?start=x`, {}, 400, "invalid-field"],
@@ -161,7 +161,7 @@ Deno.test("http routes: methods other than GET and HEAD get 405 with Allow on ev
       const message = await assertErrorBody(
         response,
         405,
-        "invalid-field",
+        "method-not-allowed",
         `${method} /${path}`,
       );
       assertEquals(response.headers.get("allow"), "GET, HEAD");
