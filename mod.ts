@@ -59,8 +59,8 @@ export {
 // Uploading and downloading live resources.
 export {
   startUpload,
-  upload,
   Upload,
+  upload,
   type UploadBody,
   type UploadOptions,
 } from "./client/upload.ts";
