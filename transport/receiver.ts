@@ -246,9 +246,10 @@ function failureStatus(error: TransportError): number {
 /**
  * Runs the receive loop of `request` for `endpoint`; resolves to the HTTP
  * response once the body ended (200) or failed (4xx/5xx with `{code,
- * message}`). A request with `Spool-Ack: 1` is answered at once instead:
- * `200` with a stream of confirmations, the final answer as its last line
- * (see `_ack_stream.ts`). `signal` ends the loop with `receiver_closed`.
+ * message}`). A request with `Spool-Ack: 1` is answered with its first
+ * confirmation instead: `200` with a stream of confirmations, the final
+ * answer as its last line (see `_ack_stream.ts`). `signal` ends the loop
+ * with `receiver_closed`.
  *
  * @example
  * ```ts ignore
@@ -282,7 +283,8 @@ export function receiveRequest(
       });
     },
   );
-  return Promise.resolve(acks.response);
+  // Handed to Deno.serve with its first line, not before (see _ack_stream.ts).
+  return acks.started;
 }
 
 /**
