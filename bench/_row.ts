@@ -7,10 +7,11 @@ export interface BenchRow {
   baseline: string;
   baselineValue: number;
   /**
-   * A number: the ratio value/baseline must be at least this. "lower": the
-   * value must be at most the baseline. "info": no goal.
+   * A number: the ratio value/baseline must be at least this. `{ atMost }`:
+   * the ratio must be at most that (for times). "lower": the value must be
+   * at most the baseline. "info": no goal.
    */
-  goal: number | "lower" | "info";
+  goal: number | { atMost: number } | "lower" | "info";
   /** How it was measured, printed under the table (rows may share one). */
   note?: string;
 }
@@ -23,6 +24,9 @@ export function judge(
   if (row.goal === "info") return { ratio, met: undefined };
   if (row.goal === "lower") {
     return { ratio, met: row.value <= row.baselineValue };
+  }
+  if (typeof row.goal === "object") {
+    return { ratio, met: ratio <= row.goal.atMost };
   }
   return { ratio, met: ratio >= row.goal };
 }
@@ -53,6 +57,8 @@ export function markdownTable(rows: BenchRow[]): string {
       ? "-"
       : row.goal === "lower"
       ? `≤ ${format(row.baselineValue)}`
+      : typeof row.goal === "object"
+      ? `≤ ${row.goal.atMost}×`
       : `≥ ${row.goal}×`;
     lines.push(
       `| ${row.figure}${mark} | ${

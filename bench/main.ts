@@ -13,6 +13,7 @@
 import { type ParsedFlags, parseFlags, UsageError } from "../cli/args.ts";
 import { BenchError, BenchTimeout, bounded } from "./_bounded.ts";
 import { killRunning } from "./_process.ts";
+import { benchBigObject } from "./big_object.ts";
 import { type BenchRow, markdownTable } from "./_row.ts";
 import {
   benchCostGrowth,
@@ -150,6 +151,18 @@ function costGroup(levels: number[], mib: number): BenchGroup {
   };
 }
 
+function bigObjectGroup(mib: number, runs: number): BenchGroup {
+  return {
+    name: "transport one big object",
+    rows: [
+      `one ${mib} MiB object, spool send → spool receive vs cp + sync of the same file`,
+    ],
+    // Generous: a receiver that slows down with size shows as a timeout.
+    timeoutMs: 60_000 + runs * 60_000,
+    run: () => benchBigObject({ mib, runs }),
+  };
+}
+
 /** Worst case of a transport benchmark: every run at its time limit, plus slack. */
 function transportTimeout(
   options: TransportBenchOptions,
@@ -227,6 +240,7 @@ export function benchmarks(quick: boolean): BenchGroup[] {
           runs: 1,
         },
       ),
+      bigObjectGroup(8, 1),
     ];
   }
   return [
@@ -255,6 +269,7 @@ export function benchmarks(quick: boolean): BenchGroup[] {
         runs: 3,
       },
     ),
+    bigObjectGroup(256, 5),
   ];
 }
 

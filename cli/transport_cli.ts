@@ -27,6 +27,7 @@ import { createHash } from "node:crypto";
 import { basename, dirname, join, resolve, sep as SEPARATOR } from "node:path";
 import { integerFlag, parseFlags, UsageError } from "./args.ts";
 import { formatBytes, Progress } from "./progress.ts";
+import { writeBody } from "./_write_body.ts";
 import {
   type ReceivedHeader,
   Receiver,
@@ -155,11 +156,6 @@ async function removePartFiles(root: string): Promise<number> {
   return removed;
 }
 
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let at = 0;
-  while (at < bytes.byteLength) at += await file.write(bytes.subarray(at));
-}
-
 /**
  * Stores one object under `root` (a real path): into a temporary file next to
  * its target, renamed over the target once the body ended whole.
@@ -187,13 +183,7 @@ async function storeObject(
   const file = await Deno.open(temporary, { write: true, createNew: true });
   let closed = false;
   try {
-    if (body !== null) {
-      for await (const chunk of body) {
-        hash.update(chunk);
-        size += chunk.byteLength;
-        await writeAll(file, chunk);
-      }
-    }
+    if (body !== null) size = await writeBody(body, file, hash, header.size);
     file.close();
     closed = true;
     await Deno.rename(temporary, target);
@@ -435,6 +425,10 @@ export async function sendMain(args: string[]): Promise<number> {
     interrupted = true;
     controller.abort(new Error("interrupted by a signal"));
   });
+  const progress = new Progress("send", {
+    enabled: quiet ? false : undefined,
+    total,
+  });
   let stream: Stream;
   try {
     stream = new Stream(url, {
@@ -443,6 +437,8 @@ export async function sendMain(args: string[]): Promise<number> {
       signal: controller.signal,
       // Delivered means stored by the receiver, not written to a socket.
       confirm: true,
+      // The progress line counts bytes as they are sent, inside a file too.
+      onProgress: (stats) => progress.update(stats.sent),
     });
   } catch (error) {
     removeSignals();
@@ -452,17 +448,13 @@ export async function sendMain(args: string[]): Promise<number> {
     throw error;
   }
 
-  const progress = new Progress("send", {
-    enabled: quiet ? false : undefined,
-    total,
-  });
   const started = performance.now();
   const objects = files.map((file, i) => ({
     name: prefix + basename(file),
     file,
     size: sizes[i],
   }));
-  const outcome = await sendFiles(stream, objects, progress);
+  const outcome = await sendFiles(stream, objects);
   removeSignals();
   const seconds = (performance.now() - started) / 1000;
   progress.done();
@@ -511,7 +503,6 @@ interface SendOutcome {
 async function sendFiles(
   stream: Stream,
   objects: Outgoing[],
-  progress: Progress,
 ): Promise<SendOutcome> {
   const outcome: SendOutcome = { delivered: 0, bytes: 0, errors: new Map() };
   let i = 0;
@@ -527,7 +518,6 @@ async function sendFiles(
           }
           outcome.delivered++;
           outcome.bytes += size;
-          progress.update(outcome.bytes);
         },
       });
     } catch {

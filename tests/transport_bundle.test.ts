@@ -163,7 +163,7 @@ Deno.test("transport bundle: bad arguments get typed errors", async () => {
   );
   assertEquals((error as TransportError).code, "invalid_argument");
   assertEquals(completion?.code, "invalid_argument");
-  await assertRejects(
+  const missing = await assertRejects(
     () =>
       bundle.send({ name: "x" }, null, {
         to: ["http://127.0.0.1:1/v1/objstream/nowhere"],
@@ -171,5 +171,6 @@ Deno.test("transport bundle: bad arguments get typed errors", async () => {
     Error,
     "not in the bundle",
   );
+  assertEquals((missing as TransportError).code, "destination_missing");
   await bundle.fin();
 });

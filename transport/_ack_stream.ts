@@ -1,11 +1,17 @@
 /**
  * The streamed answer of a request that asked for confirmations
- * (`Spool-Ack: 1`): `200` at once, then one JSON line `{"ack":<seq>}` per
+ * (`Spool-Ack: 1`): `200` with its first line, then one JSON line `{"ack":<seq>}` per
  * batch of objects the handler took whole (cumulative: every object of the
  * request up to `seq`), then the request's final answer as the last line.
  * Acks are written when the receive loop is about to wait for more of the
  * body, or on the next macrotask, whichever comes first: one line per
  * socket read, not per object.
+ *
+ * The response goes to `Deno.serve` only with its first line: while a
+ * streamed response of Deno 2.9 waits for its first chunk, the server reads
+ * the request body on its own into a buffer that every later body read
+ * shifts down, and a receiver that lags then slows down without end
+ * (bench/ANALYSIS.md, "One big object").
  *
  * @module
  */
@@ -23,6 +29,9 @@ export class AckStream {
   /** Sequence number to confirm next, or -1. */
   #pending = -1;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  #started = Promise.withResolvers<Response>();
+  /** Resolves with {@linkcode response} once its first line is written. */
+  readonly started: Promise<Response> = this.#started.promise;
 
   constructor() {
     const body = new ReadableStream<Uint8Array>({
@@ -73,6 +82,7 @@ export class AckStream {
   #write(line: Record<string, unknown>): void {
     if (this.#closed) return;
     this.#controller.enqueue(encoder.encode(JSON.stringify(line) + "\n"));
+    this.#started.resolve(this.response);
   }
 
   #clearTimer(): void {

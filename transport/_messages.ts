@@ -176,6 +176,7 @@ export interface WorkerStats {
   objects: number;
   bytes: number;
   offset: number;
+  sent: number;
   failed: number;
   requests: number;
   idleMs: number;
@@ -188,6 +189,7 @@ export function zeroStats(): WorkerStats {
     objects: 0,
     bytes: 0,
     offset: 0,
+    sent: 0,
     failed: 0,
     requests: 0,
     idleMs: 0,
@@ -200,6 +202,12 @@ export interface CompletionsMessage {
   t: "cmpl";
   through: number;
   errors: [seq: number, error: WireError][];
+  stats: WorkerStats;
+}
+
+/** Statistics while a body is being written (at most every 100 ms). */
+export interface ProgressMessage {
+  t: "prog";
   stats: WorkerStats;
 }
 
@@ -216,4 +224,8 @@ export interface EndMessage {
 }
 
 /** Every message the worker sends. */
-export type FromWorker = CompletionsMessage | EndMessage | { t: "closed" };
+export type FromWorker =
+  | CompletionsMessage
+  | ProgressMessage
+  | EndMessage
+  | { t: "closed" };

@@ -8,8 +8,12 @@
  * @module
  */
 
-/** Size of the reused read buffer: what one socket read returns here. */
-const READ_SIZE = 64 * 1024;
+/**
+ * Size of every read of the body: the reused buffer's, and what one socket
+ * read returns here. Keep all reads of one body this size (see
+ * `DIRECT_READ` in receiver.ts).
+ */
+export const READ_SIZE = 64 * 1024;
 
 /** Reads one request body. */
 export class RequestBody {

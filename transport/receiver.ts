@@ -15,7 +15,7 @@ import type {
   TransportCompression,
 } from "./types.ts";
 import { BodySink } from "./_body_sink.ts";
-import { RequestBody } from "./_request_body.ts";
+import { READ_SIZE, RequestBody } from "./_request_body.ts";
 import { AckStream } from "./_ack_stream.ts";
 import { StallWatchdog } from "./_stall_watchdog.ts";
 
@@ -119,11 +119,15 @@ const EMPTY = new Uint8Array(0);
 const MAX_SESSIONS = 1024;
 
 /**
- * Smallest read straight into a handler's buffer. `Deno.serve` decodes the
- * chunked encoding inside the reader's buffer: a read of a few bytes can
- * stall (no room for a chunk-size line) and small ones return less still.
+ * Size of every read straight into a handler's buffer: the size of the
+ * loop's own reads. Deno.serve (2.9) reads the socket, while its reader
+ * lags, into a buffer that each body read shifts down (a copy of all it
+ * holds); a read smaller than the largest one made on the connection
+ * leaves that buffer bigger than it found it, so mixed sizes grow it
+ * without bound and make receiving quadratic (bench/ANALYSIS.md, "one big
+ * object"). Smaller handler reads and body tails take the copying path.
  */
-const MIN_DIRECT_READ = 16 * 1024;
+const DIRECT_READ = READ_SIZE;
 
 /** Requests running per session. */
 const running = new WeakMap<SessionStats, number>();
@@ -242,9 +246,10 @@ function failureStatus(error: TransportError): number {
 /**
  * Runs the receive loop of `request` for `endpoint`; resolves to the HTTP
  * response once the body ended (200) or failed (4xx/5xx with `{code,
- * message}`). A request with `Spool-Ack: 1` is answered at once instead:
- * `200` with a stream of confirmations, the final answer as its last line
- * (see `_ack_stream.ts`). `signal` ends the loop with `receiver_closed`.
+ * message}`). A request with `Spool-Ack: 1` is answered with its first
+ * confirmation instead: `200` with a stream of confirmations, the final
+ * answer as its last line (see `_ack_stream.ts`). `signal` ends the loop
+ * with `receiver_closed`.
  *
  * @example
  * ```ts ignore
@@ -278,7 +283,8 @@ export function receiveRequest(
       });
     },
   );
-  return Promise.resolve(acks.response);
+  // Handed to Deno.serve with its first line, not before (see _ack_stream.ts).
+  return acks.started;
 }
 
 /**
@@ -507,17 +513,15 @@ async function receiveLoop(
     const cur = current;
     const want = parser.dataWanted;
     if (
-      want < MIN_DIRECT_READ || cur?.sink?.open !== true || !input.direct
+      want < DIRECT_READ || cur?.sink?.open !== true || !input.direct
     ) return false;
     startHandler(endpoint.handler, cur);
     await cur.sink.wanted(cur.done);
     checkSettled(cur);
     const target = cur.sink.target();
-    if (target === null || target.byteLength < MIN_DIRECT_READ) return false;
+    if (target === null || target.byteLength < DIRECT_READ) return false;
     const filled = await readBody(() =>
-      input.readInto(
-        target.byteLength > want ? target.subarray(0, want) : target,
-      )
+      input.readInto(target.subarray(0, DIRECT_READ))
     );
     if (filled === null) {
       parser.finish();

@@ -147,6 +147,7 @@ export class Stream {
   #secret?: string;
   #caCerts?: string[];
   #onSent?: SentCallback;
+  #onProgress?: (stats: StreamStats) => void;
   #signal?: AbortSignal;
   #onAbort?: () => void;
   #worker: Worker | null = null;
@@ -233,6 +234,7 @@ export class Stream {
     this.#secret = options.secret;
     this.#caCerts = options.caCerts;
     this.#onSent = options.onSent;
+    this.#onProgress = options.onProgress;
     this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
     const signal = options.signal;
     if (signal !== undefined) {
@@ -710,6 +712,16 @@ export class Stream {
     this.#wakeWaiters();
   }
 
+  #progress(): void {
+    if (this.#onProgress === undefined) return;
+    try {
+      this.#onProgress(this.stats());
+    } catch (thrown) {
+      // The caller's bug, surfaced like a throwing onSent callback.
+      reportError(thrown);
+    }
+  }
+
   #wakeWaiters(): void {
     const waiters = this.#waiters;
     this.#waiters = [];
@@ -749,8 +761,13 @@ export class Stream {
           errors.set(seq, fromWire(error, this.sessionId));
         }
         this.#completeThrough(message.through, errors);
+        this.#progress();
         break;
       }
+      case "prog":
+        this.#stats = message.stats;
+        this.#progress();
+        break;
       case "end": {
         this.#stats = message.stats;
         const error = message.error === null

@@ -222,6 +222,12 @@ export interface StreamOptions {
    * `maxInFlightBytes`, so those bound how far the receiver may lag.
    */
   confirm?: boolean;
+  /**
+   * Called with fresh statistics as the send loop reports them: with every
+   * batch of completions, and at most every 100 ms while it writes a body
+   * (so `sent` moves inside a large object).
+   */
+  onProgress?: (stats: StreamStats) => void;
 }
 
 /**
@@ -265,6 +271,11 @@ export interface StreamStats {
   bytes: number;
   /** Bytes written to the wire (frames included, before compression). */
   offset: number;
+  /**
+   * Body bytes the send loop has written so far, of objects not yet
+   * completed too (a large body counts as it goes, not at its end).
+   */
+  sent: number;
   /** Objects completed with an error. */
   failed: number;
   /** HTTP requests opened (the first one plus reconnects after idle teardown). */

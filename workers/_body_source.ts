@@ -9,7 +9,11 @@
 import { TransportError } from "../transport/errors.ts";
 import type { WireBody } from "../transport/_messages.ts";
 
-const FILE_CHUNK = 256 * 1024;
+/**
+ * Bytes per file read. The next read runs while the send loop writes the
+ * last one to the socket.
+ */
+const FILE_CHUNK = 1024 * 1024;
 
 /** A body being read. */
 export interface BodySource {
@@ -82,11 +86,22 @@ class StreamSource implements BodySource {
 class FileSource implements BodySource {
   #file: Deno.FsFile | null;
   #left: number;
+  /** The read after the one handed out last, already running. */
+  #next: Promise<Uint8Array | null> | null = null;
   constructor(file: Deno.FsFile, limit: number) {
     this.#file = file;
     this.#left = limit;
   }
   async read(): Promise<Uint8Array | null> {
+    const chunk = await (this.#next ?? this.#read());
+    this.#next = chunk === null ? null : this.#read();
+    this.#next?.catch(() => {
+      // Seen by the next read(), which awaits it; this only keeps a failure
+      // before then from counting as an unhandled rejection.
+    });
+    return chunk;
+  }
+  async #read(): Promise<Uint8Array | null> {
     const file = this.#file;
     if (file === null) return null;
     // One byte more than the declared size shows a file that grew.
@@ -114,9 +129,14 @@ class FileSource implements BodySource {
     this.#file?.close();
     this.#file = null;
   }
-  cancel(): Promise<void> {
+  async cancel(): Promise<void> {
+    const next = this.#next;
+    this.#next = null;
+    await next?.catch(() => {
+      // A read still running ends before the file closes; its failure does
+      // not matter to a body being cancelled.
+    });
     this.#close();
-    return Promise.resolve();
   }
 }
 

@@ -1,7 +1,9 @@
 /**
  * Coalesces frame headers and small payloads into 64 KiB chunks before they
  * reach the connection, so a run of 1 KiB objects costs one chunk, not
- * hundreds. Large payloads pass through without a copy.
+ * hundreds. Large payloads pass through without a copy. A body read piece
+ * by piece (a file, a stream) of known size goes out as one HTTP chunk
+ * with the frames staged before it (see {@linkcode FrameWriter.startRun}).
  *
  * @module
  */
@@ -24,6 +26,8 @@ export class FrameWriter {
   #fill = 0;
   /** Bytes written so far (staged ones included). */
   written = 0;
+  /** Payload bytes still due of the run {@linkcode startRun} opened. */
+  #run = 0;
 
   constructor(connection: Connection) {
     this.connection = connection;
@@ -34,7 +38,24 @@ export class FrameWriter {
     return this.#fill;
   }
 
+  /**
+   * Opens a run: the staged bytes and the next `size` bytes given to
+   * {@linkcode bytes} go out as one HTTP chunk. The staged bytes leave now.
+   * Nothing but those `size` bytes may be written until the run is done; a
+   * run cut short fails the request (its chunk stays incomplete).
+   */
+  async startRun(size: number): Promise<void> {
+    const lead = this.#stage.subarray(0, this.#fill);
+    this.#fill = 0;
+    this.#run = size;
+    // The connection copies the lead before it resolves: the stage is reused.
+    await this.connection.startChunk(lead.byteLength + size, lead);
+  }
+
   async frame(frame: FrameHeader): Promise<void> {
+    if (this.#run > 0) {
+      throw new TypeError(`frame() while ${this.#run} bytes of a run are due`);
+    }
     if (this.#fill + FRAME_HEADER_SIZE > STAGE_SIZE) await this.flush();
     writeFrameHeader(this.#stage, this.#fill, frame);
     this.#fill += FRAME_HEADER_SIZE;
@@ -53,7 +74,10 @@ export class FrameWriter {
   ): boolean {
     const bodyLength = body?.byteLength ?? 0;
     const total = FRAME_HEADER_SIZE + header.byteLength + bodyLength;
-    if (bodyLength > COPY_LIMIT || this.#fill + total > STAGE_SIZE) {
+    if (
+      this.#run > 0 || bodyLength > COPY_LIMIT ||
+      this.#fill + total > STAGE_SIZE
+    ) {
       return false;
     }
     writeFrameHeader(this.#stage, this.#fill, frame);
@@ -69,6 +93,7 @@ export class FrameWriter {
   async bytes(data: Uint8Array): Promise<void> {
     if (data.byteLength === 0) return;
     this.written += data.byteLength;
+    if (this.#run > 0) return await this.#runBytes(data);
     if (data.byteLength <= COPY_LIMIT) {
       if (this.#fill + data.byteLength > STAGE_SIZE) await this.flush();
       this.#stage.set(data, this.#fill);
@@ -82,7 +107,39 @@ export class FrameWriter {
     await this.connection.write(data, lead);
   }
 
+  /**
+   * More payload of the open run: small pieces are staged and written
+   * together (as payload, not as chunks of their own), large ones as they are.
+   */
+  async #runBytes(data: Uint8Array): Promise<void> {
+    if (data.byteLength > this.#run) {
+      throw new TypeError(
+        `${data.byteLength} bytes exceed the ${this.#run} still due in the run`,
+      );
+    }
+    this.#run -= data.byteLength;
+    if (data.byteLength <= COPY_LIMIT) {
+      if (this.#fill + data.byteLength > STAGE_SIZE) await this.#flushRun();
+      this.#stage.set(data, this.#fill);
+      this.#fill += data.byteLength;
+      if (this.#run === 0) await this.#flushRun();
+      return;
+    }
+    await this.#flushRun();
+    await this.connection.write(data);
+  }
+
+  /** Writes the staged payload of the run. */
+  async #flushRun(): Promise<void> {
+    if (this.#fill === 0) return;
+    const chunk = this.#stage.subarray(0, this.#fill);
+    this.#stage = new Uint8Array(STAGE_SIZE);
+    this.#fill = 0;
+    await this.connection.write(chunk);
+  }
+
   async flush(): Promise<void> {
+    if (this.#run > 0) return await this.#flushRun();
     if (this.#fill === 0) return;
     const chunk = this.#stage.subarray(0, this.#fill);
     // The connection keeps the chunk until the client reads it: never reuse.

@@ -23,8 +23,20 @@ import { AUTH_HEADER, signRequest } from "../transport/_auth.ts";
 
 /** One open request. */
 export interface Connection {
-  /** Sends `lead` (small, copied) then `chunk`; resolves when the socket took them. */
+  /**
+   * Sends `lead` (small, copied) then `chunk`; resolves when the socket took
+   * them. Inside a chunk that {@linkcode startChunk} opened, `chunk` is more
+   * of its payload (`lead` is not allowed there) and must fit in what is left.
+   */
   write(chunk: Uint8Array, lead?: Uint8Array): Promise<void>;
+  /**
+   * Opens one HTTP chunk of `size` bytes that starts with `lead` (small,
+   * copied); the `write`s that follow fill the rest. A large body goes out
+   * as one chunk this way: a receiver reads it at the same cost wherever
+   * its chunks end, but Deno's server pays for every chunk boundary while
+   * its reader lags behind the socket (see bench/ANALYSIS.md).
+   */
+  startChunk(size: number, lead?: Uint8Array): Promise<void>;
   /** Body bytes (before compression) the socket has taken so far. */
   readonly consumed: number;
   /** Ends the body and waits for the receiver's answer. */
@@ -189,6 +201,8 @@ class Http1Connection implements Connection {
   #closing = false;
   /** A chunk was written whose closing CRLF is still due. */
   #chunkOpen = false;
+  /** Payload bytes still due of the chunk {@linkcode startChunk} opened. */
+  #chunkLeft = 0;
   #compressor: WritableStreamDefaultWriter<BufferSource> | null = null;
   #pump: Promise<void> | null = null;
 
@@ -300,7 +314,9 @@ class Http1Connection implements Connection {
 
   async write(chunk: Uint8Array, lead?: Uint8Array): Promise<void> {
     if (this.#failure !== null) throw this.#failure;
-    if (this.#compressor !== null) {
+    if (this.#chunkLeft > 0) {
+      await this.#writeInChunk(chunk, lead);
+    } else if (this.#compressor !== null) {
       try {
         if (lead !== undefined && lead.byteLength > 0) {
           await this.#compressor.write(lead.slice());
@@ -316,8 +332,76 @@ class Http1Connection implements Connection {
     this.#events.onProgress();
   }
 
+  async startChunk(size: number, lead?: Uint8Array): Promise<void> {
+    if (this.#failure !== null) throw this.#failure;
+    const leadSize = lead?.byteLength ?? 0;
+    if (this.#chunkLeft > 0 || size < leadSize) {
+      throw new TypeError(
+        `startChunk(${size}) with a ${leadSize}-byte lead while ${this.#chunkLeft} bytes of the open chunk are due`,
+      );
+    }
+    if (this.#compressor !== null) {
+      // Compressed, the HTTP chunks are the compressor's: only the bytes count.
+      if (leadSize > 0) await this.write(lead!);
+      return;
+    }
+    if (size === 0) return;
+    const conn = await this.#connected();
+    const line = encoder.encode(
+      `${this.#chunkOpen ? "\r\n" : ""}${size.toString(16)}\r\n`,
+    );
+    this.#chunkOpen = true;
+    this.#chunkLeft = size - leadSize;
+    let head = line;
+    if (leadSize > 0) {
+      head = new Uint8Array(line.byteLength + leadSize);
+      head.set(line);
+      head.set(lead!, line.byteLength);
+    }
+    try {
+      await writeAll(conn, head);
+    } catch (error) {
+      throw this.#failure ?? await this.#failAfterWriteError(error);
+    }
+    this.consumed += leadSize;
+    if (leadSize > 0) this.#events.onProgress();
+  }
+
+  /** Writes `chunk` as more payload of the chunk `startChunk` opened. */
+  async #writeInChunk(chunk: Uint8Array, lead?: Uint8Array): Promise<void> {
+    if (lead !== undefined && lead.byteLength > 0) {
+      throw new TypeError("write() with a lead inside an open chunk");
+    }
+    if (chunk.byteLength > this.#chunkLeft) {
+      throw new TypeError(
+        `write() of ${chunk.byteLength} bytes exceeds the ${this.#chunkLeft} due in the open chunk`,
+      );
+    }
+    const conn = await this.#connected();
+    this.#chunkLeft -= chunk.byteLength;
+    try {
+      await writeAll(conn, chunk);
+    } catch (error) {
+      throw this.#failure ?? await this.#failAfterWriteError(error);
+    }
+  }
+
+  /** The socket, or the failure that kept it from connecting. */
+  async #connected(): Promise<Deno.Conn> {
+    try {
+      return await this.#conn;
+    } catch (error) {
+      throw this.#fail(error as TransportError, true);
+    }
+  }
+
   async close(): Promise<void> {
     if (this.#failure !== null) throw this.#failure;
+    if (this.#chunkLeft > 0) {
+      throw new TypeError(
+        `close() while ${this.#chunkLeft} bytes of the open chunk are due`,
+      );
+    }
     this.#closing = true;
     try {
       if (this.#compressor !== null) {
@@ -351,12 +435,7 @@ class Http1Connection implements Connection {
     const leadSize = lead?.byteLength ?? 0;
     const size = chunk.byteLength + leadSize;
     if (size === 0) return;
-    let conn: Deno.Conn;
-    try {
-      conn = await this.#conn;
-    } catch (error) {
-      throw this.#fail(error as TransportError, true);
-    }
+    const conn = await this.#connected();
     // The CRLF ending the previous chunk goes out with this chunk's size line.
     const line = encoder.encode(
       `${this.#chunkOpen ? "\r\n" : ""}${size.toString(16)}\r\n`,

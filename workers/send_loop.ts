@@ -51,6 +51,8 @@ interface Pending {
 
 /** Post completions at least this often (objects) while busy. */
 const POST_EVERY = 512;
+/** Post statistics at most this often (ms) while writing a body. */
+const PROGRESS_MS = 100;
 
 let init: InitMessage;
 /** The stream's shared copy ring, once it made one. */
@@ -73,6 +75,8 @@ let postedThrough = -1;
 let errors: [number, WireError][] = [];
 let postTimer: ReturnType<typeof setTimeout> | undefined;
 const stats: WorkerStats = zeroStats();
+/** When statistics were last posted (the first body write posts at once). */
+let postedAt = -Infinity;
 
 /** Body cancellations in flight; the worker closes after they settle. */
 const cancelling = new Set<Promise<void>>();
@@ -121,8 +125,19 @@ function postCompletions(): void {
   }
   if (ended || through === postedThrough) return;
   post({ t: "cmpl", through, errors, stats: snapshot() });
+  postedAt = performance.now();
   postedThrough = through;
   errors = [];
+}
+
+/** `bytes` more body bytes were written: post statistics if it is time. */
+function sentBytes(bytes: number): void {
+  stats.sent += bytes;
+  if (ended) return;
+  const now = performance.now();
+  if (now - postedAt < PROGRESS_MS) return;
+  postedAt = now;
+  post({ t: "prog", stats: snapshot() });
 }
 
 function complete(entry: Pending, error?: TransportError): void {
@@ -294,9 +309,11 @@ async function writePdus(
         await w.bytes(part);
         parts.shift();
         need -= part.byteLength;
+        sentBytes(part.byteLength);
       } else {
         await w.bytes(part.subarray(0, need));
         parts[0] = part.subarray(need);
+        sentBytes(need);
         need = 0;
       }
     }
@@ -338,6 +355,7 @@ async function writeSized(
     }
     await w.bytes(chunk);
     left -= chunk.byteLength;
+    sentBytes(chunk.byteLength);
   }
   if (left > 0) {
     throw new TransportError(
@@ -372,6 +390,7 @@ function stageObject(item: Item): boolean {
     body === null ? null : packed.subarray(body.off, body.off + body.len),
   );
   if (!staged) return false;
+  stats.sent += obj.size;
   lastSeq = obj.seq;
   pending.push({ seq: obj.seq, end: w.written, bytes: obj.size });
   return true;
@@ -421,7 +440,11 @@ async function sendObject(item: Item): Promise<void> {
   if (source !== null) {
     if (obj.body?.k === "stream" || obj.body?.k === "file") {
       // This body may keep us waiting: let the objects before it leave now.
-      await w.flush();
+      // Of known size, it goes out as one HTTP chunk with them: a receiver
+      // on Deno.serve pays for every chunk boundary when it lags behind
+      // (bench/ANALYSIS.md, "one big object").
+      if (pdu) await w.flush();
+      else await w.startRun(obj.size);
       progress();
     }
     current = source;

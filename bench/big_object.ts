@@ -1,0 +1,182 @@
+/**
+ * One big object through the command line, as a user runs it: `spool send`
+ * of one file to a `spool receive` (both subprocesses, on 127.0.0.1), next
+ * to `cp` and `sync` of the same file, interleaved run by run on the same
+ * disk. Every run checks the stored file's size and sha256.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { BenchError } from "./_bounded.ts";
+import { spawnListening } from "./_process.ts";
+import type { BenchRow } from "./_row.ts";
+
+const MIB = 1024 * 1024;
+const SPOOL = new URL("../spool.ts", import.meta.url).pathname;
+
+/** Parameters of {@linkcode benchBigObject}. */
+export interface BigObjectOptions {
+  /** Size of the object, in MiB. */
+  mib: number;
+  /** Runs of each side, interleaved; the medians count. */
+  runs: number;
+}
+
+/** Runs a command to its end; throws a {@linkcode BenchError} if it fails. */
+async function run(command: string, args: string[]): Promise<void> {
+  const { code, stderr } = await new Deno.Command(command, {
+    args,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (code !== 0) {
+    throw new BenchError(
+      `${command} ${args.join(" ")} exited with ${code}: ${
+        new TextDecoder().decode(stderr).trim()
+      }`,
+    );
+  }
+}
+
+/** Seconds `fn` takes, `sync` included: the bytes are on the disk at the end. */
+async function timed(fn: () => Promise<void>): Promise<number> {
+  await run("sync", []);
+  const started = performance.now();
+  await fn();
+  await run("sync", []);
+  return (performance.now() - started) / 1000;
+}
+
+/** sha256 of a file, read in 1 MiB pieces. */
+async function fileSha256(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  using file = await Deno.open(path, { read: true });
+  const buffer = new Uint8Array(MIB);
+  for (
+    let n = await file.read(buffer);
+    n !== null;
+    n = await file.read(buffer)
+  ) {
+    hash.update(buffer.subarray(0, n));
+  }
+  return hash.digest("hex");
+}
+
+/** Writes `mib` MiB of distinct pseudo-random bytes to `path`; returns their sha256. */
+async function writeSource(path: string, mib: number): Promise<string> {
+  const block = new Uint8Array(MIB);
+  for (let at = 0; at < MIB; at += 65536) {
+    crypto.getRandomValues(block.subarray(at, at + 65536));
+  }
+  const view = new DataView(block.buffer);
+  const hash = createHash("sha256");
+  using file = await Deno.open(path, { write: true, createNew: true });
+  for (let i = 0; i < mib; i++) {
+    // Each MiB differs, so a misplaced one changes the hash.
+    view.setFloat64(0, i);
+    hash.update(block);
+    for (let at = 0; at < MIB;) at += await file.write(block.subarray(at));
+  }
+  return hash.digest("hex");
+}
+
+/** Peak resident memory of `pid` in bytes (Linux /proc). */
+async function peakRss(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  return Number(status.match(/^VmHWM:\s+(\d+) kB$/m)?.[1] ?? NaN) * 1024;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? sorted[middle]
+    : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+function spread(values: number[]): string {
+  const sorted = [...values].sort((a, b) => a - b);
+  return `min ${sorted[0].toFixed(3)} / median ${
+    median(values).toFixed(3)
+  } / max ${sorted.at(-1)!.toFixed(3)} s`;
+}
+
+/**
+ * One `mib` MiB object, `spool send` → `spool receive`, in seconds until
+ * the stored file is on the disk (send's exit, then `sync`), next to `cp`
+ * + `sync` of the same file.
+ */
+export async function benchBigObject(
+  options: BigObjectOptions,
+): Promise<BenchRow[]> {
+  const dir = await Deno.makeTempDir({ prefix: "spool-bench-big-" });
+  try {
+    const source = `${dir}/object.bin`;
+    const sha = await writeSource(source, options.mib);
+    await Deno.mkdir(`${dir}/in`);
+    const stored = `${dir}/in/object.bin`;
+    const copy = `${dir}/copy.bin`;
+    const receiver = await spawnListening(SPOOL, [
+      "receive",
+      "--port",
+      "0",
+      "--dir",
+      `${dir}/in`,
+      "--quiet",
+    ]);
+    const spool: number[] = [];
+    const cp: number[] = [];
+    let peak: number;
+    try {
+      for (let i = 0; i < options.runs; i++) {
+        spool.push(
+          await timed(() =>
+            run(Deno.execPath(), [
+              "run",
+              "-A",
+              SPOOL,
+              "send",
+              "--quiet",
+              receiver.url.href,
+              source,
+            ])
+          ),
+        );
+        const got = await fileSha256(stored);
+        if (got !== sha) {
+          throw new BenchError(
+            `spool receive stored a file with sha256 ${got}, expected ${sha} (the sent file's)`,
+          );
+        }
+        await Deno.remove(stored);
+        cp.push(await timed(() => run("cp", [source, copy])));
+        await Deno.remove(copy);
+      }
+      peak = await peakRss(receiver.process.pid);
+    } finally {
+      await receiver.stop();
+    }
+    const figure =
+      `one ${options.mib} MiB object, spool send → spool receive vs cp + sync of the same file`;
+    return [{
+      figure,
+      value: median(spool),
+      unit: "s",
+      baseline: "cp + sync",
+      baselineValue: median(cp),
+      goal: { atMost: 1.5 },
+      note:
+        `median of ${options.runs} runs per side, interleaved, each from a sync to a sync; spool: ${
+          spread(spool)
+        } (a new \`spool send\` process per run, its start included; each run checks the stored file's sha256 against the sent file's), cp + sync: ${
+          spread(cp)
+        }; the receiver's peak RSS over all runs: ${
+          (peak / MIB).toFixed(0)
+        } MiB`,
+    }];
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
