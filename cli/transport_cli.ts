@@ -34,46 +34,14 @@ import {
   Stream,
   TransportError,
 } from "../transport/mod.ts";
+import {
+  DEFAULT_TRNAME,
+  RECEIVE_HELP,
+  SECRET_ENV,
+  SEND_HELP,
+} from "./_transport_help.ts";
 
 /** Endpoint name `receive` serves when `--name` is not given. */
-const DEFAULT_TRNAME = "spool";
-
-const SECRET_ENV = "SPOOL_TRANSPORT_SECRET";
-
-/** Help of `spool send` and `spool receive`. */
-const TRANSPORT_HELP = `Object transport commands:
-
-  spool receive --port P [--hostname H] [--dir D] [--name TRNAME]
-                [--secret S] [--quiet]
-      Serves one endpoint until SIGINT or SIGTERM. The first stdout line is
-      "Listening on URL" with the endpoint's full URL (give it to send).
-      Writes each object to D/<object name> (default D: the current
-      directory; names with "..", absolute paths, backslashes or control
-      characters are refused, which fails the sender's stream) and prints
-      one JSON line per object: {"name":…,"size":…,"sha256":…}. An object
-      is written to a temporary ".<name>.<8 hex digits>.part" file first and
-      renamed when whole; one that fails is removed, and those a crashed
-      receive left in D are removed at start (counted on stderr).
-      --port 0 picks a free port; --name defaults to "${DEFAULT_TRNAME}";
-      --quiet prints no object lines.
-
-  spool send URL FILE... [--prefix P] [--secret S] [--burst N] [--quiet]
-      Sends each FILE as one object named P + its base name, in order, over
-      one stream to URL (the endpoint URL receive printed). The send loop
-      reads the files itself. An object counts as delivered once the
-      receiver confirmed it stored it whole. Shows a progress line on a
-      terminal, then a summary (objects, bytes, rate); --quiet shows
-      neither. On a failure, stderr names the first object not delivered
-      and how many more were not.
-
-  --secret S    shared secret, at least 16 characters (default
-                $${SECRET_ENV}; prefer the variable: arguments show up in ps)
-  --burst N     objects in flight before send waits (default 256)
-
-Exit codes: 0 success; 1 a failure (an object not delivered, the receiver
-gone or refusing, a file that cannot be read), with a one-line reason on
-stderr; 2 bad command-line usage.
-`;
 
 // deno-lint-ignore no-control-regex -- refusing control characters is the point
 const CONTROL = /[\x00-\x1f\x7f]/;
@@ -243,7 +211,7 @@ export async function receiveMain(
   options: { signal?: AbortSignal } = {},
 ): Promise<number> {
   if (wantsHelp(args)) {
-    console.log(TRANSPORT_HELP);
+    console.log(RECEIVE_HELP);
     return 0;
   }
   let port, secret, hostname, trname, dir, quiet;
@@ -365,7 +333,7 @@ export async function receiveMain(
  */
 export async function sendMain(args: string[]): Promise<number> {
   if (wantsHelp(args)) {
-    console.log(TRANSPORT_HELP);
+    console.log(SEND_HELP);
     return 0;
   }
   let url: string, files: string[], secret, burst, prefix: string, quiet;

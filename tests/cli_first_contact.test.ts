@@ -163,6 +163,28 @@ Deno.test("first contact: each command has its own --help, with every option", a
   assert(
     !status.stdout.includes("--follow") && !status.stdout.includes("--name"),
   );
+  const send = await deno([SPOOL, "send", "--help"]);
+  const receive = await deno([SPOOL, "receive", "--help"]);
+  assert(send.stdout.startsWith("Usage: spool send URL FILE... [options]\n"));
+  assert(
+    receive.stdout.startsWith("Usage: spool receive --port P [options]\n"),
+  );
+  for (const option of ["--prefix", "--secret", "--burst", "--quiet"]) {
+    assertStringIncludes(send.stdout, `  ${option} `);
+  }
+  for (
+    const option of [
+      "--port",
+      "--hostname",
+      "--dir",
+      "--name",
+      "--secret",
+      "--quiet",
+    ]
+  ) {
+    assertStringIncludes(receive.stdout, `  ${option} `);
+  }
+  assert(!send.stdout.includes("--dir") && !receive.stdout.includes("--burst"));
   const server = await deno([SERVER, "--help"]);
   for (
     const route of [
