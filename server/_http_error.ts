@@ -1,6 +1,7 @@
 /**
  * The one HTTP error body: every refusal and failure of every route is JSON
- * `{"code": "...", "error": "..."}`, made here. The HTTP status of an error
+ * `{"code": "...", "message": "..."}`, made here: the shape of the
+ * WebSocket `error` message and of the object transport's answers too. The HTTP status of an error
  * is decided here too, also for the viewer's HTML variant of a refusal (for
  * browsers; see `viewer.ts`).
  *
@@ -50,7 +51,7 @@ export function errorStatus(
 }
 
 /**
- * The JSON error answer for `error`: `{code, error}` with the code's HTTP
+ * The JSON error answer for `error`: `{code, message}` with the code's HTTP
  * status, `Cache-Control: no-cache` and `nosniff`.
  *
  * @example
@@ -65,7 +66,7 @@ export function errorResponse(
   error: SpoolError,
   init: ErrorResponseInit = {},
 ): Response {
-  return Response.json({ code: error.code, error: error.message }, {
+  return Response.json({ code: error.code, message: error.message }, {
     status: errorStatus(error, init),
     headers: {
       "cache-control": "no-cache",

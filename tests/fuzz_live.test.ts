@@ -1267,15 +1267,17 @@ Deno.test(`live fuzz: random and mutated messages never crash or hang the server
         return;
       }
     }
-    // docs/http.md: every refusal is {"code", "error"}, codes from ERROR_CODES.
+    // docs/http.md: every refusal is {"code", "message"}, codes from ERROR_CODES.
     if (response.status >= 400) {
       const error = json as Record<string, unknown> | undefined;
       if (
-        error === undefined || Object.keys(error).join() !== "code,error" ||
+        error === undefined || Object.keys(error).join() !== "code,message" ||
         !ERROR_CODES.includes(error.code as typeof ERROR_CODES[number]) ||
-        typeof error.error !== "string"
+        typeof error.message !== "string"
       ) {
-        failures.push(`${where}: an error answer not {code, error}: ${text()}`);
+        failures.push(
+          `${where}: an error answer not {code, message}: ${text()}`,
+        );
       }
     }
     const match = url.pathname.match(/^\/resources\/([^/]+)(\/[^/]*)?$/);

@@ -242,10 +242,10 @@ Deno.test("http: ranges with numbers past 2^53, suffixes and several ranges foll
         assertEquals(response.headers.get("content-range"), `bytes */${size}`);
         if (method === "GET") {
           const error = JSON.parse(new TextDecoder().decode(body));
-          assertEquals(Object.keys(error), ["code", "error"]);
+          assertEquals(Object.keys(error), ["code", "message"]);
           assertEquals(error.code, "range-not-satisfiable");
           assert(
-            error.error.length < 300,
+            error.message.length < 300,
             "the message quotes a clipped range",
           );
         }

@@ -1,6 +1,6 @@
 /**
  * Every HTTP route of the server (issue 11, item 16): one error body shape
- * `{code, error}` everywhere, `405` with `Allow` for methods other than
+ * `{code, message}` everywhere, `405` with `Allow` for methods other than
  * `GET` and `HEAD`, and `HEAD` answered without a body, over HTTP/1.1 and
  * over HTTP/2 (TLS; `curl --http2`, since Deno's fetch tolerates a body on a
  * `HEAD` answer that curl reports as a PROTOCOL_ERROR).
@@ -54,13 +54,13 @@ async function assertErrorBody(
   const body = await response.json();
   assertEquals(
     Object.keys(body),
-    ["code", "error"],
+    ["code", "message"],
     `${what}: ${JSON.stringify(body)}`,
   );
   assertEquals(body.code, code, what);
   assert((ERROR_CODES as readonly string[]).includes(body.code), what);
-  assert(typeof body.error === "string" && body.error.length > 10, what);
-  return body.error;
+  assert(typeof body.message === "string" && body.message.length > 10, what);
+  return body.message;
 }
 
 /** A WebSocket handshake sent by hand, to read the HTTP answer it gets. */
@@ -93,7 +93,7 @@ async function handshakeAnswer(url: URL): Promise<string> {
   }
 }
 
-Deno.test("http routes: every refusal is {code, error} from one place, with a known code", async () => {
+Deno.test("http routes: every refusal is {code, message} from one place, with a known code", async () => {
   await using server = await startTestServer();
   const id = await uploadedId(server);
   const cases: [string, RequestInit, number, string][] = [
@@ -136,7 +136,7 @@ Deno.test("http routes: every refusal is {code, error} from one place, with a kn
   );
   assertMatch(answer, /^HTTP\/1\.1 404 /);
   const body = JSON.parse(answer.split("\r\n\r\n")[1]);
-  assertEquals(Object.keys(body), ["code", "error"]);
+  assertEquals(Object.keys(body), ["code", "message"]);
   assertEquals(body.code, "not-found");
 
   // With read tokens: 403 forbidden, on resources and on the listing.

@@ -112,7 +112,7 @@ Deno.test("limit: HTTP follows and event streams count as watchers, like downloa
     const body = await refused.json();
     assertEquals(body.code, "limit-exceeded");
     assertEquals(
-      body.error,
+      body.message,
       `${
         path === "/events" ? "an event stream" : "an HTTP follow"
       } on resource ${up.id} (2 open) exceeds the server's limit of 2 (--max-watchers-per-resource)`,

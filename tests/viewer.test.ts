@@ -677,7 +677,7 @@ async function assertJsonRefusal(
   assertEquals(response.status, status, `${url} (${accept})`);
   assertMatch(response.headers.get("content-type")!, /^application\/json/);
   const body = await response.json();
-  assertEquals(Object.keys(body), ["code", "error"]);
+  assertEquals(Object.keys(body), ["code", "message"]);
   assertEquals(body.code, code);
 }
 
