@@ -6,6 +6,8 @@
  * @module
  */
 
+import { LIMIT_FLAGS } from "../server/limits.ts";
+
 /** What the failing command was doing, for the token hints. */
 export type HintContext = "upload" | "read";
 
@@ -71,6 +73,12 @@ export function hintFor(
     return TOKEN_HINTS[context];
   }
   const message = error instanceof Error ? error.message : String(error);
+  const limit = message.match(/\(limit (\w+)\)$/)?.[1];
+  if (limit !== undefined && limit in LIMIT_FLAGS) {
+    return `the server's ${
+      LIMIT_FLAGS[limit as keyof typeof LIMIT_FLAGS]
+    } sets it`;
+  }
   for (const [pattern, hint] of HINTS) {
     if (pattern.test(message)) return hint(context);
   }

@@ -52,7 +52,7 @@ export function fitWatchersToOpenFiles(
     return {
       limits,
       note:
-        `--max-watchers ${limits.maxWatchers} is more than the open-file limit of ${fileLimit} (ulimit -n) can hold; connections past about ${room} will be refused at accept (raise it with ulimit -n)`,
+        `the limit maxWatchers of ${limits.maxWatchers} is more than the open-file limit of ${fileLimit} (ulimit -n) can hold; connections past about ${room} will be refused at accept (raise it with ulimit -n)`,
     };
   }
   return {

@@ -64,7 +64,8 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
 });
 
 /**
- * The command-line flag of each limit, for error messages and `--help`.
+ * The command-line flag of each limit, for the command line's `--help`
+ * and its hints (library errors name the limit, not the flag).
  *
  * @example
  * ```ts
@@ -93,7 +94,7 @@ export const LIMIT_FLAGS: Readonly<Record<keyof ServerLimits, string>> = Object
  * import { limitExceeded } from "./limits.ts";
  * const error = limitExceeded("maxUploads", 10, "a new upload");
  * console.log(error.message);
- * // a new upload exceeds the server's limit of 10 (--max-uploads)
+ * // a new upload exceeds the server's limit of 10 (limit maxUploads)
  * ```
  */
 export function limitExceeded(
@@ -104,7 +105,7 @@ export function limitExceeded(
 ): SpoolError {
   return new SpoolError(
     "limit-exceeded",
-    `${what} exceeds the server's limit of ${value} (${LIMIT_FLAGS[limit]})`,
+    `${what} exceeds the server's limit of ${value} (limit ${limit})`,
     options,
   );
 }
@@ -125,9 +126,7 @@ export function resolveLimits(
   for (const [name, value] of Object.entries(resolved)) {
     if (!Number.isSafeInteger(value) || value <= 0) {
       throw new RangeError(
-        `limit ${name} is ${value}; expected a positive integer (${
-          LIMIT_FLAGS[name as keyof ServerLimits]
-        })`,
+        `limit ${name} is ${value}; expected a positive integer`,
       );
     }
   }

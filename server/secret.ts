@@ -148,7 +148,7 @@ async function makeSecret(
   if (source.secretFile !== undefined) {
     throw new SecretFileError(
       path,
-      `(--secret-file) does not exist; expected a key there: make one with openssl rand -hex ${SECRET_BYTES} > ${path}`,
+      `(secretFile) does not exist; expected a key there: make one with openssl rand -hex ${SECRET_BYTES} > ${path}`,
     );
   }
   if (source.resources > 0) {

@@ -250,7 +250,7 @@ Deno.test("first contact: a file over --max-resource-bytes is refused before a r
   assertEquals(run.stdout, "");
   assertMatch(
     run.stderr,
-    /^spool: an upload of \d+ bytes exceeds the server's limit of 1000 \(--max-resource-bytes\)\n$/,
+    /^spool: an upload of \d+ bytes exceeds the server's limit of 1000 \(limit maxResourceBytes\) \(the server's --max-resource-bytes sets it\)\n$/,
   );
   assertEquals([...server.registry.all()].length, 0);
 });

@@ -138,7 +138,7 @@ Deno.test("floods: 50 simultaneous upload requests against --max-uploads 5 get e
   assertEquals([ready.length, refused.length], [5, 45]);
   assertMatch(
     String(refused[0].message),
-    /^a new upload \(5 in progress\) exceeds the server's limit of 5 \(--max-uploads\)$/,
+    /^a new upload \(5 in progress\) exceeds the server's limit of 5 \(limit maxUploads\)$/,
   );
   for (const socket of sockets) await socket.close();
 });

@@ -62,10 +62,10 @@ Deno.test("reasons: writes after the server failed the upload name the server's 
   // The server's error or its FAILED status, never "write after finish()".
   assertMatch(
     error.message,
-    /exceeds the server's limit of 100000 \(--max-resource-bytes\)/,
+    /exceeds the server's limit of 100000 \(limit maxResourceBytes\)/,
   );
   const late = await assertRejects(() => up.write(chunk)) as Error;
-  assertMatch(late.message, /--max-resource-bytes/);
+  assertMatch(late.message, /limit maxResourceBytes/);
   await assertRejects(() => up.finish());
 });
 

@@ -23,7 +23,7 @@ Deno.test("limit: an upload past --max-resource-bytes fails with limit-exceeded"
     await up.finish();
   }, SpoolError);
   const expected =
-    "an upload of 1200 bytes or more exceeds the server's limit of 1000 (--max-resource-bytes)";
+    "an upload of 1200 bytes or more exceeds the server's limit of 1000 (limit maxResourceBytes)";
   assertEquals(error.code, "limit-exceeded");
   assertEquals(error.message, expected);
   const failure = await followed;
@@ -44,7 +44,7 @@ Deno.test("limit: --max-uploads refuses a new upload until one finishes", async 
   assertEquals(error.code, "limit-exceeded");
   assertEquals(
     error.message,
-    "a new upload (2 in progress) exceeds the server's limit of 2 (--max-uploads)",
+    "a new upload (2 in progress) exceeds the server's limit of 2 (limit maxUploads)",
   );
   await first.finish();
   await first.closed();
@@ -73,7 +73,7 @@ Deno.test("limit: --max-watchers-per-resource and --max-watchers refuse download
   assertEquals(perResource.code, "limit-exceeded");
   assertEquals(
     perResource.message,
-    `a download socket on resource ${a.id} (2 open) exceeds the server's limit of 2 (--max-watchers-per-resource)`,
+    `a download socket on resource ${a.id} (2 open) exceeds the server's limit of 2 (limit maxWatchersPerResource)`,
   );
   const onB = await openDownload(b.reference);
   const total = await assertRejects(
@@ -82,7 +82,7 @@ Deno.test("limit: --max-watchers-per-resource and --max-watchers refuse download
   );
   assertEquals(
     total.message,
-    "a download socket (3 open on the server) exceeds the server's limit of 3 (--max-watchers)",
+    "a download socket (3 open on the server) exceeds the server's limit of 3 (limit maxWatchers)",
   );
   // The refusal is a clean close with its own code.
   const url = new URL(`resources/${b.id}`, server.url);
@@ -115,7 +115,7 @@ Deno.test("limit: HTTP follows and event streams count as watchers, like downloa
       body.message,
       `${
         path === "/events" ? "an event stream" : "an HTTP follow"
-      } on resource ${up.id} (2 open) exceeds the server's limit of 2 (--max-watchers-per-resource)`,
+      } on resource ${up.id} (2 open) exceeds the server's limit of 2 (limit maxWatchersPerResource)`,
     );
   }
   await assertRejects(() => openDownload(up.reference), SpoolError);
@@ -148,7 +148,7 @@ Deno.test("limit: --max-requests-per-socket refuses one request too many, by req
   assertEquals(error.code, "limit-exceeded");
   assertEquals(
     error.message,
-    "request 3 (2 in flight on this socket) exceeds the server's limit of 2 (--max-requests-per-socket)",
+    "request 3 (2 in flight on this socket) exceeds the server's limit of 2 (limit maxRequestsPerSocket)",
   );
   socket.send({ type: "cancel", requestId: 1 });
   await up.finish();
@@ -165,7 +165,7 @@ Deno.test("limit: an upload silent past --upload-idle-timeout-ms fails", async (
   await up.write(randomBytes(10));
   const failed = await watcher.waitForStatus((s) => s.status === "FAILED");
   assert(
-    /^an upload socket silent for \d+ ms exceeds the server's limit of 150 \(--upload-idle-timeout-ms\)$/
+    /^an upload socket silent for \d+ ms exceeds the server's limit of 150 \(limit uploadIdleTimeoutMs\)$/
       .test(failed.error!),
     failed.error,
   );
@@ -187,6 +187,6 @@ Deno.test("limit: bad limit values are refused with the flag named", async () =>
   );
   assertEquals(
     error.message,
-    "limit maxUploads is 0; expected a positive integer (--max-uploads)",
+    "limit maxUploads is 0; expected a positive integer",
   );
 });

@@ -187,7 +187,7 @@ Deno.test("secret: --secret-file must exist, and a shared key keeps references v
     ) as SecretFileError;
     assertEquals(
       error.message,
-      `the secret file ${secretFile} (--secret-file) does not exist; expected a key there: make one with openssl rand -hex 32 > ${secretFile}`,
+      `the secret file ${secretFile} (secretFile) does not exist; expected a key there: make one with openssl rand -hex 32 > ${secretFile}`,
     );
     await Deno.remove(dataDir, { recursive: true });
     await Deno.writeTextFile(
