@@ -209,3 +209,16 @@ export async function closeSocket(
   await closed;
   clearTimeout(timer);
 }
+
+/**
+ * The reason a connection ended, as a {@linkcode SpoolError}: `error` itself
+ * when it is one, else a `connection-closed` error that keeps it as the cause.
+ */
+export function asSpoolError(error: unknown): SpoolError {
+  if (error instanceof SpoolError) return error;
+  return new SpoolError(
+    "connection-closed",
+    `connection ended: ${(error as Error)?.message ?? String(error)}`,
+    { cause: error },
+  );
+}

@@ -18,6 +18,7 @@ import { parseDownloadServerMessage } from "../protocol/validate.ts";
 import { CLOSE_TIMEOUT } from "../protocol/close_codes.ts";
 import { Notifier } from "../protocol/notifier.ts";
 import {
+  asSpoolError,
   closeSocket,
   connect,
   DEFAULT_TIMEOUT_MS,
@@ -115,6 +116,8 @@ export class Download {
   /** Wakes whoever waits for a status. */
   readonly #statusChanged = new Notifier();
   #closed: Error | undefined;
+  /** The caller ended the connection (close or dispose) before anything else did. */
+  #closedByCaller = false;
   /** An error the server reported about the socket itself (e.g. `gone`). */
   #socketError: SpoolError | undefined;
   readonly #closedPromise = Promise.withResolvers<void>();
@@ -158,12 +161,14 @@ export class Download {
   }
 
   /**
-   * Resolves once the socket closed, with the reason: a server error such as
-   * `gone`, or `connection-closed`.
+   * Resolves (never rejects) once the connection is over: with `undefined`
+   * when the caller closed it, else with the {@linkcode SpoolError} that ended
+   * it (a server error such as `gone`, `connection-closed`, or `timeout`).
+   * `Upload.closed()` resolves alike.
    */
-  async closed(): Promise<SpoolError> {
+  async closed(): Promise<SpoolError | undefined> {
     await this.#closedPromise.promise;
-    return this.#closed as SpoolError;
+    return this.#closedByCaller ? undefined : asSpoolError(this.#closed);
   }
 
   /** The latest status received. */
@@ -387,6 +392,7 @@ export class Download {
 
   /** Closes the connection; reads in flight error. */
   async close(): Promise<void> {
+    if (!this.#closed) this.#closedByCaller = true;
     await closeSocket(this.#socket);
     this.#end(
       this.#socketError ??

@@ -20,6 +20,7 @@ import { parseUploadServerMessage } from "../protocol/validate.ts";
 import { CLOSE_ABORT, CLOSE_TIMEOUT } from "../protocol/close_codes.ts";
 import { Notifier } from "../protocol/notifier.ts";
 import {
+  asSpoolError,
   connect,
   type ConnectOptions,
   DEFAULT_CONNECT_TIMEOUT_MS,
@@ -620,9 +621,20 @@ export class Upload {
     }
   }
 
-  /** Waits until the upload is over and its socket closed. */
-  closed(): Promise<void> {
-    return this.#closed.promise;
+  /**
+   * Resolves (never rejects) once the upload is over and its socket closed:
+   * with `undefined` when it ended `COMPLETED`, else with the
+   * {@linkcode SpoolError} that ended it: the error `send` or `finish` rejected
+   * with (e.g. `limit-exceeded`; `connection-closed` when the connection was
+   * lost or the upload aborted), or a {@linkcode ResourceFailedError} for a
+   * `FAILED` final status. `Download.closed()` resolves alike.
+   */
+  async closed(): Promise<SpoolError | undefined> {
+    await this.#closed.promise;
+    if (this.#outcome?.status === "COMPLETED") return undefined;
+    // What send() or finish() rejected with, else the FAILED status's reason.
+    if (this.#failure) return asSpoolError(this.#failure);
+    return this.#outcome ? failedError(this.#outcome) : asSpoolError(undefined);
   }
 
   /** Sends every byte of `body`, then finishes; resolves with the final status. */

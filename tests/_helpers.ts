@@ -30,10 +30,13 @@ export async function startTestServer(
     ...options,
     dataDir,
   });
-  const close = async () => {
-    await server.close();
-    if (!options.dataDir) await Deno.remove(dataDir, { recursive: true });
-  };
+  // Closing twice (a test's close, then its `await using`) is fine.
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    closing ??= (async () => {
+      await server.close();
+      if (!options.dataDir) await Deno.remove(dataDir, { recursive: true });
+    })();
   return { ...server, dataDir, close, [Symbol.asyncDispose]: close };
 }
 

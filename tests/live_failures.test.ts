@@ -1,4 +1,9 @@
-import { assert, assertEquals, assertRejects } from "@std/assert";
+import {
+  assert,
+  assertEquals,
+  assertInstanceOf,
+  assertRejects,
+} from "@std/assert";
 import {
   openDownload,
   ResourceFailedError,
@@ -454,4 +459,38 @@ Deno.test("a follow request on a resource that fails gets resource-failed", asyn
     `resource ${up.id} FAILED: ${DISCONNECTED_REASON}`,
   );
   await socket.close();
+});
+
+Deno.test("Upload.closed() and Download.closed() resolve alike: undefined when the session ended as intended, else the SpoolError that ended it", async () => {
+  await using server = await startTestServer({
+    limits: { maxResourceBytes: 1000 },
+  });
+  // Ended as intended: COMPLETED, and a download the caller closed.
+  const done = await startUpload(server.url, { name: "done" });
+  const watcher = await openDownload(done.reference);
+  await done.send(new Uint8Array([1, 2, 3]));
+  assertEquals(await done.closed(), undefined);
+  await watcher.close();
+  assertEquals(await watcher.closed(), undefined);
+  // Aborted by the caller: the abort is the reason.
+  const aborted = await startUpload(server.url, { name: "aborted" });
+  aborted.abort("changed my mind");
+  const abortReason = await aborted.closed();
+  assertInstanceOf(abortReason, SpoolError);
+  assertEquals(abortReason?.code, "connection-closed");
+  assertEquals(abortReason?.message, "upload aborted: changed my mind");
+  // Refused by a limit: the server's error is the reason.
+  const big = await startUpload(server.url, { name: "big" });
+  await assertRejects(() => big.send(randomBytes(1200)), SpoolError);
+  const limitReason = await big.closed();
+  assertEquals(limitReason?.code, "limit-exceeded");
+  // A download that ends because the server went: its error is the reason.
+  const lone = await startUpload(server.url, { name: "lone" });
+  const orphan = await openDownload(lone.reference);
+  lone.abort();
+  await lone.closed();
+  await server.close();
+  const lostReason = await orphan.closed();
+  assertInstanceOf(lostReason, SpoolError);
+  assertEquals(lostReason?.code, "connection-closed");
 });

@@ -122,7 +122,7 @@ Deno.test("security: finished resources expire after the retention time", async 
   await up.send(new TextEncoder().encode("bye\n"));
   await up.closed();
   assertEquals(await expired.promise, up.id);
-  assertEquals((await closedByServer).code, "gone");
+  assertEquals((await closedByServer)?.code, "gone");
   const gone = await refused(() => openDownload(up.reference), "gone");
   assert(gone.message.includes("expired"), gone.message);
   const http = new URL(up.reference);
