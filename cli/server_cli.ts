@@ -6,8 +6,14 @@
  * @module
  */
 
-import { integerFlag, parseFlags, UsageError } from "./args.ts";
+import {
+  integerFlag,
+  type ParsedFlags,
+  parseFlags,
+  UsageError,
+} from "./args.ts";
 import { startServer } from "../server/server.ts";
+import type { ServerOptions } from "../server/options.ts";
 import {
   DEFAULT_LIMITS,
   LIMIT_FLAGS,
@@ -106,6 +112,122 @@ async function readPem(
   }
 }
 
+/** The server's flags, parsed; throws a `UsageError` for unknown ones. */
+function parseServerFlags(args: string[]): ParsedFlags {
+  return parseFlags(args, {
+    string: [
+      "hostname",
+      "port",
+      "data-dir",
+      "checkpoint-ms",
+      "public-url",
+      "resume-grace-ms",
+      "retention-ms",
+      "upload-token",
+      "secret-file",
+      "cert",
+      "key",
+      ...Object.values(LIMIT_FLAGS).map((flag) => flag.slice(2)),
+    ],
+    boolean: ["durable", "help", "read-tokens"],
+    alias: { h: "help" },
+  });
+}
+
+/** The server's options from its flags; throws a `UsageError` for bad ones. */
+async function serverOptions(flags: ParsedFlags): Promise<ServerOptions> {
+  const { strings } = flags;
+  if (flags.positional.length > 0) {
+    throw new UsageError(
+      `unexpected argument ${
+        JSON.stringify(flags.positional[0])
+      }; the server takes options only`,
+    );
+  }
+  const limits: Partial<ServerLimits> = {};
+  for (const [name, flag] of Object.entries(LIMIT_FLAGS)) {
+    const value = integerFlag(strings, flag.slice(2), { min: 1 });
+    if (value !== undefined) limits[name as keyof ServerLimits] = value;
+  }
+  if ((strings.cert === undefined) !== (strings.key === undefined)) {
+    throw new UsageError(
+      "--cert and --key go together; expected both or neither",
+    );
+  }
+  const publicUrl = strings["public-url"];
+  if (publicUrl !== undefined && !URL.canParse(publicUrl)) {
+    throw new UsageError(
+      `--public-url is ${JSON.stringify(publicUrl)}; expected an absolute URL`,
+    );
+  }
+  return {
+    hostname: strings.hostname,
+    port: integerFlag(strings, "port", {
+      min: 0,
+      max: 65535,
+      fallback: DEFAULT_PORT,
+    }),
+    dataDir: strings["data-dir"],
+    checkpointMs: integerFlag(strings, "checkpoint-ms", {
+      fallback: DEFAULT_CHECKPOINT_MS,
+    }),
+    resumeGraceMs: integerFlag(strings, "resume-grace-ms", {
+      fallback: DEFAULT_RESUME_GRACE_MS,
+    }),
+    publicUrl,
+    durable: flags.booleans.durable,
+    retentionMs: integerFlag(strings, "retention-ms", {
+      fallback: DEFAULT_RETENTION_MS,
+    }),
+    uploadToken: strings["upload-token"] ??
+      (Deno.env.get("SPOOL_UPLOAD_TOKEN") || undefined),
+    readTokens: flags.booleans["read-tokens"],
+    secretFile: strings["secret-file"],
+    cert: await readPem(strings.cert, "--cert"),
+    key: await readPem(strings.key, "--key"),
+    limits,
+  };
+}
+
+/** Warns of a peer timeout that idle default clients cannot meet. */
+function warnShortPeerTimeout(limits: Partial<ServerLimits>): void {
+  const peerTimeoutMs = limits.peerTimeoutMs;
+  const floor = HEARTBEAT_MAX_INTERVAL_MS * 1.5;
+  if (peerTimeoutMs === undefined || peerTimeoutMs >= floor) return;
+  console.error(
+    `spool server: warning: --peer-timeout-ms ${peerTimeoutMs} is under ${floor}; clients with the default timeout send a heartbeat every ${HEARTBEAT_MAX_INTERVAL_MS} ms and are dropped while idle (give them a shorter --timeout-ms)`,
+  );
+}
+
+/** Runs the server until SIGINT or SIGTERM; resolves with the exit code. */
+async function run(options: ServerOptions): Promise<number> {
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  try {
+    const server = await startServer({
+      ...options,
+      signal: controller.signal,
+      onListen: (url) => console.log(`Listening on ${url.href}`),
+    });
+    if (server.limitNote) console.error(`spool server: ${server.limitNote}`);
+    await server.finished;
+    return 0;
+  } catch (error) {
+    const message = error instanceof Deno.errors.AddrInUse
+      ? `cannot listen on ${
+        options.hostname ?? DEFAULT_HOSTNAME
+      }:${options.port}: the address is in use (another Spool server?); choose another --port`
+      : (error as Error).message;
+    console.error(`spool server: ${message}`);
+    return 1;
+  } finally {
+    Deno.removeSignalListener("SIGINT", stop);
+    Deno.removeSignalListener("SIGTERM", stop);
+  }
+}
+
 /**
  * Runs the server command with `args`; resolves with the exit code once the
  * server has stopped.
@@ -119,134 +241,19 @@ export async function main(
   args: string[],
   options: MainOptions = {},
 ): Promise<number> {
-  let flags;
+  let serverOpts: ServerOptions;
   try {
-    flags = parseFlags(args, {
-      string: [
-        "hostname",
-        "port",
-        "data-dir",
-        "checkpoint-ms",
-        "public-url",
-        "resume-grace-ms",
-        "retention-ms",
-        "upload-token",
-        "secret-file",
-        "cert",
-        "key",
-        ...Object.values(LIMIT_FLAGS).map((flag) => flag.slice(2)),
-      ],
-      boolean: ["durable", "help", "read-tokens"],
-      alias: { h: "help" },
-    });
+    const flags = parseServerFlags(args);
     if (flags.booleans.help) {
       console.log(help(options.program ?? DEFAULT_PROGRAM));
       return 0;
     }
-    if (flags.positional.length > 0) {
-      throw new UsageError(
-        `unexpected argument ${
-          JSON.stringify(flags.positional[0])
-        }; the server takes options only`,
-      );
-    }
+    serverOpts = await serverOptions(flags);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     console.error(`spool server: ${error.message}\nTry --help.`);
     return 2;
   }
-  const { strings } = flags;
-  let port, checkpointMs, resumeGraceMs, retentionMs, cert, key;
-  const limits: Partial<ServerLimits> = {};
-  try {
-    for (const [name, flag] of Object.entries(LIMIT_FLAGS)) {
-      const value = integerFlag(strings, flag.slice(2), { min: 1 });
-      if (value !== undefined) limits[name as keyof ServerLimits] = value;
-    }
-    port = integerFlag(strings, "port", {
-      min: 0,
-      max: 65535,
-      fallback: DEFAULT_PORT,
-    });
-    checkpointMs = integerFlag(strings, "checkpoint-ms", {
-      fallback: DEFAULT_CHECKPOINT_MS,
-    });
-    resumeGraceMs = integerFlag(strings, "resume-grace-ms", {
-      fallback: DEFAULT_RESUME_GRACE_MS,
-    });
-    retentionMs = integerFlag(strings, "retention-ms", {
-      fallback: DEFAULT_RETENTION_MS,
-    });
-    if ((strings.cert === undefined) !== (strings.key === undefined)) {
-      throw new UsageError(
-        "--cert and --key go together; expected both or neither",
-      );
-    }
-    cert = await readPem(strings.cert, "--cert");
-    key = await readPem(strings.key, "--key");
-    if (
-      strings["public-url"] !== undefined &&
-      !URL.canParse(strings["public-url"])
-    ) {
-      throw new UsageError(
-        `--public-url is ${
-          JSON.stringify(strings["public-url"])
-        }; expected an absolute URL`,
-      );
-    }
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    console.error(`spool server: ${error.message}\nTry --help.`);
-    return 2;
-  }
-  const peerTimeoutMs = limits.peerTimeoutMs;
-  if (
-    peerTimeoutMs !== undefined &&
-    peerTimeoutMs < HEARTBEAT_MAX_INTERVAL_MS * 1.5
-  ) {
-    console.error(
-      `spool server: warning: --peer-timeout-ms ${peerTimeoutMs} is under ${
-        HEARTBEAT_MAX_INTERVAL_MS * 1.5
-      }; clients with the default timeout send a heartbeat every ${HEARTBEAT_MAX_INTERVAL_MS} ms and are dropped while idle (give them a shorter --timeout-ms)`,
-    );
-  }
-  const controller = new AbortController();
-  const stop = () => controller.abort();
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
-  try {
-    const server = await startServer({
-      hostname: strings.hostname,
-      port,
-      dataDir: strings["data-dir"],
-      checkpointMs,
-      resumeGraceMs,
-      publicUrl: strings["public-url"],
-      durable: flags.booleans.durable,
-      retentionMs,
-      uploadToken: strings["upload-token"] ??
-        (Deno.env.get("SPOOL_UPLOAD_TOKEN") || undefined),
-      readTokens: flags.booleans["read-tokens"],
-      secretFile: strings["secret-file"],
-      cert,
-      key,
-      limits,
-      signal: controller.signal,
-      onListen: (url) => console.log(`Listening on ${url.href}`),
-    });
-    if (server.limitNote) console.error(`spool server: ${server.limitNote}`);
-    await server.finished;
-    return 0;
-  } catch (error) {
-    const message = error instanceof Deno.errors.AddrInUse
-      ? `cannot listen on ${
-        strings.hostname ?? DEFAULT_HOSTNAME
-      }:${port}: the address is in use (another Spool server?); choose another --port`
-      : (error as Error).message;
-    console.error(`spool server: ${message}`);
-    return 1;
-  } finally {
-    Deno.removeSignalListener("SIGINT", stop);
-    Deno.removeSignalListener("SIGTERM", stop);
-  }
+  warnShortPeerTimeout(serverOpts.limits ?? {});
+  return await run(serverOpts);
 }
