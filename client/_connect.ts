@@ -32,84 +32,96 @@ export function connect(
   url: string,
   options: ConnectOptions = {},
 ): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    let socket: WebSocket;
-    // A custom CA needs its own HTTP client, released with the socket.
-    const client = options.caCerts?.length
-      ? Deno.createHttpClient({ caCerts: options.caCerts })
-      : undefined;
-    try {
-      socket = new WebSocket(url, {
-        client,
-        headers: options.token === undefined
-          ? undefined
-          : { authorization: `Bearer ${options.token}` },
-      });
-      if (client !== undefined) {
-        socket.addEventListener("close", () => client.close(), { once: true });
-      }
-    } catch (error) {
-      client?.close();
-      reject(
-        new SpoolError(
-          "invalid-field",
-          `cannot connect to ${JSON.stringify(url)}: ${
-            (error as Error).message
-          }; expected a ws:, wss:, http: or https: URL`,
-        ),
-      );
-      return;
+  let socket: WebSocket;
+  try {
+    socket = newSocket(url, options);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  return whenOpen(socket, url, options);
+}
+
+/** A new WebSocket to `url`; throws `invalid-field` for a URL it cannot use. */
+function newSocket(url: string, options: ConnectOptions): WebSocket {
+  // A custom CA needs its own HTTP client, released with the socket.
+  const client = options.caCerts?.length
+    ? Deno.createHttpClient({ caCerts: options.caCerts })
+    : undefined;
+  try {
+    const socket = new WebSocket(url, {
+      client,
+      headers: options.token === undefined
+        ? undefined
+        : { authorization: `Bearer ${options.token}` },
+    });
+    if (client !== undefined) {
+      socket.addEventListener("close", () => client.close(), { once: true });
     }
     socket.binaryType = "arraybuffer";
-    const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    const fail = (error: SpoolError) => {
-      cleanup();
-      reject(error);
-      if (socket.readyState !== WebSocket.CLOSED) socket.close();
-    };
-    const timer = setTimeout(
-      () =>
-        fail(
-          new SpoolError(
-            "timeout",
-            `no connection to ${url} within ${timeoutMs} ms`,
-          ),
-        ),
-      timeoutMs,
+    return socket;
+  } catch (error) {
+    client?.close();
+    throw new SpoolError(
+      "invalid-field",
+      `cannot connect to ${JSON.stringify(url)}: ${
+        (error as Error).message
+      }; expected a ws:, wss:, http: or https: URL`,
     );
-    const onAbort = () =>
+  }
+}
+
+/** Resolves with `socket` once open; rejects on error, timeout or abort. */
+function whenOpen(
+  socket: WebSocket,
+  url: string,
+  options: ConnectOptions,
+): Promise<WebSocket> {
+  const { promise, resolve, reject } = Promise.withResolvers<WebSocket>();
+  const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const fail = (error: SpoolError) => {
+    cleanup();
+    reject(error);
+    if (socket.readyState !== WebSocket.CLOSED) socket.close();
+  };
+  const timer = setTimeout(
+    () =>
       fail(
         new SpoolError(
-          "connection-closed",
-          `connecting to ${url} was aborted`,
-          {
-            cause: options.signal?.reason,
-          },
+          "timeout",
+          `no connection to ${url} within ${timeoutMs} ms`,
         ),
-      );
-    options.signal?.addEventListener("abort", onAbort, { once: true });
-    const cleanup = () => {
-      clearTimeout(timer);
-      options.signal?.removeEventListener("abort", onAbort);
-      socket.onopen = null;
-      socket.onerror = null;
-      socket.onclose = null;
-    };
-    socket.onopen = () => {
-      cleanup();
-      resolve(socket);
-    };
-    socket.onerror = (event) => {
-      const detail = (event as ErrorEvent).message ?? "connection failed";
-      cleanup();
-      reject(
-        new SpoolError(
-          "connection-closed",
-          `cannot connect to ${url}: ${detail}`,
-        ),
-      );
-    };
-  });
+      ),
+    timeoutMs,
+  );
+  const onAbort = () =>
+    fail(
+      new SpoolError("connection-closed", `connecting to ${url} was aborted`, {
+        cause: options.signal?.reason,
+      }),
+    );
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  const cleanup = () => {
+    clearTimeout(timer);
+    options.signal?.removeEventListener("abort", onAbort);
+    socket.onopen = null;
+    socket.onerror = null;
+    socket.onclose = null;
+  };
+  socket.onopen = () => {
+    cleanup();
+    resolve(socket);
+  };
+  socket.onerror = (event) => {
+    const detail = (event as ErrorEvent).message ?? "connection failed";
+    cleanup();
+    reject(
+      new SpoolError(
+        "connection-closed",
+        `cannot connect to ${url}: ${detail}`,
+      ),
+    );
+  };
+  return promise;
 }
 
 /** Turns an `http(s):` URL into the matching `ws(s):` URL; leaves others. */

@@ -9,6 +9,7 @@
 import { ResourceFailedError, SpoolError } from "../protocol/errors.ts";
 import type {
   DownloadServerMessage,
+  ErrorMessage,
   FollowMessage,
   ReadMessage,
 } from "../protocol/messages.ts";
@@ -179,15 +180,7 @@ export class Download {
   #onMessage(event: MessageEvent): void {
     this.#liveness.touch();
     if (typeof event.data !== "string") {
-      const { requestId, payload } = decodeDataFrame(
-        new Uint8Array(event.data as ArrayBuffer),
-      );
-      const read = this.#reads.get(requestId);
-      // Frames of a cancelled read may still be in flight; they are dropped.
-      if (read && !read.done) {
-        read.chunks.push(payload);
-        read.notify();
-      }
+      this.#onFrame(new Uint8Array(event.data as ArrayBuffer));
       return;
     }
     let message: DownloadServerMessage;
@@ -202,26 +195,7 @@ export class Download {
       case "heartbeat":
         break;
       case "status":
-        this.#status = message.resource;
-        for (const controller of this.#statusStreams) {
-          controller.enqueue(message.resource);
-          if (isTerminal(message.resource)) controller.close();
-        }
-        if (isTerminal(message.resource)) this.#statusStreams.clear();
-        this.#statusChanged.notify();
-        if (message.resource.status === "FAILED") {
-          // Bytes already queued are still delivered; then the follow fails.
-          const failure = new ResourceFailedError(
-            message.resource.id,
-            message.resource.error ?? "unknown reason",
-          );
-          for (const read of this.#reads.values()) {
-            if (read.follow && !read.done) {
-              read.error ??= failure;
-              read.notify();
-            }
-          }
-        }
+        this.#onStatus(message.resource);
         break;
       case "read-end": {
         const read = this.#reads.get(message.requestId);
@@ -231,35 +205,71 @@ export class Download {
         }
         break;
       }
-      case "error": {
-        const error = message.code === "resource-failed"
-          ? new ResourceFailedError(
-            this.#status.id,
-            this.#status.error ?? message.message,
-          )
-          : new SpoolError(message.code, message.message, {
-            requestId: message.requestId,
-          });
-        const read = message.requestId === undefined
-          ? undefined
-          : this.#reads.get(message.requestId);
-        if (read) {
-          read.error ??= error;
-          read.notify();
-        } else if (message.requestId === undefined) {
-          // About the socket itself: it is why the socket will close.
-          this.#socketError ??= error as SpoolError;
-          for (const pending of this.#reads.values()) {
-            if (!pending.done) {
-              pending.error ??= error;
-              pending.notify();
-            }
-          }
-        }
-        // An error for a request that already ended (cancelled, or a follow
-        // failed by its FAILED status) is a benign race: nothing is waiting.
+      case "error":
+        this.#onError(message);
         break;
+    }
+  }
+
+  /** A data frame: its bytes go to their read. */
+  #onFrame(frame: Uint8Array): void {
+    const { requestId, payload } = decodeDataFrame(frame);
+    const read = this.#reads.get(requestId);
+    // Frames of a cancelled read may still be in flight; they are dropped.
+    if (read && !read.done) {
+      read.chunks.push(payload);
+      read.notify();
+    }
+  }
+
+  #onStatus(status: ResourceStatus): void {
+    this.#status = status;
+    for (const controller of this.#statusStreams) {
+      controller.enqueue(status);
+      if (isTerminal(status)) controller.close();
+    }
+    if (isTerminal(status)) this.#statusStreams.clear();
+    this.#statusChanged.notify();
+    if (status.status !== "FAILED") return;
+    // Bytes already queued are still delivered; then the follow fails.
+    const failure = new ResourceFailedError(
+      status.id,
+      status.error ?? "unknown reason",
+    );
+    for (const read of this.#reads.values()) {
+      if (read.follow && !read.done) {
+        read.error ??= failure;
+        read.notify();
       }
+    }
+  }
+
+  #onError(message: ErrorMessage): void {
+    const error = message.code === "resource-failed"
+      ? new ResourceFailedError(
+        this.#status.id,
+        this.#status.error ?? message.message,
+      )
+      : new SpoolError(message.code, message.message, {
+        requestId: message.requestId,
+      });
+    if (message.requestId === undefined) {
+      // About the socket itself: it is why the socket will close.
+      this.#socketError ??= error;
+      for (const pending of this.#reads.values()) {
+        if (!pending.done) {
+          pending.error ??= error;
+          pending.notify();
+        }
+      }
+      return;
+    }
+    const read = this.#reads.get(message.requestId);
+    // An error for a request that already ended (cancelled, or a follow
+    // failed by its FAILED status) is a benign race: nothing is waiting.
+    if (read) {
+      read.error ??= error;
+      read.notify();
     }
   }
 
