@@ -24,7 +24,7 @@ export type {
   EndpointStats,
   RequestEndEvent,
   SessionStats,
-} from "./receiver.ts";
+} from "./recv.ts";
 export type {
   Checksum,
   DecodedHeader,

@@ -38,4 +38,4 @@ export type {
   EndpointStats,
   RequestEndEvent,
   SessionStats,
-} from "./receiver.ts";
+} from "./recv.ts";

@@ -17,7 +17,7 @@ import {
   errorResponse,
   receiveRequest,
   type RequestEndEvent,
-} from "./receiver.ts";
+} from "./recv.ts";
 import type { ReceiveHandler } from "./types.ts";
 import { resilientServe } from "../net/resilient_serve.ts";
 

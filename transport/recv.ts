@@ -24,7 +24,7 @@ import { StallWatchdog } from "./_stall_watchdog.ts";
  *
  * @example
  * ```ts
- * import type { SessionStats } from "./receiver.ts";
+ * import type { SessionStats } from "./recv.ts";
  * const describe = (id: string, session: SessionStats) =>
  *   `${id}: ${session.objects} objects, ${session.errors} failed requests` +
  *   (session.finished ? ", finished" : "");
@@ -52,7 +52,7 @@ export interface SessionStats {
  *
  * @example
  * ```ts
- * import type { EndpointStats } from "./receiver.ts";
+ * import type { EndpointStats } from "./recv.ts";
  * const openSessions = (stats: EndpointStats) =>
  *   Object.entries(stats.sessions).filter(([, s]) => !s.finished).map(([id]) => id);
  * ```
@@ -71,7 +71,7 @@ export interface EndpointStats {
  *
  * @example
  * ```ts
- * import type { RequestEndEvent } from "./receiver.ts";
+ * import type { RequestEndEvent } from "./recv.ts";
  * const onRequestEnd = (event: RequestEndEvent) => {
  *   if (event.error) console.error(`${event.trname}/${event.sessionId}: ${event.error.code}`);
  * };
@@ -149,7 +149,7 @@ function forgetOldSession(sessions: Record<string, SessionStats>): void {
  *
  * @example
  * ```ts
- * import { errorResponse } from "./receiver.ts";
+ * import { errorResponse } from "./recv.ts";
  * import { TransportError } from "./errors.ts";
  * const response = errorResponse(404, new TransportError("unknown_endpoint", "no such endpoint"));
  * console.log(response.status); // 404
@@ -253,7 +253,7 @@ function failureStatus(error: TransportError): number {
  *
  * @example
  * ```ts ignore
- * import { receiveRequest } from "./receiver.ts";
+ * import { receiveRequest } from "./recv.ts";
  * Deno.serve((request) => receiveRequest(request, endpoint, { signal }));
  * ```
  */
