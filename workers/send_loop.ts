@@ -27,7 +27,7 @@ import {
   type WireObject,
   type WorkerStats,
   zeroStats,
-} from "../transport/_messages.ts";
+} from "../transport/internal/messages.ts";
 import { type BodySource, discardBody, openBody } from "./_body_source.ts";
 import {
   type Connection,

@@ -10,7 +10,7 @@
 import { TransportError } from "./errors.ts";
 import { DEFAULT_MAX_HEADER_SIZE } from "./frame_parser.ts";
 import { MAX_PDU_SIZE, SESSION_HEADER } from "./framing.ts";
-import { AUTH_HEADER, RequestVerifier } from "./_auth.ts";
+import { AUTH_HEADER, RequestVerifier } from "./internal/auth.ts";
 import {
   type EndpointState,
   type EndpointStats,
@@ -26,7 +26,7 @@ import { resilientServe } from "../net/resilient_serve.ts";
  *
  * @example
  * ```ts
- * import { OBJSTREAM_PATH } from "./registry.ts";
+ * import { OBJSTREAM_PATH } from "./receiver.ts";
  * const endpoint = new URL(OBJSTREAM_PATH + "demo", "http://127.0.0.1:8080");
  * console.log(endpoint.href); // "http://127.0.0.1:8080/v1/objstream/demo"
  * ```
@@ -43,7 +43,7 @@ const TRNAME = /^[A-Za-z0-9._~-]{1,128}$/;
  *
  * @example
  * ```ts
- * import { DEFAULT_BODY_TIMEOUT_MS, Receiver } from "./registry.ts";
+ * import { DEFAULT_BODY_TIMEOUT_MS, Receiver } from "./receiver.ts";
  * await using patient = new Receiver({ bodyTimeoutMs: 10 * DEFAULT_BODY_TIMEOUT_MS });
  * ```
  */
@@ -54,7 +54,7 @@ export const DEFAULT_BODY_TIMEOUT_MS = 60_000;
  *
  * @example
  * ```ts
- * import { Receiver, type ReceiverOptions } from "./registry.ts";
+ * import { Receiver, type ReceiverOptions } from "./receiver.ts";
  * const options: ReceiverOptions = { maxHeaderSize: 4096, secret: "at-least-16-characters" };
  * await using receiver = new Receiver(options);
  * ```
@@ -87,7 +87,7 @@ export interface ReceiverOptions {
  *
  * @example
  * ```ts
- * import { type ListenOptions, Receiver } from "./registry.ts";
+ * import { type ListenOptions, Receiver } from "./receiver.ts";
  * const options: ListenOptions = { hostname: "0.0.0.0", port: 8080 };
  * const listen = (receiver: Receiver) => receiver.listen("data", options);
  * ```
@@ -108,7 +108,7 @@ export interface ListenOptions {
  *
  * @example
  * ```ts
- * import type { Receiver, ReceiverStats } from "./registry.ts";
+ * import type { Receiver, ReceiverStats } from "./receiver.ts";
  * const objectsOf = (receiver: Receiver, network: string, trname: string) => {
  *   const stats: ReceiverStats = receiver.stats();
  *   return stats[network]?.[trname]?.objects ?? 0;
@@ -137,7 +137,7 @@ function copyStats(stats: EndpointStats): EndpointStats {
  *
  * @example
  * ```ts
- * import { Receiver } from "./registry.ts";
+ * import { Receiver } from "./receiver.ts";
  * import { Stream } from "./stream.ts";
  *
  * await using receiver = new Receiver();
