@@ -1,6 +1,6 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { Receiver, Stream, TransportError } from "../transport/mod.ts";
-import { signRequest } from "../transport/_auth.ts";
+import { signRequest } from "../transport/internal/auth.ts";
 import {
   type Received,
   recordInto,

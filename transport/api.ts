@@ -19,12 +19,8 @@ export {
   Receiver,
   type ReceiverOptions,
   type ReceiverStats,
-} from "./registry.ts";
-export type {
-  EndpointStats,
-  RequestEndEvent,
-  SessionStats,
 } from "./receiver.ts";
+export type { EndpointStats, RequestEndEvent, SessionStats } from "./recv.ts";
 export type {
   Checksum,
   DecodedHeader,

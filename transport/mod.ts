@@ -33,9 +33,5 @@ export * from "./framing.ts";
 export * from "./frame_parser.ts";
 export * from "./stream.ts";
 export * from "./bundle.ts";
-export * from "./registry.ts";
-export type {
-  EndpointStats,
-  RequestEndEvent,
-  SessionStats,
-} from "./receiver.ts";
+export * from "./receiver.ts";
+export type { EndpointStats, RequestEndEvent, SessionStats } from "./recv.ts";

@@ -9,7 +9,7 @@
 
 import { TransportError } from "./errors.ts";
 import { encodeHeader } from "./header_codec.ts";
-import { checkRequestHeaders, receiverUrl } from "./_request_target.ts";
+import { checkRequestHeaders, receiverUrl } from "./internal/request_target.ts";
 import { CopyRing, type RingSlot } from "./_copy_ring.ts";
 import {
   BatchTable,
@@ -19,7 +19,7 @@ import {
   type WireError,
   type WorkerStats,
   zeroStats,
-} from "./_messages.ts";
+} from "./internal/messages.ts";
 import type {
   ObjectBody,
   ObjectHeader,

@@ -7,7 +7,7 @@
  */
 
 import { TransportError } from "../transport/errors.ts";
-import type { WireBody } from "../transport/_messages.ts";
+import type { WireBody } from "../transport/internal/messages.ts";
 
 /**
  * Bytes per file read. The next read runs while the send loop writes the

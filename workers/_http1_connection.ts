@@ -17,9 +17,9 @@ import type { TransportCompression } from "../transport/types.ts";
 import {
   checkRequestHeaders,
   receiverUrl,
-} from "../transport/_request_target.ts";
+} from "../transport/internal/request_target.ts";
 import { type HttpResponse, readResponse } from "./_http1_response.ts";
-import { AUTH_HEADER, signRequest } from "../transport/_auth.ts";
+import { AUTH_HEADER, signRequest } from "../transport/internal/auth.ts";
 
 /** One open request. */
 export interface Connection {

@@ -1,12 +1,12 @@
 /**
  * Messages between a main-thread `Stream` and its send-loop worker.
- * Internal: not part of the public API.
+ * Internal (see `./README.md`): both ends of the `postMessage` use them.
  *
  * @module
  */
 
-import type { TransportErrorCode } from "./errors.ts";
-import type { TransportCompression } from "./types.ts";
+import type { TransportErrorCode } from "../errors.ts";
+import type { TransportCompression } from "../types.ts";
 
 /** Starts the send loop. */
 export interface InitMessage {

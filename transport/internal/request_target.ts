@@ -2,11 +2,12 @@
  * Checks of what a sender puts in its HTTP request line and headers, shared
  * by `Stream` (to fail fast with `invalid_argument`) and the worker's
  * HTTP/1.1 client (which must never write a malformed request).
+ * Internal (see `./README.md`).
  *
  * @module
  */
 
-import { TransportError } from "./errors.ts";
+import { TransportError } from "../errors.ts";
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const HEADER_VALUE = /^[\t\x20-\x7e]*$/;

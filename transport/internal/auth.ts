@@ -5,11 +5,13 @@
  * envelope). The receiver checks the MAC, the clock skew and that the nonce
  * was not seen before, so a captured header cannot be replayed.
  *
+ * Internal (see `./README.md`): the `Receiver` verifies, the worker signs.
+ *
  * @module
  */
 
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { TransportError } from "./errors.ts";
+import { TransportError } from "../errors.ts";
 
 /** Request header carrying the signature. */
 export const AUTH_HEADER = "Spool-Auth";
