@@ -50,11 +50,7 @@ export {
 } from "./server/server.ts";
 export type { ServerLimits } from "./server/limits.ts";
 export type { ResourceStore, ResourceWriter } from "./server/store.ts";
-export {
-  FileStore,
-  type FileStoreOptions,
-  StoreInUseError,
-} from "./server/file_store.ts";
+export { FileStore, type FileStoreOptions } from "./server/file_store.ts";
 
 // Uploading and downloading live resources.
 export {
@@ -72,13 +68,8 @@ export {
 } from "./client/download.ts";
 
 // What a resource is, and how things fail.
+export type { ResourceState, ResourceStatus } from "./protocol/status.ts";
 export {
-  RESOURCE_STATES,
-  type ResourceState,
-  type ResourceStatus,
-} from "./protocol/status.ts";
-export {
-  ERROR_CODES,
   type ErrorCode,
   ResourceFailedError,
   SpoolError,

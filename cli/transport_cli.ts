@@ -301,7 +301,7 @@ export async function receiveMain(
     removeSignals();
     await receiver.close();
     if (
-      error instanceof TransportError && error.code === "invalid_argument"
+      error instanceof TransportError && error.code === "invalid-argument"
     ) {
       return usageFailure("receive", new UsageError(error.message));
     }

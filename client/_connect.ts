@@ -62,7 +62,7 @@ function newSocket(url: string, options: ConnectOptions): WebSocket {
   } catch (error) {
     client?.close();
     throw new SpoolError(
-      "invalid-field",
+      "invalid-argument",
       `cannot connect to ${JSON.stringify(url)}: ${
         (error as Error).message
       }; expected a ws:, wss:, http: or https: URL`,

@@ -15,30 +15,37 @@
  * console.log(known("not-found"), known("oops")); // true false
  * ```
  */
-export const ERROR_CODES = [
-  "malformed-message",
-  "unknown-type",
-  "invalid-field",
-  "unexpected-message",
-  "unexpected-binary",
-  "not-found",
-  "gone",
-  "forbidden",
-  "invalid-range",
-  "range-not-satisfiable",
-  "unknown-request",
-  "duplicate-request",
-  "flow-control",
-  "limit-exceeded",
-  "upload-failed",
-  "resource-failed",
-  "checksum-mismatch",
-  "connection-closed",
-  "timeout",
-  "unavailable",
-  "method-not-allowed",
-  "internal",
-] as const;
+// The union is the source; `satisfies` makes the compiler refuse a list that
+// misses one of its members or names one more.
+export const ERROR_CODES: readonly ErrorCode[] = Object.freeze(
+  Object.keys(
+    {
+      "malformed-message": true,
+      "unknown-type": true,
+      "invalid-field": true,
+      "invalid-argument": true,
+      "unexpected-message": true,
+      "unexpected-binary": true,
+      "not-found": true,
+      "gone": true,
+      "forbidden": true,
+      "invalid-range": true,
+      "range-not-satisfiable": true,
+      "unknown-request": true,
+      "duplicate-request": true,
+      "flow-control": true,
+      "limit-exceeded": true,
+      "upload-failed": true,
+      "resource-failed": true,
+      "checksum-mismatch": true,
+      "connection-closed": true,
+      "timeout": true,
+      "unavailable": true,
+      "method-not-allowed": true,
+      "internal": true,
+    } satisfies Record<ErrorCode, true>,
+  ) as ErrorCode[],
+);
 
 /**
  * One of the machine-readable error codes of the protocol.
@@ -50,22 +57,51 @@ export const ERROR_CODES = [
  * console.log(retryable(new SpoolError("timeout", "no status in 30 s").code)); // true
  * ```
  */
-export type ErrorCode = typeof ERROR_CODES[number];
+export type ErrorCode =
+  | "malformed-message"
+  | "unknown-type"
+  | "invalid-field"
+  | "invalid-argument"
+  | "unexpected-message"
+  | "unexpected-binary"
+  | "not-found"
+  | "gone"
+  | "forbidden"
+  | "invalid-range"
+  | "range-not-satisfiable"
+  | "unknown-request"
+  | "duplicate-request"
+  | "flow-control"
+  | "limit-exceeded"
+  | "upload-failed"
+  | "resource-failed"
+  | "checksum-mismatch"
+  | "connection-closed"
+  | "timeout"
+  | "unavailable"
+  | "method-not-allowed"
+  | "internal";
 
 /**
- * An error of the live-resource protocol: raised locally for bad input and
- * built from `error` messages the peer sends.
+ * The error of Spool: raised locally for bad input and built from `error`
+ * messages the peer sends. Its code is one of {@linkcode ErrorCode} for live
+ * resources; the object transport's `TransportError` is a `SpoolError` whose
+ * code is a `TransportErrorCode`, so `instanceof SpoolError` catches both
+ * halves and every code is kebab-case.
+ *
+ * @typeParam C The code union (live resources by default).
  *
  * @example
  * ```ts
+ * import { assertEquals } from "@std/assert";
  * import { SpoolError } from "./errors.ts";
  * const error = new SpoolError("not-found", "no resource with id 'x'");
- * console.log(error.code, error.message);
+ * assertEquals([error.code, error.message], ["not-found", "no resource with id 'x'"]);
  * ```
  */
-export class SpoolError extends Error {
+export class SpoolError<C extends string = ErrorCode> extends Error {
   /** The machine-readable code. */
-  readonly code: ErrorCode;
+  readonly code: C;
   /** The read request the error belongs to, if any. */
   readonly requestId?: number;
 
@@ -74,7 +110,7 @@ export class SpoolError extends Error {
    * what was expected.
    */
   constructor(
-    code: ErrorCode,
+    code: C,
     message: string,
     options?: { requestId?: number; cause?: unknown },
   ) {

@@ -14,12 +14,18 @@
  * console.log(isState("COMPLETED"), isState("DONE")); // true false
  * ```
  */
-export const RESOURCE_STATES = [
-  "INITIATED",
-  "IN_PROGRESS",
-  "COMPLETED",
-  "FAILED",
-] as const;
+// The union is the source; `satisfies` makes the compiler refuse a list that
+// misses one of its members or names one more.
+export const RESOURCE_STATES: readonly ResourceState[] = Object.freeze(
+  Object.keys(
+    {
+      "INITIATED": true,
+      "IN_PROGRESS": true,
+      "COMPLETED": true,
+      "FAILED": true,
+    } satisfies Record<ResourceState, true>,
+  ) as ResourceState[],
+);
 
 /**
  * The state of a resource: `INITIATED` before any byte is checkpointed,
@@ -33,7 +39,11 @@ export const RESOURCE_STATES = [
  * };
  * ```
  */
-export type ResourceState = typeof RESOURCE_STATES[number];
+export type ResourceState =
+  | "INITIATED"
+  | "IN_PROGRESS"
+  | "COMPLETED"
+  | "FAILED";
 
 /**
  * What the server knows of a resource at one checkpoint. Readers may request

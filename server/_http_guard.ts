@@ -12,7 +12,7 @@
  */
 
 import { logReleaseFailure } from "./_release.ts";
-import { errorResponse } from "./_http_error.ts";
+import { errorResponse } from "../protocol/http_error.ts";
 import { SpoolError } from "../protocol/errors.ts";
 
 /** What Deno's HTTP/1 and HTTP/2 writers take without complaint. */

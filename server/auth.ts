@@ -69,12 +69,14 @@ export class ServerAuth {
   /** Creates the checker. */
   constructor(options: ServerAuthOptions) {
     if (options.uploadToken !== undefined && options.uploadToken.length < 8) {
-      throw new RangeError(
+      throw new SpoolError(
+        "invalid-argument",
         `uploadToken has ${options.uploadToken.length} characters; expected at least 8`,
       );
     }
     if (options.secret.byteLength < 16) {
-      throw new RangeError(
+      throw new SpoolError(
+        "invalid-argument",
         `the token secret has ${options.secret.byteLength} bytes; expected at least 16`,
       );
     }

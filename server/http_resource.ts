@@ -14,7 +14,7 @@
  * costs). Every answer carrying bytes has `Cache-Control: no-cache,
  * no-transform` (no automatic compression, no proxy transformation) and the
  * resource's status in `Spool-*` headers; values from the resource reach
- * headers through `_header.ts` only. Refusals are `_http_error.ts`'s one
+ * headers through `_header.ts` only. Refusals are `protocol/http_error.ts`'s one
  * error body. See docs/http.md.
  *
  * @module
@@ -28,7 +28,7 @@ import { followBody } from "./http_follow.ts";
 import { rangeBody } from "./http_range.ts";
 import { statusEvents } from "./http_events.ts";
 import type { Resource } from "./resource.ts";
-import { errorResponse } from "./_http_error.ts";
+import { errorResponse } from "../protocol/http_error.ts";
 import { contentDisposition, contentType, headerValue } from "./_header.ts";
 import { HttpWatcher } from "./_http_watcher.ts";
 import type { Watchers } from "./watchers.ts";

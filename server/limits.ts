@@ -125,7 +125,8 @@ export function resolveLimits(
   const resolved = { ...DEFAULT_LIMITS, ...limits };
   for (const [name, value] of Object.entries(resolved)) {
     if (!Number.isSafeInteger(value) || value <= 0) {
-      throw new RangeError(
+      throw new SpoolError(
+        "invalid-argument",
         `limit ${name} is ${value}; expected a positive integer`,
       );
     }

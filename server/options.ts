@@ -5,6 +5,7 @@
  * @module
  */
 
+import { SpoolError } from "../protocol/errors.ts";
 import { resolveLimits, type ServerLimits } from "./limits.ts";
 import { fitWatchersToOpenFiles, openFileLimit } from "./_open_files.ts";
 import type { ResourceStore } from "./store.ts";
@@ -165,7 +166,8 @@ export async function resolveOptions(
   options: ServerOptions,
 ): Promise<ResolvedOptions> {
   if ((options.cert === undefined) !== (options.key === undefined)) {
-    throw new TypeError(
+    throw new SpoolError(
+      "invalid-argument",
       "cert and key go together; expected both PEM strings or neither",
     );
   }
@@ -203,7 +205,10 @@ function whole(
 ): number {
   const value = options[name] ?? fallback;
   if (!Number.isInteger(value) || value < 0) {
-    throw new RangeError(`${name} is ${value}; expected an integer >= 0`);
+    throw new SpoolError(
+      "invalid-argument",
+      `${name} is ${value}; expected an integer >= 0`,
+    );
   }
   return value;
 }

@@ -19,7 +19,7 @@ import {
   serveDownloadSocket,
 } from "./download_socket.ts";
 import { refuseSocket } from "./_socket_messages.ts";
-import { errorResponse } from "./_http_error.ts";
+import { errorResponse } from "../protocol/http_error.ts";
 import { serveResourceHttp } from "./http_resource.ts";
 import type { ServerLimits } from "./limits.ts";
 import type { ServerSockets } from "./_peer_socket.ts";

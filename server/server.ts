@@ -24,7 +24,7 @@ import { ServerAuth } from "./auth.ts";
 import { loadSecret, SECRET_BYTES } from "./secret.ts";
 import { type Retention, startRetention } from "./retention.ts";
 import { CLOSE_SHUTDOWN } from "../protocol/close_codes.ts";
-import { errorResponse } from "./_http_error.ts";
+import { errorResponse } from "../protocol/http_error.ts";
 import { guardResponse } from "./_http_guard.ts";
 import { InFlight, within } from "./_in_flight.ts";
 import { Router } from "./router.ts";

@@ -16,7 +16,7 @@
  * A refusal (403, 404, 410) is a small HTML page with the status, the
  * error's message and a hint, for browsers; a client whose `Accept` prefers
  * JSON (or names no HTML at all: `curl`, `fetch`) gets the one JSON error
- * body of `_http_error.ts` instead.
+ * body of `protocol/http_error.ts` instead.
  *
  * @module
  */
@@ -24,7 +24,7 @@
 import { STATUS_CODE } from "@std/http/status";
 import type { Resource } from "./resource.ts";
 import { SpoolError } from "../protocol/errors.ts";
-import { errorResponse, errorStatus } from "./_http_error.ts";
+import { errorResponse, errorStatus } from "../protocol/http_error.ts";
 import { headerValue } from "./_header.ts";
 import {
   renderErrorPage,

@@ -887,11 +887,11 @@ export interface ParseOutcome {
 
 /** Codes that `FrameParser.finish` raises: the body ended inside a frame. */
 export const TRUNCATION_CODES: ReadonlySet<string> = new Set([
-  "proto_hdr_short",
-  "obj_hdr_short",
-  "obj_data_eof",
-  "pdu_hdr_short",
-  "pdu_data_eof",
+  "proto-hdr-short",
+  "obj-hdr-short",
+  "obj-data-eof",
+  "pdu-hdr-short",
+  "pdu-data-eof",
 ]);
 
 class RefError extends Error {
@@ -913,7 +913,7 @@ export function referenceDecodeHeader(
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = 0;
   const take = (n: number): Uint8Array => {
-    if (at + n > bytes.length) throw new RefError("obj_hdr_malformed");
+    if (at + n > bytes.length) throw new RefError("obj-hdr-malformed");
     const out = bytes.subarray(at, at + n);
     at += n;
     return out;
@@ -931,14 +931,14 @@ export function referenceDecodeHeader(
     try {
       return strictUtf8.decode(piece);
     } catch {
-      throw new RefError("obj_hdr_malformed");
+      throw new RefError("obj-hdr-malformed");
     }
   };
   const name = str();
   const hi = u32();
   const lo = u32();
   const size = hi === 0xffffffff && lo === 0xffffffff ? -1 : hi * 2 ** 32 + lo;
-  if (!Number.isSafeInteger(size)) throw new RefError("obj_hdr_malformed");
+  if (!Number.isSafeInteger(size)) throw new RefError("obj-hdr-malformed");
   const opaque = take(u32()).slice();
   const contentType = str();
   const type = str();
@@ -955,7 +955,7 @@ export function referenceDecodeHeader(
       configurable: true,
     });
   }
-  if (at !== bytes.length) throw new RefError("obj_hdr_malformed");
+  if (at !== bytes.length) throw new RefError("obj-hdr-malformed");
   return {
     name,
     opaque,
@@ -989,17 +989,17 @@ function refFrame(bytes: Uint8Array, at: number): RefFrame {
   const check = fmix(
     (w0 ^ fmix((w1 ^ fmix((w2 ^ 0x53504f4f) >>> 0)) >>> 0)) >>> 0,
   );
-  if (check !== view.getUint32(12)) throw new RefError("hdr_checksum");
+  if (check !== view.getUint32(12)) throw new RefError("hdr-checksum");
   const kind = w0 >>> 24;
   const flags = (w0 >>> 16) & 0xff;
   if (((w0 >>> 8) & 0xff) !== 1 || (w0 & 0xff) !== 0) {
-    throw new RefError("proto_hdr_invalid");
+    throw new RefError("proto-hdr-invalid");
   }
   const allowed = kind === 1 ? 0x01 : kind === 2 ? 0x02 : kind === 3 ? 0 : -1;
   if (allowed < 0 || (flags & ~allowed) !== 0) {
-    throw new RefError("proto_hdr_invalid");
+    throw new RefError("proto-hdr-invalid");
   }
-  if (kind === 3 && w1 !== 0) throw new RefError("proto_hdr_invalid");
+  if (kind === 3 && w1 !== 0) throw new RefError("proto-hdr-invalid");
   return { kind, flags, length: w1, seq: w2 };
 }
 
@@ -1029,37 +1029,37 @@ export function referenceParse(
   const left = () => bytes.length - at;
   try {
     while (at < bytes.length) {
-      if (left() < 16) throw new RefError("proto_hdr_short");
+      if (left() < 16) throw new RefError("proto-hdr-short");
       const frame = refFrame(bytes, at);
       at += 16;
       if (frame.kind === 3) {
         push({ type: "fin", seq: frame.seq });
-        if (at !== bytes.length) throw new RefError("frame_after_fin");
+        if (at !== bytes.length) throw new RefError("frame-after-fin");
         break;
       }
-      if (frame.kind !== 1) throw new RefError("proto_hdr_invalid");
+      if (frame.kind !== 1) throw new RefError("proto-hdr-invalid");
       const ahead = (frame.seq - lastSeq) >>> 0;
       if (lastSeq >= 0 && (ahead === 0 || ahead >= 2 ** 31)) {
-        throw new RefError("proto_hdr_invalid");
+        throw new RefError("proto-hdr-invalid");
       }
       if (frame.length > limits.maxHeaderSize) {
-        throw new RefError("hdr_too_large");
+        throw new RefError("hdr-too-large");
       }
-      if (frame.length < 22) throw new RefError("obj_hdr_malformed");
+      if (frame.length < 22) throw new RefError("obj-hdr-malformed");
       lastSeq = frame.seq;
-      if (left() < frame.length) throw new RefError("obj_hdr_short");
+      if (left() < frame.length) throw new RefError("obj-hdr-short");
       const header = referenceDecodeHeader(
         bytes.subarray(at, at + frame.length),
       );
       at += frame.length;
       const seq = frame.seq;
       if ((frame.flags & FLAG_PDU_MODE) === 0) {
-        if (header.size === -1) throw new RefError("obj_hdr_malformed");
+        if (header.size === -1) throw new RefError("obj-hdr-malformed");
         push({ type: "object", seq, header, hasBody: header.size > 0 });
         if (left() < header.size) {
           data(bytes.subarray(at));
           at = bytes.length;
-          throw new RefError("obj_data_eof");
+          throw new RefError("obj-data-eof");
         }
         data(bytes.subarray(at, at + header.size));
         at += header.size;
@@ -1069,30 +1069,30 @@ export function referenceParse(
       push({ type: "object", seq, header, hasBody: true });
       let received = 0;
       for (;;) {
-        if (left() < 16) throw new RefError("pdu_hdr_short");
+        if (left() < 16) throw new RefError("pdu-hdr-short");
         const pdu = refFrame(bytes, at);
         at += 16;
         if (
           pdu.kind !== 2 || pdu.seq !== seq || pdu.length > limits.maxPduSize
         ) {
-          throw new RefError("pdu_invalid");
+          throw new RefError("pdu-invalid");
         }
         const last = (pdu.flags & FLAG_PDU_LAST) !== 0;
-        if (pdu.length === 0 && !last) throw new RefError("pdu_invalid");
+        if (pdu.length === 0 && !last) throw new RefError("pdu-invalid");
         received += pdu.length;
         if (header.size !== -1 && received > header.size) {
-          throw new RefError("obj_data_size");
+          throw new RefError("obj-data-size");
         }
         if (left() < pdu.length) {
           data(bytes.subarray(at));
           at = bytes.length;
-          throw new RefError("pdu_data_eof");
+          throw new RefError("pdu-data-eof");
         }
         data(bytes.subarray(at, at + pdu.length));
         at += pdu.length;
         if (!last) continue;
         if (header.size !== -1 && received !== header.size) {
-          throw new RefError("obj_data_size");
+          throw new RefError("obj-data-size");
         }
         push({ type: "end", size: received });
         break;

@@ -4,7 +4,8 @@
  */
 
 import { assertEquals } from "@std/assert";
-import { ERROR_CODES } from "../protocol/mod.ts";
+import { ERROR_CODES, SpoolError } from "../protocol/mod.ts";
+import { TRANSPORT_ERROR_CODES, TransportError } from "../transport/errors.ts";
 
 const DOCS = new URL("../docs/", import.meta.url);
 
@@ -46,4 +47,20 @@ Deno.test("docs: docs/http.md's error table only names existing codes", async ()
     [],
   );
   assertEquals(documented.length >= 10, true, `${documented}`);
+});
+
+Deno.test("errors: both halves speak one dialect: kebab-case codes, and a TransportError is a SpoolError", () => {
+  const kebab = /^[a-z]+(?:-[a-z]+)*$/;
+  assertEquals(
+    [...ERROR_CODES, ...TRANSPORT_ERROR_CODES].filter((code) =>
+      !kebab.test(code)
+    ),
+    [],
+  );
+  const error: unknown = new TransportError("stream-terminated", "fin sent");
+  assertEquals(error instanceof SpoolError, true);
+  assertEquals(
+    error instanceof SpoolError ? [error.code, error.name] : [],
+    ["stream-terminated", "TransportError"],
+  );
 });

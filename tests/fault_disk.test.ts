@@ -12,8 +12,8 @@ import {
   SpoolError,
   startServer,
   startUpload,
-  StoreInUseError,
 } from "../mod.ts";
+import { StoreInUseError } from "../server/mod.ts";
 
 import { randomBytes, readAll, spawnServer } from "./_helpers.ts";
 import { within } from "./_fault_actors.ts";

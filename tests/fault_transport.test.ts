@@ -35,7 +35,7 @@ interface Delivered {
   sha: string;
 }
 
-Deno.test("fault transport: a SIGKILLed sender truncates one object with connection_reset; earlier objects whole; the endpoint keeps serving", async () => {
+Deno.test("fault transport: a SIGKILLed sender truncates one object with connection-reset; earlier objects whole; the endpoint keeps serving", async () => {
   const seed = faultSeed("fault transport sender");
   const rand = prng(seed);
   await using rx = await startReceiver();
@@ -141,14 +141,14 @@ Deno.test("fault transport: a SIGKILLed sender truncates one object with connect
     );
     assertEquals(
       (victimReadError as TransportError).code,
-      "connection_reset",
+      "connection-reset",
       mode,
     );
     assertEquals(handlerErrors.length, 1, mode);
-    assertEquals(handlerErrors[0].code, "connection_reset", mode);
+    assertEquals(handlerErrors[0].code, "connection-reset", mode);
     assertEquals(handlerErrors[0].header.name, VICTIM, mode);
     assertEquals(handlerErrors[0].header.seq, count, mode);
-    assertEquals(end.error?.code, "connection_reset", mode);
+    assertEquals(end.error?.code, "connection-reset", mode);
     assertEquals(end.objects, count, mode);
     assert(
       victimBytesOk,
@@ -308,7 +308,7 @@ Deno.test("fault transport: a SIGKILLed receiver fails the stream once per objec
   );
   assert(finError instanceof TransportError, `fin resolved: ${finError}`);
   assert(
-    finError.code === "receiver_gone" || finError.code === "receiver_error",
+    finError.code === "receiver-gone" || finError.code === "receiver-error",
     finError.code,
   );
   // Exactly one completion per object, oks first, then only errors.
@@ -324,7 +324,7 @@ Deno.test("fault transport: a SIGKILLed receiver fails the stream once per objec
   );
   for (const code of order.slice(firstError)) {
     assert(
-      ["receiver_gone", "receiver_error", "stream_terminated"].includes(code),
+      ["receiver-gone", "receiver-error", "stream-terminated"].includes(code),
       code,
     );
   }

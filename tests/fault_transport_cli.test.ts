@@ -198,7 +198,7 @@ Deno.test("fault transport cli: a receiver SIGKILLed behind the sender: send nam
           missing[0]
         }) and ${
           missing.length - 1
-        } more after it, ${missing.length} of ${names.length} objects (${stored.length} delivered): receiver_gone: `,
+        } more after it, ${missing.length} of ${names.length} objects (${stored.length} delivered): receiver-gone: `,
       ),
       result.stderr,
     );
@@ -247,7 +247,7 @@ Deno.test("fault transport cli: an object that fails mid-body leaves no partial 
     );
     assertMatch(
       line,
-      /^spool receive: stream \S+ failed in object "cut\.bin": connection_reset: /,
+      /^spool receive: stream \S+ failed in object "cut\.bin": connection-reset: /,
     );
     assertEquals(await listTree(out), []);
     // The endpoint still takes a whole object.
@@ -343,7 +343,7 @@ Deno.test("fault transport cli: a receiver out of file descriptors keeps its run
     ]);
     for (let attempt = 1; sent.code !== 0; attempt++) {
       assert(attempt < 20, `send never got through: ${sent.stderr}`);
-      assertMatch(sent.stderr, /receiver_gone/);
+      assertMatch(sent.stderr, /receiver-gone/);
       await within(
         GUARD_MS,
         "the receiver listening again",

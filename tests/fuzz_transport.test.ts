@@ -168,18 +168,18 @@ Deno.test(`transport fuzz: FrameParser equals the reference decoder in any chunk
     for (
       const code of [
         "ok",
-        "proto_hdr_short",
-        "proto_hdr_invalid",
-        "hdr_checksum",
-        "hdr_too_large",
-        "obj_hdr_short",
-        "obj_hdr_malformed",
-        "obj_data_eof",
-        "obj_data_size",
-        "pdu_hdr_short",
-        "pdu_invalid",
-        "pdu_data_eof",
-        "frame_after_fin",
+        "proto-hdr-short",
+        "proto-hdr-invalid",
+        "hdr-checksum",
+        "hdr-too-large",
+        "obj-hdr-short",
+        "obj-hdr-malformed",
+        "obj-data-eof",
+        "obj-data-size",
+        "pdu-hdr-short",
+        "pdu-invalid",
+        "pdu-data-eof",
+        "frame-after-fin",
       ]
     ) {
       assert(
@@ -251,7 +251,7 @@ Deno.test(`transport fuzz: the header codec round-trips and rejects only with ty
       bytes = encodeHeader(header);
     } catch (error) {
       if (
-        !(error instanceof TransportError) || error.code !== "obj_hdr_invalid"
+        !(error instanceof TransportError) || error.code !== "obj-hdr-invalid"
       ) {
         throw new Error(
           failure(
@@ -714,14 +714,14 @@ async function makeCase(index: number): Promise<HttpCase> {
         okAllowed: true,
       };
     }],
-    // The body ends early (the sender half-closes): connection_reset, or the
+    // The body ends early (the sender half-closes): connection-reset, or the
     // frame error met before the cut.
     [4, () => {
       const bytes = frames();
       const cut = rng.int(bytes.length + 1);
       const sent = bytes.subarray(0, cut);
       const outcome = referenceParse(sent, FUZZ_LIMITS);
-      const codes = ["connection_reset"];
+      const codes = ["connection-reset"];
       if (outcome.error !== null && !TRUNCATION_CODES.has(outcome.error)) {
         codes.push(outcome.error);
       }
@@ -747,7 +747,7 @@ async function makeCase(index: number): Promise<HttpCase> {
           head: requestHead({ session: null, length: bytes.length }),
           body: [bytes],
           reachesLoop: false,
-          expect: { status: 400, code: "bad_request" },
+          expect: { status: 400, code: "bad-request" },
         })],
         [1, () => ({
           label: "session id too long",
@@ -757,7 +757,7 @@ async function makeCase(index: number): Promise<HttpCase> {
           }),
           body: [bytes],
           reachesLoop: false,
-          expect: { status: 400, code: "bad_request" },
+          expect: { status: 400, code: "bad-request" },
         })],
         [1, () => ({
           label: "unknown compression",
@@ -768,7 +768,7 @@ async function makeCase(index: number): Promise<HttpCase> {
           }),
           body: [bytes],
           reachesLoop: false,
-          expect: { status: 400, code: "bad_request" },
+          expect: { status: 400, code: "bad-request" },
         })],
         [1, () => ({
           label: "wrong method",
@@ -779,7 +779,7 @@ async function makeCase(index: number): Promise<HttpCase> {
           }),
           body: [bytes],
           reachesLoop: false,
-          expect: { status: 405, code: "bad_request" },
+          expect: { status: 405, code: "method-not-allowed" },
         })],
         [1, () => ({
           label: "unknown endpoint",
@@ -798,7 +798,7 @@ async function makeCase(index: number): Promise<HttpCase> {
           }),
           body: [bytes],
           reachesLoop: false,
-          expect: { status: 404, code: "unknown_endpoint" },
+          expect: { status: 404, code: "unknown-endpoint" },
         })],
         [1, () => ({
           label: "malformed percent-encoding",
@@ -814,7 +814,7 @@ async function makeCase(index: number): Promise<HttpCase> {
           }),
           body: [bytes],
           reachesLoop: false,
-          expect: { status: 400, code: "bad_request" },
+          expect: { status: 400, code: "bad-request" },
         })],
       ]));
     }],
@@ -1019,10 +1019,11 @@ Deno.test(`transport fuzz: a receiver answers every random and mutated request w
             );
             // The status each code is documented with (docs/transport.md).
             const statuses: { [code: string]: number[] } = {
-              unknown_endpoint: [404],
-              bad_request: [400, 405],
-              handler_failed: [500],
-              receiver_closed: [503],
+              "unknown-endpoint": [404],
+              "bad-request": [400],
+              "method-not-allowed": [405],
+              "handler-failed": [500],
+              "receiver-closed": [503],
             };
             assert(
               (statuses[String(json.code)] ?? [400]).includes(answer.status),
@@ -1212,15 +1213,15 @@ Deno.test(`transport fuzz: a receiver answers every random and mutated request w
     for (
       const code of [
         "ok",
-        "hdr_checksum",
-        "proto_hdr_invalid",
-        "obj_hdr_malformed",
-        "pdu_invalid",
-        "obj_data_size",
-        "bad_request",
-        "unknown_endpoint",
-        "connection_reset",
-        "decompress_failed",
+        "hdr-checksum",
+        "proto-hdr-invalid",
+        "obj-hdr-malformed",
+        "pdu-invalid",
+        "obj-data-size",
+        "bad-request",
+        "unknown-endpoint",
+        "connection-reset",
+        "decompress-failed",
       ]
     ) {
       assert(

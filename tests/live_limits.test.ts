@@ -183,10 +183,10 @@ Deno.test("limit: an upload silent past --upload-idle-timeout-ms fails", async (
 Deno.test("limit: bad limit values are refused with the flag named", async () => {
   const error = await assertRejects(
     () => startTestServer({ limits: { maxUploads: 0 } }),
-    RangeError,
+    SpoolError,
   );
   assertEquals(
-    error.message,
-    "limit maxUploads is 0; expected a positive integer",
+    [error.code, error.message],
+    ["invalid-argument", "limit maxUploads is 0; expected a positive integer"],
   );
 });

@@ -161,8 +161,8 @@ Deno.test("transport bundle: bad arguments get typed errors", async () => {
     Error,
     "expected a factory",
   );
-  assertEquals((error as TransportError).code, "invalid_argument");
-  assertEquals(completion?.code, "invalid_argument");
+  assertEquals((error as TransportError).code, "invalid-argument");
+  assertEquals(completion?.code, "invalid-argument");
   const missing = await assertRejects(
     () =>
       bundle.send({ name: "x" }, null, {
@@ -171,6 +171,6 @@ Deno.test("transport bundle: bad arguments get typed errors", async () => {
     Error,
     "not in the bundle",
   );
-  assertEquals((missing as TransportError).code, "destination_missing");
+  assertEquals((missing as TransportError).code, "destination-missing");
   await bundle.fin();
 });

@@ -209,7 +209,7 @@ Deno.test("transport cli: object names that could escape the directory are refus
     assertEquals(climbing.stdout, "");
     assertMatch(
       climbing.stderr,
-      /^spool send: not delivered: "\.\.\/a\.txt" \([^)]+\), 1 of 1 objects \(0 delivered\): receiver_error: .*handler_failed.*"\.\.\/a\.txt" has a "\.\." segment[^\n]*\n$/,
+      /^spool send: not delivered: "\.\.\/a\.txt" \([^)]+\), 1 of 1 objects \(0 delivered\): receiver-error: .*handler-failed.*"\.\.\/a\.txt" has a "\.\." segment[^\n]*\n$/,
     );
     // Straight from the transport API: names the CLI would never make.
     for (
@@ -227,8 +227,8 @@ Deno.test("transport cli: object names that could escape the directory are refus
       const stream = new Stream(receiving.url);
       await stream.send({ name }, new TextEncoder().encode("evil"));
       const error = await assertRejects(() => stream.fin()) as TransportError;
-      assertEquals(error.code, "receiver_error", name);
-      assertEquals(error.remoteCode, "handler_failed", name);
+      assertEquals(error.code, "receiver-error", name);
+      assertEquals(error.remoteCode, "handler-failed", name);
     }
     // The receiver is still fine, and only the good object is stored.
     const good = await spool(["send", receiving.url, `${dir}/src/a.txt`]);
@@ -296,7 +296,7 @@ Deno.test("transport cli: send to a receiver that is gone exits 1 with a one-lin
     ]);
     assertEquals(sent.code, 1);
     assertEquals(sent.stdout, "");
-    assertMatch(sent.stderr, /^spool send: [^\n]*receiver_gone[^\n]*\n$/);
+    assertMatch(sent.stderr, /^spool send: [^\n]*receiver-gone[^\n]*\n$/);
   });
 });
 
@@ -323,7 +323,7 @@ Deno.test("transport cli: SIGTERM mid-object: receive exits 0 and leaves no part
     assertEquals(stopped.rest, []);
     assertMatch(
       stopped.stderr,
-      /^spool receive: stream \S+ failed in object "slow\.bin": receiver_closed/,
+      /^spool receive: stream \S+ failed in object "slow\.bin": receiver-closed/,
     );
     assertEquals(await listTree(dir), []);
     try {

@@ -102,13 +102,13 @@ Deno.test("transport codec: every truncation of a header is rejected", () => {
   for (let n = 0; n < bytes.length; n++) {
     assertEquals(
       code(() => decodeHeader(bytes.subarray(0, n))),
-      "obj_hdr_malformed",
+      "obj-hdr-malformed",
       `length ${n}`,
     );
   }
   const longer = new Uint8Array(bytes.length + 1);
   longer.set(bytes);
-  assertEquals(code(() => decodeHeader(longer)), "obj_hdr_malformed");
+  assertEquals(code(() => decodeHeader(longer)), "obj-hdr-malformed");
   // Each u16 length prefix set to 0xffff overruns.
   for (const offset of [0, 18, 21, 24, 27, 29, 32]) {
     const bad = bytes.slice();
@@ -116,24 +116,24 @@ Deno.test("transport codec: every truncation of a header is rejected", () => {
     bad[offset + 1] = 0xff;
     assertEquals(
       code(() => decodeHeader(bad)),
-      "obj_hdr_malformed",
+      "obj-hdr-malformed",
       `prefix at ${offset}`,
     );
   }
   const badUtf8 = bytes.slice();
   badUtf8[2] = 0xff;
-  assertEquals(code(() => decodeHeader(badUtf8)), "obj_hdr_malformed");
+  assertEquals(code(() => decodeHeader(badUtf8)), "obj-hdr-malformed");
   assertEquals(
     code(() => encodeHeader({ name: "x".repeat(70_000), size: 0 })),
-    "obj_hdr_invalid",
+    "obj-hdr-invalid",
   );
   assertEquals(
     code(() => encodeHeader({ name: "x", size: 1.5 })),
-    "obj_hdr_invalid",
+    "obj-hdr-invalid",
   );
   assertEquals(
     code(() => encodeHeader({ name: "x", size: -2 })),
-    "obj_hdr_invalid",
+    "obj-hdr-invalid",
   );
 });
 
@@ -171,11 +171,11 @@ Deno.test("transport codec: frame header golden bytes and checks", () => {
     const bad = frame.slice();
     bad[bit >> 3] ^= 1 << (bit & 7);
     const got = code(() => decodeFrameHeader(bad, 0));
-    assertEquals(got === "hdr_checksum" || got === "proto_hdr_invalid", true);
+    assertEquals(got === "hdr-checksum" || got === "proto-hdr-invalid", true);
   }
   const renamed = frame.slice();
   renamed[0] = 9; // kind changed without re-signing
-  assertEquals(code(() => decodeFrameHeader(renamed, 0)), "hdr_checksum");
+  assertEquals(code(() => decodeFrameHeader(renamed, 0)), "hdr-checksum");
   assertEquals(
     code(() =>
       decodeFrameHeader(
@@ -183,7 +183,7 @@ Deno.test("transport codec: frame header golden bytes and checks", () => {
         0,
       )
     ),
-    "proto_hdr_invalid",
+    "proto-hdr-invalid",
   );
   assertEquals(
     code(() =>
@@ -197,7 +197,7 @@ Deno.test("transport codec: frame header golden bytes and checks", () => {
         0,
       )
     ),
-    "proto_hdr_invalid",
+    "proto-hdr-invalid",
   );
   assertEquals(
     code(() =>
@@ -206,7 +206,7 @@ Deno.test("transport codec: frame header golden bytes and checks", () => {
         0,
       )
     ),
-    "proto_hdr_invalid",
+    "proto-hdr-invalid",
   );
 });
 
@@ -340,7 +340,7 @@ Deno.test("transport codec: every truncation of a stream gets its typed error", 
       codes.add(got);
       if (n > objectThree + 16 + 10 && n < at) {
         assertEquals(
-          got.startsWith("pdu_") || got === "obj_hdr_short",
+          got.startsWith("pdu-") || got === "obj-hdr-short",
           true,
           `${n}: ${got}`,
         );
@@ -348,11 +348,11 @@ Deno.test("transport codec: every truncation of a stream gets its typed error", 
     }
   }
   assertEquals([...codes].sort(), [
-    "obj_data_eof",
-    "obj_hdr_short",
-    "pdu_data_eof",
-    "pdu_hdr_short",
-    "proto_hdr_short",
+    "obj-data-eof",
+    "obj-hdr-short",
+    "pdu-data-eof",
+    "pdu-hdr-short",
+    "proto-hdr-short",
   ]);
 });
 
@@ -373,24 +373,24 @@ Deno.test("transport codec: parser rejects bad frames with typed errors", () => 
   };
   const run = (body: Uint8Array, options = {}) =>
     code(() => parseAll(body, [], options));
-  assertEquals(run(new Uint8Array(16).fill(0xab)), "hdr_checksum");
-  assertEquals(run(cat(obj(0), h)), "obj_hdr_malformed"); // size -1 without PDU mode
-  assertEquals(run(cat(obj(FLAG_PDU_MODE, 0, 70_000))), "hdr_too_large");
+  assertEquals(run(new Uint8Array(16).fill(0xab)), "hdr-checksum");
+  assertEquals(run(cat(obj(0), h)), "obj-hdr-malformed"); // size -1 without PDU mode
+  assertEquals(run(cat(obj(FLAG_PDU_MODE, 0, 70_000))), "hdr-too-large");
   assertEquals(
     run(cat(obj(FLAG_PDU_MODE, 0, 100)), { maxHeaderSize: 64 }),
-    "hdr_too_large",
+    "hdr-too-large",
   );
-  assertEquals(run(cat(obj(FLAG_PDU_MODE, 0, 3))), "obj_hdr_malformed");
-  assertEquals(run(cat(obj(FLAG_PDU_MODE), h, pdu(0, 0))), "pdu_invalid"); // empty non-last
+  assertEquals(run(cat(obj(FLAG_PDU_MODE, 0, 3))), "obj-hdr-malformed");
+  assertEquals(run(cat(obj(FLAG_PDU_MODE), h, pdu(0, 0))), "pdu-invalid"); // empty non-last
   assertEquals(
     run(
       cat(obj(FLAG_PDU_MODE), h, pdu(FLAG_PDU_LAST, 1, 5), new Uint8Array(1)),
     ),
-    "pdu_invalid",
+    "pdu-invalid",
   );
-  assertEquals(run(cat(obj(FLAG_PDU_MODE), h, pdu(0, 2 << 20))), "pdu_invalid");
-  assertEquals(run(cat(obj(FLAG_PDU_MODE), h, obj(0, 1))), "pdu_invalid");
-  assertEquals(run(pdu(FLAG_PDU_LAST, 0)), "proto_hdr_invalid"); // PDU between objects
+  assertEquals(run(cat(obj(FLAG_PDU_MODE), h, pdu(0, 2 << 20))), "pdu-invalid");
+  assertEquals(run(cat(obj(FLAG_PDU_MODE), h, obj(0, 1))), "pdu-invalid");
+  assertEquals(run(pdu(FLAG_PDU_LAST, 0)), "proto-hdr-invalid"); // PDU between objects
   const sized = encodeHeader({ name: "s", size: 3 });
   const sizedPdu = encodeFrameHeader({
     kind: KIND_OBJECT,
@@ -400,11 +400,11 @@ Deno.test("transport codec: parser rejects bad frames with typed errors", () => 
   });
   assertEquals(
     run(cat(sizedPdu, sized, pdu(FLAG_PDU_LAST, 4), new Uint8Array(4))),
-    "obj_data_size",
+    "obj-data-size",
   );
   assertEquals(
     run(cat(sizedPdu, sized, pdu(FLAG_PDU_LAST, 2), new Uint8Array(2))),
-    "obj_data_size",
+    "obj-data-size",
   );
   const zero = encodeHeader({ name: "z", size: 0 });
   const z = (seq: number) =>
@@ -414,12 +414,12 @@ Deno.test("transport codec: parser rejects bad frames with typed errors", () => 
       length: zero.length,
       seq,
     });
-  assertEquals(run(cat(z(3), zero, z(3), zero)), "proto_hdr_invalid"); // seq must increase
+  assertEquals(run(cat(z(3), zero, z(3), zero)), "proto-hdr-invalid"); // seq must increase
   const fin = encodeFrameHeader({
     kind: KIND_FIN,
     flags: 0,
     length: 0,
     seq: 0,
   });
-  assertEquals(run(cat(fin, new Uint8Array(1))), "frame_after_fin");
+  assertEquals(run(cat(fin, new Uint8Array(1))), "frame-after-fin");
 });

@@ -101,13 +101,13 @@ Deno.test("transport confirm: a handler failure fails that object and the rest; 
     });
   }
   const error = await assertRejects(() => stream.fin()) as TransportError;
-  assertEquals(error.code, "receiver_error");
-  assertEquals(error.remoteCode, "handler_failed");
+  assertEquals(error.code, "receiver-error");
+  assertEquals(error.remoteCode, "handler-failed");
   assertMatch(error.message, /no room for o2/);
   assertEquals(done.names.slice(0, 2), ["o0:ok", "o1:ok"]);
   assertEquals(done.names.length, 5);
   for (const name of done.names.slice(2)) {
-    assertMatch(name, /:(receiver_error|stream_terminated)$/);
+    assertMatch(name, /:(receiver-error|stream-terminated)$/);
   }
 });
 

@@ -27,7 +27,7 @@ Deno.test("transport edges: empty and reused bodies, fin after idle teardown, fa
   }
   // A failure before the worker counts in stats().failed too.
   await stream.send({ name: "bad", size: 9 }, new Uint8Array(1)).catch(
-    (error) => assertEquals(error.code, "obj_size_mismatch"),
+    (error) => assertEquals(error.code, "obj-size-mismatch"),
   );
   // Idle teardown, then fin: a request is opened just for the fin frame.
   await rx.nextRequestEnd((e) => e.sessionId === stream.sessionId);
@@ -36,7 +36,7 @@ Deno.test("transport edges: empty and reused bodies, fin after idle teardown, fa
   const end = await finRequest;
   assertEquals(end.fin, true);
   assertEquals(end.error, null);
-  assertEquals(codes, ["ok", "ok", "ok", "ok", "obj_size_mismatch"]);
+  assertEquals(codes, ["ok", "ok", "ok", "ok", "obj-size-mismatch"]);
   assertEquals(received.map((r) => r.header.name), [
     "empty-unknown",
     "aaa",
@@ -94,13 +94,13 @@ Deno.test("transport edges: a slow stream body does not hold back the objects be
 
 Deno.test("transport edges: bad URLs, headers, endpoint names and paths get typed errors", async () => {
   const code = (fn: () => unknown) => assertThrows(fn, TransportError).code;
-  assertEquals(code(() => new Stream("ftp://127.0.0.1/x")), "invalid_argument");
-  assertEquals(code(() => new Stream("not a url")), "invalid_argument");
+  assertEquals(code(() => new Stream("ftp://127.0.0.1/x")), "invalid-argument");
+  assertEquals(code(() => new Stream("not a url")), "invalid-argument");
   assertEquals(
     code(() =>
       new Stream("http://127.0.0.1/x", { headers: { "x-a": "1\r\nx-b: 2" } })
     ),
-    "invalid_argument",
+    "invalid-argument",
   );
   assertEquals(
     code(() =>
@@ -108,13 +108,13 @@ Deno.test("transport edges: bad URLs, headers, endpoint names and paths get type
         headers: { "Transfer-Encoding": "identity" },
       })
     ),
-    "invalid_argument",
+    "invalid-argument",
   );
   await using rx = await startReceiver();
   for (const name of [".", "..", "a/b", ""]) {
     assertEquals(
       code(() => rx.receiver.register("data", name, () => {})),
-      "invalid_argument",
+      "invalid-argument",
       name,
     );
   }
@@ -127,7 +127,7 @@ Deno.test("transport edges: bad URLs, headers, endpoint names and paths get type
   });
   assertEquals(response.status, 400);
   const answer = await response.json();
-  assertEquals(answer.code, "bad_request");
+  assertEquals(answer.code, "bad-request");
   assert(answer.message.includes("percent-encoding"), answer.message);
 });
 
@@ -208,7 +208,7 @@ Deno.test("transport edges: https receivers, trusted through caCerts", async () 
     const untrusted = new Stream(url);
     await untrusted.send({ name: "x" });
     const error = await assertRejects(() => untrusted.fin(), TransportError);
-    assertEquals(error.code, "receiver_gone");
+    assertEquals(error.code, "receiver-gone");
   } finally {
     await receiver.close();
   }

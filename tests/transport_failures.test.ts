@@ -103,7 +103,7 @@ async function abortMidStream(useSignal: boolean): Promise<void> {
       await stream.send({ name: `o${i}` }, body);
     } catch (error) {
       if (!(error instanceof TransportError)) throw error;
-      assertEquals(error.code, "stream_terminated");
+      assertEquals(error.code, "stream-terminated");
       rejected++;
     }
   }
@@ -112,10 +112,10 @@ async function abortMidStream(useSignal: boolean): Promise<void> {
   assertEquals(seen.size, total);
   for (const [name, n] of seen) assertEquals(n, 1, `completions of ${name}`);
   assertEquals(rejected, total - abortAt);
-  assertGreater(codes.get("stream_aborted") ?? 0, 0);
-  assertEquals(codes.get("stream_terminated"), total - abortAt);
+  assertGreater(codes.get("stream-aborted") ?? 0, 0);
+  assertEquals(codes.get("stream-terminated"), total - abortAt);
   assertEquals(
-    (codes.get("ok") ?? 0) + (codes.get("stream_aborted") ?? 0),
+    (codes.get("ok") ?? 0) + (codes.get("stream-aborted") ?? 0),
     abortAt,
   );
   const how = await Promise.all(bodies);
@@ -167,20 +167,20 @@ Deno.test("transport failures: receiver gone mid-object gives errors, no hang", 
     );
   }
   const finError = await assertRejects(() => stream.fin(), TransportError);
-  assertEquals(finError.code, "receiver_gone");
+  assertEquals(finError.code, "receiver-gone");
   assertGreater(await dropped, 1_000_000);
   listener.close();
   assertEquals(completions, 40);
   assertGreater(errors.length, 10);
   for (const error of errors) {
     assert(
-      error.code === "receiver_gone" || error.code === "stream_terminated",
+      error.code === "receiver-gone" || error.code === "stream-terminated",
       error.code,
     );
   }
 });
 
-Deno.test("transport failures: receiver closed mid-object delivers receiver_closed", async () => {
+Deno.test("transport failures: receiver closed mid-object delivers receiver-closed", async () => {
   const rx = await startReceiver();
   const handlerErrors: TransportErrorCode[] = [];
   let started!: () => void;
@@ -222,13 +222,13 @@ Deno.test("transport failures: receiver closed mid-object delivers receiver_clos
   await rx.receiver.close();
   const error = await assertRejects(() => stream.fin(), TransportError);
   assert(
-    error.code === "receiver_error" || error.code === "receiver_gone",
+    error.code === "receiver-error" || error.code === "receiver-gone",
     error.code,
   );
   assertEquals(failures.length, 1);
   assert(failures[0] !== "ok");
   assertEquals(cancelled, true);
-  assertEquals(handlerErrors, ["receiver_closed", "receiver_closed"]);
+  assertEquals(handlerErrors, ["receiver-closed", "receiver-closed"]);
 });
 
 Deno.test("transport failures: malformed bodies get typed errors; other streams keep going", async () => {
@@ -265,36 +265,36 @@ Deno.test("transport failures: malformed bodies get typed errors; other streams 
     seq: 1,
   });
   const cases: [string, Uint8Array<ArrayBuffer>, TransportErrorCode][] = [
-    ["garbage", randomBytes(100, 1), "hdr_checksum"],
-    ["short frame header", obj().subarray(0, 9), "proto_hdr_short"],
-    ["short object header", cat(obj(), h.subarray(0, 5)), "obj_hdr_short"],
-    ["header too large", cat(obj(5000), new Uint8Array(5000)), "hdr_too_large"],
+    ["garbage", randomBytes(100, 1), "hdr-checksum"],
+    ["short frame header", obj().subarray(0, 9), "proto-hdr-short"],
+    ["short object header", cat(obj(), h.subarray(0, 5)), "obj-hdr-short"],
+    ["header too large", cat(obj(5000), new Uint8Array(5000)), "hdr-too-large"],
     [
       "malformed header",
       cat(obj(h.length + 1), h, new Uint8Array(1)),
-      "obj_hdr_malformed",
+      "obj-hdr-malformed",
     ],
-    ["truncated body", cat(obj(), h, new Uint8Array(2)), "obj_data_eof"],
-    ["PDU too large", cat(pduObj, u, pdu(0, 2 << 20)), "pdu_invalid"],
+    ["truncated body", cat(obj(), h, new Uint8Array(2)), "obj-data-eof"],
+    ["PDU too large", cat(pduObj, u, pdu(0, 2 << 20)), "pdu-invalid"],
     [
       "PDU of another object",
       cat(pduObj, u, pdu(FLAG_PDU_LAST, 1, 9), new Uint8Array(1)),
-      "pdu_invalid",
+      "pdu-invalid",
     ],
     [
       "missing last PDU",
       cat(pduObj, u, pdu(0, 3), new Uint8Array(3)),
-      "pdu_hdr_short",
+      "pdu-hdr-short",
     ],
     [
       "short PDU",
       cat(pduObj, u, pdu(FLAG_PDU_LAST, 3), new Uint8Array(1)),
-      "pdu_data_eof",
+      "pdu-data-eof",
     ],
     [
       "bytes after fin",
       cat(obj(), h, new Uint8Array(4), fin, new Uint8Array(3)),
-      "frame_after_fin",
+      "frame-after-fin",
     ],
   ];
   let n = 0;
@@ -319,18 +319,18 @@ Deno.test("transport failures: malformed bodies get typed errors; other streams 
     body: randomBytes(300, 3),
   });
   assertEquals(badGzip.status, 400);
-  assertEquals((await badGzip.json()).code, "decompress_failed");
+  assertEquals((await badGzip.json()).code, "decompress-failed");
   // Not even a session: rejected before any handler call.
   const noSession = await fetch(victimUrl, { method: "PUT", body: fin });
   assertEquals(noSession.status, 400);
-  assertEquals((await noSession.json()).code, "bad_request");
+  assertEquals((await noSession.json()).code, "bad-request");
   const unknown = await fetch(new URL("/v1/objstream/nope", victimUrl), {
     method: "PUT",
     headers: { "Spool-Session-Id": "x" },
     body: fin,
   });
   assertEquals(unknown.status, 404);
-  assertEquals((await unknown.json()).code, "unknown_endpoint");
+  assertEquals((await unknown.json()).code, "unknown-endpoint");
   const [goodSession, victimSession] = await Promise.all(healthy);
   for (
     const [list, session] of [[good, goodSession], [
@@ -350,7 +350,7 @@ Deno.test("transport failures: malformed bodies get typed errors; other streams 
   }
   const stats = rx.receiver.stats().data.victim.sessions;
   assertEquals(stats["bad-0"].errors, 1);
-  assertEquals(stats["bad-0"].lastError, "hdr_checksum");
+  assertEquals(stats["bad-0"].lastError, "hdr-checksum");
 });
 
 Deno.test("transport failures: send after termination, bad input and body errors", async () => {
@@ -385,12 +385,12 @@ Deno.test("transport failures: send after termination, bad input and body errors
   );
   assertEquals(log, [
     "a:ok",
-    "b:obj_size_mismatch",
-    "c:hdr_too_large",
-    "d:body_failed",
-    "e:obj_size_mismatch",
+    "b:obj-size-mismatch",
+    "c:hdr-too-large",
+    "d:body-failed",
+    "e:obj-size-mismatch",
     "f:ok",
-    "g:stream_terminated",
+    "g:stream-terminated",
   ]);
   assertEquals(received.map((r) => r.header.name), ["a", "f"]);
 
@@ -422,16 +422,16 @@ Deno.test("transport failures: send after termination, bad input and body errors
     // Rejected only if the failure was already known: the log checks it.
   });
   const finError = await assertRejects(() => broken.fin(), TransportError);
-  assertEquals(finError.code, "body_failed");
+  assertEquals(finError.code, "body-failed");
   assertEquals(log.slice(7), [
     "x1:ok",
-    "x2:body_failed",
-    "x3:stream_terminated",
+    "x2:body-failed",
+    "x3:stream-terminated",
   ]);
   const end = (await truncated).error;
   if (end === null) throw new Error("expected the truncated request to fail");
   assert(
-    ["connection_reset", "obj_data_eof"].includes(end.code),
+    ["connection-reset", "obj-data-eof"].includes(end.code),
     end.code,
   );
 });
@@ -445,8 +445,8 @@ Deno.test("transport failures: receiver errors reach the sender", async () => {
   await stream.send({ name: "fine" });
   await stream.send({ name: "boom" }, new Uint8Array(100));
   const error = await assertRejects(() => stream.fin(), TransportError);
-  assertEquals(error.code, "receiver_error");
-  assertEquals(error.remoteCode, "handler_failed");
+  assertEquals(error.code, "receiver-error");
+  assertEquals(error.remoteCode, "handler-failed");
   assert(error.message.includes("handler exploded"));
 
   const missing = new Stream(rx.receiver.url("data", "missing"));
@@ -459,13 +459,13 @@ Deno.test("transport failures: receiver errors reach the sender", async () => {
     },
   });
   const gone = await assertRejects(() => missing.fin(), TransportError);
-  assertEquals(gone.code, "receiver_error");
-  assertEquals(gone.remoteCode, "unknown_endpoint");
+  assertEquals(gone.code, "receiver-error");
+  assertEquals(gone.remoteCode, "unknown-endpoint");
   assertEquals(completions, 1);
   // A completion means "handed to the connection": the object may have left
   // before the 404 came back. Either way, exactly one completion.
   assert(
-    completion === undefined || completion.code === "receiver_error",
+    completion === undefined || completion.code === "receiver-error",
     completion?.code,
   );
 
@@ -474,14 +474,14 @@ Deno.test("transport failures: receiver errors reach the sender", async () => {
       () => rx.receiver.register("data", "throws", () => {}),
       TransportError,
     ).code,
-    "duplicate_endpoint",
+    "duplicate-endpoint",
   );
   assertEquals(
     assertThrows(
       () => rx.receiver.register("nope", "x", () => {}),
       TransportError,
     ).code,
-    "unknown_network",
+    "unknown-network",
   );
   assertEquals(rx.receiver.unregister("data", "throws"), true);
   assertEquals(rx.receiver.unregister("data", "throws"), false);
@@ -490,11 +490,11 @@ Deno.test("transport failures: receiver errors reach the sender", async () => {
       () => new Stream("http://127.0.0.1:1/", { burst: 0 }),
       TransportError,
     ).code,
-    "invalid_argument",
+    "invalid-argument",
   );
 });
 
-Deno.test("transport failures: a stalled body fails with body_timeout; its handler gets the error, other streams go on", async () => {
+Deno.test("transport failures: a stalled body fails with body-timeout; its handler gets the error, other streams go on", async () => {
   await using rx = await startReceiver({ bodyTimeoutMs: 300 });
   const received: Received[] = [];
   const url = recordInto(rx.receiver, "stall", received);
@@ -519,19 +519,19 @@ Deno.test("transport failures: a stalled body fails with body_timeout; its handl
     }),
   );
   const end = await within(GUARD_MS, "the stalled request's end", failedEnd);
-  assertEquals(end.error?.code, "body_timeout");
+  assertEquals(end.error?.code, "body-timeout");
   assert(
     end.error?.message.includes("bodyTimeoutMs is 300"),
     end.error?.message,
   );
   const finError = await assertRejects(() => stalled.fin(), TransportError);
-  assertEquals(finError.code, "receiver_error");
-  assertEquals(finError.remoteCode, "body_timeout");
-  assertEquals(stalledCompletion?.remoteCode, "body_timeout");
+  assertEquals(finError.code, "receiver-error");
+  assertEquals(finError.remoteCode, "body-timeout");
+  assertEquals(stalledCompletion?.remoteCode, "body-timeout");
   // The handler saw the object, its body fail, then the error.
   const failed = received.filter((r) => r.header.name === "stalled");
   assertEquals(failed.length, 1);
-  assertEquals(failed[0].error?.code, "body_timeout");
+  assertEquals(failed[0].error?.code, "body-timeout");
   // The healthy stream reconnects and finishes.
   await healthy.send({ name: "h1" }, randomBytes(1000, 3));
   await healthy.fin();
@@ -544,7 +544,7 @@ Deno.test("transport failures: a stalled body fails with body_timeout; its handl
   assertEquals(stats.finished, true);
 });
 
-Deno.test("transport failures: a stalled raw body gets 408 body_timeout", async () => {
+Deno.test("transport failures: a stalled raw body gets 408 body-timeout", async () => {
   await using rx = await startReceiver({ bodyTimeoutMs: 200 });
   const received: Received[] = [];
   const url = recordInto(rx.receiver, "raw", received);
@@ -596,13 +596,13 @@ Deno.test("transport failures: a stalled raw body gets 408 body_timeout", async 
   ).finally(() => conn.close());
   assert(text.startsWith("HTTP/1.1 408 "), text);
   const json = JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4));
-  assertEquals(json.code, "body_timeout");
+  assertEquals(json.code, "body-timeout");
   assert(
     json.message.includes(`at byte ${part.length}`) &&
       json.message.includes("bodyTimeoutMs is 200"),
     json.message,
   );
-  assertEquals(received.map((r) => r.error?.code), ["body_timeout"]);
+  assertEquals(received.map((r) => r.error?.code), ["body-timeout"]);
   assertEquals(received[0].header.name, "half");
 });
 
@@ -610,7 +610,7 @@ Deno.test("transport failures: bodyTimeoutMs must be a non-negative integer", ()
   for (const bodyTimeoutMs of [-1, 1.5, Number.NaN, Infinity]) {
     assertEquals(
       assertThrows(() => new Receiver({ bodyTimeoutMs }), TransportError).code,
-      "invalid_argument",
+      "invalid-argument",
     );
   }
 });

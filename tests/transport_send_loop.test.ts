@@ -350,7 +350,7 @@ Deno.test("send loop: after idleTimeoutMs with nothing to send it ends the reque
   await loop.close();
 });
 
-Deno.test("send loop: a body that fails mid-object ends the stream: it fails with its cause, the objects behind it are cancelled and end with stream_terminated naming it", async () => {
+Deno.test("send loop: a body that fails mid-object ends the stream: it fails with its cause, the objects behind it are cancelled and end with stream-terminated naming it", async () => {
   const network = new FakeNetwork();
   const port = new Port();
   const loop = new SendLoop(init(), network, port.post);
@@ -371,10 +371,10 @@ Deno.test("send loop: a body that fails mid-object ends the stream: it fails wit
   const request = await network.opened(1);
   await port.next((m) => m.t === "cmpl" && m.through === 0);
   feed.enqueue(new Uint8Array(10));
-  feed.error(new TransportError("body_failed", "disk gone"));
+  feed.error(new TransportError("body-failed", "disk gone"));
   await port.next((m) => m.t === "end");
   // Objects not yet written are the Stream's to fail: with `rest`.
-  assertEquals(port.completions(), ["0", "1 body_failed"]);
+  assertEquals(port.completions(), ["0", "1 body-failed"]);
   const end = port.end();
   const cause = "reading the object's body stream failed: disk gone";
   assertEquals(end.error?.message, cause);
@@ -383,7 +383,7 @@ Deno.test("send loop: a body that fails mid-object ends the stream: it fails wit
     `stream terminated after object #1 failed: ${cause}`,
   );
   assertEquals(request.closedBy, "abort");
-  assertEquals(request.abortReason?.code, "stream_terminated");
+  assertEquals(request.abortReason?.code, "stream-terminated");
   assert(
     (await cancelled.promise) instanceof TransportError,
     "the queued body is cancelled",

@@ -8,23 +8,15 @@
  */
 
 export { Stream } from "./stream.ts";
-export {
-  type BundleBody,
-  type BundleOptions,
-  type BundleSendOptions,
-  StreamBundle,
-} from "./bundle.ts";
+export { type BundleOptions, StreamBundle } from "./bundle.ts";
 export {
   type ListenOptions,
   Receiver,
   type ReceiverOptions,
   type ReceiverStats,
+  startReceiver,
 } from "./receiver.ts";
-export type { EndpointStats, RequestEndEvent, SessionStats } from "./recv.ts";
 export type {
-  Checksum,
-  DecodedHeader,
-  FileBody,
   ObjectBody,
   ObjectHeader,
   ReceivedHeader,
@@ -33,10 +25,5 @@ export type {
   SentCallback,
   StreamOptions,
   StreamStats,
-  TransportCompression,
 } from "./types.ts";
-export {
-  TRANSPORT_ERROR_CODES,
-  TransportError,
-  type TransportErrorCode,
-} from "./errors.ts";
+export { TransportError, type TransportErrorCode } from "./errors.ts";

@@ -32,39 +32,6 @@ export interface BundleOptions extends StreamOptions {
   multiplier?: number;
 }
 
-/**
- * Per-object options of {@linkcode StreamBundle.send}.
- *
- * @example
- * ```ts
- * import type { BundleSendOptions, StreamBundle } from "./bundle.ts";
- * const sendTo = (bundle: StreamBundle, url: string) => {
- *   const options: BundleSendOptions = { to: [url] }; // unicast
- *   return bundle.send({ name: "just-one" }, null, options);
- * };
- * ```
- */
-export interface BundleSendOptions {
-  /** Destination URLs to send to (default: all of them). */
-  to?: readonly (string | URL)[];
-  /** Completion callback for this object; overrides the bundle's `onSent`. */
-  onSent?: SentCallback;
-}
-
-/**
- * A body for every replica: a value shared by all replicas (bytes, a file,
- * or nothing), or a factory called once per replica (needed for streams
- * sent to more than one destination).
- *
- * @example
- * ```ts
- * import type { BundleBody } from "./bundle.ts";
- * const shared: BundleBody = new Uint8Array(1024); // the same bytes for every replica
- * const perReplica: BundleBody = () => ReadableStream.from([new Uint8Array(1024)]);
- * ```
- */
-export type BundleBody = ObjectBody | (() => ObjectBody);
-
 interface Pending {
   header: ObjectHeader;
   onSent?: SentCallback;
@@ -112,13 +79,13 @@ export class StreamBundle {
       !Number.isSafeInteger(multiplier) || multiplier < 1 || multiplier > 64
     ) {
       throw new TransportError(
-        "invalid_argument",
+        "invalid-argument",
         `option multiplier is ${multiplier}, expected an integer in [1, 64]`,
       );
     }
     if (urls.length === 0) {
       throw new TransportError(
-        "invalid_argument",
+        "invalid-argument",
         "a bundle needs at least one destination URL, got none",
       );
     }
@@ -128,7 +95,7 @@ export class StreamBundle {
       const href = new URL(url).href;
       if (this.#byUrl.has(href)) {
         throw new TransportError(
-          "invalid_argument",
+          "invalid-argument",
           `destination ${href} is listed twice, expected distinct URLs`,
         );
       }
@@ -155,8 +122,13 @@ export class StreamBundle {
    */
   async send(
     header: ObjectHeader,
-    body?: BundleBody,
-    options: BundleSendOptions = {},
+    body?: ObjectBody | (() => ObjectBody),
+    options: {
+      /** Destination URLs to send to (default: all of them). */
+      to?: readonly (string | URL)[];
+      /** Completion callback for this object; overrides the bundle's `onSent`. */
+      onSent?: SentCallback;
+    } = {},
   ): Promise<void> {
     const pending: Pending = { header, onSent: options.onSent, remaining: 1 };
     this.#pending.push(pending);
@@ -167,7 +139,7 @@ export class StreamBundle {
         targets.length > 1 && body instanceof ReadableStream
       ) {
         throw new TransportError(
-          "invalid_argument",
+          "invalid-argument",
           `body of ${
             JSON.stringify(header?.name)
           } is one stream for ${targets.length} destinations, expected a factory (() => stream) giving one per replica`,
@@ -193,7 +165,7 @@ export class StreamBundle {
         replica = typeof body === "function" ? body() : body;
       } catch (error) {
         const failure = new TransportError(
-          "body_failed",
+          "body-failed",
           `body factory of ${
             JSON.stringify(header.name)
           } threw for ${stream.url}: ${
@@ -264,14 +236,14 @@ export class StreamBundle {
   #targets(to: readonly (string | URL)[] | undefined): Destination[] {
     if (this.#terminated) {
       throw new TransportError(
-        "stream_terminated",
+        "stream-terminated",
         "bundle is terminated (fin or abort was called)",
       );
     }
     if (to === undefined) return [...this.#byUrl.values()];
     if (to.length === 0) {
       throw new TransportError(
-        "invalid_argument",
+        "invalid-argument",
         "option to is empty, expected at least one destination URL",
       );
     }
@@ -282,8 +254,8 @@ export class StreamBundle {
       if (destination === undefined || seen.has(href)) {
         throw new TransportError(
           destination === undefined
-            ? "destination_missing"
-            : "invalid_argument",
+            ? "destination-missing"
+            : "invalid-argument",
           `destination ${href} is ${
             destination ? "listed twice" : "not in the bundle"
           }, expected one of: ${this.destinations.join(", ")}`,
@@ -319,3 +291,33 @@ export class StreamBundle {
     }
   }
 }
+
+/**
+ * A body for every replica: a value shared by all replicas (bytes, a file,
+ * or nothing), or a factory called once per replica (needed for streams
+ * sent to more than one destination).
+ *
+ * @example
+ * ```ts
+ * import type { BundleBody } from "./bundle.ts";
+ * const shared: BundleBody = new Uint8Array(1024); // the same bytes for every replica
+ * const perReplica: BundleBody = () => ReadableStream.from([new Uint8Array(1024)]);
+ * ```
+ */
+export type BundleBody = Parameters<StreamBundle["send"]>[1];
+
+/**
+ * Per-object options of {@linkcode StreamBundle.send}.
+ *
+ * @example
+ * ```ts
+ * import type { BundleSendOptions, StreamBundle } from "./bundle.ts";
+ * const sendTo = (bundle: StreamBundle, url: string) => {
+ *   const options: BundleSendOptions = { to: [url] }; // unicast
+ *   return bundle.send({ name: "just-one" }, null, options);
+ * };
+ * ```
+ */
+export type BundleSendOptions = NonNullable<
+  Parameters<StreamBundle["send"]>[2]
+>;

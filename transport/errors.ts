@@ -6,51 +6,59 @@
  * @module
  */
 
+import { SpoolError } from "../protocol/errors.ts";
+
 /**
  * Machine-readable error codes of the object transport.
  *
  * @example
  * ```ts
  * import { TRANSPORT_ERROR_CODES } from "./errors.ts";
- * console.log(TRANSPORT_ERROR_CODES.includes("hdr_checksum")); // true
+ * console.log(TRANSPORT_ERROR_CODES.includes("hdr-checksum")); // true
  * ```
  */
-export const TRANSPORT_ERROR_CODES = [
-  // Receive side: framing and decoding.
-  "proto_hdr_short",
-  "proto_hdr_invalid",
-  "hdr_checksum",
-  "hdr_too_large",
-  "obj_hdr_short",
-  "obj_hdr_malformed",
-  "obj_data_eof",
-  "obj_data_size",
-  "pdu_hdr_short",
-  "pdu_invalid",
-  "pdu_data_eof",
-  "frame_after_fin",
-  "decompress_failed",
-  "connection_reset",
-  "body_timeout",
-  "handler_failed",
-  "unknown_endpoint",
-  "bad_request",
-  "receiver_closed",
-  "unauthorized",
-  // Send side.
-  "obj_hdr_invalid",
-  "obj_size_mismatch",
-  "body_failed",
-  "stream_terminated",
-  "stream_aborted",
-  "receiver_gone",
-  "receiver_error",
-  "destination_missing",
-  // Registry.
-  "duplicate_endpoint",
-  "unknown_network",
-  "invalid_argument",
-] as const;
+export const TRANSPORT_ERROR_CODES: readonly TransportErrorCode[] = Object
+  .freeze(
+    Object.keys(
+      {
+        // Receive side: framing and decoding.
+        "proto-hdr-short": true,
+        "proto-hdr-invalid": true,
+        "hdr-checksum": true,
+        "hdr-too-large": true,
+        "obj-hdr-short": true,
+        "obj-hdr-malformed": true,
+        "obj-data-eof": true,
+        "obj-data-size": true,
+        "pdu-hdr-short": true,
+        "pdu-invalid": true,
+        "pdu-data-eof": true,
+        "frame-after-fin": true,
+        "decompress-failed": true,
+        "connection-reset": true,
+        "body-timeout": true,
+        "handler-failed": true,
+        "unknown-endpoint": true,
+        "bad-request": true,
+        "receiver-closed": true,
+        "unauthorized": true,
+        "method-not-allowed": true,
+        // Send side.
+        "obj-hdr-invalid": true,
+        "obj-size-mismatch": true,
+        "body-failed": true,
+        "stream-terminated": true,
+        "stream-aborted": true,
+        "receiver-gone": true,
+        "receiver-error": true,
+        "destination-missing": true,
+        // Registry.
+        "duplicate-endpoint": true,
+        "unknown-network": true,
+        "invalid-argument": true,
+      } satisfies Record<TransportErrorCode, true>,
+    ) as TransportErrorCode[],
+  );
 
 /**
  * One of {@linkcode TRANSPORT_ERROR_CODES}.
@@ -58,12 +66,47 @@ export const TRANSPORT_ERROR_CODES = [
  * @example
  * ```ts
  * import { TransportError, type TransportErrorCode } from "./errors.ts";
- * const transient: TransportErrorCode[] = ["connection_reset", "receiver_gone"];
+ * const transient: TransportErrorCode[] = ["connection-reset", "receiver-gone"];
  * const shouldRetry = (error: unknown) =>
  *   error instanceof TransportError && transient.includes(error.code);
  * ```
  */
-export type TransportErrorCode = typeof TRANSPORT_ERROR_CODES[number];
+export type TransportErrorCode =
+  // Receive side: framing and decoding.
+  | "proto-hdr-short"
+  | "proto-hdr-invalid"
+  | "hdr-checksum"
+  | "hdr-too-large"
+  | "obj-hdr-short"
+  | "obj-hdr-malformed"
+  | "obj-data-eof"
+  | "obj-data-size"
+  | "pdu-hdr-short"
+  | "pdu-invalid"
+  | "pdu-data-eof"
+  | "frame-after-fin"
+  | "decompress-failed"
+  | "connection-reset"
+  | "body-timeout"
+  | "handler-failed"
+  | "unknown-endpoint"
+  | "bad-request"
+  | "receiver-closed"
+  | "unauthorized"
+  | "method-not-allowed"
+  // Send side.
+  | "obj-hdr-invalid"
+  | "obj-size-mismatch"
+  | "body-failed"
+  | "stream-terminated"
+  | "stream-aborted"
+  | "receiver-gone"
+  | "receiver-error"
+  | "destination-missing"
+  // Registry.
+  | "duplicate-endpoint"
+  | "unknown-network"
+  | "invalid-argument";
 
 /**
  * Extra context of a {@linkcode TransportError}.
@@ -72,7 +115,7 @@ export type TransportErrorCode = typeof TRANSPORT_ERROR_CODES[number];
  * ```ts
  * import { TransportError, type TransportErrorOptions } from "./errors.ts";
  * const options: TransportErrorOptions = { sessionId: "s1", cause: new Error("socket closed") };
- * const error = new TransportError("connection_reset", "the receiver went away", options);
+ * const error = new TransportError("connection-reset", "the receiver went away", options);
  * console.log(error.sessionId); // "s1"
  * ```
  */
@@ -81,26 +124,25 @@ export interface TransportErrorOptions {
   cause?: unknown;
   /** The session the error belongs to, if known. */
   sessionId?: string;
-  /** The code the remote peer reported (for `receiver_error`). */
+  /** The code the remote peer reported (for `receiver-error`). */
   remoteCode?: string;
 }
 
 /**
- * An error of the object transport.
+ * An error of the object transport: a {@linkcode SpoolError} whose code is a
+ * {@linkcode TransportErrorCode}.
  *
  * @example
  * ```ts
  * import { TransportError } from "./errors.ts";
- * const error = new TransportError("hdr_checksum", "check word mismatch");
- * console.log(error.code); // "hdr_checksum"
+ * const error = new TransportError("hdr-checksum", "check word mismatch");
+ * console.log(error.code); // "hdr-checksum"
  * ```
  */
-export class TransportError extends Error {
-  /** The machine-readable code. */
-  readonly code: TransportErrorCode;
+export class TransportError extends SpoolError<TransportErrorCode> {
   /** The session the error belongs to, if known. */
   readonly sessionId?: string;
-  /** For `receiver_error`: the code the receiver reported. */
+  /** For `receiver-error`: the code the receiver reported. */
   readonly remoteCode?: string;
 
   /** Creates an error with a code and a message saying what was wrong. */
@@ -109,9 +151,8 @@ export class TransportError extends Error {
     message: string,
     options?: TransportErrorOptions,
   ) {
-    super(message, { cause: options?.cause });
+    super(code, message, { cause: options?.cause });
     this.name = "TransportError";
-    this.code = code;
     if (options?.sessionId !== undefined) this.sessionId = options.sessionId;
     if (options?.remoteCode !== undefined) this.remoteCode = options.remoteCode;
   }
@@ -123,7 +164,7 @@ export class TransportError extends Error {
  * @example
  * ```ts
  * import { isTransportErrorCode } from "./errors.ts";
- * console.log(isTransportErrorCode("hdr_checksum")); // true
+ * console.log(isTransportErrorCode("hdr-checksum")); // true
  * ```
  */
 export function isTransportErrorCode(

@@ -185,27 +185,27 @@ export class FrameParser {
       case State.Frame:
         if (this.#stageFill === 0) return;
         throw this.#fail(
-          "proto_hdr_short",
+          "proto-hdr-short",
           `input ended ${at} inside a frame header (${this.#stageFill} of 16 bytes)`,
         );
       case State.ObjectHeader:
         throw this.#fail(
-          "obj_hdr_short",
+          "obj-hdr-short",
           `input ended ${at} inside an object header (${this.#stageFill} of ${this.#need} bytes)`,
         );
       case State.Data:
         throw this.#fail(
-          "obj_data_eof",
+          "obj-data-eof",
           `input ended ${at} with ${this.#remaining} of ${this.#size} body bytes of object #${this.#seq} missing`,
         );
       case State.Pdu:
         throw this.#fail(
-          "pdu_hdr_short",
+          "pdu-hdr-short",
           `input ended ${at} before the last PDU of object #${this.#seq} (${this.#stageFill} of 16 PDU header bytes)`,
         );
       case State.PduData:
         throw this.#fail(
-          "pdu_data_eof",
+          "pdu-data-eof",
           `input ended ${at} with ${this.#remaining} PDU payload bytes of object #${this.#seq} missing`,
         );
       case State.Fin:
@@ -262,7 +262,7 @@ export class FrameParser {
           }
           if (frame.kind !== KIND_OBJECT) {
             throw new TransportError(
-              "proto_hdr_invalid",
+              "proto-hdr-invalid",
               `frame kind ${frame.kind} at byte ${
                 this.#offset - 16
               } is not allowed between objects, expected 1 (object) or 3 (fin)`,
@@ -301,7 +301,7 @@ export class FrameParser {
             }
             if (this.#size !== -1 && this.#received !== this.#size) {
               throw new TransportError(
-                "obj_data_size",
+                "obj-data-size",
                 `object #${this.#seq} declared ${this.#size} bytes, its PDUs carried ${this.#received}`,
               );
             }
@@ -313,7 +313,7 @@ export class FrameParser {
         case State.Fin:
           if (this.#at === this.#chunk.length) return null;
           throw new TransportError(
-            "frame_after_fin",
+            "frame-after-fin",
             `${
               this.#chunk.length - this.#at
             } bytes follow the fin frame, expected the end of the body`,
@@ -341,19 +341,19 @@ export class FrameParser {
     const ahead = (frame.seq - this.#seq) >>> 0;
     if (this.#seq >= 0 && (ahead === 0 || ahead >= 0x8000_0000)) {
       throw new TransportError(
-        "proto_hdr_invalid",
+        "proto-hdr-invalid",
         `object sequence number ${frame.seq} follows ${this.#seq}, expected it to increase`,
       );
     }
     if (frame.length > this.#maxHeaderSize) {
       throw new TransportError(
-        "hdr_too_large",
+        "hdr-too-large",
         `object header of ${frame.length} bytes exceeds the limit of ${this.#maxHeaderSize}`,
       );
     }
     if (frame.length < MIN_HEADER_SIZE) {
       throw new TransportError(
-        "obj_hdr_malformed",
+        "obj-hdr-malformed",
         `object header length ${frame.length} is below the minimum of ${MIN_HEADER_SIZE}`,
       );
     }
@@ -374,7 +374,7 @@ export class FrameParser {
     }
     if (header.size === -1) {
       throw new TransportError(
-        "obj_hdr_malformed",
+        "obj-hdr-malformed",
         `object #${this.#seq} has unknown size (-1) without the PDU-mode flag`,
       );
     }
@@ -391,33 +391,33 @@ export class FrameParser {
   #startPdu(frame: FrameHeader): void {
     if (frame.kind !== KIND_PDU) {
       throw new TransportError(
-        "pdu_invalid",
+        "pdu-invalid",
         `frame kind ${frame.kind} inside object #${this.#seq}, expected 2 (PDU)`,
       );
     }
     if (frame.seq !== this.#seq) {
       throw new TransportError(
-        "pdu_invalid",
+        "pdu-invalid",
         `PDU carries sequence number ${frame.seq}, expected ${this.#seq}`,
       );
     }
     if (frame.length > this.#maxPduSize) {
       throw new TransportError(
-        "pdu_invalid",
+        "pdu-invalid",
         `PDU payload of ${frame.length} bytes exceeds the limit of ${this.#maxPduSize}`,
       );
     }
     const last = (frame.flags & FLAG_PDU_LAST) !== 0;
     if (frame.length === 0 && !last) {
       throw new TransportError(
-        "pdu_invalid",
+        "pdu-invalid",
         `empty PDU in object #${this.#seq} is not the last, expected a payload`,
       );
     }
     this.#received += frame.length;
     if (this.#size !== -1 && this.#received > this.#size) {
       throw new TransportError(
-        "obj_data_size",
+        "obj-data-size",
         `object #${this.#seq} declared ${this.#size} bytes, its PDUs carry at least ${this.#received}`,
       );
     }

@@ -236,7 +236,7 @@ export function encodeFrameHeader(
 
 /**
  * Decodes and validates the 16 bytes of a frame header at `offset`.
- * Throws `hdr_checksum` on a bad check word and `proto_hdr_invalid` on an
+ * Throws `hdr-checksum` on a bad check word and `proto-hdr-invalid` on an
  * unknown kind, flag, version or a non-zero reserved byte.
  *
  * @example
@@ -262,7 +262,7 @@ export function decodeFrameHeader(
   const expected = checkWord(w0, w1, w2);
   if (check !== expected) {
     throw new TransportError(
-      "hdr_checksum",
+      "hdr-checksum",
       `frame header check word is 0x${hex(check, 8)}, expected 0x${
         hex(expected, 8)
       } for words ${hex(w0, 8)} ${hex(w1, 8)} ${hex(w2, 8)}`,
@@ -274,7 +274,7 @@ export function decodeFrameHeader(
   const reserved = w0 & 0xff;
   if (version !== WIRE_VERSION || reserved !== 0) {
     throw new TransportError(
-      "proto_hdr_invalid",
+      "proto-hdr-invalid",
       `frame header has version ${version} and reserved byte ${reserved}, expected version ${WIRE_VERSION} and 0`,
     );
   }
@@ -287,19 +287,19 @@ export function decodeFrameHeader(
     : -1;
   if (allowed < 0) {
     throw new TransportError(
-      "proto_hdr_invalid",
+      "proto-hdr-invalid",
       `frame kind ${kind} is unknown, expected 1 (object), 2 (PDU) or 3 (fin)`,
     );
   }
   if ((flags & ~allowed) !== 0) {
     throw new TransportError(
-      "proto_hdr_invalid",
+      "proto-hdr-invalid",
       `frame kind ${kind} has flags 0x${hex(flags)}, allowed 0x${hex(allowed)}`,
     );
   }
   if (kind === KIND_FIN && w1 !== 0) {
     throw new TransportError(
-      "proto_hdr_invalid",
+      "proto-hdr-invalid",
       `fin frame has length ${w1}, expected 0`,
     );
   }

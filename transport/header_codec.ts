@@ -52,7 +52,7 @@ function fieldLength(field: Field): number {
 function utf8(field: string, value: string): Field {
   if (typeof value !== "string") {
     throw new TransportError(
-      "obj_hdr_invalid",
+      "obj-hdr-invalid",
       `header field ${field} is ${typeof value}, expected a string`,
     );
   }
@@ -67,14 +67,14 @@ function utf8(field: string, value: string): Field {
   // A lone surrogate would go out as U+FFFD: another string than the one given.
   if (!value.isWellFormed()) {
     throw new TransportError(
-      "obj_hdr_invalid",
+      "obj-hdr-invalid",
       `header field ${field} holds a lone surrogate, expected well-formed Unicode`,
     );
   }
   const bytes = encoder.encode(value);
   if (bytes.length > MAX_U16) {
     throw new TransportError(
-      "obj_hdr_invalid",
+      "obj-hdr-invalid",
       `header field ${field} is ${bytes.length} UTF-8 bytes, expected at most ${MAX_U16}`,
     );
   }
@@ -84,7 +84,7 @@ function utf8(field: string, value: string): Field {
 function checkSize(size: number): void {
   if (!(Number.isSafeInteger(size) && size >= -1)) {
     throw new TransportError(
-      "obj_hdr_invalid",
+      "obj-hdr-invalid",
       `header size is ${size}, expected -1 (unknown) or a safe integer >= 0`,
     );
   }
@@ -92,7 +92,7 @@ function checkSize(size: number): void {
 
 /**
  * Encodes an object header. `header.size` must be set (`-1` for unknown).
- * Throws `obj_hdr_invalid` on a field that does not fit its length prefix.
+ * Throws `obj-hdr-invalid` on a field that does not fit its length prefix.
  *
  * @example
  * ```ts
@@ -109,7 +109,7 @@ export function encodeHeader(
   const opaque = header.opaque ?? EMPTY;
   if (!(opaque instanceof Uint8Array)) {
     throw new TransportError(
-      "obj_hdr_invalid",
+      "obj-hdr-invalid",
       `header field opaque is ${typeof opaque}, expected a Uint8Array`,
     );
   }
@@ -121,7 +121,7 @@ export function encodeHeader(
     const keys = Object.keys(header.custom).sort();
     if (keys.length > MAX_U16) {
       throw new TransportError(
-        "obj_hdr_invalid",
+        "obj-hdr-invalid",
         `header has ${keys.length} custom attributes, expected at most ${MAX_U16}`,
       );
     }
@@ -129,7 +129,7 @@ export function encodeHeader(
       const value = header.custom[key];
       if (typeof value !== "string") {
         throw new TransportError(
-          "obj_hdr_invalid",
+          "obj-hdr-invalid",
           `custom attribute ${
             JSON.stringify(key)
           } is ${typeof value}, expected a string`,
@@ -218,7 +218,7 @@ function need(
 ): void {
   if (cursor.at + n <= cursor.bytes.length) return;
   throw new TransportError(
-    "obj_hdr_malformed",
+    "obj-hdr-malformed",
     `object header ends inside ${lengthOf ? "the length of " : ""}${field}${
       index ?? ""
     }: needs ${n} bytes at offset ${cursor.at}, header has ${cursor.bytes.length}`,
@@ -241,7 +241,7 @@ function str16(cursor: Cursor, field: string, index?: number): string {
     return decoder.decode(slice);
   } catch (error) {
     throw new TransportError(
-      "obj_hdr_malformed",
+      "obj-hdr-malformed",
       `object header field ${field}${index ?? ""} is not valid UTF-8`,
       { cause: error },
     );
@@ -250,7 +250,7 @@ function str16(cursor: Cursor, field: string, index?: number): string {
 
 /**
  * Decodes an object header that fills `bytes` exactly. Throws
- * `obj_hdr_malformed` on a length that overruns, trailing bytes, invalid
+ * `obj-hdr-malformed` on a length that overruns, trailing bytes, invalid
  * UTF-8 or an invalid size.
  *
  * @example
@@ -273,7 +273,7 @@ export function decodeHeader(bytes: Uint8Array): DecodedHeader {
     size = hi * TWO_32 + lo;
     if (!Number.isSafeInteger(size)) {
       throw new TransportError(
-        "obj_hdr_malformed",
+        "obj-hdr-malformed",
         `object header size 0x${hi.toString(16)}${
           lo.toString(16).padStart(8, "0")
         } is not -1 or a safe integer`,
@@ -309,7 +309,7 @@ export function decodeHeader(bytes: Uint8Array): DecodedHeader {
   const at = cursor.at;
   if (at !== bytes.length) {
     throw new TransportError(
-      "obj_hdr_malformed",
+      "obj-hdr-malformed",
       `object header has ${
         bytes.length - at
       } trailing bytes after ${at}, expected exactly ${at}`,

@@ -26,6 +26,7 @@
  * @module
  */
 
+export { ERROR_CODES, type ErrorCode, SpoolError } from "../protocol/errors.ts";
 export * from "./errors.ts";
 export * from "./types.ts";
 export * from "./header_codec.ts";

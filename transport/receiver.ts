@@ -8,13 +8,13 @@
  */
 
 import { TransportError } from "./errors.ts";
+import { errorResponse } from "../protocol/http_error.ts";
 import { DEFAULT_MAX_HEADER_SIZE } from "./frame_parser.ts";
 import { MAX_PDU_SIZE, SESSION_HEADER } from "./framing.ts";
 import { AUTH_HEADER, RequestVerifier } from "./internal/auth.ts";
 import {
   type EndpointState,
   type EndpointStats,
-  errorResponse,
   receiveRequest,
   type RequestEndEvent,
 } from "./recv.ts";
@@ -65,10 +65,23 @@ export interface ReceiverOptions {
   /** Largest PDU payload accepted (default 1 MiB). */
   maxPduSize?: number;
   /** Called when a request ends: idle teardown, fin, or an error. */
-  onRequestEnd?: (event: RequestEndEvent) => void;
+  onRequestEnd?: (event: {
+    /** The network the endpoint is on. */
+    network: string;
+    /** The endpoint name. */
+    trname: string;
+    /** The sender's session id. */
+    sessionId: string;
+    /** Objects delivered whole by this request. */
+    objects: number;
+    /** Whether this request carried the fin frame. */
+    fin: boolean;
+    /** The error that ended the request, or `null` for a clean end. */
+    error: TransportError | null;
+  }) => void;
   /**
    * A request whose body sends no byte for this long, in ms, while the
-   * receiver waits for it fails with `body_timeout` (HTTP 408); its handler
+   * receiver waits for it fails with `body-timeout` (HTTP 408); its handler
    * gets the error, other requests go on. Time spent waiting for the
    * handler does not count. `0` turns the bound off. Default
    * {@linkcode DEFAULT_BODY_TIMEOUT_MS} (60 s); keep it above the senders'
@@ -115,7 +128,32 @@ export interface ListenOptions {
  * };
  * ```
  */
-export type ReceiverStats = Record<string, Record<string, EndpointStats>>;
+export type ReceiverStats = Record<
+  string,
+  Record<string, {
+    /** Objects delivered whole, all sessions. */
+    objects: number;
+    /** Body bytes of those objects. */
+    bytes: number;
+    /** Per-session statistics by session id. */
+    sessions: Record<string, {
+      /** Objects delivered whole. */
+      objects: number;
+      /** Body bytes of those objects. */
+      bytes: number;
+      /** Wire bytes parsed (after decompression). */
+      offset: number;
+      /** HTTP requests (1 + reconnects). */
+      requests: number;
+      /** Requests that ended with an error. */
+      errors: number;
+      /** Whether the fin frame arrived. */
+      finished: boolean;
+      /** Code of the last error, if any. */
+      lastError?: string;
+    }>;
+  }>
+>;
 
 interface Network {
   server: Deno.HttpServer<Deno.NetAddr>;
@@ -129,6 +167,41 @@ function copyStats(stats: EndpointStats): EndpointStats {
     sessions[id] = { ...session };
   }
   return { objects: stats.objects, bytes: stats.bytes, sessions };
+}
+
+/** The network {@linkcode startReceiver} listens on unless told otherwise. */
+export const DEFAULT_NETWORK = "data";
+
+/**
+ * Starts a receiver listening on one network: the transport's
+ * `startServer`. Like a server, it resolves once listening and is closed
+ * with `close()` or `await using`; register endpoints on it, and
+ * `listen` more networks if needed.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { startReceiver } from "./receiver.ts";
+ * import { Stream } from "./stream.ts";
+ *
+ * await using receiver = await startReceiver({ port: 0 });
+ * const names: string[] = [];
+ * receiver.register("data", "demo", (header) => void names.push(header.name));
+ * const stream = new Stream(receiver.url("data", "demo"));
+ * await stream.send({ name: "hello" });
+ * await stream.fin();
+ * assertEquals(names, ["hello"]);
+ * ```
+ */
+export async function startReceiver(
+  options: ReceiverOptions & ListenOptions & {
+    /** The network to listen on (default {@linkcode DEFAULT_NETWORK}). */
+    network?: string;
+  } = {},
+): Promise<Receiver> {
+  const receiver = new Receiver(options);
+  await receiver.listen(options.network ?? DEFAULT_NETWORK, options);
+  return receiver;
 }
 
 /**
@@ -168,7 +241,7 @@ export class Receiver {
     const timeout = options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
     if (!Number.isSafeInteger(timeout) || timeout < 0) {
       throw new TransportError(
-        "invalid_argument",
+        "invalid-argument",
         `option bodyTimeoutMs is ${timeout}, expected an integer number of ms, 0 for no bound`,
       );
     }
@@ -176,7 +249,7 @@ export class Receiver {
     if (options.secret !== undefined) {
       if (options.secret.length < 16) {
         throw new TransportError(
-          "invalid_argument",
+          "invalid-argument",
           `option secret has ${options.secret.length} characters, expected at least 16`,
         );
       }
@@ -189,7 +262,7 @@ export class Receiver {
     if (this.#networks.has(network)) {
       return Promise.reject(
         new TransportError(
-          "duplicate_endpoint",
+          "duplicate-endpoint",
           `network ${JSON.stringify(network)} is already listening`,
         ),
       );
@@ -199,7 +272,7 @@ export class Receiver {
     if ((options.cert === undefined) !== (options.key === undefined)) {
       return Promise.reject(
         new TransportError(
-          "invalid_argument",
+          "invalid-argument",
           "cert and key go together; expected both PEM strings or neither",
         ),
       );
@@ -222,13 +295,13 @@ export class Receiver {
 
   /**
    * Registers `handler` for endpoint `trname` on `network`; returns the URL
-   * path senders use. Throws `duplicate_endpoint` if it exists.
+   * path senders use. Throws `duplicate-endpoint` if it exists.
    */
   register(network: string, trname: string, handler: ReceiveHandler): string {
     const net = this.#network(network);
     if (!TRNAME.test(trname) || trname === "." || trname === "..") {
       throw new TransportError(
-        "invalid_argument",
+        "invalid-argument",
         `endpoint name ${
           JSON.stringify(trname)
         } is invalid, expected 1-128 characters of [A-Za-z0-9._~-], not "." or ".."`,
@@ -236,7 +309,7 @@ export class Receiver {
     }
     if (net.endpoints.has(trname)) {
       throw new TransportError(
-        "duplicate_endpoint",
+        "duplicate-endpoint",
         `endpoint ${JSON.stringify(trname)} is already registered on ${
           JSON.stringify(network)
         }`,
@@ -282,7 +355,7 @@ export class Receiver {
   }
 
   /**
-   * Stops every network: running requests end with `receiver_closed`
+   * Stops every network: running requests end with `receiver-closed`
    * (delivered to their handlers) and the servers shut down.
    */
   async close(): Promise<void> {
@@ -304,7 +377,7 @@ export class Receiver {
     const net = this.#networks.get(network);
     if (net === undefined) {
       throw new TransportError(
-        "unknown_network",
+        "unknown-network",
         `network ${
           JSON.stringify(network)
         } is not listening, expected one of: ${
@@ -322,9 +395,8 @@ export class Receiver {
     const path = new URL(request.url).pathname;
     if (!path.startsWith(OBJSTREAM_PATH)) {
       return errorResponse(
-        404,
         new TransportError(
-          "unknown_endpoint",
+          "unknown-endpoint",
           `path ${JSON.stringify(path)} is not under ${OBJSTREAM_PATH}`,
         ),
       );
@@ -334,9 +406,8 @@ export class Receiver {
       trname = decodeURIComponent(path.slice(OBJSTREAM_PATH.length));
     } catch (error) {
       return errorResponse(
-        400,
         new TransportError(
-          "bad_request",
+          "bad-request",
           `path ${JSON.stringify(path)} has malformed percent-encoding (${
             (error as Error).message
           }), expected an endpoint name`,
@@ -346,20 +417,19 @@ export class Receiver {
     const endpoint = endpoints.get(trname);
     if (endpoint === undefined) {
       return errorResponse(
-        404,
         new TransportError(
-          "unknown_endpoint",
+          "unknown-endpoint",
           `no endpoint ${JSON.stringify(trname)} is registered`,
         ),
       );
     }
     if (request.method !== "PUT") {
       return errorResponse(
-        405,
         new TransportError(
-          "bad_request",
+          "method-not-allowed",
           `method ${request.method} is not allowed, expected PUT`,
         ),
+        { headers: { allow: "PUT" } },
       );
     }
     if (this.#verifier !== undefined) {
@@ -370,13 +440,12 @@ export class Receiver {
           path,
         );
       } catch (error) {
-        return errorResponse(401, error as TransportError);
+        return errorResponse(error as TransportError);
       }
     }
     if (this.#closing.signal.aborted) {
       return errorResponse(
-        503,
-        new TransportError("receiver_closed", "receiver is closing"),
+        new TransportError("receiver-closed", "receiver is closing"),
       );
     }
     return receiveRequest(request, endpoint, { signal: this.#closing.signal });

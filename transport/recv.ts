@@ -7,6 +7,11 @@
  */
 
 import { TransportError } from "./errors.ts";
+import {
+  errorBody,
+  errorResponse,
+  errorStatus,
+} from "../protocol/http_error.ts";
 import { FrameParser } from "./frame_parser.ts";
 import { ACK_HEADER, COMPRESSION_HEADER, SESSION_HEADER } from "./framing.ts";
 import type {
@@ -18,6 +23,7 @@ import { BodySink } from "./_body_sink.ts";
 import { READ_SIZE, RequestBody } from "./_request_body.ts";
 import { AckStream } from "./_ack_stream.ts";
 import { StallWatchdog } from "./_stall_watchdog.ts";
+import type { ReceiverOptions, ReceiverStats } from "./receiver.ts";
 
 /**
  * Receive statistics of one session (all its requests).
@@ -30,22 +36,7 @@ import { StallWatchdog } from "./_stall_watchdog.ts";
  *   (session.finished ? ", finished" : "");
  * ```
  */
-export interface SessionStats {
-  /** Objects delivered whole. */
-  objects: number;
-  /** Body bytes of those objects. */
-  bytes: number;
-  /** Wire bytes parsed (after decompression). */
-  offset: number;
-  /** HTTP requests (1 + reconnects). */
-  requests: number;
-  /** Requests that ended with an error. */
-  errors: number;
-  /** Whether the fin frame arrived. */
-  finished: boolean;
-  /** Code of the last error, if any. */
-  lastError?: string;
-}
+export type SessionStats = EndpointStats["sessions"][string];
 
 /**
  * Receive statistics of one endpoint.
@@ -57,14 +48,7 @@ export interface SessionStats {
  *   Object.entries(stats.sessions).filter(([, s]) => !s.finished).map(([id]) => id);
  * ```
  */
-export interface EndpointStats {
-  /** Objects delivered whole, all sessions. */
-  objects: number;
-  /** Body bytes of those objects. */
-  bytes: number;
-  /** Per-session statistics by session id. */
-  sessions: Record<string, SessionStats>;
-}
+export type EndpointStats = ReceiverStats[string][string];
 
 /**
  * One HTTP request of a session ended (idle teardown, fin or error).
@@ -77,20 +61,9 @@ export interface EndpointStats {
  * };
  * ```
  */
-export interface RequestEndEvent {
-  /** The network the endpoint is on. */
-  network: string;
-  /** The endpoint name. */
-  trname: string;
-  /** The sender's session id. */
-  sessionId: string;
-  /** Objects delivered whole by this request. */
-  objects: number;
-  /** Whether this request carried the fin frame. */
-  fin: boolean;
-  /** The error that ended the request, or `null` for a clean end. */
-  error: TransportError | null;
-}
+export type RequestEndEvent = Parameters<
+  NonNullable<ReceiverOptions["onRequestEnd"]>
+>[0];
 
 /** What the receive loop needs from its endpoint. */
 export interface EndpointState {
@@ -142,23 +115,6 @@ function forgetOldSession(sessions: Record<string, SessionStats>): void {
   const idle = ids.filter((id) => !running.get(sessions[id]));
   const victim = idle.find((id) => sessions[id].finished) ?? idle[0];
   if (victim !== undefined) delete sessions[victim];
-}
-
-/**
- * An error response in the transport's JSON shape.
- *
- * @example
- * ```ts
- * import { errorResponse } from "./recv.ts";
- * import { TransportError } from "./errors.ts";
- * const response = errorResponse(404, new TransportError("unknown_endpoint", "no such endpoint"));
- * console.log(response.status); // 404
- * ```
- */
-export function errorResponse(status: number, error: TransportError): Response {
-  return Response.json({ code: error.code, message: error.message }, {
-    status,
-  });
 }
 
 /** The object being received, and its handler's call once started. */
@@ -215,7 +171,7 @@ function handlerFailed(
   cause: unknown,
 ): TransportError {
   return new TransportError(
-    "handler_failed",
+    "handler-failed",
     `handler of ${JSON.stringify(trname)} failed on object #${header.seq} ${
       JSON.stringify(header.name)
     }: ${cause instanceof Error ? cause.message : String(cause)}`,
@@ -229,27 +185,13 @@ interface Outcome {
   answer: Record<string, unknown>;
 }
 
-/** HTTP status of a request that failed with `error`. */
-function failureStatus(error: TransportError): number {
-  switch (error.code) {
-    case "handler_failed":
-      return 500;
-    case "receiver_closed":
-      return 503;
-    case "body_timeout":
-      return 408;
-    default:
-      return 400;
-  }
-}
-
 /**
  * Runs the receive loop of `request` for `endpoint`; resolves to the HTTP
  * response once the body ended (200) or failed (4xx/5xx with `{code,
  * message}`). A request with `Spool-Ack: 1` is answered with its first
  * confirmation instead: `200` with a stream of confirmations, the final
  * answer as its last line (see `_ack_stream.ts`). `signal` ends the loop
- * with `receiver_closed`.
+ * with `receiver-closed`.
  *
  * @example
  * ```ts ignore
@@ -276,7 +218,7 @@ export function receiveRequest(
       // confirmations Deno.serve would answer 500 for it.
       console.error("spool receiver: a request ended with an error:", error);
       acks.end({
-        code: "connection_reset",
+        code: "connection-reset",
         message: `receive loop failed: ${
           error instanceof Error ? error.message : String(error)
         }`,
@@ -297,9 +239,8 @@ function checkRequest(
   const sessionId = request.headers.get(SESSION_HEADER) ?? "";
   if (sessionId === "" || sessionId.length > 200) {
     return errorResponse(
-      400,
       new TransportError(
-        "bad_request",
+        "bad-request",
         `request header ${SESSION_HEADER} is ${
           sessionId === "" ? "missing" : "longer than 200 characters"
         }, expected a session id`,
@@ -313,9 +254,8 @@ function checkRequest(
     !DECOMPRESSIONS.includes(compression as TransportCompression)
   ) {
     return errorResponse(
-      400,
       new TransportError(
-        "bad_request",
+        "bad-request",
         `request header ${COMPRESSION_HEADER} is ${
           JSON.stringify(compression)
         }, expected one of ${DECOMPRESSIONS.join(", ")}`,
@@ -383,7 +323,7 @@ async function receiveLoop(
   const onAbort = () =>
     stop(
       new TransportError(
-        "receiver_closed",
+        "receiver-closed",
         `receiver is closing: request ended at byte ${parser.offset}`,
         { sessionId },
       ),
@@ -395,7 +335,7 @@ async function receiveLoop(
     ? new StallWatchdog(timeoutMs, (waited) =>
       stop(
         new TransportError(
-          "body_timeout",
+          "body-timeout",
           `request body stalled: no bytes for ${
             Math.round(waited)
           } ms at byte ${parser.offset} (the receiver's bodyTimeoutMs is ${timeoutMs}); expected the sender to keep sending or end the request`,
@@ -426,8 +366,8 @@ async function receiveLoop(
       compression !== null &&
         !(error instanceof Error &&
           /connection|reset|closed/i.test(error.message))
-        ? "decompress_failed"
-        : "connection_reset",
+        ? "decompress-failed"
+        : "connection-reset",
       `reading the request body failed at byte ${parser.offset}: ${
         error instanceof Error ? error.message : String(error)
       }`,
@@ -556,7 +496,7 @@ async function receiveLoop(
     const error = thrown instanceof TransportError
       ? thrown
       : new TransportError(
-        "connection_reset",
+        "connection-reset",
         `receive loop failed: ${(thrown as Error)?.message ?? String(thrown)}`,
         { cause: thrown, sessionId },
       );
@@ -568,13 +508,13 @@ async function receiveLoop(
       // decompressor's flush after a frame error, a connection drops after
       // the answer) that adds nothing: the request already failed.
     });
-    if (error.code !== "handler_failed") {
+    if (error.code !== "handler-failed") {
       await deliverError(endpoint, current, sessionId, lastSeq, error);
     }
     ended(error);
     return {
-      status: failureStatus(error),
-      answer: { code: error.code, message: error.message },
+      status: errorStatus(error),
+      answer: errorBody(error),
     };
   } finally {
     watchdog?.stop();

@@ -91,7 +91,7 @@ function positiveInteger(
   if (value === undefined) return fallback;
   if (!Number.isSafeInteger(value) || value < 1 || value > max) {
     throw new TransportError(
-      "invalid_argument",
+      "invalid-argument",
       `option ${name} is ${value}, expected an integer in [1, ${max}]`,
     );
   }
@@ -194,7 +194,7 @@ export class Stream {
     );
     if (options.confirm !== undefined && typeof options.confirm !== "boolean") {
       throw new TransportError(
-        "invalid_argument",
+        "invalid-argument",
         `option confirm is ${
           JSON.stringify(options.confirm)
         }, expected true or false`,
@@ -216,7 +216,7 @@ export class Stream {
     const compression = options.compression ?? "none";
     if (!COMPRESSIONS.includes(compression)) {
       throw new TransportError(
-        "invalid_argument",
+        "invalid-argument",
         `option compression is ${
           JSON.stringify(compression)
         }, expected one of ${COMPRESSIONS.join(", ")}`,
@@ -227,7 +227,7 @@ export class Stream {
     checkRequestHeaders(this.#headers);
     if (options.secret !== undefined && options.secret.length < 16) {
       throw new TransportError(
-        "invalid_argument",
+        "invalid-argument",
         `option secret has ${options.secret.length} characters, expected at least 16`,
       );
     }
@@ -268,7 +268,7 @@ export class Stream {
     const onSent = options.onSent;
     if (this.#state !== "open") {
       const error = new TransportError(
-        "stream_terminated",
+        "stream-terminated",
         `stream ${this.sessionId} is terminated${
           this.#termination ? ` (${this.#termination.message})` : ""
         }: dropping object ${JSON.stringify(header?.name)}`,
@@ -284,7 +284,7 @@ export class Stream {
       encoded = encodeHeader({ ...header, size });
       if (encoded.byteLength > this.#maxHeaderSize) {
         throw new TransportError(
-          "hdr_too_large",
+          "hdr-too-large",
           `header of ${
             JSON.stringify(header.name)
           } encodes to ${encoded.byteLength} bytes, the limit (maxHeaderSize) is ${this.#maxHeaderSize}`,
@@ -294,7 +294,7 @@ export class Stream {
       const failure = error instanceof TransportError
         ? error
         : new TransportError(
-          "obj_hdr_invalid",
+          "obj-hdr-invalid",
           `object header is invalid: ${(error as Error).message}`,
           { cause: error },
         );
@@ -440,7 +440,7 @@ export class Stream {
 
   /**
    * Stops at once: every object not yet completed completes with a
-   * `stream_aborted` error. Resolves when all completions have fired.
+   * `stream-aborted` error. Resolves when all completions have fired.
    */
   async abort(reason?: unknown): Promise<void> {
     if (this.#state !== "ended" && this.#termination === null) {
@@ -450,7 +450,7 @@ export class Stream {
         ? "aborted by the caller"
         : String(reason);
       const error = new TransportError(
-        "stream_aborted",
+        "stream-aborted",
         `stream ${this.sessionId} aborted: ${message}`,
         { sessionId: this.sessionId, cause: reason },
       );
@@ -491,7 +491,7 @@ export class Stream {
       typeof header.name !== "string"
     ) {
       throw new TransportError(
-        "obj_hdr_invalid",
+        "obj-hdr-invalid",
         `object header must be an object with a string name, got ${typeof header}`,
       );
     }
@@ -499,7 +499,7 @@ export class Stream {
     if (body === null || body === undefined) {
       if (given !== undefined && given !== 0) {
         throw new TransportError(
-          "obj_size_mismatch",
+          "obj-size-mismatch",
           `object ${
             JSON.stringify(header.name)
           } has no body but size ${given}, expected 0`,
@@ -510,7 +510,7 @@ export class Stream {
     if (body instanceof Uint8Array) {
       if ((body.buffer as ArrayBuffer).detached) {
         throw new TransportError(
-          "invalid_argument",
+          "invalid-argument",
           `body of ${
             JSON.stringify(header.name)
           } is a detached buffer (an earlier send moved it to the worker), expected live bytes; pass { copy: true } to keep sending one buffer`,
@@ -518,7 +518,7 @@ export class Stream {
       }
       if (given !== undefined && given !== -1 && given !== body.byteLength) {
         throw new TransportError(
-          "obj_size_mismatch",
+          "obj-size-mismatch",
           `object ${
             JSON.stringify(header.name)
           } has a ${body.byteLength}-byte body but size ${given}`,
@@ -528,7 +528,7 @@ export class Stream {
     }
     if (!(body instanceof ReadableStream) && !isFileBody(body)) {
       throw new TransportError(
-        "invalid_argument",
+        "invalid-argument",
         `body of ${
           JSON.stringify(header.name)
         } is not a Uint8Array, ReadableStream, { path } or null`,
@@ -536,7 +536,7 @@ export class Stream {
     }
     if (body instanceof ReadableStream && body.locked) {
       throw new TransportError(
-        "invalid_argument",
+        "invalid-argument",
         `body stream of ${
           JSON.stringify(header.name)
         } is locked, expected an unread stream`,
@@ -598,7 +598,7 @@ export class Stream {
       this.#onMessage({
         t: "end",
         error: {
-          code: "stream_terminated",
+          code: "stream-terminated",
           message: `send-loop worker failed: ${event.message}`,
         },
         rest: null,
@@ -733,7 +733,7 @@ export class Stream {
       -1,
       new Map(),
       error ?? new TransportError(
-        "stream_terminated",
+        "stream-terminated",
         `stream ${this.sessionId} ended`,
         { sessionId: this.sessionId },
       ),
@@ -785,7 +785,7 @@ export class Stream {
           -1,
           new Map(),
           rest ?? new TransportError(
-            "stream_terminated",
+            "stream-terminated",
             `stream ${this.sessionId} ended before this object was sent`,
             { sessionId: this.sessionId },
           ),

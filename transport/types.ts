@@ -8,26 +8,6 @@
 import type { TransportError } from "./errors.ts";
 
 /**
- * A checksum the sender computed; the transport carries it, never checks it.
- *
- * @example
- * ```ts
- * import type { Checksum, ObjectHeader } from "./types.ts";
- * const checksum: Checksum = {
- *   type: "sha256",
- *   value: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
- * };
- * const header: ObjectHeader = { name: "empty.bin", size: 0, checksum };
- * ```
- */
-export interface Checksum {
-  /** Algorithm name, e.g. `"sha256"`. */
-  type: string;
-  /** The value, e.g. lowercase hex. */
-  value: string;
-}
-
-/**
  * The header of an object, as given to `Stream.send`.
  *
  * `size` is the body length in bytes: `0` with no body means header-only,
@@ -55,37 +35,14 @@ export interface ObjectHeader {
   /** MIME type of the body. */
   contentType?: string;
   /** Checksum of the body. */
-  checksum?: Checksum;
+  checksum?: {
+    /** Algorithm name, e.g. `"sha256"`. */
+    type: string;
+    /** The value, e.g. lowercase hex. */
+    value: string;
+  };
   /** Custom string attributes. */
   custom?: Record<string, string>;
-}
-
-/**
- * An object header as decoded from the wire: every field is present.
- *
- * @example
- * ```ts
- * import type { DecodedHeader } from "./types.ts";
- * const describe = (header: DecodedHeader) =>
- *   header.size === -1 ? `${header.name} (size unknown)` : `${header.name} (${header.size} bytes)`;
- * ```
- */
-export interface DecodedHeader {
-  /** Object name. */
-  name: string;
-  /** Opaque bytes (empty if none were sent). */
-  opaque: Uint8Array;
-  /**
-   * Body size, or `-1` while unknown; for unknown-size objects the receiver
-   * sets the final size once the last PDU arrived (before the body ends).
-   */
-  size: number;
-  /** MIME type, `""` if none. */
-  contentType: string;
-  /** Checksum, `null` if none. */
-  checksum: Checksum | null;
-  /** Custom attributes (`{}` if none). */
-  custom: Record<string, string>;
 }
 
 /**
@@ -98,7 +55,22 @@ export interface DecodedHeader {
  * const objectKey = (header: ReceivedHeader) => `${header.sessionId}/${header.seq}`;
  * ```
  */
-export interface ReceivedHeader extends DecodedHeader {
+export interface ReceivedHeader {
+  /** Object name. */
+  name: string;
+  /** Opaque bytes (empty if none were sent). */
+  opaque: Uint8Array;
+  /**
+   * Body size, or `-1` while unknown; for unknown-size objects the receiver
+   * sets the final size once the last PDU arrived (before the body ends).
+   */
+  size: number;
+  /** MIME type, `""` if none. */
+  contentType: string;
+  /** Checksum, `null` if none. */
+  checksum: NonNullable<ObjectHeader["checksum"]> | null;
+  /** Custom attributes (`{}` if none). */
+  custom: Record<string, string>;
   /** The sender's session id (the `Spool-Session-Id` request header). */
   sessionId: string;
   /** The object's sequence number within its session. */
@@ -106,20 +78,32 @@ export interface ReceivedHeader extends DecodedHeader {
 }
 
 /**
- * A file the send loop opens and streams itself.
+ * A checksum of a body: an algorithm and its value.
  *
  * @example
  * ```ts
- * import type { FileBody } from "./types.ts";
- * import type { Stream } from "./stream.ts";
- * const sendFile = (stream: Stream, path: string) =>
- *   stream.send({ name: path }, { path } satisfies FileBody);
+ * import type { Checksum, ObjectHeader } from "./types.ts";
+ * const checksum: Checksum = {
+ *   type: "sha256",
+ *   value: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+ * };
+ * const header: ObjectHeader = { name: "empty.bin", size: 0, checksum };
  * ```
  */
-export interface FileBody {
-  /** Path of the file to send. */
-  path: string;
-}
+export type Checksum = NonNullable<ObjectHeader["checksum"]>;
+
+/**
+ * An object header as decoded from the wire: every field is present (a
+ * {@linkcode ReceivedHeader} without its session and sequence number).
+ *
+ * @example
+ * ```ts
+ * import type { DecodedHeader } from "./types.ts";
+ * const describe = (header: DecodedHeader) =>
+ *   header.size === -1 ? `${header.name} (size unknown)` : `${header.name} (${header.size} bytes)`;
+ * ```
+ */
+export type DecodedHeader = Omit<ReceivedHeader, "sessionId" | "seq">;
 
 /**
  * An object body: bytes, a byte stream, a file path, or nothing
@@ -139,9 +123,25 @@ export interface FileBody {
 export type ObjectBody =
   | Uint8Array
   | ReadableStream<Uint8Array>
-  | FileBody
+  | {
+    /** Path of a file the send loop opens and streams itself. */
+    path: string;
+  }
   | null
   | undefined;
+
+/**
+ * A file the send loop opens and streams itself.
+ *
+ * @example
+ * ```ts
+ * import type { FileBody } from "./types.ts";
+ * import type { Stream } from "./stream.ts";
+ * const sendFile = (stream: Stream, path: string) =>
+ *   stream.send({ name: path }, { path } satisfies FileBody);
+ * ```
+ */
+export type FileBody = Extract<ObjectBody, { path: string }>;
 
 /**
  * Called once per object when it has been handed to the connection
@@ -159,18 +159,6 @@ export type SentCallback = (
   header: ObjectHeader,
   error?: TransportError,
 ) => void;
-
-/**
- * Body compression formats (whole request body, via `CompressionStream`).
- *
- * @example
- * ```ts
- * import type { StreamOptions, TransportCompression } from "./types.ts";
- * const compression: TransportCompression = "gzip";
- * const options: StreamOptions = { compression };
- * ```
- */
-export type TransportCompression = "none" | "gzip" | "deflate" | "deflate-raw";
 
 /**
  * Options of a `Stream`.
@@ -198,7 +186,7 @@ export interface StreamOptions {
   /** Stream-wide completion callback. */
   onSent?: SentCallback;
   /** Compress the request body (default `"none"`). */
-  compression?: TransportCompression;
+  compression?: "none" | "gzip" | "deflate" | "deflate-raw";
   /** Payload bytes per PDU of unknown-size objects (default 64 KiB, at most 1 MiB). */
   sizePdu?: number;
   /** Largest encoded object header accepted by `send` (default 64 KiB). */
@@ -330,3 +318,15 @@ export type ReceiveHandler = (
   body: ReadableStream<Uint8Array> | null,
   error?: TransportError,
 ) => void | Promise<void>;
+
+/**
+ * Body compression formats (whole request body, via `CompressionStream`).
+ *
+ * @example
+ * ```ts
+ * import type { StreamOptions, TransportCompression } from "./types.ts";
+ * const compression: TransportCompression = "gzip";
+ * const options: StreamOptions = { compression };
+ * ```
+ */
+export type TransportCompression = NonNullable<StreamOptions["compression"]>;

@@ -53,7 +53,7 @@ class StreamSource implements BodySource {
     } catch (error) {
       this.#reader = null;
       throw new TransportError(
-        "body_failed",
+        "body-failed",
         `reading the object's body stream failed: ${
           error instanceof Error ? error.message : String(error)
         }`,
@@ -67,7 +67,7 @@ class StreamSource implements BodySource {
     }
     if (!(result.value instanceof Uint8Array)) {
       const error = new TransportError(
-        "body_failed",
+        "body-failed",
         `the object's body stream yielded ${typeof result
           .value}, expected Uint8Array chunks`,
       );
@@ -113,7 +113,7 @@ class FileSource implements BodySource {
     } catch (error) {
       this.#close();
       throw new TransportError(
-        "body_failed",
+        "body-failed",
         `reading the object's file failed: ${(error as Error).message}`,
         { cause: error },
       );
@@ -166,7 +166,7 @@ export async function openBody(
         file = await Deno.open(body.path, { read: true });
       } catch (error) {
         throw new TransportError(
-          "body_failed",
+          "body-failed",
           `opening file ${JSON.stringify(body.path)} failed: ${
             (error as Error).message
           }`,
@@ -178,7 +178,7 @@ export async function openBody(
         if (actual !== size) {
           file.close();
           throw new TransportError(
-            "obj_size_mismatch",
+            "obj-size-mismatch",
             `file ${
               JSON.stringify(body.path)
             } has ${actual} bytes, the header says ${size}`,

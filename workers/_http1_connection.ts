@@ -165,7 +165,7 @@ function answerError(
     if (!text.startsWith('{"code":')) return null;
     const { code, message } = JSON.parse(text);
     return new TransportError(
-      "receiver_error",
+      "receiver-error",
       `receiver failed the request (after answering HTTP ${response.status} to stream confirmations) with ${code}: ${message}`,
       { sessionId, remoteCode: String(code) },
     );
@@ -181,7 +181,7 @@ function answerError(
     remoteMessage = `${text} (${describe(error)})`;
   }
   return new TransportError(
-    "receiver_error",
+    "receiver-error",
     `receiver answered HTTP ${response.status}${
       remoteCode ? ` ${remoteCode}` : ""
     }: ${remoteMessage}`,
@@ -235,7 +235,7 @@ class Http1Connection implements Connection {
         }
       } catch (error) {
         throw new TransportError(
-          "receiver_gone",
+          "receiver-gone",
           `connecting to ${target.host} failed: ${describe(error)}`,
           { cause: error, sessionId },
         );
@@ -250,7 +250,7 @@ class Http1Connection implements Connection {
         await writeAll(conn, head);
       } catch (error) {
         throw new TransportError(
-          "receiver_gone",
+          "receiver-gone",
           `sending the request to ${target.host} failed: ${describe(error)}`,
           { cause: error, sessionId },
         );
@@ -267,34 +267,34 @@ class Http1Connection implements Connection {
         const response = await readResponse(conn, onAck);
         if (response === null) {
           return new TransportError(
-            "receiver_gone",
+            "receiver-gone",
             "the receiver closed the connection without an answer",
             { sessionId },
           );
         }
         if (response.cut) {
           return new TransportError(
-            "receiver_gone",
+            "receiver-gone",
             "the receiver closed the connection before its final answer: objects it had not confirmed may be lost",
             { sessionId },
           );
         }
         return answerError(response, sessionId) ??
           (this.#closing ? null : new TransportError(
-            "receiver_error",
+            "receiver-error",
             `receiver answered HTTP ${response.status} before the request body ended`,
             { sessionId },
           ));
       },
       (error) =>
         error instanceof TransportError ? error : new TransportError(
-          "receiver_gone",
+          "receiver-gone",
           `connecting failed: ${describe(error)}`,
           { cause: error, sessionId },
         ),
     ).catch((error) =>
       this.#failure ?? new TransportError(
-        "receiver_gone",
+        "receiver-gone",
         `reading the receiver's answer failed: ${describe(error)}`,
         { cause: error, sessionId },
       )
@@ -481,7 +481,7 @@ class Http1Connection implements Connection {
   #broken(error: unknown): TransportError {
     if (error instanceof TransportError) return error;
     return new TransportError(
-      "receiver_gone",
+      "receiver-gone",
       `writing to the receiver failed: ${describe(error)}`,
       { cause: error, sessionId: this.#sessionId },
     );

@@ -151,7 +151,7 @@ export class SendLoop {
         break;
       case "abort":
         this.#terminate(
-          new TransportError("stream_aborted", message.reason, {
+          new TransportError("stream-aborted", message.reason, {
             sessionId: this.#init.sessionId,
           }),
         );
@@ -178,7 +178,7 @@ export class SendLoop {
   #asTransportError(error: unknown): TransportError {
     if (error instanceof TransportError) return error;
     return new TransportError(
-      "stream_terminated",
+      "stream-terminated",
       `send loop failed: ${
         error instanceof Error ? error.message : String(error)
       }`,
@@ -340,7 +340,7 @@ export class SendLoop {
     if (this.#terminated !== null) return;
     this.#terminated = error;
     const others = failedSeq < 0 ? error : new TransportError(
-      "stream_terminated",
+      "stream-terminated",
       `stream terminated after object #${failedSeq} failed: ${error.message}`,
       { cause: error, sessionId: this.#init.sessionId },
     );
@@ -428,7 +428,7 @@ export class SendLoop {
       if (chunk.byteLength > left) {
         await source.cancel("body longer than its header's size");
         throw new TransportError(
-          "obj_size_mismatch",
+          "obj-size-mismatch",
           `body of object #${seq} has more than the ${size} bytes its header declares`,
           { sessionId: this.#init.sessionId },
         );
@@ -439,7 +439,7 @@ export class SendLoop {
     }
     if (left > 0) {
       throw new TransportError(
-        "obj_size_mismatch",
+        "obj-size-mismatch",
         `body of object #${seq} ended after ${
           size - left
         } bytes, its header declares ${size}`,

@@ -213,7 +213,7 @@ export interface ProgressMessage {
 
 /**
  * The send loop ended with `error` (`null`: cleanly); every object after the
- * last completion fails with `rest` (the root error, or `stream_terminated`
+ * last completion fails with `rest` (the root error, or `stream-terminated`
  * naming it when one object's failure ended the stream).
  */
 export interface EndMessage {

@@ -1,6 +1,6 @@
 /**
  * Checks of what a sender puts in its HTTP request line and headers, shared
- * by `Stream` (to fail fast with `invalid_argument`) and the worker's
+ * by `Stream` (to fail fast with `invalid-argument`) and the worker's
  * HTTP/1.1 client (which must never write a malformed request).
  * Internal (see `./README.md`).
  *
@@ -23,7 +23,7 @@ const RESERVED = new Set([
 ]);
 
 /**
- * Parses a receiver URL; throws `invalid_argument` unless it is `http:` or
+ * Parses a receiver URL; throws `invalid-argument` unless it is `http:` or
  * `https:`.
  *
  * @example
@@ -37,14 +37,14 @@ export function receiverUrl(url: string | URL): URL {
     parsed = new URL(url);
   } catch (error) {
     throw new TransportError(
-      "invalid_argument",
+      "invalid-argument",
       `receiver URL ${JSON.stringify(String(url))} is not a URL`,
       { cause: error },
     );
   }
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
     throw new TransportError(
-      "invalid_argument",
+      "invalid-argument",
       `receiver URL ${parsed.href} has protocol ${parsed.protocol}, expected http: or https:`,
     );
   }
@@ -52,7 +52,7 @@ export function receiverUrl(url: string | URL): URL {
 }
 
 /**
- * Throws `invalid_argument` unless every header is a token name with a
+ * Throws `invalid-argument` unless every header is a token name with a
  * printable value (no CR/LF: nothing can be smuggled into the request).
  *
  * @example
@@ -67,7 +67,7 @@ export function checkRequestHeaders(headers: Record<string, string>): void {
       !HEADER_VALUE.test(value)
     ) {
       throw new TransportError(
-        "invalid_argument",
+        "invalid-argument",
         `request header ${JSON.stringify(name)}: ${
           JSON.stringify(value)
         } is not a valid HTTP header, expected a token name and a printable value`,
@@ -75,7 +75,7 @@ export function checkRequestHeaders(headers: Record<string, string>): void {
     }
     if (RESERVED.has(name.toLowerCase())) {
       throw new TransportError(
-        "invalid_argument",
+        "invalid-argument",
         `request header ${
           JSON.stringify(name)
         } is set by the transport itself, expected another name`,
