@@ -11,6 +11,7 @@ import { createHash } from "node:crypto";
 import { BenchError } from "./_bounded.ts";
 import { spawnListening } from "./_process.ts";
 import type { BenchRow } from "./_row.ts";
+import { fileSha256 } from "../testing/files.ts";
 
 const MIB = 1024 * 1024;
 const SPOOL = new URL("../spool.ts", import.meta.url).pathname;
@@ -47,21 +48,6 @@ async function timed(fn: () => Promise<void>): Promise<number> {
   await fn();
   await run("sync", []);
   return (performance.now() - started) / 1000;
-}
-
-/** sha256 of a file, read in 1 MiB pieces. */
-async function fileSha256(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  using file = await Deno.open(path, { read: true });
-  const buffer = new Uint8Array(MIB);
-  for (
-    let n = await file.read(buffer);
-    n !== null;
-    n = await file.read(buffer)
-  ) {
-    hash.update(buffer.subarray(0, n));
-  }
-  return hash.digest("hex");
 }
 
 /** Writes `mib` MiB of distinct pseudo-random bytes to `path`; returns their sha256. */

@@ -2,9 +2,10 @@
 
 import {
   type ReceivedHeader,
-  Receiver,
+  type Receiver,
   type ReceiverOptions,
   type RequestEndEvent,
+  startReceiver,
   type TransportError,
 } from "../transport/mod.ts";
 import { sha256 } from "./_helpers.ts";
@@ -46,14 +47,14 @@ export interface TestReceiver {
 }
 
 /** Starts a receiver on 127.0.0.1 with network "data". */
-export async function startReceiver(
+export async function startTestReceiver(
   options: Omit<ReceiverOptions, "onRequestEnd"> = {},
 ): Promise<TestReceiver> {
   const waiters: {
     filter: (event: RequestEndEvent) => boolean;
     resolve: (event: RequestEndEvent) => void;
   }[] = [];
-  const receiver = new Receiver({
+  const receiver = await startReceiver({
     ...options,
     onRequestEnd(event) {
       for (let i = 0; i < waiters.length; i++) {
@@ -65,7 +66,6 @@ export async function startReceiver(
       }
     },
   });
-  await receiver.listen("data");
   return {
     receiver,
     nextRequestEnd(filter = () => true) {

@@ -24,7 +24,7 @@ import {
   victimBody,
   within,
 } from "./_fault_actors.ts";
-import { startReceiver } from "./_transport_helpers.ts";
+import { startTestReceiver } from "./_transport_helpers.ts";
 
 const GUARD_MS = 30_000;
 
@@ -38,7 +38,7 @@ interface Delivered {
 Deno.test("fault transport: a SIGKILLed sender truncates one object with connection-reset; earlier objects whole; the endpoint keeps serving", async () => {
   const seed = faultSeed("fault transport sender");
   const rand = prng(seed);
-  await using rx = await startReceiver();
+  await using rx = await startTestReceiver();
   await using children = new Children();
   for (const mode of ["stall", "big"] as const) {
     const trname = `killed-sender-${mode}`;

@@ -10,6 +10,7 @@ import { encodeHeader, Stream } from "../transport/mod.ts";
 import { Children, hex256, kill, Lines, within } from "./_fault_actors.ts";
 import { GatedProxy } from "./_gated_proxy.ts";
 import { randomBytes } from "./_helpers.ts";
+import { listTree, withTempDir } from "../testing/files.ts";
 
 const SPOOL = new URL("../spool.ts", import.meta.url).pathname;
 /** Guard against hangs only; nothing waits for it to pass. */
@@ -91,30 +92,8 @@ function spoolSend(
   }));
 }
 
-/** Every file under `dir`, as relative paths, sorted. */
-async function listTree(dir: string, prefix = ""): Promise<string[]> {
-  const names: string[] = [];
-  for await (const entry of Deno.readDir(dir)) {
-    if (entry.isDirectory) {
-      names.push(
-        ...await listTree(`${dir}/${entry.name}`, `${prefix}${entry.name}/`),
-      );
-    } else names.push(prefix + entry.name);
-  }
-  return names.sort();
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "spool-fcli-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("fault transport cli: a receiver SIGKILLed behind the sender: send names exactly the objects it did not store and exits 1; the next receive removes the partial file", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("spool-fcli-", async (dir) => {
     await using children = new Children();
     // 40 files; f030 is large, so the receiver can be stopped inside it.
     const names = Array.from(
@@ -222,7 +201,7 @@ Deno.test("fault transport cli: a receiver SIGKILLed behind the sender: send nam
 });
 
 Deno.test("fault transport cli: an object that fails mid-body leaves no partial file; the receiver goes on", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("spool-fcli-", async (dir) => {
     await using children = new Children();
     const out = `${dir}/out`;
     const receiving = await startReceive(children, out);
@@ -270,7 +249,7 @@ Deno.test("fault transport cli: an object that fails mid-body leaves no partial 
 });
 
 Deno.test("fault transport cli: a receiver out of file descriptors keeps its running stream, listens again once they are back, and never exits", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("spool-fcli-", async (dir) => {
     await using children = new Children();
     const out = `${dir}/out`;
     const receiving = await startReceive(children, out, 64);

@@ -17,7 +17,8 @@ import { FrameParser } from "../transport/frame_parser.ts";
 import { Stream, type StreamStats } from "../transport/mod.ts";
 import { randomBytes } from "./_helpers.ts";
 import { Lines } from "./_lines.ts";
-import { startReceiver } from "./_transport_helpers.ts";
+import { startTestReceiver } from "./_transport_helpers.ts";
+import { fileSha256 } from "../testing/files.ts";
 
 const MIB = 1024 * 1024;
 const SPOOL = new URL("../spool.ts", import.meta.url).pathname;
@@ -132,20 +133,6 @@ async function writeGeneratedFile(path: string, mib: number): Promise<string> {
     for (let at = 0; at < bytes.byteLength;) {
       at += await file.write(bytes.subarray(at));
     }
-  }
-  return hash.digest("hex");
-}
-
-async function fileSha256(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  using file = await Deno.open(path, { read: true });
-  const buffer = new Uint8Array(MIB);
-  for (
-    let n = await file.read(buffer);
-    n !== null;
-    n = await file.read(buffer)
-  ) {
-    hash.update(buffer.subarray(0, n));
   }
   return hash.digest("hex");
 }
@@ -265,7 +252,7 @@ Deno.test("transport big object: spool send → spool receive of a 512 MiB file:
 });
 
 Deno.test("transport big object: Stream onProgress reports bytes sent inside an object, before its completion", async () => {
-  await using rx = await startReceiver();
+  await using rx = await startTestReceiver();
   rx.receiver.register("data", "progress", async (_header, body) => {
     if (body !== null) await new Response(body).arrayBuffer();
   });

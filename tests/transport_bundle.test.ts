@@ -10,7 +10,7 @@ import {
   type Received,
   recordInto,
   sha256,
-  startReceiver,
+  startTestReceiver,
   type TestReceiver,
 } from "./_transport_helpers.ts";
 
@@ -24,7 +24,7 @@ async function receivers(n: number): Promise<{
   const urls: URL[] = [];
   const logs: Received[][] = [];
   for (let i = 0; i < n; i++) {
-    const rx = await startReceiver();
+    const rx = await startTestReceiver();
     const log: Received[] = [];
     urls.push(recordInto(rx.receiver, "fan", log));
     all.push(rx);

@@ -14,6 +14,7 @@ import { Stream, type TransportError } from "../transport/mod.ts";
 import { objectPathSegments } from "../cli/transport_cli.ts";
 import { randomBytes, sha256 } from "./_helpers.ts";
 import { Lines } from "./_lines.ts";
+import { listTree, withTempDir } from "../testing/files.ts";
 
 const SPOOL = new URL("../spool.ts", import.meta.url).pathname;
 const SECRET = "0123456789abcdef-test-secret";
@@ -103,30 +104,8 @@ async function makeFiles(
   return files;
 }
 
-/** Every file under `dir`, as relative paths, sorted. */
-async function listTree(dir: string, prefix = ""): Promise<string[]> {
-  const names: string[] = [];
-  for await (const entry of Deno.readDir(dir)) {
-    if (entry.isDirectory) {
-      names.push(
-        ...await listTree(`${dir}/${entry.name}`, `${prefix}${entry.name}/`),
-      );
-    } else names.push(prefix + entry.name);
-  }
-  return names.sort();
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "spool-tcli-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("transport cli: receive + send round trip; files, JSON lines and sha256 match", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("spool-tcli-", async (dir) => {
     await Deno.mkdir(`${dir}/src`);
     const files = await makeFiles(`${dir}/src`, {
       "big.bin": 2_500_000,
@@ -193,7 +172,7 @@ Deno.test("transport cli: receive + send round trip; files, JSON lines and sha25
 });
 
 Deno.test("transport cli: object names that could escape the directory are refused, nothing is written outside", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("spool-tcli-", async (dir) => {
     await Deno.mkdir(`${dir}/src`);
     await makeFiles(`${dir}/src`, { "a.txt": 10 });
     const receiving = await receive(["--dir", `${dir}/out`]);
@@ -271,7 +250,7 @@ Deno.test("transport cli: objectPathSegments accepts relative paths only", () =>
 });
 
 Deno.test("transport cli: send to a receiver that is gone exits 1 with a one-line reason", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("spool-tcli-", async (dir) => {
     await makeFiles(dir, { "a.bin": 1000, "b.bin": 2000 });
     const receiving = await receive(["--dir", `${dir}/out`]);
     const taken = await spool([
@@ -301,7 +280,7 @@ Deno.test("transport cli: send to a receiver that is gone exits 1 with a one-lin
 });
 
 Deno.test("transport cli: SIGTERM mid-object: receive exits 0 and leaves no partial file", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("spool-tcli-", async (dir) => {
     const receiving = await receive(["--dir", dir]);
     const stream = new Stream(receiving.url);
     let more!: ReadableStreamDefaultController<Uint8Array>;
@@ -336,7 +315,7 @@ Deno.test("transport cli: SIGTERM mid-object: receive exits 0 and leaves no part
 });
 
 Deno.test("transport cli: a shared secret; --quiet receive prints only its URL", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("spool-tcli-", async (dir) => {
     await makeFiles(dir, { "s.bin": 5000 });
     const receiving = await receive(["--dir", `${dir}/out`, "--quiet"], {
       SPOOL_TRANSPORT_SECRET: SECRET,
@@ -372,7 +351,7 @@ Deno.test("transport cli: a shared secret; --quiet receive prints only its URL",
 });
 
 Deno.test("transport cli: usage errors exit 2, unreadable files exit 1 before sending", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("spool-tcli-", async (dir) => {
     await Deno.mkdir(`${dir}/x`);
     await Deno.mkdir(`${dir}/y`);
     await makeFiles(dir, { "x/same": 1, "y/same": 1 });

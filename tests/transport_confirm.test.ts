@@ -13,7 +13,7 @@ import {
   Stream,
   type TransportError,
 } from "../transport/mod.ts";
-import { startReceiver } from "./_transport_helpers.ts";
+import { startTestReceiver } from "./_transport_helpers.ts";
 import { within } from "./_fault_actors.ts";
 
 /** Guard against hangs only; nothing waits for it to pass. */
@@ -44,7 +44,7 @@ function completions(): {
 }
 
 Deno.test("transport confirm: an object completes once the receiver's handler took it, not when it was written", async () => {
-  await using rx = await startReceiver();
+  await using rx = await startTestReceiver();
   for (const confirm of [false, true]) {
     const gate = Promise.withResolvers<void>();
     const reached = Promise.withResolvers<void>();
@@ -85,7 +85,7 @@ Deno.test("transport confirm: an object completes once the receiver's handler to
 });
 
 Deno.test("transport confirm: a handler failure fails that object and the rest; those before it stay confirmed", async () => {
-  await using rx = await startReceiver();
+  await using rx = await startTestReceiver();
   rx.receiver.register("data", "fails", async (header, body) => {
     if (body !== null) await new Response(body).bytes();
     if (header.name === "o2") throw new Error("no room for o2");
@@ -176,7 +176,7 @@ function object(seq: number, name: string, body: Uint8Array): Uint8Array {
 }
 
 Deno.test("transport confirm: the wire: 200 with the first confirmation, one ack line per confirmed batch, the final answer last", async () => {
-  await using rx = await startReceiver();
+  await using rx = await startTestReceiver();
   rx.receiver.register("data", "wire", async (_header, body) => {
     if (body !== null) await new Response(body).bytes();
   });

@@ -5,11 +5,11 @@ import {
   type Received,
   recordInto,
   sha256,
-  startReceiver,
+  startTestReceiver,
 } from "./_transport_helpers.ts";
 
 Deno.test("transport edges: empty and reused bodies, fin after idle teardown, failed count", async () => {
-  await using rx = await startReceiver();
+  await using rx = await startTestReceiver();
   const received: Received[] = [];
   const url = recordInto(rx.receiver, "edges", received);
   const codes: string[] = [];
@@ -58,7 +58,7 @@ Deno.test("transport edges: empty and reused bodies, fin after idle teardown, fa
 });
 
 Deno.test("transport edges: a slow stream body does not hold back the objects before it", async () => {
-  await using rx = await startReceiver();
+  await using rx = await startTestReceiver();
   let firstArrived!: () => void;
   const arrived = new Promise<void>((resolve) => firstArrived = resolve);
   const order: string[] = [];
@@ -110,7 +110,7 @@ Deno.test("transport edges: bad URLs, headers, endpoint names and paths get type
     ),
     "invalid-argument",
   );
-  await using rx = await startReceiver();
+  await using rx = await startTestReceiver();
   for (const name of [".", "..", "a/b", ""]) {
     assertEquals(
       code(() => rx.receiver.register("data", name, () => {})),

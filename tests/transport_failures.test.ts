@@ -23,7 +23,7 @@ import {
   type Received,
   recordInto,
   sha256,
-  startReceiver,
+  startTestReceiver,
 } from "./_transport_helpers.ts";
 import { within } from "./_fault_actors.ts";
 
@@ -66,7 +66,7 @@ function cat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
 }
 
 async function abortMidStream(useSignal: boolean): Promise<void> {
-  await using rx = await startReceiver();
+  await using rx = await startTestReceiver();
   const received: Received[] = [];
   const url = recordInto(rx.receiver, "abort", received);
   const controller = new AbortController();
@@ -181,7 +181,7 @@ Deno.test("transport failures: receiver gone mid-object gives errors, no hang", 
 });
 
 Deno.test("transport failures: receiver closed mid-object delivers receiver-closed", async () => {
-  const rx = await startReceiver();
+  const rx = await startTestReceiver();
   const handlerErrors: TransportErrorCode[] = [];
   let started!: () => void;
   const firstChunk = new Promise<void>((r) => started = r);
@@ -232,7 +232,7 @@ Deno.test("transport failures: receiver closed mid-object delivers receiver-clos
 });
 
 Deno.test("transport failures: malformed bodies get typed errors; other streams keep going", async () => {
-  await using rx = await startReceiver({ maxHeaderSize: 4096 });
+  await using rx = await startTestReceiver({ maxHeaderSize: 4096 });
   const victim: Received[] = [];
   const victimUrl = recordInto(rx.receiver, "victim", victim);
   const good: Received[] = [];
@@ -354,7 +354,7 @@ Deno.test("transport failures: malformed bodies get typed errors; other streams 
 });
 
 Deno.test("transport failures: send after termination, bad input and body errors", async () => {
-  await using rx = await startReceiver();
+  await using rx = await startTestReceiver();
   const received: Received[] = [];
   const url = recordInto(rx.receiver, "errs", received);
   const log: string[] = [];
@@ -437,7 +437,7 @@ Deno.test("transport failures: send after termination, bad input and body errors
 });
 
 Deno.test("transport failures: receiver errors reach the sender", async () => {
-  await using rx = await startReceiver();
+  await using rx = await startTestReceiver();
   rx.receiver.register("data", "throws", (header) => {
     if (header.name === "boom") throw new Error("handler exploded");
   });
@@ -495,7 +495,7 @@ Deno.test("transport failures: receiver errors reach the sender", async () => {
 });
 
 Deno.test("transport failures: a stalled body fails with body-timeout; its handler gets the error, other streams go on", async () => {
-  await using rx = await startReceiver({ bodyTimeoutMs: 300 });
+  await using rx = await startTestReceiver({ bodyTimeoutMs: 300 });
   const received: Received[] = [];
   const url = recordInto(rx.receiver, "stall", received);
   const failedEnd = rx.nextRequestEnd((e) => e.error !== null);
@@ -545,7 +545,7 @@ Deno.test("transport failures: a stalled body fails with body-timeout; its handl
 });
 
 Deno.test("transport failures: a stalled raw body gets 408 body-timeout", async () => {
-  await using rx = await startReceiver({ bodyTimeoutMs: 200 });
+  await using rx = await startTestReceiver({ bodyTimeoutMs: 200 });
   const received: Received[] = [];
   const url = recordInto(rx.receiver, "raw", received);
   const conn = await Deno.connect({

@@ -13,7 +13,7 @@ import {
   type Received,
   recordInto,
   sha256,
-  startReceiver,
+  startTestReceiver,
 } from "./_transport_helpers.ts";
 
 interface Planned {
@@ -71,7 +71,7 @@ async function runMixed(
   options: StreamOptions,
   pauses: Set<number>,
 ): Promise<void> {
-  await using rx = await startReceiver();
+  await using rx = await startTestReceiver();
   const received: Received[] = [];
   const url = recordInto(rx.receiver, "mixed", received);
   const dir = await Deno.makeTempDir({ prefix: "spool-transport-" });
@@ -170,7 +170,7 @@ Deno.test("transport stream: compression round trip (gzip, deflate-raw)", async 
 });
 
 Deno.test("transport stream: 16 streams at once to one endpoint", async () => {
-  await using rx = await startReceiver();
+  await using rx = await startTestReceiver();
   const bySession = new Map<string, Received[]>();
   rx.receiver.register("data", "many", async (header, body, error) => {
     const list = bySession.get(header.sessionId) ?? [];

@@ -13,7 +13,7 @@ import {
   type Received,
   recordInto,
   sha256,
-  startReceiver,
+  startTestReceiver,
 } from "./_transport_helpers.ts";
 
 /** How the handler reads the body of an object, by the object's name. */
@@ -46,7 +46,7 @@ async function readByob(
 }
 
 Deno.test("transport zero copy: handlers reading with BYOB readers of any buffer size get every byte", async () => {
-  await using rx = await startReceiver();
+  await using rx = await startTestReceiver();
   const got: Received[] = [];
   const notes: string[] = [];
   rx.receiver.register("data", "byob", async (header, body, error) => {
@@ -167,7 +167,7 @@ Deno.test("transport zero copy: handlers reading with BYOB readers of any buffer
 });
 
 Deno.test("transport zero copy: views of shared memory are sent in place and stay usable", async () => {
-  await using rx = await startReceiver();
+  await using rx = await startTestReceiver();
   const got: Received[] = [];
   const url = recordInto(rx.receiver, "shared", got);
   const shared = new SharedArrayBuffer(3 << 20);
