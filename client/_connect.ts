@@ -41,7 +41,7 @@ export function connect(
   return whenOpen(socket, url, options);
 }
 
-/** A new WebSocket to `url`; throws `invalid-field` for a URL it cannot use. */
+/** A new WebSocket to `url`; throws `invalid-argument` for a URL it cannot use. */
 function newSocket(url: string, options: ConnectOptions): WebSocket {
   // A custom CA needs its own HTTP client, released with the socket.
   const client = options.caCerts?.length
