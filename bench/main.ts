@@ -163,13 +163,19 @@ function bigObjectGroup(mib: number, runs: number): BenchGroup {
   };
 }
 
-/** Worst case of a transport benchmark: every run at its time limit, plus slack. */
+/**
+ * Worst case of a transport benchmark: every run of its `transportLike`
+ * sides (the transport and its peers) and `baselines` at their time limits,
+ * plus slack.
+ */
 function transportTimeout(
   options: TransportBenchOptions,
-  sides: number,
+  transportLike: number,
+  baselines: number,
 ): number {
-  const perRun = (options.transport.seconds +
-        (sides - 1) * options.baseline.seconds) * 1000 + sides * 30_000;
+  const perRun = (transportLike * options.transport.seconds +
+        baselines * options.baseline.seconds) * 1000 +
+    (transportLike + baselines) * 30_000;
   return options.runs * perRun + 60_000;
 }
 
@@ -186,7 +192,7 @@ function transportGroups(
         "transport 1 MiB objects, one Stream, vs the ingest ceiling drained with a BYOB reader",
         "transport 1 MiB objects, one Stream, vs fetch",
       ],
-      timeoutMs: transportTimeout(large, 4),
+      timeoutMs: transportTimeout(large, 1, 3),
       run: () => benchTransportLarge(large),
     },
     {
@@ -194,8 +200,9 @@ function transportGroups(
       rows: [
         "transport 1 KiB objects, one Stream, vs fetch per object",
         "transport 1 KiB objects, one Stream, vs 100k objects/s",
+        "transport 1 KiB objects, one Stream, vs a Deno WebSocket, one message per object",
       ],
-      timeoutMs: transportTimeout(small, 2),
+      timeoutMs: transportTimeout(small, 2, 1),
       run: () => benchTransportSmall(small),
     },
     {
@@ -203,8 +210,10 @@ function transportGroups(
       rows: [
         "transport header-only objects, completions included, vs fetch per object",
         "transport header-only objects, completions included, vs 300k objects/s",
+        "transport header-only objects, completions included, vs a Deno WebSocket, one message per object",
+        "transport header-only objects, completions included, vs gRPC client streaming (@grpc/grpc-js, retries off)",
       ],
-      timeoutMs: transportTimeout(headerOnly, 2),
+      timeoutMs: transportTimeout(headerOnly, 3, 1),
       run: () => benchTransportHeaderOnly(headerOnly),
     },
   ];
@@ -227,17 +236,17 @@ export function benchmarks(quick: boolean): BenchGroup[] {
         {
           transport: { objects: 16, seconds: 1 },
           baseline: { objects: 16, seconds: 1 },
-          runs: 1,
+          runs: 3,
         },
         {
           transport: { objects: 5_000, seconds: 1 },
           baseline: { objects: 200, seconds: 1 },
-          runs: 1,
+          runs: 3,
         },
         {
           transport: { objects: 5_000, seconds: 1 },
           baseline: { objects: 200, seconds: 1 },
-          runs: 1,
+          runs: 3,
         },
       ),
       bigObjectGroup(8, 1),
