@@ -7,15 +7,26 @@
  *   ws-upload URL MIB            the same bytes over a plain WebSocket
  *   spool-download REF           read a finished resource in one range
  *   ws-download URL              read the baseline's file
- *   followers REF N              N followers to the end; bytes each got
- *   ws-followers URL N           N bare WebSockets counting bytes until `end`
+ *   followers REF N W            N followers to the end of a resource of
+ *                                stamped W-byte writes (`_stamps.ts`); bytes
+ *                                each got, write → follower latencies
+ *   ws-followers URL N W         the same from N bare WebSockets until the
+ *                                text `end BYTES` (BYTES: all that was sent)
+ *   redis-subscribers PORT N W   the same from N Redis subscribers until the
+ *                                message `end BYTES`
  *   idle REF N                   N open download sockets until stdin closes
  *   ws-idle URL N                N bare WebSockets until stdin closes
  *   mixed SERVER N MIB           N resources, each uploaded and followed once,
  *                                MIB MiB in all
+ *
+ * The follower commands print a first line when every follower is
+ * connected, and each line carries `cpu`: this process's user + system CPU
+ * seconds so far (it exits right after its result, so it reports its own).
  */
 
 import { openDownload, startUpload } from "../mod.ts";
+import { ownCpuSeconds } from "../testing/process_cpu.ts";
+import { summarize, WriteLatencies } from "./_stamps.ts";
 
 const CHUNK = 1024 * 1024;
 const HIGH_WATER = 4 * 1024 * 1024;
@@ -90,54 +101,123 @@ async function wsDownload(url: string): Promise<void> {
   report({ ms, bytes });
 }
 
-async function followers(reference: string, count: number): Promise<void> {
-  const downloads = [];
-  for (let i = 0; i < count; i++) downloads.push(await openDownload(reference));
-  console.log(JSON.stringify({ ready: count }));
-  const results = await Promise.all(downloads.map(async (download) => {
-    let bytes = 0;
-    for await (const chunk of download.follow()) bytes += chunk.byteLength;
-    const finished = performance.now();
-    await download.close();
-    return { bytes, finished, size: download.status.size };
-  }));
-  const complete = results.filter((r) => r.bytes === r.size).length;
-  const spread = Math.max(...results.map((r) => r.finished)) -
-    Math.min(...results.map((r) => r.finished));
+/** The result line of the follower commands, from each follower's view. */
+function reportFollowers(
+  views: WriteLatencies[],
+  expectedBytes: (view: WriteLatencies) => number,
+): void {
+  const complete =
+    views.filter((view) => view.bytes === expectedBytes(view)).length;
   report({
     complete,
-    count,
-    bytes: results[0]?.bytes ?? 0,
-    finishSpreadMs: spread,
+    count: views.length,
+    bytes: views[0]?.bytes ?? 0,
+    latency: summarize(views.map((view) => view.values)),
+    cpu: ownCpuSeconds(),
   });
 }
 
-async function wsFollowers(url: string, count: number): Promise<void> {
+function ready(count: number): void {
+  console.log(JSON.stringify({ ready: count, cpu: ownCpuSeconds() }));
+}
+
+async function followers(
+  reference: string,
+  count: number,
+  writeSize: number,
+): Promise<void> {
+  const downloads = [];
+  for (let i = 0; i < count; i++) downloads.push(await openDownload(reference));
+  ready(count);
+  const views = await Promise.all(downloads.map(async (download) => {
+    const view = new WriteLatencies(writeSize);
+    for await (const chunk of download.follow()) view.add(chunk);
+    await download.close();
+    return { view, size: download.status.size };
+  }));
+  const sizes = new Map(views.map(({ view, size }) => [view, size]));
+  reportFollowers(views.map(({ view }) => view), (view) => sizes.get(view)!);
+}
+
+async function wsFollowers(
+  url: string,
+  count: number,
+  writeSize: number,
+): Promise<void> {
   const sockets: WebSocket[] = [];
-  const done: Promise<number>[] = [];
+  const done: Promise<WriteLatencies>[] = [];
+  let sentBytes = NaN;
   for (let i = 0; i < count; i++) {
     const socket = new WebSocket(url);
     socket.binaryType = "arraybuffer";
-    let bytes = 0;
+    const view = new WriteLatencies(writeSize);
     await new Promise((resolve) => socket.onmessage = resolve); // "ready"
     done.push(
       new Promise((resolve) => {
         socket.onmessage = (event) => {
-          if (typeof event.data === "string") resolve(bytes);
-          else bytes += (event.data as ArrayBuffer).byteLength;
+          if (typeof event.data === "string") {
+            sentBytes = endBytes(event.data);
+            resolve(view);
+          } else view.add(new Uint8Array(event.data as ArrayBuffer));
         };
       }),
     );
     sockets.push(socket);
   }
-  console.log(JSON.stringify({ ready: count }));
-  const received = await Promise.all(done);
+  ready(count);
+  const views = await Promise.all(done);
   for (const socket of sockets) socket.close();
-  report({
-    complete: received.filter((b) => b === received[0]).length,
-    count,
-    bytes: received[0],
-  });
+  reportFollowers(views, () => sentBytes);
+}
+
+/** BYTES of an `end BYTES` message, or NaN if `text` is not one. */
+function endBytes(text: string): number {
+  const match = text.match(/^end (\d+)$/);
+  return match === null ? NaN : Number(match[1]);
+}
+
+/** What this file uses of `bench/_redis_peer.ts`. */
+interface RedisPeer {
+  subscribe(
+    port: number,
+    onMessage: (message: Uint8Array) => void,
+  ): Promise<{ close(): Promise<void> }>;
+}
+
+async function redisSubscribers(
+  port: number,
+  count: number,
+  writeSize: number,
+): Promise<void> {
+  // A computed specifier: only this command loads the bench-only package.
+  const module = new URL("_redis_peer.ts", import.meta.url).href;
+  const peer = await import(module) as RedisPeer;
+  const subscribers = [];
+  const done: Promise<WriteLatencies>[] = [];
+  const decoder = new TextDecoder();
+  let sentBytes = NaN;
+  for (let i = 0; i < count; i++) {
+    const view = new WriteLatencies(writeSize);
+    const ended = Promise.withResolvers<WriteLatencies>();
+    subscribers.push(
+      await peer.subscribe(port, (message) => {
+        // Writes are stamped (binary) and longer: a short `end N` ends the run.
+        const end = message.byteLength < 32
+          ? endBytes(decoder.decode(message))
+          : NaN;
+        if (Number.isNaN(end)) view.add(message);
+        else {
+          sentBytes = end;
+          ended.resolve(view);
+        }
+      }),
+    );
+    done.push(ended.promise);
+  }
+  ready(count);
+  const views = await Promise.all(done);
+  await Promise.all(subscribers.map((subscriber) => subscriber.close()));
+  reportFollowers(views, () => sentBytes);
 }
 
 async function idle(reference: string, count: number): Promise<void> {
@@ -215,10 +295,13 @@ switch (command) {
     await wsDownload(args[0]);
     break;
   case "followers":
-    await followers(args[0], Number(args[1]));
+    await followers(args[0], Number(args[1]), Number(args[2]));
     break;
   case "ws-followers":
-    await wsFollowers(args[0], Number(args[1]));
+    await wsFollowers(args[0], Number(args[1]), Number(args[2]));
+    break;
+  case "redis-subscribers":
+    await redisSubscribers(Number(args[0]), Number(args[1]), Number(args[2]));
     break;
   case "ws-idle":
     await wsIdle(args[0], Number(args[1]));

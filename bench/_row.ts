@@ -33,10 +33,16 @@ export interface BenchRow {
   cpu?: CpuCost;
   /**
    * A number: the ratio value/baseline must be at least this. `{ atMost }`:
-   * the ratio must be at most that (for times). "lower": the value must be
-   * at most the baseline. "info": no goal.
+   * the ratio must be at most that (for times). `{ valueAtMost }`: the value
+   * itself must be at most that (a fixed limit next to a measured peer).
+   * "lower": the value must be at most the baseline. "info": no goal.
    */
-  goal: number | { atMost: number } | "lower" | "info";
+  goal:
+    | number
+    | { atMost: number }
+    | { valueAtMost: number }
+    | "lower"
+    | "info";
   /** How it was measured, printed under the table (rows may share one). */
   note?: string;
 }
@@ -72,7 +78,9 @@ export function judge(
     return { ratio, met: row.value <= row.baselineValue };
   }
   if (typeof row.goal === "object") {
-    return { ratio, met: ratio <= row.goal.atMost };
+    return "atMost" in row.goal
+      ? { ratio, met: ratio <= row.goal.atMost }
+      : { ratio, met: row.value <= row.goal.valueAtMost };
   }
   return { ratio, met: ratio >= row.goal };
 }
@@ -102,7 +110,11 @@ function cpuText(cpu: CpuCost | undefined): string {
 function goalText(row: BenchRow): string {
   if (row.goal === "info") return "-";
   if (row.goal === "lower") return `≤ ${format(row.baselineValue)}`;
-  if (typeof row.goal === "object") return `≤ ${row.goal.atMost}×`;
+  if (typeof row.goal === "object") {
+    return "atMost" in row.goal
+      ? `≤ ${row.goal.atMost}×`
+      : `value ≤ ${format(row.goal.valueAtMost)} ${row.unit}`;
+  }
   return `≥ ${row.goal}×`;
 }
 

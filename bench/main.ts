@@ -15,9 +15,9 @@ import { BenchError, BenchTimeout, bounded } from "./_bounded.ts";
 import { killRunning } from "./_process.ts";
 import { benchBigObject } from "./big_object.ts";
 import { type BenchRow, markdownTable } from "./_row.ts";
+import { benchFanOut, type FanOutOptions } from "./fan_out.ts";
 import {
   benchCostGrowth,
-  benchFanOut,
   benchFollowLatency,
   benchIdleFollowers,
   benchTransfer,
@@ -96,28 +96,32 @@ function latencyGroup(intervalMs: number, writes: number): BenchGroup {
   };
 }
 
-function fanOutGroup(
-  followers: number,
-  rate: number,
-  seconds: number,
-): BenchGroup {
-  const label = `${followers} followers, ${rate / 1e6} MB/s for ${seconds} s`;
+function fanOutGroup(options: FanOutOptions): BenchGroup {
+  const label = `fan-out: ${options.followers} followers, ${
+    options.rate / 1e6
+  } MB/s for ${options.seconds} s`;
   return {
     name: "live fan-out",
-    rows: [
-      `fan-out: ${label}: followers complete`,
-      `fan-out: ${label}: server peak RSS`,
-    ],
-    timeoutMs: 120_000 + 2 * seconds * 1000,
-    run: () => benchFanOut(followers, rate, seconds),
+    rows: options.checkpoints.flatMap((ms) => [
+      `${label}, checkpoint ${ms} ms: p99 write→follower vs Redis pub/sub`,
+      `${label}, checkpoint ${ms} ms: lag of the last follower vs Redis pub/sub, followers complete`,
+      `${label}, checkpoint ${ms} ms: server peak RSS vs the bare broadcast server`,
+    ]),
+    // Every run of every side: followers connect, the log grows, it drains.
+    timeoutMs: 60_000 +
+      options.runs * (2 + options.checkpoints.length) *
+        (90_000 + options.seconds * 1000),
+    run: () => benchFanOut(options),
     verify(rows) {
-      const complete = rows[0].figure.match(/complete \((\d+)\/(\d+)\)/);
-      if (complete === null || complete[1] !== complete[2]) {
-        throw new BenchError(
-          `fan-out: not every follower got every byte: ${
-            JSON.stringify(rows[0].figure)
-          }, expected "complete (${followers}/${followers})"`,
-        );
+      for (const row of rows) {
+        const complete = row.figure.match(/complete \((\d+)\/(\d+)\)/);
+        if (complete !== null && complete[1] !== complete[2]) {
+          throw new BenchError(
+            `fan-out: not every follower got every byte: ${
+              JSON.stringify(row.figure)
+            }, expected "complete (${complete[2]}/${complete[2]})"`,
+          );
+        }
       }
     },
   };
@@ -229,7 +233,13 @@ export function benchmarks(quick: boolean): BenchGroup[] {
       transferGroup(4, 1),
       latencyGroup(0, 20),
       latencyGroup(250, 20),
-      fanOutGroup(20, 100_000, 1),
+      fanOutGroup({
+        followers: 20,
+        rate: 100_000,
+        seconds: 1,
+        runs: 2,
+        checkpoints: [250, 0],
+      }),
       idleGroup(50),
       costGroup([1, 4], 4),
       ...transportGroups(
@@ -258,7 +268,13 @@ export function benchmarks(quick: boolean): BenchGroup[] {
     transferGroup(1024, 2),
     latencyGroup(0, 1_000),
     latencyGroup(250, 1_000),
-    fanOutGroup(1_000, 1_000_000, 10),
+    fanOutGroup({
+      followers: 1_000,
+      rate: 1_000_000,
+      seconds: 10,
+      runs: 3,
+      checkpoints: [250, 0],
+    }),
     idleGroup(10_000),
     costGroup([1, 10, 100, 1_000], 256),
     ...transportGroups(
