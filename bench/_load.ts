@@ -20,8 +20,9 @@
  *                                MIB MiB in all
  *
  * The follower commands print a first line when every follower is
- * connected, and each line carries `cpu`: this process's user + system CPU
- * seconds so far (it exits right after its result, so it reports its own).
+ * connected. Lines carry `cpu`, this process's own user + system CPU seconds
+ * (it exits right after its result, so it reports them itself): so far for
+ * the follower commands, since the clock started for the transfers.
  */
 
 import { openDownload, startUpload } from "../mod.ts";
@@ -43,17 +44,24 @@ function report(result: Record<string, unknown>): void {
 
 async function spoolUpload(server: string, mib: number): Promise<void> {
   const chunk = payload(CHUNK);
+  const cpu = ownCpuSeconds();
   const started = performance.now();
   const upload = await startUpload(server, { name: "bench.bin" });
   for (let i = 0; i < mib; i++) await upload.write(chunk);
   const status = await upload.finish();
   const ms = performance.now() - started;
   await upload.closed();
-  report({ ms, bytes: status.size, reference: upload.reference });
+  report({
+    ms,
+    bytes: status.size,
+    reference: upload.reference,
+    cpu: ownCpuSeconds() - cpu,
+  });
 }
 
 async function wsUpload(url: string, mib: number): Promise<void> {
   const chunk = payload(CHUNK);
+  const cpu = ownCpuSeconds();
   const started = performance.now();
   const socket = new WebSocket(url);
   await new Promise((resolve) => socket.onopen = resolve);
@@ -70,10 +78,15 @@ async function wsUpload(url: string, mib: number): Promise<void> {
   const answer = await done;
   const ms = performance.now() - started;
   socket.close();
-  report({ ms, bytes: Number(answer.split(" ")[1]) });
+  report({
+    ms,
+    bytes: Number(answer.split(" ")[1]),
+    cpu: ownCpuSeconds() - cpu,
+  });
 }
 
 async function spoolDownload(reference: string): Promise<void> {
+  const cpu = ownCpuSeconds();
   const started = performance.now();
   const download = await openDownload(reference);
   let bytes = 0;
@@ -82,10 +95,11 @@ async function spoolDownload(reference: string): Promise<void> {
   }
   const ms = performance.now() - started;
   await download.close();
-  report({ ms, bytes });
+  report({ ms, bytes, cpu: ownCpuSeconds() - cpu });
 }
 
 async function wsDownload(url: string): Promise<void> {
+  const cpu = ownCpuSeconds();
   const started = performance.now();
   const socket = new WebSocket(url);
   socket.binaryType = "arraybuffer";
@@ -98,7 +112,7 @@ async function wsDownload(url: string): Promise<void> {
   });
   const ms = performance.now() - started;
   socket.close();
-  report({ ms, bytes });
+  report({ ms, bytes, cpu: ownCpuSeconds() - cpu });
 }
 
 /** The result line of the follower commands, from each follower's view. */

@@ -4,8 +4,9 @@
  */
 
 import { openDownload, startUpload } from "../mod.ts";
+import { CpuMeter } from "../testing/process_cpu.ts";
 import { runLoad, spawnListening, spawnSpool, startLoad } from "./_process.ts";
-import type { BenchRow } from "./_row.ts";
+import { type BenchRow, spreadOf } from "./_row.ts";
 
 const MIB = 1024 * 1024;
 
@@ -13,7 +14,6 @@ function mibPerSecond(result: Record<string, unknown>): number {
   return (Number(result.bytes) / MIB) / (Number(result.ms) / 1000);
 }
 
-/** Best of `runs` (the machines are noisy: take each side's best). */
 /** Writes dirty pages back (`sync`), so one run's writes do not slow the next. */
 async function flushDirtyPages(): Promise<void> {
   try {
@@ -22,6 +22,52 @@ async function flushDirtyPages(): Promise<void> {
     // No `sync` binary (not Unix): runs are then only interleaved.
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
+}
+
+/** One transfer: its rate and the CPU seconds per GB of server and client. */
+interface TransferRun {
+  mibPerSecond: number;
+  cpuPerGb: number;
+  reference?: string;
+}
+
+/**
+ * Runs load `args` against `server`: its MiB/s, and the CPU of the server
+ * (from /proc) and of the load process (its own report) per GB moved.
+ */
+async function transferRun(
+  server: { process: Deno.ChildProcess },
+  args: string[],
+): Promise<TransferRun> {
+  const cpu = await CpuMeter.start([server.process.pid]);
+  const result = await runLoad(args);
+  const seconds = await cpu.stop() + Number(result.cpu);
+  return {
+    mibPerSecond: mibPerSecond(result),
+    cpuPerGb: seconds / (Number(result.bytes) / 1e9),
+    reference: result.reference === undefined
+      ? undefined
+      : String(result.reference),
+  };
+}
+
+/** The row fields of Spool's runs next to the baseline's. */
+function transferFigures(
+  ours: TransferRun[],
+  theirs: TransferRun[],
+): Pick<BenchRow, "value" | "baselineValue" | "spread" | "cpu"> {
+  const value = spreadOf(ours.map((run) => run.mibPerSecond));
+  const baseline = spreadOf(theirs.map((run) => run.mibPerSecond));
+  return {
+    value: value.median,
+    baselineValue: baseline.median,
+    spread: { value, baseline },
+    cpu: {
+      unit: "CPU-s/GB",
+      value: spreadOf(ours.map((run) => run.cpuPerGb)).median,
+      baseline: spreadOf(theirs.map((run) => run.cpuPerGb)).median,
+    },
+  };
 }
 
 /** Upload and download of `mib` MiB: Spool vs a plain WebSocket blast. */
@@ -40,49 +86,45 @@ export async function benchTransfer(
     // Interleaved, each run after a `sync`: whoever writes second would
     // otherwise pay for the first one's dirty pages (writeback throttling
     // moved the same upload between 307 and 885 MiB/s on this disk).
-    let baseUp = 0, spoolUp = 0, baseDown = 0, spoolDown = 0;
+    const baseUp: TransferRun[] = [], spoolUp: TransferRun[] = [];
+    const baseDown: TransferRun[] = [], spoolDown: TransferRun[] = [];
     for (let i = 0; i < runs; i++) {
       await flushDirtyPages();
-      baseUp = Math.max(
-        baseUp,
-        mibPerSecond(await runLoad(["ws-upload", upWs.href, String(mib)])),
+      baseUp.push(
+        await transferRun(baseline, ["ws-upload", upWs.href, String(mib)]),
       );
       await flushDirtyPages();
-      const result = await runLoad([
+      const up = await transferRun(spool, [
         "spool-upload",
         spool.url.href,
         String(mib),
       ]);
-      reference = String(result.reference);
-      spoolUp = Math.max(spoolUp, mibPerSecond(result));
+      reference = up.reference!;
+      spoolUp.push(up);
     }
     await flushDirtyPages();
     for (let i = 0; i < runs; i++) {
-      baseDown = Math.max(
-        baseDown,
-        mibPerSecond(await runLoad(["ws-download", downWs.href])),
-      );
-      spoolDown = Math.max(
-        spoolDown,
-        mibPerSecond(await runLoad(["spool-download", reference])),
-      );
+      baseDown.push(await transferRun(baseline, ["ws-download", downWs.href]));
+      spoolDown.push(await transferRun(spool, ["spool-download", reference]));
     }
+    const note =
+      `median of ${runs} interleaved runs per side (min–max in the cell), each upload after a \`sync\`; CPU is user + system seconds of the server (from /proc/PID/stat) and of the client process (its own report) over each transfer, per GB moved`;
     return [
       {
         figure: `live upload, ${mib} MiB`,
-        value: spoolUp,
+        ...transferFigures(spoolUp, baseUp),
         unit: "MiB/s",
         baseline: "plain WebSocket blast, bufferedAmount pacing",
-        baselineValue: baseUp,
         goal: 0.8,
+        note,
       },
       {
         figure: `live download of a finished ${mib} MiB resource`,
-        value: spoolDown,
+        ...transferFigures(spoolDown, baseDown),
         unit: "MiB/s",
         baseline: "plain WebSocket blast, bufferedAmount pacing",
-        baselineValue: baseDown,
         goal: 0.8,
+        note,
       },
     ];
   } finally {

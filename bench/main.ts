@@ -32,9 +32,12 @@ import {
 const USAGE = `Usage: deno task bench [options]
        deno run -A bench/main.ts [options]
 
-Runs every benchmark (live resources and object transport, each next to a
-baseline measured in the same run), prints a Markdown table and writes it to
-bench/RESULTS.md with the machine, Deno version, date and command.
+Runs every benchmark (live resources and object transport, each next to
+baselines and peers measured in the same run: medians of interleaved runs
+with their min–max, and CPU per unit of work), prints a Markdown table and
+writes it to bench/RESULTS.md with the machine, Deno version, date and
+command. Peers whose service or package is missing (redis-server, npm
+ioredis, npm @grpc/grpc-js) are skipped, and their rows say so.
 
 Options:
   --quick           a smoke run of every benchmark with tiny sizes (seconds);
@@ -230,7 +233,7 @@ function transportGroups(
 export function benchmarks(quick: boolean): BenchGroup[] {
   if (quick) {
     return [
-      transferGroup(4, 1),
+      transferGroup(4, 2),
       latencyGroup(0, 20),
       latencyGroup(250, 20),
       fanOutGroup({
@@ -259,13 +262,13 @@ export function benchmarks(quick: boolean): BenchGroup[] {
           runs: 3,
         },
       ),
-      bigObjectGroup(8, 1),
+      bigObjectGroup(8, 2),
     ];
   }
   return [
     // The issue's sizes: 1 GiB transfers, 10,000 idle followers, and 1 to
     // 1,000 concurrent resources.
-    transferGroup(1024, 2),
+    transferGroup(1024, 3),
     latencyGroup(0, 1_000),
     latencyGroup(250, 1_000),
     fanOutGroup({
@@ -362,10 +365,17 @@ function resultsFile(
 - Machine: ${options.machine}
 - Deno ${Deno.version.deno} (V8 ${Deno.version.v8}, TypeScript ${Deno.version.typescript})
 
-Each figure is next to a baseline measured in the same run; "ratio" is
-value / baseline. Servers, receivers and load generators run as separate
-processes on 127.0.0.1. Where a goal is not met, [ANALYSIS.md](ANALYSIS.md)
-has the profile evidence and what was tried.
+Each figure is next to a baseline measured in the same run: where a row has
+several runs, value and baseline are the medians of interleaved runs (one side,
+then the other, run after run), with their min–max after them, and "ratio"
+(value / baseline) and the goal use the medians. "CPU per unit of work" is the
+user + system CPU seconds of the processes involved (servers, receivers, load
+generators, the bench as sender or producer; read from /proc/PID/stat) per
+object or per GB, both sides' medians: steadier than rates on a loaded machine.
+Peers (Redis pub/sub, gRPC) are bench-only dependencies (see README); a row
+whose peer is missing says so. Servers, receivers and load generators run as
+separate processes on 127.0.0.1. Where a goal is not met,
+[ANALYSIS.md](ANALYSIS.md) has the profile evidence and what was tried.
 
 ${table}
 `;

@@ -18,19 +18,19 @@ export const TICKS_PER_SECOND = 100;
  * fields are counted from the last `)`: `utime` and `stime` are fields 14
  * and 15.
  */
-function parseStat(path: string, text: string): number {
+function parseStat(path: string, text: string, first = 14): number {
   const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
   // fields[0] is field 3 (the state), so field N is fields[N - 3].
-  const utime = Number(fields[14 - 3]);
-  const stime = Number(fields[15 - 3]);
-  if (!Number.isFinite(utime) || !Number.isFinite(stime)) {
+  const user = Number(fields[first - 3]);
+  const system = Number(fields[first + 1 - 3]);
+  if (!Number.isFinite(user) || !Number.isFinite(system)) {
     throw new Error(
-      `${path} has no utime and stime at fields 14 and 15: ${
-        JSON.stringify(text.slice(0, 200))
-      }; expected Linux`,
+      `${path} has no user and system times at fields ${first} and ${
+        first + 1
+      }: ${JSON.stringify(text.slice(0, 200))}; expected Linux`,
     );
   }
-  return (utime + stime) / TICKS_PER_SECOND;
+  return (user + system) / TICKS_PER_SECOND;
 }
 
 /**
@@ -66,6 +66,25 @@ export async function cpuSecondsOf(pid: number): Promise<number> {
 export function ownCpuSeconds(): number {
   const path = "/proc/self/stat";
   return parseStat(path, Deno.readTextFileSync(path));
+}
+
+/**
+ * User + system CPU seconds of this process's children that have exited
+ * and been waited for (`cutime` + `cstime`, fields 16 and 17): how to count
+ * a short-lived subprocess such as `cp`, whose own `/proc` entry is gone by
+ * the time it can be read.
+ *
+ * @example
+ * ```ts ignore
+ * import { exitedChildrenCpuSeconds } from "./process_cpu.ts";
+ * const before = exitedChildrenCpuSeconds();
+ * await new Deno.Command("true").output();
+ * console.log(exitedChildrenCpuSeconds() >= before); // true
+ * ```
+ */
+export function exitedChildrenCpuSeconds(): number {
+  const path = "/proc/self/stat";
+  return parseStat(path, Deno.readTextFileSync(path), 16);
 }
 
 /**
