@@ -161,6 +161,7 @@ async function wsFollowers(
   const sockets: WebSocket[] = [];
   const done: Promise<WriteLatencies>[] = [];
   let sentBytes = NaN;
+  const closes: string[] = [];
   for (let i = 0; i < count; i++) {
     const socket = new WebSocket(url);
     socket.binaryType = "arraybuffer";
@@ -174,13 +175,28 @@ async function wsFollowers(
             resolve(view);
           } else view.add(new Uint8Array(event.data as ArrayBuffer));
         };
+        // Closed before `end`: it counts as incomplete, and says why.
+        socket.onclose = (event) => {
+          closes.push(`${event.code} ${JSON.stringify(event.reason)}`);
+          resolve(view);
+        };
       }),
     );
     sockets.push(socket);
   }
   ready(count);
   const views = await Promise.all(done);
-  for (const socket of sockets) socket.close();
+  for (const socket of sockets) {
+    socket.onclose = null;
+    socket.close();
+  }
+  if (closes.length > 0) {
+    console.error(
+      `ws-followers: ${closes.length} sockets closed before "end" (first: ${
+        closes[0]
+      })`,
+    );
+  }
   reportFollowers(views, () => sentBytes);
 }
 

@@ -13,7 +13,7 @@
 
 import { startUpload } from "../mod.ts";
 import { CpuMeter } from "../testing/process_cpu.ts";
-import { BenchError } from "./_bounded.ts";
+import { BenchError, bounded } from "./_bounded.ts";
 import {
   type Load,
   spawnListening,
@@ -114,8 +114,27 @@ async function nextLine(
   return line;
 }
 
-/** One run of a side: followers connect, the log grows, then ends. */
-async function runSide(
+/** Longest a run may take beyond its writing time (connecting, draining). */
+const RUN_SLACK_MS = 120_000;
+
+/**
+ * One run of a side: followers connect, the log grows, then ends; a run
+ * that has not finished {@linkcode RUN_SLACK_MS} after its writing time
+ * fails as a hang.
+ */
+function runSide(
+  what: string,
+  side: SideRun,
+  options: FanOutOptions,
+): Promise<FanOutRun> {
+  return bounded(
+    `fan-out ${what}`,
+    options.seconds * 1000 + RUN_SLACK_MS,
+    () => unboundedRun(what, side, options),
+  );
+}
+
+async function unboundedRun(
   what: string,
   side: SideRun,
   options: FanOutOptions,

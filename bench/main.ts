@@ -113,7 +113,7 @@ function fanOutGroup(options: FanOutOptions): BenchGroup {
     // Every run of every side: followers connect, the log grows, it drains.
     timeoutMs: 60_000 +
       options.runs * (2 + options.checkpoints.length) *
-        (90_000 + options.seconds * 1000),
+        (130_000 + options.seconds * 1000),
     run: () => benchFanOut(options),
     verify(rows) {
       for (const row of rows) {
