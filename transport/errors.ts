@@ -37,6 +37,7 @@ export const TRANSPORT_ERROR_CODES = [
   "bad_request",
   "receiver_closed",
   "unauthorized",
+  "nonce_cache_full",
   // Send side.
   "obj_hdr_invalid",
   "obj_size_mismatch",

@@ -10,7 +10,7 @@
 import { TransportError } from "./errors.ts";
 import { DEFAULT_MAX_HEADER_SIZE } from "./frame_parser.ts";
 import { MAX_PDU_SIZE, SESSION_HEADER } from "./framing.ts";
-import { AUTH_HEADER, RequestVerifier } from "./internal/auth.ts";
+import { AUTH_HEADER, RequestVerifier, UNAUTHORIZED } from "./internal/auth.ts";
 import {
   type EndpointState,
   type EndpointStats,
@@ -77,7 +77,10 @@ export interface ReceiverOptions {
   bodyTimeoutMs?: number;
   /**
    * Shared secret: only requests signed with it are accepted (HTTP 401
-   * `unauthorized` otherwise). Default: none, any sender is accepted.
+   * `unauthorized` otherwise, checked before anything about the endpoint or
+   * method is told; 503 `nonce_cache_full` when its replay cache is full).
+   * The signature proves who opened the session, not what its body carries:
+   * use TLS for that. Default: none, any sender is accepted.
    */
   secret?: string;
 }
@@ -320,6 +323,51 @@ export class Receiver {
     endpoints: Map<string, EndpointState>,
   ): Response | Promise<Response> {
     const path = new URL(request.url).pathname;
+    // With a secret nothing about endpoints or methods is told before the
+    // sender proved it holds it: every unsigned request gets the same 401.
+    const refused = this.#authenticate(request, path);
+    if (refused !== undefined) return refused;
+    const found = this.#endpoint(path, endpoints);
+    if (found instanceof Response) return found;
+    if (request.method !== "PUT") {
+      return errorResponse(
+        405,
+        new TransportError(
+          "bad_request",
+          `method ${request.method} is not allowed, expected PUT`,
+        ),
+      );
+    }
+    if (this.#closing.signal.aborted) {
+      return errorResponse(
+        503,
+        new TransportError("receiver_closed", "receiver is closing"),
+      );
+    }
+    return receiveRequest(request, found, { signal: this.#closing.signal });
+  }
+
+  /** A refusal unless the request is signed or no secret is set. */
+  #authenticate(request: Request, path: string): Response | undefined {
+    if (this.#verifier === undefined) return undefined;
+    try {
+      this.#verifier.verify(request.headers.get(AUTH_HEADER), {
+        method: request.method,
+        sessionId: request.headers.get(SESSION_HEADER) ?? "",
+        path,
+      });
+      return undefined;
+    } catch (error) {
+      if (!(error instanceof TransportError)) throw error;
+      return errorResponse(error.code === UNAUTHORIZED ? 401 : 503, error);
+    }
+  }
+
+  /** The endpoint at `path`, or the 400/404 answer saying why there is none. */
+  #endpoint(
+    path: string,
+    endpoints: Map<string, EndpointState>,
+  ): EndpointState | Response {
     if (!path.startsWith(OBJSTREAM_PATH)) {
       return errorResponse(
         404,
@@ -343,42 +391,12 @@ export class Receiver {
         ),
       );
     }
-    const endpoint = endpoints.get(trname);
-    if (endpoint === undefined) {
-      return errorResponse(
-        404,
-        new TransportError(
-          "unknown_endpoint",
-          `no endpoint ${JSON.stringify(trname)} is registered`,
-        ),
-      );
-    }
-    if (request.method !== "PUT") {
-      return errorResponse(
-        405,
-        new TransportError(
-          "bad_request",
-          `method ${request.method} is not allowed, expected PUT`,
-        ),
-      );
-    }
-    if (this.#verifier !== undefined) {
-      try {
-        this.#verifier.verify(
-          request.headers.get(AUTH_HEADER),
-          request.headers.get(SESSION_HEADER) ?? "",
-          path,
-        );
-      } catch (error) {
-        return errorResponse(401, error as TransportError);
-      }
-    }
-    if (this.#closing.signal.aborted) {
-      return errorResponse(
-        503,
-        new TransportError("receiver_closed", "receiver is closing"),
-      );
-    }
-    return receiveRequest(request, endpoint, { signal: this.#closing.signal });
+    return endpoints.get(trname) ?? errorResponse(
+      404,
+      new TransportError(
+        "unknown_endpoint",
+        `no endpoint ${JSON.stringify(trname)} is registered`,
+      ),
+    );
   }
 }
