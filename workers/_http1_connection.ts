@@ -111,13 +111,16 @@ export function http1Connector(
   };
 }
 
+/** The one method of a stream's requests (signed with them). */
+const METHOD = "PUT";
+
 function requestHead(
   target: URL,
   sessionId: string,
   options: Http1ConnectorOptions,
 ): Uint8Array {
   const lines = [
-    `PUT ${target.pathname}${target.search} HTTP/1.1`,
+    `${METHOD} ${target.pathname}${target.search} HTTP/1.1`,
     `Host: ${target.host}`,
     ...Object.entries(options.headers).map(([name, value]) =>
       `${name}: ${value}`
@@ -134,7 +137,11 @@ function requestHead(
   if (options.secret !== undefined) {
     lines.push(
       `${AUTH_HEADER}: ${
-        signRequest(options.secret, sessionId, target.pathname)
+        signRequest(options.secret, {
+          method: METHOD,
+          sessionId,
+          path: target.pathname,
+        })
       }`,
     );
   }
