@@ -28,6 +28,10 @@ import { errorResponse } from "../protocol/http_error.ts";
 import { guardResponse } from "./_http_guard.ts";
 import { InFlight, within } from "./_in_flight.ts";
 import { Router } from "./router.ts";
+import type { Resource } from "./resource.ts";
+import { NatsEngine } from "./nats/engine.ts";
+import { JetStreamStore } from "./nats/jetstream_store.ts";
+import { type Cluster, joinCluster } from "./nats/cluster.ts";
 import {
   type ResolvedOptions,
   resolveOptions,
@@ -104,12 +108,12 @@ export async function startServer(
   options: ServerOptions = {},
 ): Promise<SpoolServer> {
   const config = await resolveOptions(options);
-  const store = options.store ??
-    new FileStore(config.dataDir, { durable: options.durable });
+  const store = options.store ?? await openStore(options, config);
   await store.open?.();
   try {
     const registry = await ResourceRegistry.load(store, {
       checkpointMs: config.checkpointMs,
+      shared: store instanceof JetStreamStore,
     });
     const auth = new ServerAuth({
       uploadToken: options.uploadToken,
@@ -141,6 +145,12 @@ async function serve(
   const sockets = new ServerSockets(limits);
   const watchers = new Watchers(limits);
   const sessions = new UploadSessions({ graceMs: config.resumeGraceMs });
+  const cluster = store instanceof JetStreamStore
+    ? await joinCluster(store, registry, {
+      graceMs: config.resumeGraceMs,
+      onDeleted: (resource) => endWatchers(watchers, resource, "was deleted"),
+    })
+    : undefined;
   // Long HTTP responses (follow, events) end when the server shuts down.
   const shutdown = new AbortController();
   const router = new Router({
@@ -161,17 +171,16 @@ async function serve(
     options,
     front,
     shutdown.signal,
-  );
+  ).catch(async (error) => {
+    // Not listening (a taken port): the engine's feed must not outlive it.
+    await cluster?.leave();
+    throw error;
+  });
   options.onListen?.(url);
   const retention = startRetention(registry, {
     retentionMs: config.retentionMs,
     onExpire(resource) {
-      // Watchers of an expired resource learn why they end.
-      const gone = new SpoolError(
-        "gone",
-        `resource ${resource.status.id} expired`,
-      );
-      for (const watcher of watchers.of(resource)) watcher.expire(gone);
+      endWatchers(watchers, resource, "expired");
       options.onExpire?.(resource.status.id);
     },
   });
@@ -187,6 +196,7 @@ async function serve(
       stopServing,
       httpServer,
       store,
+      cluster,
     });
   options.signal?.addEventListener("abort", () => close(), { once: true });
   return {
@@ -303,6 +313,7 @@ interface Running {
   stopServing: AbortController;
   httpServer: Deno.HttpServer;
   store: ResourceStore;
+  cluster?: Cluster;
 }
 
 /**
@@ -322,7 +333,38 @@ async function shutDown(running: Running): Promise<void> {
   running.stopServing.abort();
   await running.httpServer.finished;
   await running.registry.flushSaves();
+  await running.cluster?.leave();
   await running.store.close?.();
+}
+
+/** Watchers of `resource` learn why they end: it `what` ("expired"). */
+function endWatchers(
+  watchers: Watchers,
+  resource: Resource,
+  what: string,
+): void {
+  const gone = new SpoolError("gone", `resource ${resource.status.id} ${what}`);
+  for (const watcher of watchers.of(resource)) watcher.expire(gone);
+}
+
+/** The file store, or the engine store with `nats`. */
+async function openStore(
+  options: ServerOptions,
+  config: ResolvedOptions,
+): Promise<ResourceStore> {
+  if (config.nats === undefined) {
+    return new FileStore(config.dataDir, { durable: options.durable });
+  }
+  if (options.readTokens && !options.secretFile && !options.tokenSecret) {
+    throw new TypeError(
+      "readTokens with nats need one secret on every node; expected secretFile (--secret-file) naming a key file the nodes share",
+    );
+  }
+  const engine = await NatsEngine.connect({ servers: config.nats });
+  return new JetStreamStore(engine, {
+    leaseMs: config.leaseMs,
+    ownsEngine: true,
+  });
 }
 
 /**
