@@ -8,6 +8,8 @@ import { assert, assertEquals } from "@std/assert";
 import { openDownload, startUpload } from "../mod.ts";
 import { randomBytes, readAll, sha256, startTestServer } from "./_helpers.ts";
 import { startNats } from "./_nats.ts";
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
 
 /** Node B's URL for a reference node A handed out. */
 function onNode(reference: string, node: URL): string {
@@ -75,4 +77,33 @@ Deno.test("an upload on node A is followed byte-identical on node B, range-read 
   const all = await readAll(restarted.read(0, restarted.status.size));
   assertEquals(await sha256(all), await sha256(data));
   await restarted.close();
+});
+
+Deno.test("retention deletes a finished resource on every node: followers on the other node end with gone, the engine keeps no byte", async () => {
+  await using nats = await startNats();
+  await using a = await startTestServer({ nats: nats.url, retentionMs: 300 });
+  await using b = await startTestServer({ nats: nats.url, retentionMs: 300 });
+  const uploading = await startUpload(a.url, { name: "short-lived.txt" });
+  await uploading.write(new TextEncoder().encode("soon gone\n"));
+  const final = await uploading.finish();
+  const onB = await openDownload(onNode(uploading.reference, b.url));
+  const closed = await onB.closed();
+  assertEquals(closed?.code, "gone");
+  for (const node of [a, b]) {
+    const response = await fetch(
+      new URL(`resources/${final.id}/status`, node.url),
+    );
+    await response.body?.cancel();
+    assertEquals(response.status, 410, `node ${node.url.host} answers gone`);
+  }
+  const nc = await connect({ servers: nats.url });
+  try {
+    const info = await (await jetstreamManager(nc)).streams.info("SPOOL", {
+      subjects_filter: `spool.d.${final.id}.*`,
+    });
+    assertEquals(info.state.subjects ?? {}, {}, "no data subject is left");
+    assertEquals(info.state.messages, 1, "only the deletion marker is left");
+  } finally {
+    await nc.close();
+  }
 });

@@ -17,6 +17,7 @@ import { Lease } from "./lease.ts";
 import { PieceWriter } from "./_piece_writer.ts";
 import { pieceOf, readRange } from "./_range_reader.ts";
 import { StatusPublisher } from "./_status_publisher.ts";
+import { FencedError } from "./_publish.ts";
 import {
   dataSubject,
   dataSubjects,
@@ -158,11 +159,19 @@ export class JetStreamStore implements ResourceStore {
     marker.set(DELETED_HEADER, "1");
     const last = await this.statuses.last(id);
     if (last !== undefined && last.status === undefined) return;
-    await this.statuses.publish({ id } as ResourceStatus, {
-      after: last?.seq ?? 0,
-      headers: marker,
-      payload: "",
-    });
+    try {
+      await this.statuses.publish({ id } as ResourceStatus, {
+        after: last?.seq ?? 0,
+        headers: marker,
+        payload: "",
+      });
+    } catch (error) {
+      // Another node's retention deleted it first: one marker is enough.
+      if (!(error instanceof FencedError)) throw error;
+      if ((await this.statuses.last(id))?.status !== undefined) throw error;
+      return;
+    }
+    this.statuses.forget(id);
     await jsm.streams.purge(STREAM, { filter: statusSubject(id), keep: 1 });
   }
 

@@ -82,7 +82,8 @@ export class StatusFeed {
       subjects_filter: STATUS_SUBJECTS,
     });
     const loaded = Promise.withResolvers<void>();
-    if ((info.state.num_subjects ?? 0) === 0) loaded.resolve();
+    // num_subjects counts the whole stream; the filtered map is the statuses.
+    if (Object.keys(info.state.subjects ?? {}).length === 0) loaded.resolve();
     const consumer = await engine.js.consumers.get(STREAM, {
       filter_subjects: STATUS_SUBJECTS,
       deliver_policy: DeliverPolicy.LastPerSubject,
