@@ -29,9 +29,8 @@ import { guardResponse } from "./_http_guard.ts";
 import { InFlight, within } from "./_in_flight.ts";
 import { Router } from "./router.ts";
 import type { Resource } from "./resource.ts";
-import { NatsEngine } from "./nats/engine.ts";
-import { JetStreamStore } from "./nats/jetstream_store.ts";
-import { type Cluster, joinCluster } from "./nats/cluster.ts";
+import type { Cluster } from "./nats/cluster.ts";
+import type { Shared } from "./nats/shared.ts";
 import {
   type ResolvedOptions,
   resolveOptions,
@@ -108,19 +107,21 @@ export async function startServer(
   options: ServerOptions = {},
 ): Promise<SpoolServer> {
   const config = await resolveOptions(options);
-  const store = options.store ?? await openStore(options, config);
+  const shared = await openEngine(options, config);
+  const store: ResourceStore = shared?.store ?? options.store ??
+    new FileStore(config.dataDir, { durable: options.durable });
   await store.open?.();
   try {
     const registry = await ResourceRegistry.load(store, {
       checkpointMs: config.checkpointMs,
-      shared: store instanceof JetStreamStore,
+      shared: shared !== undefined,
     });
     const auth = new ServerAuth({
       uploadToken: options.uploadToken,
       readTokens: options.readTokens,
       secret: await tokenSecret(options, config, registry),
     });
-    return await serve(options, config, { store, registry, auth });
+    return await serve(options, config, { store, registry, auth, shared });
   } catch (error) {
     // Not started (a bad secret, a taken port): the data dir is free again.
     await store.close?.();
@@ -133,20 +134,22 @@ interface Opened {
   store: ResourceStore;
   registry: ResourceRegistry;
   auth: ServerAuth;
+  /** The engine, with `nats`. */
+  shared?: Shared;
 }
 
 /** Listens and serves `opened`; resolves once listening. */
 async function serve(
   options: ServerOptions,
   config: ResolvedOptions,
-  { store, registry, auth }: Opened,
+  { store, registry, auth, shared }: Opened,
 ): Promise<SpoolServer> {
   const { limits } = config;
   const sockets = new ServerSockets(limits);
   const watchers = new Watchers(limits);
   const sessions = new UploadSessions({ graceMs: config.resumeGraceMs });
-  const cluster = store instanceof JetStreamStore
-    ? await joinCluster(store, registry, {
+  const cluster = shared
+    ? await shared.join(registry, {
       graceMs: config.resumeGraceMs,
       onDeleted: (resource) => endWatchers(watchers, resource, "was deleted"),
     })
@@ -347,24 +350,24 @@ function endWatchers(
   for (const watcher of watchers.of(resource)) watcher.expire(gone);
 }
 
-/** The file store, or the engine store with `nats`. */
-async function openStore(
+/** The engine with `nats` (its NATS clients loaded only then). */
+async function openEngine(
   options: ServerOptions,
   config: ResolvedOptions,
-): Promise<ResourceStore> {
-  if (config.nats === undefined) {
-    return new FileStore(config.dataDir, { durable: options.durable });
+): Promise<Shared | undefined> {
+  if (config.nats === undefined) return undefined;
+  if (options.store !== undefined) {
+    throw new TypeError(
+      "store and nats exclude each other; expected one place for resources",
+    );
   }
   if (options.readTokens && !options.secretFile && !options.tokenSecret) {
     throw new TypeError(
       "readTokens with nats need one secret on every node; expected secretFile (--secret-file) naming a key file the nodes share",
     );
   }
-  const engine = await NatsEngine.connect({ servers: config.nats });
-  return new JetStreamStore(engine, {
-    leaseMs: config.leaseMs,
-    ownsEngine: true,
-  });
+  const { openShared } = await import("./nats/shared.ts");
+  return await openShared({ servers: config.nats, leaseMs: config.leaseMs });
 }
 
 /**
