@@ -18,8 +18,11 @@ import type { JetStreamClient } from "@nats-io/jetstream";
 
 /** What a writer needs from its store. */
 export interface PieceWriterParts {
+  /** Publishes the pieces. */
   js: JetStreamClient;
+  /** Publishes the checkpoints, fenced. */
   statuses: StatusPublisher;
+  /** The upload's lease: once lost, no byte is taken. */
   lease: Lease;
 }
 
