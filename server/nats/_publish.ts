@@ -17,8 +17,8 @@ import { delay } from "@std/async/delay";
 
 /** How long a publish is retried before the upload fails, in ms. */
 export const PUBLISH_DEADLINE_MS = 30_000;
-/** Each attempt waits this long for the stream's acknowledgement, in ms. */
-const ATTEMPT_TIMEOUT_MS = 5000;
+/** Each attempt waits this long for the stream's acknowledgement, in ms: a publish lost with a dying connection is retried soon (the same id is stored once). */
+const ATTEMPT_TIMEOUT_MS = 2000;
 /** Pause between attempts (the engine is restarting or electing a leader). */
 const RETRY_PAUSE_MS = 250;
 

@@ -37,6 +37,7 @@ export interface EngineOptions {
 /** Publishes stored at most once within this window (`Nats-Msg-Id`), in ns. */
 const DUPLICATE_WINDOW_NS = 120 * 1e9;
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+const RECONNECT_WAIT_MS = 250;
 
 /**
  * Thrown when no NATS server of `--nats` answers at start; names them.
@@ -110,6 +111,8 @@ export class NatsEngine {
         servers: options.servers,
         timeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
         maxReconnectAttempts: -1,
+        // A restarted engine is back in ~30 ms: look for it often.
+        reconnectTimeWait: RECONNECT_WAIT_MS,
         name: "spool",
       });
     } catch (error) {
@@ -141,7 +144,15 @@ export class NatsEngine {
   /** Drains and closes the connection. */
   async close(): Promise<void> {
     if (this.nc.isClosed()) return;
-    await this.nc.drain();
+    try {
+      await this.nc.drain();
+    } catch (error) {
+      // Draining needs the server; without it, closing is all there is.
+      console.error(
+        `spool: NATS drain failed (${(error as Error).message}); closing`,
+      );
+      await this.nc.close();
+    }
   }
 }
 

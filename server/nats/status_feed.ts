@@ -112,7 +112,12 @@ export class StatusFeed {
   /** Stops the feed and waits for the message being handled. */
   async stop(): Promise<void> {
     this.#stop();
-    await this.#done;
+    try {
+      await this.#done;
+    } catch (error) {
+      // Stopping while the engine is away: the node is leaving anyway.
+      console.error("spool: the status feed ended with an error:", error);
+    }
   }
 }
 
