@@ -224,7 +224,8 @@ function natsServers(
     .filter((url) => url !== "");
   for (const url of servers) {
     if (!/^(nats|tls|wss?):\/\/[^/\s]+\/?$/.test(url)) {
-      throw new TypeError(
+      throw new SpoolError(
+        "invalid-argument",
         `nats holds ${
           JSON.stringify(url.slice(0, 200))
         }; expected URLs like nats://HOST:PORT`,
@@ -232,7 +233,10 @@ function natsServers(
     }
   }
   if (servers.length === 0) {
-    throw new TypeError("nats is empty; expected URLs like nats://HOST:PORT");
+    throw new SpoolError(
+      "invalid-argument",
+      "nats is empty; expected URLs like nats://HOST:PORT",
+    );
   }
   return servers;
 }

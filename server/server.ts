@@ -357,12 +357,14 @@ async function openEngine(
 ): Promise<Shared | undefined> {
   if (config.nats === undefined) return undefined;
   if (options.store !== undefined) {
-    throw new TypeError(
+    throw new SpoolError(
+      "invalid-argument",
       "store and nats exclude each other; expected one place for resources",
     );
   }
   if (options.readTokens && !options.secretFile && !options.tokenSecret) {
-    throw new TypeError(
+    throw new SpoolError(
+      "invalid-argument",
       "readTokens with nats need one secret on every node; expected secretFile (--secret-file) naming a key file the nodes share",
     );
   }
