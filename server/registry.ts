@@ -109,9 +109,12 @@ export class ResourceRegistry {
    */
   static async load(
     store: ResourceStore,
-    options: { checkpointMs: number },
+    options: { checkpointMs: number; shared?: boolean },
   ): Promise<ResourceRegistry> {
     const registry = new ResourceRegistry(store, options.checkpointMs);
+    // A shared store's resources come from its feed (`adopt`); an upload
+    // not finished there may be live on another node, not interrupted.
+    if (options.shared) return registry;
     for (const stored of await store.list()) {
       if (!isResourceId(stored.id)) {
         console.warn(
@@ -217,12 +220,35 @@ export class ResourceRegistry {
     const id = resource.status.id;
     if (resource.live || this.#resources.get(id) !== resource) return;
     this.#resources.delete(id);
+    this.#rememberExpired(id);
+    await resource.settled();
+    await this.#store.delete(id);
+  }
+
+  /**
+   * Adds a resource another node holds (a shared store's feed found it);
+   * an id already known keeps its resource. Returns whether it was added.
+   */
+  adopt(resource: Resource): boolean {
+    const id = resource.status.id;
+    if (this.#resources.has(id)) return false;
+    this.#resources.set(id, resource);
+    return true;
+  }
+
+  /** Drops `id` (another node deleted it); it is remembered as expired. */
+  forget(id: string): void {
+    const resource = this.#resources.get(id);
+    if (resource?.live) return;
+    this.#resources.delete(id);
+    this.#rememberExpired(id);
+  }
+
+  #rememberExpired(id: string): void {
     this.#expired.add(id);
     if (this.#expired.size > MAX_EXPIRED_IDS) {
       this.#expired.delete(this.#expired.values().next().value!);
     }
-    await resource.settled();
-    await this.#store.delete(id);
   }
 
   /** Whether `id` named a resource that expired (since this server started). */
