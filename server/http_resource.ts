@@ -23,7 +23,12 @@
 import type { ResourceStatus } from "../protocol/status.ts";
 import { isTerminal } from "../protocol/status.ts";
 import { type ErrorCode, SpoolError } from "../protocol/errors.ts";
-import { lineOffset, lineView } from "./line_index.ts";
+import {
+  lineAtOffset,
+  lineOffset,
+  type LineView,
+  lineView,
+} from "./line_index.ts";
 import { followBody } from "./http_follow.ts";
 import { rangeBody } from "./http_range.ts";
 import { statusEvents } from "./http_events.ts";
@@ -359,28 +364,39 @@ function serveEvents(request: Request, context: ResourceHttpContext): Response {
   );
 }
 
-async function serveLines(
-  request: Request,
-  context: ResourceHttpContext,
-  query: URLSearchParams,
-): Promise<Response> {
-  const { resource, signal } = context;
-  const follow = flag(query, "follow");
-  const start = count(query, "start");
-  const end = count(query, "end");
-  const tail = count(query, "tail");
-  if (tail !== undefined && (start !== undefined || end !== undefined)) {
+/** What a `/lines` request asks for. */
+interface LineQuery {
+  follow: boolean;
+  start?: number;
+  end?: number;
+  tail?: number;
+  /** A byte offset: lines from the first one starting at or after it. */
+  offset?: number;
+}
+
+/** Reads and checks the parameters of a `/lines` request. */
+function lineQuery(query: URLSearchParams): LineQuery {
+  const asked: LineQuery = {
+    follow: flag(query, "follow"),
+    start: count(query, "start"),
+    end: count(query, "end"),
+    tail: count(query, "tail"),
+    offset: count(query, "offset"),
+  };
+  const { follow, start, end, tail, offset } = asked;
+  const firsts = [start, tail, offset].filter((n) => n !== undefined).length;
+  if (firsts > 1 || (tail !== undefined && end !== undefined)) {
     throw new HttpRefusal(
       400,
       "invalid-field",
-      "?tail= goes alone; expected either ?tail=N or ?start=A&end=B",
+      "?tail=, ?start= and ?offset= go alone; expected ?tail=N, ?start=A&end=B or ?offset=X&end=B",
     );
   }
   if (follow && end !== undefined) {
     throw new HttpRefusal(
       400,
       "invalid-field",
-      "a line follow has no ?end=; expected ?start=A or ?tail=N",
+      "a line follow has no ?end=; expected ?start=A, ?offset=X or ?tail=N",
     );
   }
   if (start !== undefined && end !== undefined && start > end) {
@@ -390,7 +406,24 @@ async function serveLines(
       `lines [${start}, ${end}) start after they end; expected start <= end`,
     );
   }
-  const view = await lineView(resource, signal);
+  return asked;
+}
+
+/** The first line a `/lines` request answers from, in `view`. */
+async function firstLine(
+  resource: Resource,
+  view: LineView,
+  asked: LineQuery,
+): Promise<number> {
+  const { follow, start, tail, offset } = asked;
+  if (offset !== undefined && offset > view.end) {
+    throw new HttpRefusal(
+      416,
+      "range-not-satisfiable",
+      `byte ${offset} is past the end of the ${view.total} lines known (byte ${view.end}); expected ?offset= <= ${view.end}`,
+      { "spool-lines": String(view.total) },
+    );
+  }
   if (follow && start !== undefined && start > view.total) {
     throw new HttpRefusal(
       416,
@@ -399,9 +432,22 @@ async function serveLines(
       { "spool-lines": String(view.total) },
     );
   }
-  const first = tail !== undefined
+  if (offset !== undefined) return await lineAtOffset(resource, view, offset);
+  return tail !== undefined
     ? Math.max(0, view.total - tail)
     : Math.min(start ?? 0, view.total);
+}
+
+async function serveLines(
+  request: Request,
+  context: ResourceHttpContext,
+  query: URLSearchParams,
+): Promise<Response> {
+  const { resource, signal } = context;
+  const asked = lineQuery(query);
+  const { follow, start, end, tail, offset } = asked;
+  const view = await lineView(resource, signal);
+  const first = await firstLine(resource, view, asked);
   const last = follow ? view.total : Math.min(end ?? view.total, view.total);
   const from = await lineOffset(resource, view, first);
   const headers = follow
@@ -410,10 +456,10 @@ async function serveLines(
   headers.set("spool-lines", String(view.total));
   headers.set(
     "spool-first-line",
-    String(tail !== undefined ? first : start ?? 0),
+    String(tail !== undefined || offset !== undefined ? first : start ?? 0),
   );
+  headers.set("spool-start", String(from));
   if (follow) {
-    headers.set("spool-start", String(from));
     if (request.method === "HEAD") return new Response(null, { headers });
     const watcher = admitWatcher(context, "an HTTP follow");
     return new Response(
