@@ -8,6 +8,7 @@
  * - `/resources/{id}/status`: the status JSON.
  * - `/resources/{id}/events`: Server-Sent Events of the statuses.
  * - `/resources/{id}/lines`: line ranges, tails, line-aligned follow.
+ * - `/resources/{id}/checkpoints`: when its bytes became readable.
  *
  * The server lets only `GET` and `HEAD` reach them and drops the body of a
  * `HEAD` answer (these handlers skip making bodies for `HEAD` where that
@@ -30,6 +31,7 @@ import {
   lineView,
 } from "./line_index.ts";
 import { followBody } from "./http_follow.ts";
+import { checkpointLogOf } from "./checkpoint_log.ts";
 import { rangeBody } from "./http_range.ts";
 import { statusEvents } from "./http_events.ts";
 import type { Resource } from "./resource.ts";
@@ -92,6 +94,8 @@ export async function serveResourceHttp(
         return serveEvents(request, context);
       case "/lines":
         return await serveLines(request, context, query);
+      case "/checkpoints":
+        return serveCheckpoints(context.resource);
     }
     throw new HttpRefusal(
       404,
@@ -122,6 +126,15 @@ export async function serveResourceHttp(
       ),
     );
   }
+}
+
+/** The checkpoint log of a resource as JSON: `{from, checkpoints}`. */
+function serveCheckpoints(resource: Resource): Response {
+  const log = checkpointLogOf(resource);
+  return Response.json(
+    { from: log.from, checkpoints: log.entries() },
+    { headers: { "cache-control": "no-cache" } },
+  );
 }
 
 /** `Spool-Status` and `Spool-Size`: every answer about the bytes has them. */

@@ -39,6 +39,7 @@ function routes(id: string): string[] {
     `resources/${id}/events`,
     `resources/${id}/lines`,
     `resources/${id}/lines?tail=1&follow=1`,
+    `resources/${id}/checkpoints`,
   ];
 }
 
