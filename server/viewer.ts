@@ -33,6 +33,8 @@ import {
 } from "./viewer/pages.ts";
 import { PAGE_CSP, STATIC_CSP } from "./viewer/script.ts";
 
+export { serveListingEvents } from "./http_listing.ts";
+
 /** What a reader refused a page can do about it, by the error's code. */
 const HINTS: Partial<Record<SpoolError["code"], string>> = {
   "forbidden":

@@ -33,6 +33,7 @@ function routes(id: string): string[] {
     "view",
     "view/",
     `view/${id}`,
+    "view/events",
     `resources/${id}`,
     `resources/${id}?follow=1`,
     `resources/${id}/status`,
