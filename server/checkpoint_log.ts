@@ -94,13 +94,13 @@ export function recordCheckpoints(resource: WatchedResource): CheckpointLog {
   const log = new CheckpointLog(resource.status.size);
   logs.set(resource, log);
   let ended = false;
-  let unwatch: (() => void) | undefined;
+  // `watch` calls back at once, before it returns the real `unwatch`.
+  let unwatch = (): void => {};
   unwatch = resource.watch((status) => {
     log.record(status.size, Date.parse(status.updatedAt));
     if (isTerminal(status)) ended = true;
-    if (ended) unwatch?.();
+    if (ended) unwatch();
   });
-  // `watch` calls back at once, before `unwatch` is set.
   if (ended) unwatch();
   return log;
 }
