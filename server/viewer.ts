@@ -31,7 +31,7 @@ import {
   renderListingPage,
   renderResourcePage,
 } from "./viewer/pages.ts";
-import { PAGE_CSP, STATIC_CSP } from "./viewer/script.ts";
+import { LISTING_CSP, PAGE_CSP, STATIC_CSP } from "./viewer/script.ts";
 
 export { serveListingEvents } from "./http_listing.ts";
 
@@ -179,7 +179,7 @@ export function serveViewer(
       });
     }
     const statuses = [...context.resources()].map((r) => r.status);
-    return htmlResponse(renderListingPage(statuses), STATIC_CSP);
+    return htmlResponse(renderListingPage(statuses), LISTING_CSP);
   }
   return htmlResponse(
     renderResourcePage({

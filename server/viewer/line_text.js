@@ -21,7 +21,8 @@ import { AnsiParser } from "./ansi.js";
  *   n: number | null,
  * }} LineRecord
  * `end` is the byte offset just past the line (past its `\n`), `complete`
- * whether its `\n` was read, `n` its number (0-based) once known.
+ * whether it is whole (its `\n` was read, or the bytes ended), `n` its
+ * number (0-based) once known.
  */
 
 const NEWLINE = 0x0a;
@@ -136,7 +137,7 @@ export class LineFeed {
     }
     if (!this.started) return null;
     this.started = false;
-    return this.#record(this.parser.endLine(), false);
+    return this.#record(this.parser.endLine(), true);
   }
 
   /**
