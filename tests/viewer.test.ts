@@ -17,6 +17,7 @@ import type { Page } from "playwright-core";
 import { startUpload } from "../mod.ts";
 import { sha256, startTestServer } from "./_helpers.ts";
 import { withPage } from "./_browser.ts";
+import { screenshot, waitForLine } from "./_viewer.ts";
 import { FaultProxy } from "./_proxy.ts";
 
 const encoder = new TextEncoder();
@@ -24,33 +25,6 @@ const encoder = new TextEncoder();
 const MISSING_ID = "AAAAAAAAAAAAAAAAAAAAAA";
 const XSS_NAME =
   `<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">"'&amp;.log`;
-
-/** Saves a screenshot to a temporary directory (and `SPOOL_SCREENSHOT_DIR`). */
-async function screenshot(page: Page, name: string): Promise<Uint8Array> {
-  const dir = await Deno.makeTempDir({ prefix: "spool-viewer-" });
-  try {
-    const path = `${dir}/${name}.png`;
-    await page.screenshot({ path });
-    const png = await Deno.readFile(path);
-    const keep = Deno.env.get("SPOOL_SCREENSHOT_DIR");
-    if (keep) {
-      await Deno.mkdir(keep, { recursive: true });
-      await Deno.copyFile(path, `${keep}/${name}.png`);
-    }
-    return png;
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-/** Resolves once the tail pane holds a line with exactly `text`. */
-async function waitForLine(page: Page, text: string): Promise<void> {
-  await page.locator("#log > div").filter({ hasText: text }).last().waitFor();
-  assertEquals(
-    await page.locator("#log > div", { hasText: text }).last().textContent(),
-    text,
-  );
-}
 
 /** The absolute URL a link on the page points to. */
 async function linkOf(page: Page, selector: string): Promise<string> {

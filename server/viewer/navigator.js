@@ -172,7 +172,11 @@ export class Navigator {
     if (this.attached) {
       const fresh = this.fresh;
       this.fresh = [];
-      this.view.append(fresh);
+      const max = this.options.maxLines;
+      // More new lines than the page holds (the tail at first): only the
+      // last ones are made at all.
+      if (fresh.length >= max) this.view.replace(fresh.slice(-max), null);
+      else this.view.append(fresh);
       this.view.setPartial(this.partial);
       this.view.trim("top");
     }

@@ -160,7 +160,11 @@ function startLog(pane) {
     maxLines: Number(data.maxLines),
     pageLines: Number(data.pageLines),
   }, {
-    moved: () => showPosition(view, nav),
+    moved: () => {
+      showPosition(view, nav);
+      // The numbers may have come: a linked line can be found now.
+      links.go();
+    },
     flushed: () => {
       if (follow.checked) view.scrollToBottom();
       links.go();
