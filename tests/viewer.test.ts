@@ -18,6 +18,7 @@ import { startUpload } from "../mod.ts";
 import { sha256, startTestServer } from "./_helpers.ts";
 import { withPage } from "./_browser.ts";
 import { screenshot, waitForLine } from "./_viewer.ts";
+import { TAIL_BYTES } from "../server/viewer/pages.ts";
 import { FaultProxy } from "./_proxy.ts";
 
 const encoder = new TextEncoder();
@@ -517,7 +518,7 @@ Deno.test("viewer: the page of an already-FAILED resource shows its bytes, the F
   await upload.closed();
 });
 
-Deno.test("viewer: the page of an already-COMPLETED resource opens at its last 256 KiB, read without a follow, and loads the lines before", async () => {
+Deno.test("viewer: the page of an already-COMPLETED resource opens at its last bytes (TAIL_BYTES), read without a follow, and loads the lines before", async () => {
   await using server = await startTestServer();
   // Over 256 KiB: several store reads, with characters split between them.
   const bytes = textLines("row", 0, 4000);
@@ -538,8 +539,8 @@ Deno.test("viewer: the page of an already-COMPLETED resource opens at its last 2
     }).waitFor();
     assertEquals(await page.locator("#status").textContent(), "COMPLETED");
     assertEquals(await page.locator("#error").textContent(), "");
-    // The last 256 KiB, from the first line that starts in them.
-    const start = bytes.byteLength - 256 * 1024;
+    // The last bytes, from the first line that starts in them.
+    const start = bytes.byteLength - TAIL_BYTES;
     const cut = bytes.indexOf(0x0a, start - 1) + 1;
     await page.locator("#lines", { hasText: "4,000 lines" }).waitFor();
     await assertPaneHolds(page, bytes.subarray(cut), "the tail");
@@ -548,9 +549,15 @@ Deno.test("viewer: the page of an already-COMPLETED resource opens at its last 2
       .split("\n").length - 1;
     assertEquals(
       await page.locator("#earlier-text").textContent(),
-      `Lines 1–${before} are not on the page.`,
+      `Lines 1–${before.toLocaleString("en-US")} are not on the page.`,
     );
-    await page.locator("#load-earlier").click();
+    // Back by 1,000 lines a click, to line 1.
+    for (let first = before; first > 0; first -= 1000) {
+      await page.locator(
+        `#log > .line:first-child > .ln[data-n="${first + 1}"]`,
+      ).waitFor();
+      await page.locator("#load-earlier:enabled").click();
+    }
     await page.locator("#earlier").waitFor({ state: "hidden" });
     await assertPaneHolds(page, bytes, "the pane");
     assertEquals(requests, [`bytes=${start}-`], "lines, not bytes, after");

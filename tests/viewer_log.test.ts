@@ -22,6 +22,7 @@ import {
 } from "./_viewer.ts";
 import { formatElapsed, formatTime } from "../server/viewer/format.js";
 import { CheckpointTimes } from "../server/viewer/times.js";
+import { TAIL_BYTES } from "../server/viewer/pages.ts";
 
 const encoder = new TextEncoder();
 const E = "\u001b";
@@ -168,7 +169,7 @@ Deno.test("viewer log: every line has its number; a click links #L120, a shift-c
   });
   await small.send(encoder.encode(numberedLines("row", 1, 200)));
   await small.closed();
-  // Over the 256 KiB the page starts with: line 10 is not read at first.
+  // Over the TAIL_BYTES the page starts with: line 10 is not read at first.
   const big = await startUpload(server.url, {
     name: "big.log",
     mimeType: "text/plain",
@@ -475,7 +476,7 @@ Deno.test("viewer log: a huge log opens at its tail (one range read), pages back
       await lineNumbered(page, LINES).textContent(),
       `entry ${LINES}`,
     );
-    const start = text.length - 256 * 1024;
+    const start = text.length - TAIL_BYTES;
     // The bytes: one follow from the tail, none from byte 0.
     assertEquals(
       requests.filter((q) => q.startsWith("?")),

@@ -33,7 +33,7 @@ import pageCss from "./page.css" with { type: "text" };
 /** Lines the log pane holds at most (and the tail it reads keeps). */
 export const MAX_LINES: number = 5000;
 /** Bytes of the end of a log the page starts reading from (a huge log opens at once). */
-export const TAIL_BYTES: number = 256 * 1024;
+export const TAIL_BYTES: number = 64 * 1024;
 /** Lines "load earlier" and "load later" read at a time. */
 export const PAGE_LINES: number = 1000;
 /** Rows the listing shows (the newest ones). */
