@@ -118,3 +118,20 @@ Deno.test("page scripts: a module the viewer has not, an import cycle, a form of
   );
   assertMatch(script, /const \{ c: d \} = __c;/);
 });
+
+Deno.test("page scripts: no file of the viewer has a string over several lines (the bundle drops indents and comment lines)", async () => {
+  const folder = new URL("../server/viewer/", import.meta.url);
+  let files = 0;
+  for await (const entry of Deno.readDir(folder)) {
+    if (!entry.name.endsWith(".js")) continue;
+    files++;
+    const text = await Deno.readTextFile(new URL(entry.name, folder));
+    text.split("\n").forEach((line, i) => {
+      if (/^\s*(\/\/|\/\*|\*)/.test(line)) return;
+      const where = `${entry.name}:${i + 1}`;
+      assertEquals(line.split("`").length % 2, 1, `${where}: a \` left open`);
+      assertEquals(/\\$/.test(line), false, `${where}: a \\ at the end`);
+    });
+  }
+  assert(files >= 10, `${files} files`);
+});

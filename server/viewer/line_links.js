@@ -22,7 +22,7 @@ import { entryAt } from "./log_view.js";
  * The lines a fragment names (0-based, inclusive), if it names any.
  *
  * @example
- * ```js
+ * ```js ignore
  * linesOfHash("#L120-L140"); // { from: 119, to: 139 }
  * ```
  *
@@ -42,7 +42,7 @@ export function linesOfHash(hash) {
  * The selected lines and the links to them.
  *
  * @example
- * ```js
+ * ```js ignore
  * const links = new LineLinks(view, nav, { reveal, state });
  * links.fromHash();
  * ```

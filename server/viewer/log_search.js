@@ -25,7 +25,7 @@ import { compileSearch } from "./search.js";
  * The search box and what it finds.
  *
  * @example
- * ```js
+ * ```js ignore
  * const search = new SearchView(view, { input, regex, caseSensitive, count }, reveal);
  * search.run();
  * ```

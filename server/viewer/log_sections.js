@@ -36,7 +36,7 @@ import { formatDuration } from "./format.js";
  * The sections of the lines in a {@linkcode LogView}.
  *
  * @example
- * ```js
+ * ```js ignore
  * const sections = new SectionsView(view, { live: () => true, timeOf, needTimes });
  * sections.rebuild();
  * ```

@@ -22,7 +22,7 @@ import { formatElapsed, formatTime } from "./format.js";
  * The times column of a {@linkcode LogView}.
  *
  * @example
- * ```js
+ * ```js ignore
  * const times = new TimesView(view, { start: Date.parse(createdAt), load });
  * times.show(true);
  * ```

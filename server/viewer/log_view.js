@@ -88,7 +88,7 @@ const NO_HOOKS = { added() {}, rebuilt() {}, updated() {}, dropped() {} };
  * The window of lines in `#log`.
  *
  * @example
- * ```js
+ * ```js ignore
  * const view = new LogView(document.getElementById("log"), 5000);
  * view.append(records);
  * ```

@@ -39,7 +39,7 @@ import { fetchLines } from "./reader.js";
  * The tail and the window of lines on the page.
  *
  * @example
- * ```js
+ * ```js ignore
  * const nav = new Navigator(view, { urlOf, charset: "utf-8", maxLines: 5000, pageLines: 1000 }, events);
  * nav.start(0);
  * ```

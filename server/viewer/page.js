@@ -199,7 +199,32 @@ function startLog(pane) {
     picked: () => follow.checked = false,
     state: (text) => stateEl.textContent = text,
   });
-  view.hooks = {
+  view.hooks = hooksOf(view, { sections, search, times, links });
+  const controls = { view, nav, follow, search, times, sections };
+  wireControls(controls);
+  wireKeys(controls);
+  statusListeners.push((s) => {
+    times.add(s.size, s.updatedAt);
+    if (terminal(s)) sections.tick();
+  });
+  const ticker = setInterval(() => {
+    sections.tick();
+    if (terminal(last)) clearInterval(ticker);
+  }, 1000);
+  readLog(nav, sections);
+  links.fromHash();
+}
+
+/**
+ * What the parts around the lines do when lines come, go or change.
+ *
+ * @param {LogView} view
+ * @param {{ sections: SectionsView, search: SearchView, times: TimesView, links: LineLinks }} parts
+ * @returns {import("./log_view.js").ViewHooks}
+ */
+function hooksOf(view, parts) {
+  const { sections, search, times, links } = parts;
+  return {
     added(entries) {
       sections.added(entries);
       search.added(entries);
@@ -219,19 +244,6 @@ function startLog(pane) {
     },
     dropped: (entry) => search.dropped(entry),
   };
-  const controls = { view, nav, follow, search, times, sections };
-  wireControls(controls);
-  wireKeys(controls);
-  statusListeners.push((s) => {
-    times.add(s.size, s.updatedAt);
-    if (terminal(s)) sections.tick();
-  });
-  const ticker = setInterval(() => {
-    sections.tick();
-    if (terminal(last)) clearInterval(ticker);
-  }, 1000);
-  readLog(nav, sections);
-  links.fromHash();
 }
 
 /**

@@ -107,7 +107,7 @@ export async function refusal(response) {
  * Reads a resource's bytes from `start` to its end (see the module).
  *
  * @example
- * ```js
+ * ```js ignore
  * new ByteReader(context, 0).run();
  * ```
  */

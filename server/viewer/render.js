@@ -105,7 +105,7 @@ function styled(text, style) {
  * `current`.
  *
  * @example
- * ```js
+ * ```js ignore
  * renderRuns(span, [{ text: "an error", style: null }], [[3, 8]], 0);
  * // span: an <mark class="hit current">error</mark>
  * ```
@@ -172,7 +172,7 @@ export function dropChars(runs, count) {
  * escape can only be the marks.
  *
  * @example
- * ```js
+ * ```js ignore
  * showText(document.getElementById("error"), "disk \u202eLLUF");
  * ```
  *

@@ -115,6 +115,19 @@ function order(
   return done;
 }
 
+/** Comments on lines of their own (JSDoc, `//` lines): the page needs none. */
+const COMMENT_LINES = /^[ \t]*(?:\/\*[\s\S]*?\*\/|\/\/[^\n]*)[ \t]*\n/gm;
+
+/**
+ * `source` without its comment lines (half of the files' text), indents
+ * and blank lines. (No file of the folder has a string over several lines:
+ * `viewer_html.test.ts` checks.)
+ */
+function uncommented(source: string): string {
+  return source.replace(COMMENT_LINES, "").replace(/^[ \t]+/gm, "")
+    .replace(/\n{2,}/g, "\n");
+}
+
 /** One module as a function that returns its exports. */
 function wrapped(file: string, source: string): string {
   const exports = [...source.matchAll(EXPORT)].map((match) => match[1]);
@@ -141,9 +154,10 @@ export function bundleScript(
   entry: string,
   modules: Readonly<Record<string, string>> = MODULES,
 ): string {
-  const body =
+  const body = uncommented(
     order(entry, modules).map((file) => wrapped(file, modules[file])).join("") +
-    localised(entry);
+      localised(entry),
+  );
   const left = /^\s*(import|export)\b.*$/m.exec(body);
   if (left) {
     throw new Error(
