@@ -12,6 +12,7 @@ import type { ResourceStore } from "./store.ts";
 import { limitExceeded } from "./limits.ts";
 import { SpoolError } from "../protocol/errors.ts";
 import { sanitizeStoredStatus } from "./_stored_status.ts";
+import { recordCheckpoints } from "./checkpoint_log.ts";
 
 /**
  * What an uploader asks for.
@@ -31,6 +32,21 @@ export interface NewResource {
   /** Custom string metadata. */
   metadata: Record<string, string>;
 }
+
+/**
+ * Learns of resources that appear (`created`: a new upload) and disappear
+ * (`expired`) in a registry.
+ *
+ * @example
+ * ```ts
+ * import type { RegistryListener } from "./registry.ts";
+ * const log: RegistryListener = (resource, change) => console.log(change, resource.status.id);
+ * ```
+ */
+export type RegistryListener = (
+  resource: Resource,
+  change: "created" | "expired",
+) => void;
 
 /** Expired ids remembered for `gone` answers; older ones become unknown. */
 const MAX_EXPIRED_IDS = 100_000;
@@ -92,6 +108,7 @@ export class ResourceRegistry {
   /** Live resources, and uploads being created (they hold a slot already). */
   readonly #live = new Set<Resource>();
   readonly #creating = new Set<Promise<Resource>>();
+  readonly #listeners = new Set<RegistryListener>();
   /** Set once the server is closing: no upload starts any more. */
   #closing: string | undefined;
 
@@ -201,10 +218,21 @@ export class ResourceRegistry {
       checkpointMs: this.#checkpointMs,
       writer,
     });
+    recordCheckpoints(resource);
     this.#resources.set(status.id, resource);
     this.#live.add(resource);
     resource.finished.then(() => this.#live.delete(resource));
+    for (const listener of this.#listeners) listener(resource, "created");
     return resource;
+  }
+
+  /**
+   * Calls `listener` for every resource created or expired from now on;
+   * returns the function that stops it.
+   */
+  listen(listener: RegistryListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   /** The resource with `id`, if any (malformed ids find nothing). */
@@ -246,6 +274,7 @@ export class ResourceRegistry {
 
   #rememberExpired(id: string): void {
     this.#expired.add(id);
+    for (const listener of this.#listeners) listener(resource, "expired");
     if (this.#expired.size > MAX_EXPIRED_IDS) {
       this.#expired.delete(this.#expired.values().next().value!);
     }

@@ -535,7 +535,9 @@ Deno.test("http: read tokens guard every HTTP route", async () => {
   const { reference } = await uploaded(server, data);
   const token = new URL(reference).searchParams.get("token")!;
   assert(token, "the reference carries a token");
-  for (const path of ["", "/status", "/events", "/lines?tail=1"]) {
+  for (
+    const path of ["", "/status", "/events", "/lines?tail=1", "/checkpoints"]
+  ) {
     const bare = httpUrl(reference);
     bare.search = "";
     const [pathname, search] = path.split("?");
