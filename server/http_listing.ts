@@ -21,7 +21,7 @@ import {
 import type { ResourceStatus } from "../protocol/status.ts";
 import { SpoolError } from "../protocol/errors.ts";
 import { Notifier } from "../protocol/notifier.ts";
-import { errorResponse } from "./_http_error.ts";
+import { errorResponse } from "../protocol/http_error.ts";
 import type { RegistryListener } from "./registry.ts";
 import type { Resource } from "./resource.ts";
 

@@ -248,7 +248,7 @@ export class ResourceRegistry {
     const id = resource.status.id;
     if (resource.live || this.#resources.get(id) !== resource) return;
     this.#resources.delete(id);
-    this.#rememberExpired(id);
+    this.#rememberExpired(id, resource);
     await resource.settled();
     await this.#store.delete(id);
   }
@@ -269,12 +269,15 @@ export class ResourceRegistry {
     const resource = this.#resources.get(id);
     if (resource?.live) return;
     this.#resources.delete(id);
-    this.#rememberExpired(id);
+    this.#rememberExpired(id, resource);
   }
 
-  #rememberExpired(id: string): void {
+  /** Remembers `id` as expired and tells the listeners of `resource`, if known. */
+  #rememberExpired(id: string, resource: Resource | undefined): void {
     this.#expired.add(id);
-    for (const listener of this.#listeners) listener(resource, "expired");
+    if (resource !== undefined) {
+      for (const listener of this.#listeners) listener(resource, "expired");
+    }
     if (this.#expired.size > MAX_EXPIRED_IDS) {
       this.#expired.delete(this.#expired.values().next().value!);
     }
