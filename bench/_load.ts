@@ -18,6 +18,12 @@
  *   ws-idle URL N                N bare WebSockets until stdin closes
  *   mixed SERVER N MIB           N resources, each uploaded and followed once,
  *                                MIB MiB in all
+ *   gets URL CA PROTOCOL CLIENTS STREAMS N
+ *                                N GETs of URL (https, trusting the PEM file
+ *                                CA) over PROTOCOL h2 or h1: CLIENTS clients,
+ *                                each with STREAMS requests in flight; counts
+ *                                the answers that were not `200` with the
+ *                                bytes of the first one
  *
  * The follower commands print a first line when every follower is
  * connected. Lines carry `cpu`, this process's own user + system CPU seconds
@@ -310,6 +316,45 @@ async function mixed(
   report({ ms, bytes: perResource * count, ok: results.every(Boolean) });
 }
 
+/** What {@linkcode gets} is asked to do. */
+interface GetsLoad {
+  url: string;
+  caFile: string;
+  protocol: string;
+  clients: number;
+  streams: number;
+  requests: number;
+}
+
+async function gets(load: GetsLoad): Promise<void> {
+  const caCerts = [await Deno.readTextFile(load.caFile)];
+  const h2 = load.protocol === "h2";
+  const clients = Array.from(
+    { length: load.clients },
+    () => Deno.createHttpClient({ caCerts, http2: h2, http1: !h2 }),
+  );
+  const first = await fetch(load.url, { client: clients[0] });
+  const expected = await first.text();
+  let started = 0, failures = 0;
+  const begun = performance.now();
+  const stream = async (client: Deno.HttpClient) => {
+    while (started < load.requests) {
+      started++;
+      const response = await fetch(load.url, { client });
+      const body = await response.text();
+      if (response.status !== 200 || body !== expected) failures++;
+    }
+  };
+  await Promise.all(
+    clients.flatMap((client) =>
+      Array.from({ length: load.streams }, () => stream(client))
+    ),
+  );
+  const ms = performance.now() - begun;
+  for (const client of clients) client.close();
+  report({ ms, requests: started, failures, bytes: expected.length });
+}
+
 const [command, ...args] = Deno.args;
 switch (command) {
   case "spool-upload":
@@ -341,6 +386,16 @@ switch (command) {
     break;
   case "mixed":
     await mixed(args[0], Number(args[1]), Number(args[2]));
+    break;
+  case "gets":
+    await gets({
+      url: args[0],
+      caFile: args[1],
+      protocol: args[2],
+      clients: Number(args[3]),
+      streams: Number(args[4]),
+      requests: Number(args[5]),
+    });
     break;
   default:
     console.error(`unknown load command ${JSON.stringify(command)}`);

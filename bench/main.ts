@@ -14,6 +14,7 @@ import { type ParsedFlags, parseFlags, UsageError } from "../cli/args.ts";
 import { BenchError, BenchTimeout, bounded } from "./_bounded.ts";
 import { killRunning } from "./_process.ts";
 import { benchBigObject } from "./big_object.ts";
+import { benchHttp2Reads, type Http2ReadsOptions } from "./http2_reads.ts";
 import { type BenchRow, markdownTable } from "./_row.ts";
 import { benchFanOut, type FanOutOptions } from "./fan_out.ts";
 import {
@@ -158,6 +159,31 @@ function costGroup(levels: number[], mib: number): BenchGroup {
   };
 }
 
+function http2Group(options: Http2ReadsOptions): BenchGroup {
+  const load =
+    `${options.clients} clients × ${options.streams} streams, ${options.requests} GETs of a 2-byte resource`;
+  return {
+    name: "live HTTP/2 reads",
+    rows: [
+      `HTTP/2 over TLS, ${load}: server peak RSS growth vs its bound`,
+      `HTTP/2 over TLS, ${load}: server peak RSS growth vs HTTP/1.1`,
+      `HTTP/2 over TLS, ${load}: server RSS growth left once idle`,
+    ],
+    timeoutMs: 180_000,
+    run: () => benchHttp2Reads(options),
+    verify(rows) {
+      const failed = rows.find((row) => row.figure.includes("FAILED"));
+      if (failed !== undefined) {
+        throw new BenchError(
+          `HTTP/2 reads: some answers were not 200 with the resource's bytes: ${
+            JSON.stringify(failed.figure)
+          }`,
+        );
+      }
+    },
+  };
+}
+
 function bigObjectGroup(mib: number, runs: number): BenchGroup {
   return {
     name: "transport one big object",
@@ -245,6 +271,12 @@ export function benchmarks(quick: boolean): BenchGroup[] {
       }),
       idleGroup(50),
       costGroup([1, 4], 4),
+      http2Group({
+        clients: 4,
+        streams: 10,
+        requests: 400,
+        peakBoundMib: 320,
+      }),
       ...transportGroups(
         {
           transport: { objects: 16, seconds: 1 },
@@ -280,6 +312,13 @@ export function benchmarks(quick: boolean): BenchGroup[] {
     }),
     idleGroup(10_000),
     costGroup([1, 10, 100, 1_000], 256),
+    // Issue 17's load: 2,000 streams in flight over 20 connections.
+    http2Group({
+      clients: 20,
+      streams: 100,
+      requests: 13_820,
+      peakBoundMib: 320,
+    }),
     ...transportGroups(
       {
         transport: { objects: 2_048, seconds: 4 },

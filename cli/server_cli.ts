@@ -23,6 +23,7 @@ import {
   DEFAULT_CHECKPOINT_MS,
   DEFAULT_DATA_DIR,
   DEFAULT_HOSTNAME,
+  DEFAULT_LEASE_MS,
   DEFAULT_PORT,
   DEFAULT_RESUME_GRACE_MS,
   DEFAULT_RETENTION_MS,
@@ -55,6 +56,12 @@ Options:
                       resumed before it fails; 0 = never (default ${DEFAULT_RESUME_GRACE_MS})
   --retention-ms N    delete finished resources N ms after they finished;
                       later requests get "gone" (default 0: keep forever)
+  --nats URL[,URL]    keep resources in NATS JetStream (nats-server -js,
+                      2.9 or newer), shared with every node on the same
+                      servers, instead of in --data-dir (docs/multi-node.md)
+  --lease-ms N        with --nats: an upload whose node renewed its lease
+                      N ms ago counts as lost; FAILED after N + the resume
+                      grace (default ${DEFAULT_LEASE_MS})
   -h, --help          show this help
 
 Security (all off by default, for loopback use; see README "Deployment"):
@@ -123,6 +130,8 @@ function parseServerFlags(args: string[]): ParsedFlags {
       "public-url",
       "resume-grace-ms",
       "retention-ms",
+      "nats",
+      "lease-ms",
       "upload-token",
       "secret-file",
       "cert",
@@ -178,6 +187,11 @@ async function serverOptions(flags: ParsedFlags): Promise<ServerOptions> {
     durable: flags.booleans.durable,
     retentionMs: integerFlag(strings, "retention-ms", {
       fallback: DEFAULT_RETENTION_MS,
+    }),
+    nats: strings.nats,
+    leaseMs: integerFlag(strings, "lease-ms", {
+      min: 1,
+      fallback: DEFAULT_LEASE_MS,
     }),
     uploadToken: strings["upload-token"] ??
       (Deno.env.get("SPOOL_UPLOAD_TOKEN") || undefined),

@@ -30,6 +30,7 @@ import { formatBytes, Progress } from "./progress.ts";
 import { writeBody } from "./_write_body.ts";
 import {
   type ReceivedHeader,
+  type ReceiveHandler,
   Receiver,
   Stream,
   TransportError,
@@ -214,7 +215,42 @@ export async function receiveMain(
     console.log(RECEIVE_HELP);
     return 0;
   }
-  let port, secret, hostname, trname, dir, quiet;
+  const parsed = parseReceiveArgs(args);
+  if (typeof parsed === "number") return parsed;
+  const root = await prepareDir(parsed.dir);
+  if (root === null) return 1;
+  const stopped = Promise.withResolvers<void>();
+  const stop = () => stopped.resolve();
+  const removeSignals = onSignals(stop);
+  options.signal?.addEventListener("abort", stop, { once: true });
+  if (options.signal?.aborted) stop();
+  const receiver = new Receiver({ secret: parsed.secret });
+  const failed = await startReceiving(receiver, parsed, root);
+  if (failed !== null) {
+    removeSignals();
+    return failed;
+  }
+  await stopped.promise;
+  removeSignals();
+  options.signal?.removeEventListener("abort", stop);
+  // Ends running streams (their partial files are removed) and waits for
+  // their handlers.
+  await receiver.close();
+  return 0;
+}
+
+/** What `spool receive` was asked to do. */
+interface ReceiveArgs {
+  port: number | undefined;
+  secret: string | undefined;
+  hostname: string;
+  trname: string;
+  dir: string;
+  quiet: boolean;
+}
+
+/** The arguments of `spool receive`, or the exit code of bad usage. */
+function parseReceiveArgs(args: string[]): ReceiveArgs | number {
   try {
     const flags = parseFlags(args, {
       string: ["port", "hostname", "dir", "name", "secret"],
@@ -232,21 +268,28 @@ export async function receiveMain(
         "receive needs --port P; expected a port, 0 for any free one",
       );
     }
-    port = integerFlag(flags.strings, "port", { min: 0, max: 65535 });
-    secret = secretFlag(flags.strings);
-    hostname = flags.strings.hostname ?? "127.0.0.1";
-    trname = flags.strings.name ?? DEFAULT_TRNAME;
-    dir = flags.strings.dir ?? ".";
-    quiet = flags.booleans.quiet;
+    return {
+      port: integerFlag(flags.strings, "port", { min: 0, max: 65535 }),
+      secret: secretFlag(flags.strings),
+      hostname: flags.strings.hostname ?? "127.0.0.1",
+      trname: flags.strings.name ?? DEFAULT_TRNAME,
+      dir: flags.strings.dir ?? ".",
+      quiet: flags.booleans.quiet,
+    };
   } catch (error) {
     if (error instanceof UsageError) return usageFailure("receive", error);
     throw error;
   }
+}
 
-  let root: string;
+/**
+ * Creates `dir` if needed and removes the partial files an earlier receive
+ * left there; its real path, or `null` (reported) if it cannot be used.
+ */
+async function prepareDir(dir: string): Promise<string | null> {
   try {
     await Deno.mkdir(dir, { recursive: true });
-    root = await Deno.realPath(resolve(dir));
+    const root = await Deno.realPath(resolve(dir));
     const removed = await removePartFiles(root);
     if (removed > 0) {
       console.error(
@@ -255,50 +298,31 @@ export async function receiveMain(
         } (.part) that an earlier receive left in ${root}`,
       );
     }
+    return root;
   } catch (error) {
     console.error(
       `spool receive: cannot use --dir ${dir}: ${(error as Error).message}`,
     );
-    return 1;
+    return null;
   }
+}
 
-  const stopped = Promise.withResolvers<void>();
-  const stop = () => stopped.resolve();
-  const removeSignals = onSignals(stop);
-  options.signal?.addEventListener("abort", stop, { once: true });
-  if (options.signal?.aborted) stop();
-  const receiver = new Receiver({ secret });
+/**
+ * Listens and serves the endpoint, storing objects under `root`; `null`
+ * once listening, else the exit code (reported; the receiver is closed).
+ */
+async function startReceiving(
+  receiver: Receiver,
+  parsed: ReceiveArgs,
+  root: string,
+): Promise<number | null> {
+  const { hostname, port, trname } = parsed;
   try {
     await receiver.listen("cli", { hostname, port });
-    receiver.register("cli", trname, async (header, body, error) => {
-      if (error !== undefined) {
-        console.error(
-          `spool receive: stream ${header.sessionId} failed${
-            header.name === ""
-              ? ""
-              : ` in object ${JSON.stringify(header.name)}`
-          }: ${error.code}: ${error.message}`,
-        );
-        return;
-      }
-      let stored: StoredObject;
-      try {
-        stored = await storeObject(root, header, body);
-      } catch (cause) {
-        // A body that failed is reported by the error call that follows.
-        if (cause instanceof TransportError) return;
-        console.error(
-          `spool receive: refused object ${JSON.stringify(header.name)}: ${
-            (cause as Error).message
-          }`,
-        );
-        throw cause;
-      }
-      if (!quiet) console.log(JSON.stringify(stored));
-    });
+    receiver.register("cli", trname, storingHandler(root, parsed.quiet));
     console.log(`Listening on ${receiver.url("cli", trname).href}`);
+    return null;
   } catch (error) {
-    removeSignals();
     await receiver.close();
     if (
       error instanceof TransportError && error.code === "invalid-argument"
@@ -312,13 +336,34 @@ export async function receiveMain(
     );
     return 1;
   }
-  await stopped.promise;
-  removeSignals();
-  options.signal?.removeEventListener("abort", stop);
-  // Ends running streams (their partial files are removed) and waits for
-  // their handlers.
-  await receiver.close();
-  return 0;
+}
+
+/** The handler that stores each object under `root` and reports it. */
+function storingHandler(root: string, quiet: boolean): ReceiveHandler {
+  return async (header, body, error) => {
+    if (error !== undefined) {
+      console.error(
+        `spool receive: stream ${header.sessionId} failed${
+          header.name === "" ? "" : ` in object ${JSON.stringify(header.name)}`
+        }: ${error.code}: ${error.message}`,
+      );
+      return;
+    }
+    let stored: StoredObject;
+    try {
+      stored = await storeObject(root, header, body);
+    } catch (cause) {
+      // A body that failed is reported by the error call that follows.
+      if (cause instanceof TransportError) return;
+      console.error(
+        `spool receive: refused object ${JSON.stringify(header.name)}: ${
+          (cause as Error).message
+        }`,
+      );
+      throw cause;
+    }
+    if (!quiet) console.log(JSON.stringify(stored));
+  };
 }
 
 /**
@@ -336,7 +381,56 @@ export async function sendMain(args: string[]): Promise<number> {
     console.log(SEND_HELP);
     return 0;
   }
-  let url: string, files: string[], secret, burst, prefix: string, quiet;
+  const parsed = parseSendArgs(args);
+  if (typeof parsed === "number") return parsed;
+  const { files, prefix, quiet } = parsed;
+  const sizes = await fileSizes(files);
+  if (sizes === null) return 1;
+  const controller = new AbortController();
+  let interrupted = false;
+  const removeSignals = onSignals(() => {
+    interrupted = true;
+    controller.abort(new Error("interrupted by a signal"));
+  });
+  const progress = new Progress("send", {
+    enabled: quiet ? false : undefined,
+    total: sizes.reduce((a, b) => a + b, 0),
+  });
+  let stream: Stream;
+  try {
+    stream = openStream(parsed, controller.signal, progress);
+  } catch (error) {
+    removeSignals();
+    if (error instanceof TransportError) {
+      return usageFailure("send", new UsageError(error.message));
+    }
+    throw error;
+  }
+  const started = performance.now();
+  const objects = files.map((file, i) => ({
+    name: prefix + basename(file),
+    file,
+    size: sizes[i],
+  }));
+  const outcome = await sendFiles(stream, objects);
+  removeSignals();
+  const seconds = (performance.now() - started) / 1000;
+  progress.done();
+  return reportSend(objects, outcome, { seconds, interrupted, quiet });
+}
+
+/** What `spool send` was asked to do. */
+interface SendArgs {
+  url: string;
+  files: string[];
+  secret: string | undefined;
+  burst: number | undefined;
+  prefix: string;
+  quiet: boolean;
+}
+
+/** The arguments of `spool send`, or the exit code of bad usage. */
+function parseSendArgs(args: string[]): SendArgs | number {
   try {
     const flags = parseFlags(args, {
       string: ["secret", "burst", "prefix"],
@@ -347,11 +441,10 @@ export async function sendMain(args: string[]): Promise<number> {
         `send takes a URL and at least one FILE, got ${flags.positional.length} arguments; expected send [options] URL FILE...`,
       );
     }
-    [url, ...files] = flags.positional;
-    secret = secretFlag(flags.strings);
-    burst = integerFlag(flags.strings, "burst", { min: 1 });
-    prefix = flags.strings.prefix ?? "";
-    quiet = flags.booleans.quiet;
+    const [url, ...files] = flags.positional;
+    const secret = secretFlag(flags.strings);
+    const burst = integerFlag(flags.strings, "burst", { min: 1 });
+    const prefix = flags.strings.prefix ?? "";
     const seen = new Map<string, string>();
     for (const file of files) {
       const name = prefix + basename(file);
@@ -365,12 +458,18 @@ export async function sendMain(args: string[]): Promise<number> {
       }
       seen.set(name, file);
     }
+    return { url, files, secret, burst, prefix, quiet: flags.booleans.quiet };
   } catch (error) {
     if (error instanceof UsageError) return usageFailure("send", error);
     throw error;
   }
+}
 
-  // Every file must be readable before anything is sent.
+/**
+ * The size of every file, or `null` (reported) if one is not a readable
+ * regular file: every file must be readable before anything is sent.
+ */
+async function fileSizes(files: string[]): Promise<number[] | null> {
   const sizes: number[] = [];
   for (const file of files) {
     try {
@@ -382,62 +481,47 @@ export async function sendMain(args: string[]): Promise<number> {
       console.error(
         `spool send: cannot read ${file}: ${(error as Error).message}`,
       );
-      return 1;
+      return null;
     }
   }
-  const total = sizes.reduce((a, b) => a + b, 0);
+  return sizes;
+}
 
-  const controller = new AbortController();
-  let interrupted = false;
-  const removeSignals = onSignals(() => {
-    interrupted = true;
-    controller.abort(new Error("interrupted by a signal"));
+/** The stream `send` uses; throws a `TransportError` for bad options. */
+function openStream(
+  parsed: SendArgs,
+  signal: AbortSignal,
+  progress: Progress,
+): Stream {
+  return new Stream(parsed.url, {
+    secret: parsed.secret,
+    burst: parsed.burst,
+    signal,
+    // Delivered means stored by the receiver, not written to a socket.
+    confirm: true,
+    // The progress line counts bytes as they are sent, inside a file too.
+    onProgress: (stats) => progress.update(stats.sent),
   });
-  const progress = new Progress("send", {
-    enabled: quiet ? false : undefined,
-    total,
-  });
-  let stream: Stream;
-  try {
-    stream = new Stream(url, {
-      secret,
-      burst,
-      signal: controller.signal,
-      // Delivered means stored by the receiver, not written to a socket.
-      confirm: true,
-      // The progress line counts bytes as they are sent, inside a file too.
-      onProgress: (stats) => progress.update(stats.sent),
-    });
-  } catch (error) {
-    removeSignals();
-    if (error instanceof TransportError) {
-      return usageFailure("send", new UsageError(error.message));
-    }
-    throw error;
-  }
+}
 
-  const started = performance.now();
-  const objects = files.map((file, i) => ({
-    name: prefix + basename(file),
-    file,
-    size: sizes[i],
-  }));
-  const outcome = await sendFiles(stream, objects);
-  removeSignals();
-  const seconds = (performance.now() - started) / 1000;
-  progress.done();
+/** Prints the summary of a `send`, or why it failed; the exit code. */
+function reportSend(
+  objects: Outgoing[],
+  outcome: SendOutcome,
+  run: { seconds: number; interrupted: boolean; quiet: boolean },
+): number {
   const failure = failureLine(objects, outcome);
   if (failure !== null) {
     console.error(
-      `spool send: ${interrupted ? "interrupted; " : ""}${failure}`,
+      `spool send: ${run.interrupted ? "interrupted; " : ""}${failure}`,
     );
     return 1;
   }
-  if (!quiet) {
-    const rate = Math.round(outcome.bytes / Math.max(seconds, 0.001));
+  if (!run.quiet) {
+    const rate = Math.round(outcome.bytes / Math.max(run.seconds, 0.001));
     console.log(
       `sent ${outcome.delivered} objects, ${formatBytes(outcome.bytes)} in ${
-        seconds.toFixed(2)
+        run.seconds.toFixed(2)
       } s (${formatBytes(rate)}/s)`,
     );
   }

@@ -28,6 +28,7 @@ const HTTP_STATUS_OF: Partial<Record<ErrorCode | TransportErrorCode, number>> =
     "handler-failed": 500,
     "unavailable": 503,
     "receiver-closed": 503,
+    "nonce-cache-full": 503,
   };
 /** The status of codes missing above: the request was wrong. */
 const DEFAULT_STATUS = 400;

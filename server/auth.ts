@@ -4,7 +4,8 @@
  * server secret (so nothing token-related is stored with a resource).
  *
  * Tokens travel as `Authorization: Bearer <token>` or as a `token` query
- * parameter (browsers cannot set headers on WebSockets).
+ * parameter (browsers cannot set headers on WebSockets); a request passes
+ * when either one is right, so neither takes precedence.
  *
  * @module
  */
@@ -23,20 +24,31 @@ export interface ServerAuthOptions {
 }
 
 /**
- * The token a request presents: its bearer token, else its `token` query
- * parameter.
+ * The tokens a request presents: its bearer token and its `token` query
+ * parameter, each when there. Both count: a proxy that adds its own
+ * `Authorization` header must not hide a correct `?token=`.
  *
  * @example
  * ```ts
- * import { presentedToken } from "./auth.ts";
- * presentedToken(new Request("http://x/resources/a?token=t")); // "t"
+ * import { presentedTokens } from "./auth.ts";
+ * presentedTokens(new Request("http://x/resources/a?token=t")); // ["t"]
  * ```
  */
-export function presentedToken(request: Request): string | undefined {
+export function presentedTokens(request: Request): string[] {
+  const tokens: string[] = [];
   const header = request.headers.get("authorization");
   const bearer = header?.match(/^Bearer\s+(\S+)\s*$/i);
-  if (bearer) return bearer[1];
-  return new URL(request.url).searchParams.get("token") ?? undefined;
+  if (bearer) tokens.push(bearer[1]);
+  const query = new URL(request.url).searchParams.get("token");
+  if (query !== null && query !== bearer?.[1]) tokens.push(query);
+  return tokens;
+}
+
+/** Whether any of `given` is `expected`; every one is compared. */
+function anyToken(given: string[], expected: string): boolean {
+  let found = false;
+  for (const token of given) found = sameToken(token, expected) || found;
+  return found;
 }
 
 function sameToken(given: string, expected: string): boolean {
@@ -93,14 +105,12 @@ export class ServerAuth {
   /** Why `request` may not create an upload, or `undefined` if it may. */
   uploadRefusal(request: Request): SpoolError | undefined {
     if (this.#uploadToken === undefined) return undefined;
-    const given = presentedToken(request);
-    if (given !== undefined && sameToken(given, this.#uploadToken)) {
-      return undefined;
-    }
+    const given = presentedTokens(request);
+    if (anyToken(given, this.#uploadToken)) return undefined;
     return new SpoolError(
       "forbidden",
       `${
-        given === undefined ? "no" : "a wrong"
+        given.length === 0 ? "no" : "a wrong"
       } upload token was presented; this server requires its upload token as 'Authorization: Bearer <token>' or a 'token' query parameter`,
     );
   }
@@ -117,12 +127,12 @@ export class ServerAuth {
   readRefusal(request: Request, id: string): SpoolError | undefined {
     const expected = this.readToken(id);
     if (expected === undefined) return undefined;
-    const given = presentedToken(request);
-    if (given !== undefined && sameToken(given, expected)) return undefined;
+    const given = presentedTokens(request);
+    if (anyToken(given, expected)) return undefined;
     return new SpoolError(
       "forbidden",
       `${
-        given === undefined ? "no" : "a wrong"
+        given.length === 0 ? "no" : "a wrong"
       } read token was presented for this resource; expected the 'token' of its reference URL (or 'Authorization: Bearer <token>')`,
     );
   }

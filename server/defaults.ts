@@ -40,3 +40,12 @@ export const MAX_SOCKET_SHARE = 4 * 1024 * 1024;
  * that never answer (a reset handshake, a black-holed link) cannot hold it up.
  */
 export const SHUTDOWN_GRACE_MS = 3000;
+/**
+ * With a shared engine (`--nats`): how long the node taking an upload may
+ * go without renewing its lease before other nodes count it lost, in ms.
+ * With the default resume grace an upload whose node died is `FAILED` on
+ * every node within lease + grace + two sweeps: about 17 s.
+ */
+export const DEFAULT_LEASE_MS = 5000;
+/** How often each node looks at the leases of uploads other nodes hold, in ms. */
+export const DEFAULT_LEASE_SWEEP_MS = 1000;

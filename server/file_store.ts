@@ -80,6 +80,11 @@ export class StoreInUseError extends Error {
 /** The lock file in a data dir, held (flock) while a server runs. */
 const LOCK_FILE = "spool.lock";
 
+/**
+ * Largest buffer a read allocates. A read of fewer bytes allocates only what
+ * it needs: thousands of small answers in flight at once (HTTP/2 streams)
+ * must not each hold a 256 KiB buffer.
+ */
 const READ_CHUNK_SIZE = 256 * 1024;
 
 /**
@@ -218,7 +223,10 @@ export class FileStore implements ResourceStore {
     };
     return new ReadableStream({
       type: "bytes",
-      autoAllocateChunkSize: READ_CHUNK_SIZE,
+      autoAllocateChunkSize: Math.max(
+        1,
+        Math.min(READ_CHUNK_SIZE, end - start),
+      ),
       async pull(controller) {
         const request = controller.byobRequest!;
         const view = request.view as Uint8Array;

@@ -46,82 +46,117 @@ export function statusEvents(
   resource: Resource,
   options: StatusEventsOptions,
 ): ReadableStream<Uint8Array> {
-  const { signal } = options;
-  const keepAliveMs = options.keepAliveMs ?? 15_000;
-  const maxQueued = options.maxQueued ?? 64;
-  const queue: ResourceStatus[] = [];
-  let stopped = false;
-  let unwatch: (() => void) | undefined;
-  const changed = new Notifier();
-  const notify = () => changed.notify();
-  let pulling = false;
-  let controller: ReadableStreamDefaultController<ServerSentEventMessage>;
-  const onAbort = () => {
-    if (pulling || stopped) return notify();
+  const source = new StatusSource(resource, options);
+  const events = new ReadableStream<ServerSentEventMessage>({
+    start: (controller) => source.start(controller),
+    pull: () => source.pull(),
+    cancel: () => source.release(),
+  }, { highWaterMark: 0 });
+  return events.pipeThrough(new ServerSentEventStream());
+}
+
+/** Keep-alive interval when {@linkcode StatusEventsOptions.keepAliveMs} is not given. */
+const DEFAULT_KEEP_ALIVE_MS = 15_000;
+/** Queue bound when {@linkcode StatusEventsOptions.maxQueued} is not given. */
+const DEFAULT_MAX_QUEUED = 64;
+
+/** The underlying source of one status event stream. */
+class StatusSource {
+  readonly #resource: Resource;
+  readonly #signal: AbortSignal;
+  readonly #onEnd: (() => void) | undefined;
+  readonly #keepAliveMs: number;
+  readonly #maxQueued: number;
+  readonly #queue: ResourceStatus[] = [];
+  readonly #changed = new Notifier();
+  #stopped = false;
+  #pulling = false;
+  #unwatch: (() => void) | undefined;
+  #controller!: ReadableStreamDefaultController<ServerSentEventMessage>;
+  readonly #onAbort = (): void => {
+    if (this.#pulling || this.#stopped) return this.#changed.notify();
     // Nobody is waiting on a pull: end the stream now.
-    release();
-    controller.close();
+    this.#end();
   };
-  const release = () => {
-    stopped = true;
-    unwatch?.();
-    unwatch = undefined;
-    signal.removeEventListener("abort", onAbort);
-    notify();
-    options.onEnd?.();
-  };
+
+  constructor(resource: Resource, options: StatusEventsOptions) {
+    this.#resource = resource;
+    this.#signal = options.signal;
+    this.#onEnd = options.onEnd;
+    this.#keepAliveMs = options.keepAliveMs ?? DEFAULT_KEEP_ALIVE_MS;
+    this.#maxQueued = options.maxQueued ?? DEFAULT_MAX_QUEUED;
+  }
+
+  /** Starts watching the resource. */
+  start(
+    controller: ReadableStreamDefaultController<ServerSentEventMessage>,
+  ): void {
+    this.#controller = controller;
+    this.#unwatch = this.#resource.watch((status) => {
+      this.#queue.push(status);
+      if (this.#queue.length > this.#maxQueued) this.#queue.shift();
+      this.#changed.notify();
+    });
+    this.#signal.addEventListener("abort", this.#onAbort);
+  }
+
+  /** The stream wants one more event. */
+  async pull(): Promise<void> {
+    this.#pulling = true;
+    try {
+      await this.#next();
+    } finally {
+      this.#pulling = false;
+    }
+  }
+
+  /** Stops watching; the stream ended, however it ended. */
+  release(): void {
+    this.#stopped = true;
+    this.#unwatch?.();
+    this.#unwatch = undefined;
+    this.#signal.removeEventListener("abort", this.#onAbort);
+    this.#changed.notify();
+    this.#onEnd?.();
+  }
+
+  #end(): void {
+    this.release();
+    this.#controller.close();
+  }
+
   /** Queues the next event: a status, a keep-alive comment, or the end. */
-  const next = async (): Promise<void> => {
-    if (queue.length === 0 && !stopped && !signal.aborted) {
-      // The keep-alive timer wakes this same wait, so no waiter is left over.
-      let idle = false;
-      const timer = setTimeout(() => {
-        idle = true;
-        notify();
-      }, keepAliveMs);
-      await changed.wait();
-      clearTimeout(timer);
-      if (stopped) return;
+  async #next(): Promise<void> {
+    const queue = this.#queue;
+    if (queue.length === 0 && !this.#stopped && !this.#signal.aborted) {
+      const idle = await this.#waitForChange();
+      if (this.#stopped) return;
       if (idle && queue.length === 0) {
-        controller.enqueue({ comment: "keep-alive" });
+        this.#controller.enqueue({ comment: "keep-alive" });
         return;
       }
     }
-    if (stopped) return;
+    if (this.#stopped) return;
     const status = queue.shift();
     if (status === undefined) {
       // Shut down with nothing left to say.
-      release();
-      controller.close();
+      this.#end();
       return;
     }
-    controller.enqueue({ event: "status", data: JSON.stringify(status) });
-    if (isTerminal(status)) {
-      release();
-      controller.close();
-    }
-  };
-  const events = new ReadableStream<ServerSentEventMessage>({
-    start(streamController) {
-      controller = streamController;
-      unwatch = resource.watch((status) => {
-        queue.push(status);
-        if (queue.length > maxQueued) queue.shift();
-        notify();
-      });
-      signal.addEventListener("abort", onAbort);
-    },
-    async pull() {
-      pulling = true;
-      try {
-        await next();
-      } finally {
-        pulling = false;
-      }
-    },
-    cancel() {
-      release();
-    },
-  }, { highWaterMark: 0 });
-  return events.pipeThrough(new ServerSentEventStream());
+    this.#controller.enqueue({ event: "status", data: JSON.stringify(status) });
+    if (isTerminal(status)) this.#end();
+  }
+
+  /** Waits for a change or the keep-alive interval; whether it was idle. */
+  async #waitForChange(): Promise<boolean> {
+    // The keep-alive timer wakes this same wait, so no waiter is left over.
+    let idle = false;
+    const timer = setTimeout(() => {
+      idle = true;
+      this.#changed.notify();
+    }, this.#keepAliveMs);
+    await this.#changed.wait();
+    clearTimeout(timer);
+    return idle;
+  }
 }

@@ -8,6 +8,7 @@
  * - `/resources/{id}/status`: the status JSON.
  * - `/resources/{id}/events`: Server-Sent Events of the statuses.
  * - `/resources/{id}/lines`: line ranges, tails, line-aligned follow.
+ * - `/resources/{id}/checkpoints`: when its bytes became readable.
  *
  * The server lets only `GET` and `HEAD` reach them and drops the body of a
  * `HEAD` answer (these handlers skip making bodies for `HEAD` where that
@@ -23,8 +24,14 @@
 import type { ResourceStatus } from "../protocol/status.ts";
 import { isTerminal } from "../protocol/status.ts";
 import { type ErrorCode, SpoolError } from "../protocol/errors.ts";
-import { lineOffset, lineView } from "./line_index.ts";
+import {
+  lineAtOffset,
+  lineOffset,
+  type LineView,
+  lineView,
+} from "./line_index.ts";
 import { followBody } from "./http_follow.ts";
+import { checkpointLogOf } from "./checkpoint_log.ts";
 import { rangeBody } from "./http_range.ts";
 import { statusEvents } from "./http_events.ts";
 import type { Resource } from "./resource.ts";
@@ -32,6 +39,14 @@ import { errorResponse } from "../protocol/http_error.ts";
 import { contentDisposition, contentType, headerValue } from "./_header.ts";
 import { HttpWatcher } from "./_http_watcher.ts";
 import type { Watchers } from "./watchers.ts";
+
+/**
+ * Largest answer read whole before it is sent rather than streamed. Under
+ * HTTP/2 thousands of answers are in flight at once (200 streams on each
+ * connection); a streamed one keeps a pair of `ReadableStream`s and the
+ * runtime's stream state each, a buffered one only its bytes.
+ */
+const WHOLE_BODY_BYTES = 64 * 1024;
 
 /** What the HTTP handlers of a resource may use. */
 export interface ResourceHttpContext {
@@ -78,7 +93,7 @@ export async function serveResourceHttp(
       case "":
         return flag(query, "follow")
           ? serveFollow(request, context, query)
-          : serveBytes(request, context);
+          : await serveBytes(request, context);
       case "/status":
         return Response.json(context.resource.status, {
           headers: { "cache-control": "no-cache" },
@@ -87,6 +102,8 @@ export async function serveResourceHttp(
         return serveEvents(request, context);
       case "/lines":
         return await serveLines(request, context, query);
+      case "/checkpoints":
+        return serveCheckpoints(context.resource);
     }
     throw new HttpRefusal(
       404,
@@ -117,6 +134,15 @@ export async function serveResourceHttp(
       ),
     );
   }
+}
+
+/** The checkpoint log of a resource as JSON: `{from, checkpoints}`. */
+function serveCheckpoints(resource: Resource): Response {
+  const log = checkpointLogOf(resource);
+  return Response.json(
+    { from: log.from, checkpoints: log.entries() },
+    { headers: { "cache-control": "no-cache" } },
+  );
 }
 
 /** `Spool-Status` and `Spool-Size`: every answer about the bytes has them. */
@@ -258,7 +284,10 @@ export function parseRange(header: string | null, size: number): RangeOutcome {
   return outcomes.length === 1 ? outcomes[0] : { kind: "whole" };
 }
 
-function serveBytes(request: Request, context: ResourceHttpContext): Response {
+async function serveBytes(
+  request: Request,
+  context: ResourceHttpContext,
+): Promise<Response> {
   const { resource } = context;
   const status = resource.status;
   const size = status.size;
@@ -287,13 +316,28 @@ function serveBytes(request: Request, context: ResourceHttpContext): Response {
   if (range.kind === "range") {
     headers.set("content-range", `bytes ${start}-${end - 1}/${size}`);
   }
-  const body = request.method === "HEAD" || start === end
-    ? null
-    : rangeBody(resource, start, end, context.signal);
-  return new Response(body, {
-    status: range.kind === "range" ? 206 : 200,
-    headers,
-  });
+  return new Response(
+    await bytesBody(request, context, start, end),
+    { status: range.kind === "range" ? 206 : 200, headers },
+  );
+}
+
+/**
+ * The body of bytes `[start, end)`: none for `HEAD`, read whole when small
+ * (a streamed answer costs the runtime far more per HTTP/2 stream than a
+ * buffer of the same bytes), streamed otherwise.
+ */
+async function bytesBody(
+  request: Request,
+  context: ResourceHttpContext,
+  start: number,
+  end: number,
+): Promise<Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null> {
+  if (request.method === "HEAD" || start === end) return null;
+  if (end - start > WHOLE_BODY_BYTES) {
+    return rangeBody(context.resource, start, end, context.signal);
+  }
+  return await new Response(context.resource.read(start, end)).bytes();
 }
 
 function serveFollow(
@@ -359,28 +403,39 @@ function serveEvents(request: Request, context: ResourceHttpContext): Response {
   );
 }
 
-async function serveLines(
-  request: Request,
-  context: ResourceHttpContext,
-  query: URLSearchParams,
-): Promise<Response> {
-  const { resource, signal } = context;
-  const follow = flag(query, "follow");
-  const start = count(query, "start");
-  const end = count(query, "end");
-  const tail = count(query, "tail");
-  if (tail !== undefined && (start !== undefined || end !== undefined)) {
+/** What a `/lines` request asks for. */
+interface LineQuery {
+  follow: boolean;
+  start?: number;
+  end?: number;
+  tail?: number;
+  /** A byte offset: lines from the first one starting at or after it. */
+  offset?: number;
+}
+
+/** Reads and checks the parameters of a `/lines` request. */
+function lineQuery(query: URLSearchParams): LineQuery {
+  const asked: LineQuery = {
+    follow: flag(query, "follow"),
+    start: count(query, "start"),
+    end: count(query, "end"),
+    tail: count(query, "tail"),
+    offset: count(query, "offset"),
+  };
+  const { follow, start, end, tail, offset } = asked;
+  const firsts = [start, tail, offset].filter((n) => n !== undefined).length;
+  if (firsts > 1 || (tail !== undefined && end !== undefined)) {
     throw new HttpRefusal(
       400,
       "invalid-field",
-      "?tail= goes alone; expected either ?tail=N or ?start=A&end=B",
+      "?tail=, ?start= and ?offset= go alone; expected ?tail=N, ?start=A&end=B or ?offset=X&end=B",
     );
   }
   if (follow && end !== undefined) {
     throw new HttpRefusal(
       400,
       "invalid-field",
-      "a line follow has no ?end=; expected ?start=A or ?tail=N",
+      "a line follow has no ?end=; expected ?start=A, ?offset=X or ?tail=N",
     );
   }
   if (start !== undefined && end !== undefined && start > end) {
@@ -390,7 +445,24 @@ async function serveLines(
       `lines [${start}, ${end}) start after they end; expected start <= end`,
     );
   }
-  const view = await lineView(resource, signal);
+  return asked;
+}
+
+/** The first line a `/lines` request answers from, in `view`. */
+async function firstLine(
+  resource: Resource,
+  view: LineView,
+  asked: LineQuery,
+): Promise<number> {
+  const { follow, start, tail, offset } = asked;
+  if (offset !== undefined && offset > view.end) {
+    throw new HttpRefusal(
+      416,
+      "range-not-satisfiable",
+      `byte ${offset} is past the end of the ${view.total} lines known (byte ${view.end}); expected ?offset= <= ${view.end}`,
+      { "spool-lines": String(view.total) },
+    );
+  }
   if (follow && start !== undefined && start > view.total) {
     throw new HttpRefusal(
       416,
@@ -399,9 +471,22 @@ async function serveLines(
       { "spool-lines": String(view.total) },
     );
   }
-  const first = tail !== undefined
+  if (offset !== undefined) return await lineAtOffset(resource, view, offset);
+  return tail !== undefined
     ? Math.max(0, view.total - tail)
     : Math.min(start ?? 0, view.total);
+}
+
+async function serveLines(
+  request: Request,
+  context: ResourceHttpContext,
+  query: URLSearchParams,
+): Promise<Response> {
+  const { resource, signal } = context;
+  const asked = lineQuery(query);
+  const { follow, start, end, tail, offset } = asked;
+  const view = await lineView(resource, signal);
+  const first = await firstLine(resource, view, asked);
   const last = follow ? view.total : Math.min(end ?? view.total, view.total);
   const from = await lineOffset(resource, view, first);
   const headers = follow
@@ -410,10 +495,10 @@ async function serveLines(
   headers.set("spool-lines", String(view.total));
   headers.set(
     "spool-first-line",
-    String(tail !== undefined ? first : start ?? 0),
+    String(tail !== undefined || offset !== undefined ? first : start ?? 0),
   );
+  headers.set("spool-start", String(from));
   if (follow) {
-    headers.set("spool-start", String(from));
     if (request.method === "HEAD") return new Response(null, { headers });
     const watcher = admitWatcher(context, "an HTTP follow");
     return new Response(
@@ -428,8 +513,7 @@ async function serveLines(
   }
   const to = Math.max(from, await lineOffset(resource, view, last));
   headers.set("content-length", String(to - from));
-  const body = request.method === "HEAD" || from === to
-    ? null
-    : rangeBody(resource, from, to, context.signal);
-  return new Response(body, { headers });
+  return new Response(await bytesBody(request, context, from, to), {
+    headers,
+  });
 }

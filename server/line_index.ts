@@ -185,7 +185,7 @@ export class LineIndex {
     const base = this.#marks[k];
     let skip = line - k * this.#stride;
     if (skip === 0) return base;
-    const scan = (piece: Uint8Array, offset: number): number => {
+    const found = await this.#scanFrom(base, limit, (piece, offset) => {
       for (
         let at = piece.indexOf(NEWLINE);
         at !== -1;
@@ -194,32 +194,79 @@ export class LineIndex {
         if (--skip === 0) return offset + at + 1;
       }
       return -1;
-    };
-    let offset = base;
-    const recent = this.#source.recent(base, limit);
-    if (recent) {
-      for (const piece of recent) {
-        const found = scan(piece, offset);
-        if (found !== -1) return found;
-        offset += piece.byteLength;
-      }
-    } else {
-      const reader = this.#source.read(base, limit).getReader();
-      try {
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          const found = scan(value, offset);
-          if (found !== -1) return found;
-          offset += value.byteLength;
-        }
-      } finally {
-        await reader.cancel().catch(logReleaseFailure);
-      }
-    }
+    });
+    if (found !== -1) return found;
     throw new Error(
       `line ${line} does not start before byte ${limit}; the line index is inconsistent`,
     );
+  }
+
+  /**
+   * The newlines in `[0, offset)`, for `offset <= scanned`: from the last
+   * mark at or before `offset`, scanning at most one stride of lines.
+   */
+  async newlinesBefore(offset: number): Promise<number> {
+    if (!Number.isInteger(offset) || offset < 0 || offset > this.#scanned) {
+      throw new RangeError(
+        `byte ${offset} is not indexed; expected 0 <= offset <= ${this.#scanned}`,
+      );
+    }
+    if (offset === this.#scanned) return this.#lines;
+    // Read both before awaiting: a concurrent extension may thin the marks.
+    const marks = this.#marks;
+    const stride = this.#stride;
+    let low = 0;
+    let high = marks.length - 1;
+    while (low < high) {
+      const middle = (low + high + 1) >> 1;
+      if (marks[middle] <= offset) low = middle;
+      else high = middle - 1;
+    }
+    let count = low * stride;
+    await this.#scanFrom(marks[low], offset, (piece) => {
+      for (
+        let at = piece.indexOf(NEWLINE);
+        at !== -1;
+        at = piece.indexOf(NEWLINE, at + 1)
+      ) count++;
+      return -1;
+    });
+    return count;
+  }
+
+  /**
+   * Gives `visit` the checkpointed bytes `[base, limit)` piece by piece (from
+   * memory when held, else from the store) until it returns an offset other
+   * than -1, which this returns; -1 when it never did.
+   */
+  async #scanFrom(
+    base: number,
+    limit: number,
+    visit: (piece: Uint8Array, offset: number) => number,
+  ): Promise<number> {
+    let offset = base;
+    if (base >= limit) return -1;
+    const recent = this.#source.recent(base, limit);
+    if (recent) {
+      for (const piece of recent) {
+        const found = visit(piece, offset);
+        if (found !== -1) return found;
+        offset += piece.byteLength;
+      }
+      return -1;
+    }
+    const reader = this.#source.read(base, limit).getReader();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return -1;
+        const found = visit(value, offset);
+        if (found !== -1) return found;
+        offset += value.byteLength;
+      }
+    } finally {
+      await reader.cancel().catch(logReleaseFailure);
+    }
   }
 }
 
@@ -294,4 +341,20 @@ export function lineOffset(
   if (line >= view.total) return Promise.resolve(view.end);
   if (line === view.complete) return Promise.resolve(view.completeEnd);
   return lineIndexOf(resource).lineStart(line, view.completeEnd);
+}
+
+/**
+ * The number of the first line in `view` that starts at or after byte
+ * `offset` (`offset <= view.end`): how many lines start before it. A line
+ * starts at 0 and after every newline.
+ */
+export async function lineAtOffset(
+  resource: ByteSource,
+  view: LineView,
+  offset: number,
+): Promise<number> {
+  if (offset === 0) return 0;
+  // Newlines at or past `view.completeEnd` are not in the view.
+  if (offset > view.completeEnd) return view.total;
+  return 1 + await lineIndexOf(resource).newlinesBefore(offset - 1);
 }

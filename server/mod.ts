@@ -22,6 +22,7 @@ export {
 export {
   INTERRUPTED_REASON,
   type NewResource,
+  type RegistryListener,
   ResourceRegistry,
 } from "./registry.ts";
 export {

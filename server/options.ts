@@ -14,6 +14,7 @@ import {
   DEFAULT_DATA_DIR,
   DEFAULT_FRAME_SIZE,
   DEFAULT_HOSTNAME,
+  DEFAULT_LEASE_MS,
   DEFAULT_PORT,
   DEFAULT_READ_WINDOW,
   DEFAULT_RESUME_GRACE_MS,
@@ -110,6 +111,17 @@ export interface ServerOptions {
   retentionMs?: number;
   /** Called after a resource expired and was deleted. */
   onExpire?: (id: string) => void;
+  /**
+   * NATS server URLs (`nats://HOST:PORT`, several as an array or comma
+   * separated): the node stores resources in JetStream, shared with every
+   * node on the same servers, instead of in `dataDir`. Default: none.
+   */
+  nats?: string | string[];
+  /**
+   * With `nats`: how long the node taking an upload may go without renewing
+   * its lease before other nodes count it lost, in ms. Default 5000.
+   */
+  leaseMs?: number;
 }
 
 /**
@@ -149,6 +161,10 @@ export interface ResolvedOptions {
   limits: ServerLimits;
   /** Why a limit in force differs from what was asked, if it does. */
   limitNote?: string;
+  /** NATS server URLs of the shared engine, if any. */
+  nats?: string[];
+  /** Lease of uploads on the shared engine, in ms. */
+  leaseMs: number;
 }
 
 /**
@@ -192,10 +208,44 @@ export async function resolveOptions(
       : baseUrl(options.publicUrl),
     limits: fitted.limits,
     limitNote: fitted.note,
+    nats: natsServers(options.nats),
+    leaseMs: whole(options, "leaseMs", DEFAULT_LEASE_MS),
   };
 }
 
-type WholeOption = "checkpointMs" | "resumeGraceMs" | "retentionMs";
+/** The URLs of `nats`, split at commas; `undefined` when there are none. */
+function natsServers(
+  nats: string | string[] | undefined,
+): string[] | undefined {
+  if (nats === undefined) return undefined;
+  const servers = (Array.isArray(nats) ? nats : [nats])
+    .flatMap((url) => url.split(","))
+    .map((url) => url.trim())
+    .filter((url) => url !== "");
+  for (const url of servers) {
+    if (!/^(nats|tls|wss?):\/\/[^/\s]+\/?$/.test(url)) {
+      throw new SpoolError(
+        "invalid-argument",
+        `nats holds ${
+          JSON.stringify(url.slice(0, 200))
+        }; expected URLs like nats://HOST:PORT`,
+      );
+    }
+  }
+  if (servers.length === 0) {
+    throw new SpoolError(
+      "invalid-argument",
+      "nats is empty; expected URLs like nats://HOST:PORT",
+    );
+  }
+  return servers;
+}
+
+type WholeOption =
+  | "checkpointMs"
+  | "resumeGraceMs"
+  | "retentionMs"
+  | "leaseMs";
 
 /** An option that is a whole number of ms, 0 or more. */
 function whole(

@@ -12,6 +12,7 @@ import type { ResourceStore } from "./store.ts";
 import { limitExceeded } from "./limits.ts";
 import { SpoolError } from "../protocol/errors.ts";
 import { sanitizeStoredStatus } from "./_stored_status.ts";
+import { recordCheckpoints } from "./checkpoint_log.ts";
 
 /**
  * What an uploader asks for.
@@ -31,6 +32,21 @@ export interface NewResource {
   /** Custom string metadata. */
   metadata: Record<string, string>;
 }
+
+/**
+ * Learns of resources that appear (`created`: a new upload) and disappear
+ * (`expired`) in a registry.
+ *
+ * @example
+ * ```ts
+ * import type { RegistryListener } from "./registry.ts";
+ * const log: RegistryListener = (resource, change) => console.log(change, resource.status.id);
+ * ```
+ */
+export type RegistryListener = (
+  resource: Resource,
+  change: "created" | "expired",
+) => void;
 
 /** Expired ids remembered for `gone` answers; older ones become unknown. */
 const MAX_EXPIRED_IDS = 100_000;
@@ -92,6 +108,7 @@ export class ResourceRegistry {
   /** Live resources, and uploads being created (they hold a slot already). */
   readonly #live = new Set<Resource>();
   readonly #creating = new Set<Promise<Resource>>();
+  readonly #listeners = new Set<RegistryListener>();
   /** Set once the server is closing: no upload starts any more. */
   #closing: string | undefined;
 
@@ -109,9 +126,12 @@ export class ResourceRegistry {
    */
   static async load(
     store: ResourceStore,
-    options: { checkpointMs: number },
+    options: { checkpointMs: number; shared?: boolean },
   ): Promise<ResourceRegistry> {
     const registry = new ResourceRegistry(store, options.checkpointMs);
+    // A shared store's resources come from its feed (`adopt`); an upload
+    // not finished there may be live on another node, not interrupted.
+    if (options.shared) return registry;
     for (const stored of await store.list()) {
       if (!isResourceId(stored.id)) {
         console.warn(
@@ -198,10 +218,21 @@ export class ResourceRegistry {
       checkpointMs: this.#checkpointMs,
       writer,
     });
+    recordCheckpoints(resource);
     this.#resources.set(status.id, resource);
     this.#live.add(resource);
     resource.finished.then(() => this.#live.delete(resource));
+    for (const listener of this.#listeners) listener(resource, "created");
     return resource;
+  }
+
+  /**
+   * Calls `listener` for every resource created or expired from now on;
+   * returns the function that stops it.
+   */
+  listen(listener: RegistryListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   /** The resource with `id`, if any (malformed ids find nothing). */
@@ -217,12 +248,39 @@ export class ResourceRegistry {
     const id = resource.status.id;
     if (resource.live || this.#resources.get(id) !== resource) return;
     this.#resources.delete(id);
+    this.#rememberExpired(id, resource);
+    await resource.settled();
+    await this.#store.delete(id);
+  }
+
+  /**
+   * Adds a resource another node holds (a shared store's feed found it);
+   * an id already known keeps its resource. Returns whether it was added.
+   */
+  adopt(resource: Resource): boolean {
+    const id = resource.status.id;
+    if (this.#resources.has(id)) return false;
+    this.#resources.set(id, resource);
+    return true;
+  }
+
+  /** Drops `id` (another node deleted it); it is remembered as expired. */
+  forget(id: string): void {
+    const resource = this.#resources.get(id);
+    if (resource?.live) return;
+    this.#resources.delete(id);
+    this.#rememberExpired(id, resource);
+  }
+
+  /** Remembers `id` as expired and tells the listeners of `resource`, if known. */
+  #rememberExpired(id: string, resource: Resource | undefined): void {
     this.#expired.add(id);
+    if (resource !== undefined) {
+      for (const listener of this.#listeners) listener(resource, "expired");
+    }
     if (this.#expired.size > MAX_EXPIRED_IDS) {
       this.#expired.delete(this.#expired.values().next().value!);
     }
-    await resource.settled();
-    await this.#store.delete(id);
   }
 
   /** Whether `id` named a resource that expired (since this server started). */

@@ -26,7 +26,7 @@ import type { ServerSockets } from "./_peer_socket.ts";
 import type { ResourceRegistry } from "./registry.ts";
 import { serveUploadSocket } from "./upload_socket.ts";
 import type { UploadSessions } from "./upload_sessions.ts";
-import { serveViewer } from "./viewer.ts";
+import { serveListingEvents, serveViewer } from "./viewer.ts";
 
 const UPLOAD_PATH = "/upload";
 const RESOURCE_PATH = /^\/resources\/([^/]+)(\/[^/]+)?$/;
@@ -111,6 +111,9 @@ export class Router {
     const wantsSocket = request.method === "GET" &&
       request.headers.get("upgrade")?.toLowerCase() === "websocket";
     if (path === UPLOAD_PATH) return this.#upload(request, wantsSocket);
+    if (path === "/view/events") {
+      return serveListingEvents(request, this.#parts);
+    }
     if (view) return this.#view(request, path.slice("/view/".length));
     if (match) {
       return this.#resource(request, match[1], match[2] ?? "", wantsSocket);

@@ -28,6 +28,9 @@ import { errorResponse } from "../protocol/http_error.ts";
 import { guardResponse } from "./_http_guard.ts";
 import { InFlight, within } from "./_in_flight.ts";
 import { Router } from "./router.ts";
+import type { Resource } from "./resource.ts";
+import type { Cluster } from "./nats/cluster.ts";
+import type { Shared } from "./nats/shared.ts";
 import {
   type ResolvedOptions,
   resolveOptions,
@@ -104,19 +107,21 @@ export async function startServer(
   options: ServerOptions = {},
 ): Promise<SpoolServer> {
   const config = await resolveOptions(options);
-  const store = options.store ??
+  const shared = await openEngine(options, config);
+  const store: ResourceStore = shared?.store ?? options.store ??
     new FileStore(config.dataDir, { durable: options.durable });
   await store.open?.();
   try {
     const registry = await ResourceRegistry.load(store, {
       checkpointMs: config.checkpointMs,
+      shared: shared !== undefined,
     });
     const auth = new ServerAuth({
       uploadToken: options.uploadToken,
       readTokens: options.readTokens,
       secret: await tokenSecret(options, config, registry),
     });
-    return await serve(options, config, { store, registry, auth });
+    return await serve(options, config, { store, registry, auth, shared });
   } catch (error) {
     // Not started (a bad secret, a taken port): the data dir is free again.
     await store.close?.();
@@ -129,18 +134,26 @@ interface Opened {
   store: ResourceStore;
   registry: ResourceRegistry;
   auth: ServerAuth;
+  /** The engine, with `nats`. */
+  shared?: Shared;
 }
 
 /** Listens and serves `opened`; resolves once listening. */
 async function serve(
   options: ServerOptions,
   config: ResolvedOptions,
-  { store, registry, auth }: Opened,
+  { store, registry, auth, shared }: Opened,
 ): Promise<SpoolServer> {
   const { limits } = config;
   const sockets = new ServerSockets(limits);
   const watchers = new Watchers(limits);
   const sessions = new UploadSessions({ graceMs: config.resumeGraceMs });
+  const cluster = shared
+    ? await shared.join(registry, {
+      graceMs: config.resumeGraceMs,
+      onDeleted: (resource) => endWatchers(watchers, resource, "was deleted"),
+    })
+    : undefined;
   // Long HTTP responses (follow, events) end when the server shuts down.
   const shutdown = new AbortController();
   const router = new Router({
@@ -161,17 +174,16 @@ async function serve(
     options,
     front,
     shutdown.signal,
-  );
+  ).catch(async (error) => {
+    // Not listening (a taken port): the engine's feed must not outlive it.
+    await cluster?.leave();
+    throw error;
+  });
   options.onListen?.(url);
   const retention = startRetention(registry, {
     retentionMs: config.retentionMs,
     onExpire(resource) {
-      // Watchers of an expired resource learn why they end.
-      const gone = new SpoolError(
-        "gone",
-        `resource ${resource.status.id} expired`,
-      );
-      for (const watcher of watchers.of(resource)) watcher.expire(gone);
+      endWatchers(watchers, resource, "expired");
       options.onExpire?.(resource.status.id);
     },
   });
@@ -187,6 +199,7 @@ async function serve(
       stopServing,
       httpServer,
       store,
+      cluster,
     });
   options.signal?.addEventListener("abort", () => close(), { once: true });
   return {
@@ -303,6 +316,7 @@ interface Running {
   stopServing: AbortController;
   httpServer: Deno.HttpServer;
   store: ResourceStore;
+  cluster?: Cluster;
 }
 
 /**
@@ -322,7 +336,40 @@ async function shutDown(running: Running): Promise<void> {
   running.stopServing.abort();
   await running.httpServer.finished;
   await running.registry.flushSaves();
+  await running.cluster?.leave();
   await running.store.close?.();
+}
+
+/** Watchers of `resource` learn why they end: it `what` ("expired"). */
+function endWatchers(
+  watchers: Watchers,
+  resource: Resource,
+  what: string,
+): void {
+  const gone = new SpoolError("gone", `resource ${resource.status.id} ${what}`);
+  for (const watcher of watchers.of(resource)) watcher.expire(gone);
+}
+
+/** The engine with `nats` (its NATS clients loaded only then). */
+async function openEngine(
+  options: ServerOptions,
+  config: ResolvedOptions,
+): Promise<Shared | undefined> {
+  if (config.nats === undefined) return undefined;
+  if (options.store !== undefined) {
+    throw new SpoolError(
+      "invalid-argument",
+      "store and nats exclude each other; expected one place for resources",
+    );
+  }
+  if (options.readTokens && !options.secretFile && !options.tokenSecret) {
+    throw new SpoolError(
+      "invalid-argument",
+      "readTokens with nats need one secret on every node; expected secretFile (--secret-file) naming a key file the nodes share",
+    );
+  }
+  const { openShared } = await import("./nats/shared.ts");
+  return await openShared({ servers: config.nats, leaseMs: config.leaseMs });
 }
 
 /**

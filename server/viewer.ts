@@ -4,14 +4,20 @@
  *
  * The page at `/view/{id}` is self-contained (inline CSS and one inline
  * script, allowed by its hash in a strict Content-Security-Policy; they are
- * the files `viewer/page.css` and `viewer/page.js`). It shows
- * the resource's name, status, size, update time and a download link, and
- * for text resources a tail-f pane fed by `GET /resources/{id}?follow=1`
- * while the resource is live and by a plain `GET` (with `Range` from the
- * byte it has) once it is finished, while statuses arrive by Server-Sent
- * Events from `/resources/{id}/events`.
- * `/view/` lists the resources, newest first (not on servers with read
- * tokens, where it answers 403).
+ * `viewer/page.css` and `viewer/page.js` with the modules it imports
+ * bundled in, see `viewer/script.ts`). It shows the resource's name,
+ * status, size, update time and a download link, statuses arriving by
+ * Server-Sent Events from `/resources/{id}/events`, and for text resources
+ * a log pane: read from the last bytes of the resource (a `Range`, or a
+ * follow while it is live, so a huge log opens at once), shown as a
+ * terminal shows it (ANSI colours, `\r` progress lines), with numbered,
+ * linkable lines (`#L12-L20`, `/lines?offset=` gives the numbers, earlier
+ * lines come from `/lines?start=&end=`), collapsible CI sections, search,
+ * arrival times (`/resources/{id}/checkpoints`) and keys (`/`, `f`, `g`,
+ * `G`); the page holds a bounded number of lines.
+ * `/view/` lists the resources, newest first, with a filter box, its rows
+ * kept live from `/view/events` (not on servers with read tokens, where
+ * both answer 403).
  *
  * A refusal (403, 404, 410) is a small HTML page with the status, the
  * error's message and a hint, for browsers; a client whose `Accept` prefers
@@ -31,7 +37,9 @@ import {
   renderListingPage,
   renderResourcePage,
 } from "./viewer/pages.ts";
-import { PAGE_CSP, STATIC_CSP } from "./viewer/script.ts";
+import { LISTING_CSP, PAGE_CSP, STATIC_CSP } from "./viewer/script.ts";
+
+export { serveListingEvents } from "./http_listing.ts";
 
 /** What a reader refused a page can do about it, by the error's code. */
 const HINTS: Partial<Record<SpoolError["code"], string>> = {
@@ -177,7 +185,7 @@ export function serveViewer(
       });
     }
     const statuses = [...context.resources()].map((r) => r.status);
-    return htmlResponse(renderListingPage(statuses), STATIC_CSP);
+    return htmlResponse(renderListingPage(statuses), LISTING_CSP);
   }
   return htmlResponse(
     renderResourcePage({

@@ -535,7 +535,9 @@ Deno.test("http: read tokens guard every HTTP route", async () => {
   const { reference } = await uploaded(server, data);
   const token = new URL(reference).searchParams.get("token")!;
   assert(token, "the reference carries a token");
-  for (const path of ["", "/status", "/events", "/lines?tail=1"]) {
+  for (
+    const path of ["", "/status", "/events", "/lines?tail=1", "/checkpoints"]
+  ) {
     const bare = httpUrl(reference);
     bare.search = "";
     const [pathname, search] = path.split("?");
@@ -640,4 +642,31 @@ Deno.test({
     assert(out.code !== 0, "curl reports the broken transfer");
     assertEquals(new TextDecoder().decode(out.stdout), "one\ntwo\n");
   },
+});
+
+Deno.test("http: a small read holds only its bytes, not a 256 KiB buffer (2,000 HTTP/2 streams in flight each held one); small and large answers have the same bytes", async () => {
+  await using server = await startTestServer();
+  const data = randomBytes(300_000, 17);
+  const { reference, status } = await uploaded(server, data);
+  const resource = server.registry.get(status.id)!;
+  for (const [start, end] of [[0, 2], [10, 1010], [0, 300_000]]) {
+    const reader = resource.read(start, end).getReader();
+    const { value } = await reader.read();
+    await reader.cancel();
+    assertEquals(value!.byteLength, Math.min(end - start, 256 * 1024));
+    assertEquals(
+      value!.buffer.byteLength,
+      Math.min(end - start, 256 * 1024),
+      `read [${start}, ${end}) allocated ${value!.buffer.byteLength} bytes`,
+    );
+  }
+  // Whole (≤ 64 KiB) and streamed answers: exact bytes either side of it.
+  for (const [start, end] of [[0, 2], [0, 65_536], [1, 65_538], [0, 300_000]]) {
+    const response = await fetch(httpUrl(reference), {
+      headers: { range: `bytes=${start}-${end - 1}` },
+    });
+    const body = new Uint8Array(await response.arrayBuffer());
+    assertEquals(response.status, 206);
+    assertEquals(await sha256(body), await sha256(data.subarray(start, end)));
+  }
 });

@@ -33,12 +33,14 @@ function routes(id: string): string[] {
     "view",
     "view/",
     `view/${id}`,
+    "view/events",
     `resources/${id}`,
     `resources/${id}?follow=1`,
     `resources/${id}/status`,
     `resources/${id}/events`,
     `resources/${id}/lines`,
     `resources/${id}/lines?tail=1&follow=1`,
+    `resources/${id}/checkpoints`,
   ];
 }
 

@@ -5,7 +5,7 @@
  * emit half a line before the upload completes.
  */
 
-import { assert, assertEquals } from "@std/assert";
+import { assert, assertEquals, assertRejects } from "@std/assert";
 import {
   openDownload,
   type ResourceStatus,
@@ -129,6 +129,36 @@ Deno.test("line index: every line start is exact while the index thins its marks
   }
 });
 
+Deno.test("line index: newlinesBefore counts exactly at every byte, from memory and from the store, while the marks thin", async () => {
+  const data = encoder.encode(textLines(2000, 5));
+  const source = new FakeSource(data, 333);
+  const index = new LineIndex(source, { stride: 2, maxMarks: 8 });
+  await index.extendTo(data.byteLength);
+  assert(index.stride > 2, "the stride grew");
+  const before = [0];
+  for (let i = 0; i < data.byteLength; i++) {
+    before.push(before[i] + (data[i] === 0x0a ? 1 : 0));
+  }
+  for (const memoryFrom of [Infinity, 0]) {
+    source.memoryFrom = memoryFrom;
+    for (let offset = 0; offset <= data.byteLength; offset += 7) {
+      assertEquals(
+        await index.newlinesBefore(offset),
+        before[offset],
+        `${offset}`,
+      );
+    }
+    assertEquals(
+      await index.newlinesBefore(data.byteLength),
+      before[data.byteLength],
+    );
+  }
+  await assertRejects(
+    () => index.newlinesBefore(data.byteLength + 1),
+    RangeError,
+  );
+});
+
 Deno.test("line index: concurrent extensions scan each byte once", async () => {
   const data = encoder.encode(textLines(3000, 3));
   const source = new FakeSource(data, 100);
@@ -190,6 +220,11 @@ async function checkLines(
       response.headers.get("content-length"),
       String(expected.byteLength),
     );
+    assertEquals(
+      response.headers.get("spool-start"),
+      String(concat(lines.slice(0, first)).byteLength),
+      `${label} ${query}: byte offset`,
+    );
   };
   const points = [
     ...new Set([0, 1, 2, 63, 64, 65, total >> 1, total - 2, total - 1, total]),
@@ -229,6 +264,60 @@ Deno.test("lines: ranges and tails are exact with CRLF, empty lines and no final
     const data = encoder.encode(text);
     const { reference } = await uploaded(server, data);
     await checkLines(reference, splitLines(data), label);
+  }
+});
+
+Deno.test("lines: ?offset=X answers from the first line starting at or after byte X, with its number and offset", async () => {
+  await using server = await startTestServer();
+  const cases: [string, string][] = [
+    ["plain", "one\ntwo\nthree\n"],
+    ["no final newline", "one\ntwo\nthree"],
+    ["crlf and empty lines", "a\r\n\n\nb\r\n\r\nc"],
+    ["many lines", textLines(700, 6)],
+  ];
+  for (const [label, text] of cases) {
+    const data = encoder.encode(text);
+    const { reference } = await uploaded(server, data);
+    const lines = splitLines(data);
+    const starts = lines.map((_, i) => concat(lines.slice(0, i)).byteLength);
+    for (let offset = 0; offset <= data.byteLength; offset++) {
+      if (label === "many lines" && offset % 37 !== 0) continue;
+      let first = starts.findIndex((start) => start >= offset);
+      if (first === -1) first = lines.length;
+      const end = Math.min(lines.length, first + 3);
+      const response = await fetch(
+        httpUrl(reference, `/lines?offset=${offset}&end=${end}`),
+      );
+      const what = `${label} offset ${offset}`;
+      assertEquals(response.status, 200, what);
+      assertEquals(
+        response.headers.get("spool-first-line"),
+        String(first),
+        what,
+      );
+      assertEquals(
+        response.headers.get("spool-start"),
+        String(first < lines.length ? starts[first] : data.byteLength),
+        what,
+      );
+      assertEquals(
+        new Uint8Array(await response.arrayBuffer()),
+        concat(lines.slice(first, end)),
+        what,
+      );
+    }
+    const past = await fetch(
+      httpUrl(reference, `/lines?offset=${data.byteLength + 1}`),
+    );
+    assertEquals(past.status, 416, label);
+    assertEquals(past.headers.get("spool-lines"), String(lines.length));
+    assertEquals((await past.json()).code, "range-not-satisfiable");
+  }
+  const { reference } = await uploaded(server, encoder.encode("a\nb\n"));
+  for (const query of ["offset=1&start=0", "offset=1&tail=1", "offset=x"]) {
+    const response = await fetch(httpUrl(reference, `/lines?${query}`));
+    assertEquals(response.status, 400, query);
+    assertEquals((await response.json()).code, "invalid-field", query);
   }
 });
 

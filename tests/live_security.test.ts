@@ -142,3 +142,44 @@ Deno.test("security: finished resources expire after the retention time", async 
   }
   assertEquals(left, []);
 });
+
+Deno.test("security: a bearer header and ?token= both count; a wrong one beside a right one (a proxy's own Authorization) does not hide it", async () => {
+  await using server = await startTestServer({ readTokens: true });
+  const up = await startUpload(server.url, { name: "both" });
+  await up.send(new TextEncoder().encode("both ways\n"));
+  await up.closed();
+  const reference = new URL(up.reference);
+  const token = reference.searchParams.get("token")!;
+  const http = new URL(
+    `resources/${reference.pathname.split("/").pop()}`,
+    server.url,
+  );
+  http.protocol = server.url.protocol;
+  const get = async (query: string | null, bearer: string | null) => {
+    const url = new URL(http);
+    if (query !== null) url.searchParams.set("token", query);
+    const response = await fetch(url, {
+      headers: bearer === null ? {} : { authorization: `Bearer ${bearer}` },
+    });
+    const body = await response.text();
+    return `${response.status} ${response.status === 200 ? body : ""}`;
+  };
+  const wrong = "AAAAAAAAAAAAAAAAAAAAAA";
+  assertEquals(await get(token, wrong), "200 both ways\n");
+  assertEquals(await get(wrong, token), "200 both ways\n");
+  assertEquals(await get(token, null), "200 both ways\n");
+  assertEquals(await get(null, token), "200 both ways\n");
+  assertEquals(await get(wrong, wrong), "403 ");
+  assertEquals(await get(null, null), "403 ");
+});
+
+Deno.test("security: an upload with a wrong bearer token and the right ?token= is allowed", async () => {
+  await using server = await startTestServer({ uploadToken: UPLOAD_TOKEN });
+  const viaQuery = new URL(`?token=${UPLOAD_TOKEN}`, server.url);
+  const bytes = new TextEncoder().encode("proxied\n");
+  const status = await upload(viaQuery, bytes, {
+    name: "proxied",
+    uploadToken: "a-proxy-bearer-token",
+  });
+  assertEquals(status.sha256, await sha256(bytes));
+});

@@ -167,7 +167,11 @@ Deno.test("transport edges: a shared secret signs requests; unsigned, wrong and 
       assertEquals(error.remoteCode, "unauthorized", label);
     }
     // A captured header cannot be used twice.
-    const auth = signRequest(secret, "replayed", url.pathname);
+    const auth = signRequest(secret, {
+      method: "PUT",
+      sessionId: "replayed",
+      path: url.pathname,
+    });
     const put = () =>
       fetch(url, {
         method: "PUT",

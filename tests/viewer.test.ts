@@ -17,6 +17,8 @@ import type { Page } from "playwright-core";
 import { startUpload } from "../mod.ts";
 import { sha256, startTestServer } from "./_helpers.ts";
 import { withPage } from "./_browser.ts";
+import { screenshot, waitForLine } from "./_viewer.ts";
+import { TAIL_BYTES } from "../server/viewer/pages.ts";
 import { FaultProxy } from "./_proxy.ts";
 
 const encoder = new TextEncoder();
@@ -24,33 +26,6 @@ const encoder = new TextEncoder();
 const MISSING_ID = "AAAAAAAAAAAAAAAAAAAAAA";
 const XSS_NAME =
   `<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">"'&amp;.log`;
-
-/** Saves a screenshot to a temporary directory (and `SPOOL_SCREENSHOT_DIR`). */
-async function screenshot(page: Page, name: string): Promise<Uint8Array> {
-  const dir = await Deno.makeTempDir({ prefix: "spool-viewer-" });
-  try {
-    const path = `${dir}/${name}.png`;
-    await page.screenshot({ path });
-    const png = await Deno.readFile(path);
-    const keep = Deno.env.get("SPOOL_SCREENSHOT_DIR");
-    if (keep) {
-      await Deno.mkdir(keep, { recursive: true });
-      await Deno.copyFile(path, `${keep}/${name}.png`);
-    }
-    return png;
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-/** Resolves once the tail pane holds a line with exactly `text`. */
-async function waitForLine(page: Page, text: string): Promise<void> {
-  await page.locator("#log > div").filter({ hasText: text }).last().waitFor();
-  assertEquals(
-    await page.locator("#log > div", { hasText: text }).last().textContent(),
-    text,
-  );
-}
 
 /** The absolute URL a link on the page points to. */
 async function linkOf(page: Page, selector: string): Promise<string> {
@@ -124,7 +99,7 @@ Deno.test("viewer: chromium follows an upload line by line to COMPLETED", async 
     );
     assertEquals(await page.title(), "build.log — COMPLETED — Spool");
     const shown = await page.locator("#log > div").allTextContents();
-    assertEquals(shown, [...written, ""], "every line once, in order");
+    assertEquals(shown, written, "every line once, in order");
 
     const href = await linkOf(page, "#download");
     assertEquals(new URL(href).pathname, `/resources/${upload.id}`);
@@ -182,7 +157,7 @@ Deno.test("viewer: auto-scroll follows the bottom, stops when scrolled up, and t
     scroll = await paneScroll(page);
     assert(scroll.max - scroll.top < 8, "back at the bottom");
 
-    // Past 5,000 lines the oldest are dropped, with a note and a link.
+    // Past 5,000 lines the oldest leave the page, with a note and a link.
     await upload.write(encoder.encode(lines(400, 6500)));
     await upload.finish();
     await upload.closed();
@@ -192,15 +167,16 @@ Deno.test("viewer: auto-scroll follows the bottom, stops when scrolled up, and t
     assert(count <= 5000, `${count} lines in the DOM`);
     assertEquals(
       await page.locator("#log > div").first().textContent(),
-      `line ${6501 - count}`,
+      `line ${6500 - count}`,
     );
-    await page.locator("#trimmed").waitFor();
+    await page.locator("#earlier").waitFor();
     assertEquals(
-      await page.locator("#trimmed-count").textContent(),
-      (6501 - count).toLocaleString("en-US"),
+      await page.locator("#earlier-text").textContent(),
+      `Lines 1–${(6500 - count).toLocaleString("en-US")} are not on the page.`,
     );
+    assertEquals(await page.locator("#lines").textContent(), "6,500 lines");
     assertEquals(
-      new URL(await linkOf(page, "#trimmed a")).pathname,
+      new URL(await linkOf(page, "#earlier a")).pathname,
       `/resources/${upload.id}`,
     );
     scroll = await paneScroll(page);
@@ -427,10 +403,11 @@ Deno.test("viewer: server-rendered HTML escapes every string and sends strict he
   assertEquals(listing.status, 200);
   assertMatch(
     listing.headers.get("content-security-policy")!,
-    /script-src 'none'/,
+    /script-src 'sha256-[A-Za-z0-9+/]+=*'/,
   );
   const listed = await listing.text();
-  assert(!listed.includes("<script"));
+  assertEquals(listed.match(/<script/g)?.length, 1, "only its own script");
+  assert(!listed.includes("<script>window"));
   assert(!listed.includes("<img"));
   assertStringIncludes(listed, `href="./${upload.id}"`);
 
@@ -459,15 +436,19 @@ async function paneText(page: Page): Promise<string> {
   return (await page.locator("#log > div").allTextContents()).join("\n");
 }
 
-/** Asserts that the pane holds exactly `bytes` (as UTF-8 text), by hash. */
+/**
+ * Asserts that the pane holds exactly `bytes` (as UTF-8 text), by hash: a
+ * line each, the `\n` that ends the last line drawing no empty line after it.
+ */
 async function assertPaneHolds(
   page: Page,
   bytes: Uint8Array,
   what: string,
 ): Promise<void> {
   const shown = encoder.encode(await paneText(page));
-  assertEquals(shown.byteLength, bytes.byteLength, `${what}: bytes shown`);
-  assertEquals(await sha256(shown), await sha256(bytes), `${what}: sha256`);
+  const expected = bytes.at(-1) === 0x0a ? bytes.subarray(0, -1) : bytes;
+  assertEquals(shown.byteLength, expected.byteLength, `${what}: bytes shown`);
+  assertEquals(await sha256(shown), await sha256(expected), `${what}: sha256`);
 }
 
 /** Lines of text with multi-byte characters, `from` to `to`, each ending in `\n`. */
@@ -537,7 +518,7 @@ Deno.test("viewer: the page of an already-FAILED resource shows its bytes, the F
   await upload.closed();
 });
 
-Deno.test("viewer: the page of an already-COMPLETED resource shows every byte, read without a follow", async () => {
+Deno.test("viewer: the page of an already-COMPLETED resource opens at its last bytes (TAIL_BYTES), read without a follow, and loads the lines before", async () => {
   await using server = await startTestServer();
   // Over 256 KiB: several store reads, with characters split between them.
   const bytes = textLines("row", 0, 4000);
@@ -558,8 +539,28 @@ Deno.test("viewer: the page of an already-COMPLETED resource shows every byte, r
     }).waitFor();
     assertEquals(await page.locator("#status").textContent(), "COMPLETED");
     assertEquals(await page.locator("#error").textContent(), "");
+    // The last bytes, from the first line that starts in them.
+    const start = bytes.byteLength - TAIL_BYTES;
+    const cut = bytes.indexOf(0x0a, start - 1) + 1;
+    await page.locator("#lines", { hasText: "4,000 lines" }).waitFor();
+    await assertPaneHolds(page, bytes.subarray(cut), "the tail");
+    assertEquals(requests, [`bytes=${start}-`], "one range read, no follow");
+    const before = new TextDecoder().decode(bytes.subarray(0, cut))
+      .split("\n").length - 1;
+    assertEquals(
+      await page.locator("#earlier-text").textContent(),
+      `Lines 1–${before.toLocaleString("en-US")} are not on the page.`,
+    );
+    // Back by 1,000 lines a click, to line 1.
+    for (let first = before; first > 0; first -= 1000) {
+      await page.locator(
+        `#log > .line:first-child > .ln[data-n="${first + 1}"]`,
+      ).waitFor();
+      await page.locator("#load-earlier:enabled").click();
+    }
+    await page.locator("#earlier").waitFor({ state: "hidden" });
     await assertPaneHolds(page, bytes, "the pane");
-    assertEquals(requests, [""], "one plain read, no follow");
+    assertEquals(requests, [`bytes=${start}-`], "lines, not bytes, after");
     await screenshot(page, "viewer-completed-before-open");
     assertEquals(problems.list, []);
   });

@@ -11,7 +11,7 @@
 /**
  * Size of every read of the body: the reused buffer's, and what one socket
  * read returns here. Keep all reads of one body this size (see
- * `DIRECT_READ` in recv.ts).
+ * `DIRECT_READ` in _rx_loop.ts).
  */
 export const READ_SIZE = 64 * 1024;
 

@@ -42,6 +42,7 @@ export const TRANSPORT_ERROR_CODES: readonly TransportErrorCode[] = Object
         "bad-request": true,
         "receiver-closed": true,
         "unauthorized": true,
+        "nonce-cache-full": true,
         "method-not-allowed": true,
         // Send side.
         "obj-hdr-invalid": true,
@@ -93,6 +94,7 @@ export type TransportErrorCode =
   | "bad-request"
   | "receiver-closed"
   | "unauthorized"
+  | "nonce-cache-full"
   | "method-not-allowed"
   // Send side.
   | "obj-hdr-invalid"

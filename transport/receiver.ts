@@ -90,7 +90,10 @@ export interface ReceiverOptions {
   bodyTimeoutMs?: number;
   /**
    * Shared secret: only requests signed with it are accepted (HTTP 401
-   * `unauthorized` otherwise). Default: none, any sender is accepted.
+   * `unauthorized` otherwise, checked before anything about the endpoint or
+   * method is told; 503 `nonce-cache-full` when its replay cache is full).
+   * The signature proves who opened the session, not what its body carries:
+   * use TLS for that. Default: none, any sender is accepted.
    */
   secret?: string;
 }
@@ -393,6 +396,50 @@ export class Receiver {
     endpoints: Map<string, EndpointState>,
   ): Response | Promise<Response> {
     const path = new URL(request.url).pathname;
+    // With a secret nothing about endpoints or methods is told before the
+    // sender proved it holds it: every unsigned request gets the same 401.
+    const refused = this.#authenticate(request, path);
+    if (refused !== undefined) return refused;
+    const found = this.#endpoint(path, endpoints);
+    if (found instanceof Response) return found;
+    if (request.method !== "PUT") {
+      return errorResponse(
+        new TransportError(
+          "method-not-allowed",
+          `method ${request.method} is not allowed, expected PUT`,
+        ),
+        { headers: { allow: "PUT" } },
+      );
+    }
+    if (this.#closing.signal.aborted) {
+      return errorResponse(
+        new TransportError("receiver-closed", "receiver is closing"),
+      );
+    }
+    return receiveRequest(request, found, { signal: this.#closing.signal });
+  }
+
+  /** A refusal unless the request is signed or no secret is set. */
+  #authenticate(request: Request, path: string): Response | undefined {
+    if (this.#verifier === undefined) return undefined;
+    try {
+      this.#verifier.verify(request.headers.get(AUTH_HEADER), {
+        method: request.method,
+        sessionId: request.headers.get(SESSION_HEADER) ?? "",
+        path,
+      });
+      return undefined;
+    } catch (error) {
+      if (!(error instanceof TransportError)) throw error;
+      return errorResponse(error); // 401 unauthorized, 503 nonce-cache-full
+    }
+  }
+
+  /** The endpoint at `path`, or the 400/404 answer saying why there is none. */
+  #endpoint(
+    path: string,
+    endpoints: Map<string, EndpointState>,
+  ): EndpointState | Response {
     if (!path.startsWith(OBJSTREAM_PATH)) {
       return errorResponse(
         new TransportError(
@@ -414,40 +461,11 @@ export class Receiver {
         ),
       );
     }
-    const endpoint = endpoints.get(trname);
-    if (endpoint === undefined) {
-      return errorResponse(
-        new TransportError(
-          "unknown-endpoint",
-          `no endpoint ${JSON.stringify(trname)} is registered`,
-        ),
-      );
-    }
-    if (request.method !== "PUT") {
-      return errorResponse(
-        new TransportError(
-          "method-not-allowed",
-          `method ${request.method} is not allowed, expected PUT`,
-        ),
-        { headers: { allow: "PUT" } },
-      );
-    }
-    if (this.#verifier !== undefined) {
-      try {
-        this.#verifier.verify(
-          request.headers.get(AUTH_HEADER),
-          request.headers.get(SESSION_HEADER) ?? "",
-          path,
-        );
-      } catch (error) {
-        return errorResponse(error as TransportError);
-      }
-    }
-    if (this.#closing.signal.aborted) {
-      return errorResponse(
-        new TransportError("receiver-closed", "receiver is closing"),
-      );
-    }
-    return receiveRequest(request, endpoint, { signal: this.#closing.signal });
+    return endpoints.get(trname) ?? errorResponse(
+      new TransportError(
+        "unknown-endpoint",
+        `no endpoint ${JSON.stringify(trname)} is registered`,
+      ),
+    );
   }
 }

@@ -266,41 +266,7 @@ export class Stream {
     options: SendOptions = {},
   ): Promise<void> {
     const onSent = options.onSent;
-    if (this.#state !== "open") {
-      const error = new TransportError(
-        "stream-terminated",
-        `stream ${this.sessionId} is terminated${
-          this.#termination ? ` (${this.#termination.message})` : ""
-        }: dropping object ${JSON.stringify(header?.name)}`,
-        { sessionId: this.sessionId, cause: this.#termination ?? undefined },
-      );
-      this.#failEarly(header, body, onSent, error);
-      throw error;
-    }
-    let encoded: Uint8Array;
-    let size: number;
-    try {
-      size = this.#sizeOf(header, body);
-      encoded = encodeHeader({ ...header, size });
-      if (encoded.byteLength > this.#maxHeaderSize) {
-        throw new TransportError(
-          "hdr-too-large",
-          `header of ${
-            JSON.stringify(header.name)
-          } encodes to ${encoded.byteLength} bytes, the limit (maxHeaderSize) is ${this.#maxHeaderSize}`,
-        );
-      }
-    } catch (error) {
-      const failure = error instanceof TransportError
-        ? error
-        : new TransportError(
-          "obj-hdr-invalid",
-          `object header is invalid: ${(error as Error).message}`,
-          { cause: error },
-        );
-      this.#failEarly(header, body, onSent, failure);
-      throw failure;
-    }
+    const { encoded, size } = this.#encode(header, body, onSent);
     // Shared memory is read in place (the caller waits for the completion
     // before reusing it). Other bodies the caller keeps are copied: into the
     // shared ring when they fit (after the wait below), else right now.
@@ -310,24 +276,14 @@ export class Stream {
     const toRing = keep && (body as Uint8Array).byteLength <= RING_MAX_BODY;
     if (keep && !toRing) body = (body as Uint8Array).slice();
     const budget = size > 0 ? size : 0;
-    while (
-      this.#state === "open" &&
-      (this.#inFlight >= this.#burst ||
-        (this.#inFlight > 0 && this.#inFlightBytes + budget > this.#maxBytes))
-    ) {
-      this.#flush();
-      await new Promise<void>((resolve) => this.#waiters.push(resolve));
-    }
+    while (this.#mustWait(budget)) await this.#room();
     let slot: RingSlot | null = null;
     if (toRing) {
+      // Awaited only when full: a send that need not wait queues at once.
       const ring = this.#ring ??= this.#makeRing();
       while (
-        this.#state === "open" &&
-        (slot = ring.put(body as Uint8Array)) === null
-      ) {
-        this.#flush();
-        await new Promise<void>((resolve) => this.#waiters.push(resolve));
-      }
+        this.#state === "open" && (slot = ring.put(body as Uint8Array)) === null
+      ) await this.#room();
     }
     if (this.#state !== "open") {
       if (slot !== null) this.#ring!.release(slot.cost);
@@ -346,6 +302,69 @@ export class Stream {
     this.#inFlight++;
     this.#inFlightBytes += budget;
     this.#enqueue(seq, size, encoded, body, slot);
+    this.#scheduleFlush();
+  }
+
+  /**
+   * The object's size and encoded header; if the stream is terminated or
+   * the header is wrong, fails the object's completion and throws.
+   */
+  #encode(
+    header: ObjectHeader,
+    body: ObjectBody,
+    onSent: SentCallback | undefined,
+  ): { encoded: Uint8Array; size: number } {
+    if (this.#state !== "open") {
+      const error = new TransportError(
+        "stream-terminated",
+        `stream ${this.sessionId} is terminated${
+          this.#termination ? ` (${this.#termination.message})` : ""
+        }: dropping object ${JSON.stringify(header?.name)}`,
+        { sessionId: this.sessionId, cause: this.#termination ?? undefined },
+      );
+      this.#failEarly(header, body, onSent, error);
+      throw error;
+    }
+    try {
+      const size = this.#sizeOf(header, body);
+      const encoded = encodeHeader({ ...header, size });
+      if (encoded.byteLength > this.#maxHeaderSize) {
+        throw new TransportError(
+          "hdr-too-large",
+          `header of ${
+            JSON.stringify(header.name)
+          } encodes to ${encoded.byteLength} bytes, the limit (maxHeaderSize) is ${this.#maxHeaderSize}`,
+        );
+      }
+      return { encoded, size };
+    } catch (error) {
+      const failure = error instanceof TransportError
+        ? error
+        : new TransportError(
+          "obj-hdr-invalid",
+          `object header is invalid: ${(error as Error).message}`,
+          { cause: error },
+        );
+      this.#failEarly(header, body, onSent, failure);
+      throw failure;
+    }
+  }
+
+  /** Whether an object of `budget` body bytes must wait for room. */
+  #mustWait(budget: number): boolean {
+    return this.#state === "open" &&
+      (this.#inFlight >= this.#burst ||
+        (this.#inFlight > 0 && this.#inFlightBytes + budget > this.#maxBytes));
+  }
+
+  /** Sends what is queued; resolves when a completion makes room. */
+  #room(): Promise<void> {
+    this.#flush();
+    return new Promise<void>((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Sends a full batch now, else the batch on the next macrotask. */
+  #scheduleFlush(): void {
     if (
       this.#batch.length >= BATCH_OBJECTS || this.#packedAt >= BATCH_BYTES
     ) {

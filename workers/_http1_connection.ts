@@ -111,13 +111,16 @@ export function http1Connector(
   };
 }
 
+/** The one method of a stream's requests (signed with them). */
+const METHOD = "PUT";
+
 function requestHead(
   target: URL,
   sessionId: string,
   options: Http1ConnectorOptions,
 ): Uint8Array {
   const lines = [
-    `PUT ${target.pathname}${target.search} HTTP/1.1`,
+    `${METHOD} ${target.pathname}${target.search} HTTP/1.1`,
     `Host: ${target.host}`,
     ...Object.entries(options.headers).map(([name, value]) =>
       `${name}: ${value}`
@@ -134,7 +137,11 @@ function requestHead(
   if (options.secret !== undefined) {
     lines.push(
       `${AUTH_HEADER}: ${
-        signRequest(options.secret, sessionId, target.pathname)
+        signRequest(options.secret, {
+          method: METHOD,
+          sessionId,
+          path: target.pathname,
+        })
       }`,
     );
   }
@@ -214,55 +221,83 @@ class Http1Connection implements Connection {
   ) {
     this.#sessionId = sessionId;
     this.#events = events;
+    const head = requestHead(target, sessionId, options);
+    this.#conn = this.#connect(target, head, options);
+    // The receiver answers at the end, or early when it rejects the stream
+    // or streams confirmations.
+    this.#answer = this.#readAnswer(options.confirm === true);
+    this.#answer.then((error) => {
+      if (error !== null && !this.#closing) this.#fail(error, true);
+    });
+    if (options.compression !== "none") {
+      const compression = new CompressionStream(options.compression);
+      this.#compressor = compression.writable.getWriter();
+      this.#pump = this.#pumpCompressed(
+        compression.readable as ReadableStream<Uint8Array>,
+      );
+      this.#pump.catch((error) => this.#fail(this.#broken(error), true));
+    }
+  }
+
+  /** Connects to `target` and sends the request's `head`. */
+  async #connect(
+    target: URL,
+    head: Uint8Array,
+    options: Http1ConnectorOptions,
+  ): Promise<Deno.Conn> {
+    const sessionId = this.#sessionId;
     const hostname = target.hostname.replace(/^\[(.*)\]$/, "$1");
     const port = Number(target.port) ||
       (target.protocol === "https:" ? 443 : 80);
-    const head = requestHead(target, sessionId, options);
-    this.#conn = (async () => {
-      let conn: Deno.Conn;
-      try {
-        if (target.protocol === "https:") {
-          conn = await Deno.connectTls({
-            hostname,
-            port,
-            caCerts: options.caCerts,
-          });
-        } else {
-          const tcp = await Deno.connect({ hostname, port });
-          // The last small chunk of a burst must not wait for an ACK.
-          tcp.setNoDelay(true);
-          conn = tcp;
-        }
-      } catch (error) {
-        throw new TransportError(
-          "receiver-gone",
-          `connecting to ${target.host} failed: ${describe(error)}`,
-          { cause: error, sessionId },
-        );
+    let conn: Deno.Conn;
+    try {
+      if (target.protocol === "https:") {
+        conn = await Deno.connectTls({
+          hostname,
+          port,
+          caCerts: options.caCerts,
+        });
+      } else {
+        const tcp = await Deno.connect({ hostname, port });
+        // The last small chunk of a burst must not wait for an ACK.
+        tcp.setNoDelay(true);
+        conn = tcp;
       }
-      this.#socket = conn;
-      if (this.#done) {
-        conn.close();
-        throw this.#failure;
-      }
-      try {
-        // A TLS handshake happens here, on the first write.
-        await writeAll(conn, head);
-      } catch (error) {
-        throw new TransportError(
-          "receiver-gone",
-          `sending the request to ${target.host} failed: ${describe(error)}`,
-          { cause: error, sessionId },
-        );
-      }
-      return conn;
-    })();
-    // The receiver answers at the end, or early when it rejects the stream
-    // or streams confirmations.
-    const onAck = options.confirm === true
+    } catch (error) {
+      throw new TransportError(
+        "receiver-gone",
+        `connecting to ${target.host} failed: ${describe(error)}`,
+        { cause: error, sessionId },
+      );
+    }
+    this.#socket = conn;
+    if (this.#done) {
+      conn.close();
+      throw this.#failure;
+    }
+    try {
+      // A TLS handshake happens here, on the first write.
+      await writeAll(conn, head);
+    } catch (error) {
+      throw new TransportError(
+        "receiver-gone",
+        `sending the request to ${target.host} failed: ${describe(error)}`,
+        { cause: error, sessionId },
+      );
+    }
+    return conn;
+  }
+
+  /**
+   * The receiver's answer once connected, as the error it reports (`null`:
+   * success); confirmations go to `onAck` if `confirm`. Never rejects.
+   */
+  #readAnswer(confirm: boolean): Promise<TransportError | null> {
+    const sessionId = this.#sessionId;
+    const onAck = confirm
       ? (seq: number) => this.#events.onAck?.(seq)
       : undefined;
-    this.#answer = this.#conn.then(
+    return this.#conn.then(
       async (conn) => {
         const response = await readResponse(conn, onAck);
         if (response === null) {
@@ -299,17 +334,6 @@ class Http1Connection implements Connection {
         { cause: error, sessionId },
       )
     );
-    this.#answer.then((error) => {
-      if (error !== null && !this.#closing) this.#fail(error, true);
-    });
-    if (options.compression !== "none") {
-      const compression = new CompressionStream(options.compression);
-      this.#compressor = compression.writable.getWriter();
-      this.#pump = this.#pumpCompressed(
-        compression.readable as ReadableStream<Uint8Array>,
-      );
-      this.#pump.catch((error) => this.#fail(this.#broken(error), true));
-    }
   }
 
   async write(chunk: Uint8Array, lead?: Uint8Array): Promise<void> {

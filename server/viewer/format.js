@@ -125,3 +125,79 @@ export function faviconFor(status) {
   return "data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'><circle cx='8' cy='8' r='7' fill='" +
     colour + "'/></svg>";
 }
+
+/**
+ * A time since a start, as the viewer's line times show it: `+m:ss.s`,
+ * with hours past an hour (`+1:02:03`); `-` before the start.
+ *
+ * @example
+ * ```ts
+ * import { formatElapsed } from "./format.js";
+ * console.log(formatElapsed(5234), formatElapsed(3723000)); // "+0:05.2" "+1:02:03"
+ * ```
+ *
+ * @param {number} ms Milliseconds since the start.
+ * @returns {string}
+ */
+export function formatElapsed(ms) {
+  const sign = ms < 0 ? "-" : "+";
+  const tenths = Math.floor(Math.abs(ms) / 100);
+  const seconds = Math.floor(tenths / 10);
+  const two = (/** @type {number} */ n) => String(n).padStart(2, "0");
+  if (seconds >= 3600) {
+    return sign + Math.floor(seconds / 3600) + ":" +
+      two(Math.floor(seconds / 60) % 60) + ":" + two(seconds % 60);
+  }
+  return sign + Math.floor(seconds / 60) + ":" + two(seconds % 60) + "." +
+    (tenths % 10);
+}
+
+/**
+ * A duration as a section header shows it: `0.4s`, `12s`, `3m 05s`,
+ * `1h 02m`.
+ *
+ * @example
+ * ```ts
+ * import { formatDuration } from "./format.js";
+ * console.log(formatDuration(400), formatDuration(185000), formatDuration(3720000)); // "0.4s" "3m 05s" "1h 02m"
+ * ```
+ *
+ * @param {number} ms
+ * @returns {string}
+ */
+export function formatDuration(ms) {
+  const t = Math.max(0, ms);
+  if (t < 10_000) return (Math.floor(t / 100) / 10).toFixed(1) + "s";
+  const s = Math.floor(t / 1000);
+  const two = (/** @type {number} */ n) => String(n).padStart(2, "0");
+  if (s < 60) return s + "s";
+  if (s < 3600) return Math.floor(s / 60) + "m " + two(s % 60) + "s";
+  return Math.floor(s / 3600) + "h " + two(Math.floor(s / 60) % 60) + "m";
+}
+
+/**
+ * How long ago a time was, in words: `just now`, `42 s ago`, `5 min ago`,
+ * `3 h ago`, `2 days ago`; a time in the future (clocks differ) is
+ * `just now`.
+ *
+ * @example
+ * ```ts
+ * import { formatAgo } from "./format.js";
+ * const now = Date.parse("2026-01-01T12:00:00Z");
+ * console.log(formatAgo("2026-01-01T11:55:00Z", now)); // "5 min ago"
+ * ```
+ *
+ * @param {string} iso A time as `toISOString` writes it.
+ * @param {number} now The time now (ms).
+ * @returns {string}
+ */
+export function formatAgo(iso, now) {
+  const s = Math.floor((now - Date.parse(iso)) / 1000);
+  if (!Number.isFinite(s)) return iso;
+  if (s < 5) return "just now";
+  if (s < 60) return s + " s ago";
+  if (s < 3600) return Math.floor(s / 60) + " min ago";
+  if (s < 86400) return Math.floor(s / 3600) + " h ago";
+  const days = Math.floor(s / 86400);
+  return days + (days === 1 ? " day ago" : " days ago");
+}

@@ -3,46 +3,31 @@
 /**
  * The browser side of the viewer's resource page (`/view/{id}`). The server
  * serves this file inline, allowed by its hash in the page's
- * Content-Security-Policy (see `script.ts`), with the text of `format.js` in
- * place of the import below. Its parameters are `#app`'s data attributes.
- * Everything from the server goes into the page with `textContent` only.
+ * Content-Security-Policy, with the modules it imports bundled in (see
+ * `script.ts`). Its parameters are `#app`'s data attributes. Everything from
+ * the server goes into the page as text (`textContent`, text nodes).
+ *
+ * The status comes by Server-Sent Events; the log (text resources) is read
+ * from near its end, shown as a terminal would show it, with numbered and
+ * linkable lines, sections, search and arrival times.
  *
  * @module
  */
 
 import { faviconFor, formatBytes, formatTime, visibleText } from "./format.js";
-
-/** Requests the tail pane makes for a resource before it gives up. */
-const MAX_ATTEMPTS = 20;
-/** The pane's first pause before it reconnects; it doubles each time. */
-const RETRY_BASE_MS = 500;
-/** The pane's longest pause before it reconnects. */
-const RETRY_MAX_MS = 10_000;
+import { entryAt, LogView } from "./log_view.js";
+import { Navigator } from "./navigator.js";
+import { SectionsView } from "./log_sections.js";
+import { SearchView } from "./log_search.js";
+import { TimesView } from "./log_times.js";
+import { LineLinks } from "./line_links.js";
+import { ByteReader, terminal } from "./reader.js";
+import { showText } from "./render.js";
 
 /**
- * A resource's status, as `/status` and the `status` events carry it (the
- * fields the page shows).
- *
- * @typedef {object} Status
- * @property {string} name
- * @property {string} status
- * @property {number} size
- * @property {string} updatedAt
- * @property {string} [error]
- * @property {string} [sha256]
+ * @typedef {import("./reader.js").Status} Status
+ * @typedef {import("./log_view.js").Entry} Entry
  */
-
-/** A read that failed; `final` when trying again cannot help. */
-class ReadError extends Error {
-  /**
-   * @param {string} message What went wrong.
-   * @param {boolean} final Whether to stop trying.
-   */
-  constructor(message, final) {
-    super(message);
-    this.final = final;
-  }
-}
 
 /**
  * The element with `id`; the page always has it.
@@ -63,8 +48,6 @@ const data = app.dataset;
 const token = data.token ||
   new URLSearchParams(location.search).get("token") || "";
 const resourceUrl = new URL(data.resource ?? "", location.href);
-/** Lines the tail pane keeps; older ones are dropped from the page. */
-const MAX_LINES = Number(data.maxLines);
 
 /**
  * A URL of the resource: `suffix` after its path, `params`, and the token.
@@ -94,41 +77,12 @@ let last = {
   name: "",
   status: data.status ?? "",
   size: Number(data.size),
+  createdAt: data.created ?? "",
   updatedAt: "",
 };
-/** @param {Status} s */
-const terminal = (s) => s.status === "COMPLETED" || s.status === "FAILED";
 
-// The tail pane (text resources only).
-const pane = document.getElementById("log");
-const follow = /** @type {HTMLInputElement | null} */ (
-  document.getElementById("follow")
-);
-
-/**
- * Text from the server, with invisible characters shown as marked escapes,
- * like the server renders them. visibleText escapes every NUL of its input,
- * so the NULs around each escape can only be the marks.
- *
- * @param {HTMLElement} el
- * @param {string} text
- */
-function showText(el, text) {
-  const parts = visibleText(text, (e) => "\u0000" + e + "\u0000").split(
-    "\u0000",
-  );
-  el.textContent = "";
-  for (let i = 0; i < parts.length; i++) {
-    if (i % 2 === 0) {
-      if (parts[i]) el.appendChild(document.createTextNode(parts[i]));
-      continue;
-    }
-    const span = document.createElement("span");
-    span.className = "ctl";
-    span.textContent = parts[i];
-    el.appendChild(span);
-  }
-}
+/** @type {((s: Status) => void)[]} Listeners of every status the page learns. */
+const statusListeners = [];
 
 /** @param {Status} s */
 function showStatus(s) {
@@ -147,7 +101,7 @@ function showStatus(s) {
   document.title = visibleText(s.name) + " \u2014 " + s.status +
     " \u2014 Spool";
   icon.href = faviconFor(s.status);
-  if (pane && follow?.checked) pane.scrollTop = pane.scrollHeight;
+  for (const listener of statusListeners) listener(s);
 }
 
 // Statuses: latest first, then every update; the server ends after the final one.
@@ -163,149 +117,6 @@ events.addEventListener("error", () => {
       "Lost the status stream; reload the page to try again.";
   }
 });
-
-/** One line of the pane: its element and the text node it grows. */
-function newLine() {
-  const div = document.createElement("div");
-  const text = document.createTextNode("");
-  div.appendChild(text);
-  return { div, text };
-}
-
-/**
- * The tail pane's lines: text appended as it is decoded, in one DOM update
- * per burst, the last MAX_LINES kept (with a note of how many were
- * trimmed), scrolled down while the reader follows the bottom.
- */
-class Pane {
-  /**
-   * @param {HTMLElement} log The `<pre>` of the lines.
-   * @param {HTMLInputElement} follow The follow (auto-scroll) toggle.
-   */
-  constructor(log, follow) {
-    this.log = log;
-    this.follow = follow;
-    this.trimmedEl = $("trimmed", HTMLElement);
-    this.trimmedCount = $("trimmed-count", HTMLElement);
-    this.current = newLine();
-    log.appendChild(this.current.div);
-    this.pending = "";
-    this.scheduled = false;
-    this.trimmed = 0;
-    // Following stops when the reader scrolls up and resumes at the bottom.
-    log.addEventListener("scroll", () => {
-      const bottom = log.scrollHeight - log.scrollTop - log.clientHeight < 8;
-      if (follow.checked !== bottom) follow.checked = bottom;
-    });
-    follow.addEventListener("change", () => {
-      if (follow.checked) this.scrollDown();
-    });
-    if (globalThis.ResizeObserver) {
-      new ResizeObserver(() => {
-        if (follow.checked) this.scrollDown();
-      }).observe(log);
-    }
-  }
-
-  scrollDown() {
-    this.log.scrollTop = this.log.scrollHeight;
-  }
-
-  /** @param {string} text Decoded text, lines or parts of lines. */
-  append(text) {
-    if (!text) return;
-    this.pending += text;
-    if (this.scheduled) return;
-    this.scheduled = true;
-    // Coalesce bursts into one DOM update; the timer also runs in background tabs.
-    requestAnimationFrame(() => this.flush());
-    setTimeout(() => this.flush(), 100);
-  }
-
-  /** Puts the pending text into the page now. */
-  flush() {
-    this.scheduled = false;
-    if (!this.pending) return;
-    const parts = this.pending.split("\n");
-    this.pending = "";
-    this.current.text.appendData(parts[0]);
-    if (parts.length > 1) this.#addLines(parts);
-    if (this.follow.checked) this.scrollDown();
-  }
-
-  /** @param {string[]} parts The pending text split at its line ends. */
-  #addLines(parts) {
-    const log = this.log;
-    const fresh = parts.length - 1;
-    let start = 1;
-    if (fresh >= MAX_LINES) {
-      // The whole pane is replaced by the newest lines of this batch.
-      this.trimmed += log.childElementCount + fresh - MAX_LINES;
-      log.textContent = "";
-      start = parts.length - MAX_LINES;
-    }
-    const fragment = document.createDocumentFragment();
-    for (let i = start; i < parts.length; i++) {
-      this.current = newLine();
-      this.current.text.data = parts[i];
-      fragment.appendChild(this.current.div);
-    }
-    log.appendChild(fragment);
-    let over = log.childElementCount - MAX_LINES;
-    if (over > 0) {
-      this.trimmed += over;
-      while (over-- > 0) log.firstChild?.remove();
-    }
-    if (this.trimmed > 0) {
-      this.trimmedCount.textContent = this.trimmed.toLocaleString("en-US");
-      this.trimmedEl.hidden = false;
-    }
-  }
-}
-
-/** A decoder of the resource's charset (UTF-8 for one the browser lacks). */
-function newDecoder() {
-  try {
-    return new TextDecoder(data.charset, { fatal: false });
-  } catch (_) {
-    // A charset the browser does not know: read the bytes as UTF-8.
-    return new TextDecoder("utf-8");
-  }
-}
-
-/**
- * The byte an answer's body starts at: a 206's Content-Range, a follow's
- * Spool-Start, else the first.
- *
- * @param {Response} response
- * @returns {number}
- */
-function firstByteOf(response) {
-  if (response.status === 206) {
-    const range = /^bytes (\d+)-/.exec(
-      response.headers.get("content-range") || "",
-    );
-    return range ? Number(range[1]) : NaN;
-  }
-  const start = response.headers.get("spool-start");
-  return start === null ? 0 : Number(start);
-}
-
-/**
- * Why the server refused a read; final for a 4xx.
- *
- * @param {Response} response
- * @returns {Promise<ReadError>}
- */
-async function refusal(response) {
-  let reason = "HTTP " + response.status;
-  try {
-    reason += ": " + (await response.text()).slice(0, 300);
-  } catch (_) {
-    // The body broke: the reason is the status alone.
-  }
-  return new ReadError(reason, response.status >= 400 && response.status < 500);
-}
 
 /**
  * The resource's status now, or the last one known if the server cannot
@@ -324,128 +135,289 @@ async function latestStatus() {
 }
 
 /**
- * The resource's bytes into the pane. While the resource is live, one
- * request follows it from the first byte not shown (?follow=1&start=N) and
- * grows with it; once it is finished, a plain read (Range: bytes=N-) takes
- * what is left. So after a lost connection, and after a follow cut off
- * because the resource FAILED (a broken chunked body, whose last bytes
- * Chromium may drop), the next request starts where the page is: no byte
- * twice, none missing. Bytes count as received only once they are in the
- * pane, and one decoder reads them all, so a character split between two
- * requests decodes whole.
+ * Whether a key press is typing in a text field (keys are not commands then).
+ *
+ * @param {EventTarget | null} target
+ * @returns {boolean}
  */
-class ByteReader {
-  /** @param {Pane} pane */
-  constructor(pane) {
-    this.pane = pane;
-    this.received = 0;
-    this.decoder = newDecoder();
-  }
-
-  /** @param {boolean} live Follow the resource, or read what is left. */
-  async readFrom(live) {
-    const received = this.received;
-    const response = await fetch(
-      urlOf("", live ? { follow: "1", start: String(received) } : null),
-      {
-        cache: "no-store",
-        headers: !live && received > 0
-          ? { range: "bytes=" + received + "-" }
-          : {},
-      },
-    );
-    if (!response.ok) throw await refusal(response);
-    if (!response.body) return;
-    const first = firstByteOf(response);
-    if (!(first <= received)) {
-      response.body.cancel().catch(() => {
-        // Nothing of it is used, whatever happens to it.
-      });
-      throw new ReadError(
-        "the server answered from byte " + first + "; expected byte " +
-          received + " at the latest",
-        true,
-      );
-    }
-    await this.#take(response.body.getReader(), received - first);
-  }
-
-  /**
-   * Appends what `reader` yields past its first `skip` bytes.
-   *
-   * @param {ReadableStreamDefaultReader<Uint8Array>} reader
-   * @param {number} skip
-   */
-  async #take(reader, skip) {
-    for (;;) {
-      const step = await reader.read();
-      if (step.done) return;
-      let chunk = step.value;
-      if (skip >= chunk.byteLength) {
-        skip -= chunk.byteLength;
-        continue;
-      }
-      if (skip > 0) {
-        chunk = chunk.subarray(skip);
-        skip = 0;
-      }
-      this.received += chunk.byteLength;
-      this.pane.append(this.decoder.decode(chunk, { stream: true }));
-    }
-  }
-
-  /** @param {Status} s The final status. */
-  ended(s) {
-    this.pane.append(this.decoder.decode());
-    this.pane.flush();
-    const bytes = this.received.toLocaleString("en-US") + " bytes";
-    if (s.status === "FAILED") {
-      showStatus(s);
-      stateEl.textContent = "stopped: the upload failed after " + bytes;
-      return;
-    }
-    stateEl.textContent = "end of resource (" + bytes + ")";
-  }
-
-  /** Reads until the resource ended and the pane has all of it, or gives up. */
-  async run() {
-    let s = last;
-    for (let attempt = 0;; attempt++) {
-      const live = !terminal(s);
-      if (!live && this.received >= s.size) return this.ended(s);
-      stateEl.textContent = live ? "following\u2026" : "reading\u2026";
-      /** @type {unknown} */
-      let problem = null;
-      try {
-        await this.readFrom(live);
-      } catch (error) {
-        problem = error;
-      }
-      this.pane.flush();
-      s = await latestStatus();
-      if (terminal(s) && this.received >= s.size) return this.ended(s);
-      const final = problem instanceof ReadError && problem.final;
-      if (final || attempt >= MAX_ATTEMPTS) {
-        const reason = problem instanceof Error
-          ? problem.message || String(problem)
-          : problem
-          ? String(problem)
-          : "the stream ended early";
-        showText(stateEl, "stopped: " + reason);
-        return;
-      }
-      // The follow ended with the resource: read the rest at once.
-      if (live && terminal(s)) continue;
-      // The stream broke (or ended) before the end: reconnect, from where the page is.
-      stateEl.textContent = "connection lost; reconnecting\u2026";
-      await new Promise((resolve) => {
-        setTimeout(
-          resolve,
-          Math.min(RETRY_MAX_MS, RETRY_BASE_MS * Math.pow(2, attempt)),
-        );
-      });
-    }
-  }
+function typing(target) {
+  if (target instanceof HTMLTextAreaElement) return true;
+  return target instanceof HTMLInputElement &&
+    !["checkbox", "radio", "button"].includes(target.type);
 }
 
-if (pane && follow) new ByteReader(new Pane(pane, follow)).run();
+/**
+ * The log pane and everything around it, for a text resource.
+ *
+ * @param {HTMLElement} pane
+ */
+function startLog(pane) {
+  const follow = $("follow", HTMLInputElement);
+  const view = new LogView(pane, Number(data.maxLines));
+  const nav = new Navigator(view, {
+    urlOf,
+    charset: data.charset ?? "utf-8",
+    maxLines: Number(data.maxLines),
+    pageLines: Number(data.pageLines),
+  }, {
+    moved: () => {
+      showPosition(view, nav);
+      // The numbers may have come: a linked line can be found now.
+      links.go();
+    },
+    flushed: () => {
+      if (follow.checked) view.scrollToBottom();
+      links.go();
+    },
+    failed: (error) =>
+      showText(stateEl, "could not read lines: " + String(error)),
+  });
+  const times = new TimesView(view, {
+    start: Date.parse(last.createdAt),
+    load: async () => (await fetch(urlOf("/checkpoints"))).json(),
+  });
+  const sections = new SectionsView(view, {
+    live: () => !terminal(last),
+    timeOf: (rec) => times.timeOf(rec),
+    needTimes: () => times.need(),
+  });
+  times.onChange = () => sections.tick();
+  /** @param {Entry} entry */
+  const reveal = (entry) => {
+    sections.expandFor(entry);
+    follow.checked = false;
+    view.reveal(entry);
+  };
+  const search = new SearchView(view, {
+    input: $("search", HTMLInputElement),
+    regex: $("search-regex", HTMLInputElement),
+    caseSensitive: $("search-case", HTMLInputElement),
+    count: $("search-count", HTMLElement),
+  }, reveal);
+  const links = new LineLinks(view, nav, {
+    reveal,
+    picked: () => follow.checked = false,
+    state: (text) => stateEl.textContent = text,
+  });
+  view.hooks = hooksOf(view, { sections, search, times, links });
+  const controls = { view, nav, follow, search, times, sections };
+  wireControls(controls);
+  wireKeys(controls);
+  statusListeners.push((s) => {
+    times.add(s.size, s.updatedAt);
+    if (terminal(s)) sections.tick();
+  });
+  const ticker = setInterval(() => {
+    sections.tick();
+    if (terminal(last)) clearInterval(ticker);
+  }, 1000);
+  readLog(nav, sections);
+  links.fromHash();
+}
+
+/**
+ * What the parts around the lines do when lines come, go or change.
+ *
+ * @param {LogView} view
+ * @param {{ sections: SectionsView, search: SearchView, times: TimesView, links: LineLinks }} parts
+ * @returns {import("./log_view.js").ViewHooks}
+ */
+function hooksOf(view, parts) {
+  const { sections, search, times, links } = parts;
+  return {
+    added(entries) {
+      sections.added(entries);
+      search.added(entries);
+      times.fill(entries);
+      links.decorate(entries);
+    },
+    rebuilt() {
+      sections.rebuild();
+      search.rebuilt();
+      times.fill(view.all());
+      links.decorate(view.all());
+    },
+    updated(entry) {
+      sections.updated(entry);
+      search.updated(entry);
+      times.fill([entry]);
+    },
+    dropped: (entry) => search.dropped(entry),
+  };
+}
+
+/**
+ * Reads the log from near its end (its last `data-tail-bytes`).
+ *
+ * @param {Navigator} nav
+ * @param {SectionsView} sections
+ */
+function readLog(nav, sections) {
+  const start = Math.max(0, Number(data.size) - Number(data.tailBytes));
+  nav.start(start);
+  showPosition(nav.view, nav);
+  new ByteReader({
+    urlOf,
+    status: () => last,
+    latest: latestStatus,
+    state: (text) => showText(stateEl, text),
+    bytes: (chunk) => nav.bytes(chunk),
+    ended: (s, received) => {
+      nav.finish();
+      sections.tick();
+      const bytes = received.toLocaleString("en-US") + " bytes";
+      if (s.status === "FAILED") {
+        showStatus(s);
+        stateEl.textContent = "stopped: the upload failed after " + bytes;
+        return;
+      }
+      stateEl.textContent = "end of resource (" + bytes + ")";
+    },
+  }, start).run();
+}
+
+/**
+ * @typedef {object} Controls
+ * @property {LogView} view
+ * @property {Navigator} nav
+ * @property {HTMLInputElement} follow
+ * @property {SearchView} search
+ * @property {TimesView} times
+ * @property {SectionsView} sections
+ */
+
+/**
+ * Follows the end (attached, scrolled down), or stops.
+ *
+ * @param {Controls} c
+ * @param {boolean} on
+ */
+function setFollow(c, on) {
+  c.follow.checked = on;
+  if (!on) return;
+  if (!c.nav.attached) c.nav.attach();
+  c.view.scrollToBottom();
+}
+
+/** @param {Controls} c */
+function wireControls(c) {
+  const { view, nav, follow, search, times, sections } = c;
+  const log = view.log;
+  // Following stops when the reader scrolls up and resumes at the bottom.
+  log.addEventListener("scroll", () => {
+    const bottom = nav.attached && view.atBottom();
+    if (follow.checked !== bottom) follow.checked = bottom;
+  });
+  follow.addEventListener("change", () => setFollow(c, follow.checked));
+  if (globalThis.ResizeObserver) {
+    new ResizeObserver(() => {
+      if (follow.checked) view.scrollToBottom();
+    }).observe(log);
+  }
+  log.addEventListener("click", (event) => {
+    const target = event.target;
+    if (!(target instanceof HTMLElement) || !target.matches(".tog")) return;
+    const entry = entryAt(target);
+    if (entry) sections.toggle(entry);
+  });
+  const timesBox = $("times", HTMLInputElement);
+  timesBox.addEventListener("change", () => times.show(timesBox.checked));
+  const input = $("search", HTMLInputElement);
+  input.addEventListener("input", () => search.run());
+  input.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter") return;
+    event.preventDefault();
+    search.move(event.shiftKey ? -1 : 1);
+  });
+  for (const id of ["search-regex", "search-case"]) {
+    $(id, HTMLInputElement).addEventListener("change", () => search.run());
+  }
+  $("search-next", HTMLButtonElement).addEventListener(
+    "click",
+    () => search.move(1),
+  );
+  $("search-prev", HTMLButtonElement).addEventListener(
+    "click",
+    () => search.move(-1),
+  );
+  $("load-earlier", HTMLButtonElement).addEventListener(
+    "click",
+    () => nav.earlier(),
+  );
+  $("load-later", HTMLButtonElement).addEventListener(
+    "click",
+    () => nav.later(),
+  );
+  $("jump-end", HTMLButtonElement).addEventListener(
+    "click",
+    () => setFollow(c, true),
+  );
+}
+
+/**
+ * `/` searches, `f` toggles following, `g` and `G` go to the first and the
+ * last line.
+ *
+ * @param {Controls} c
+ */
+function wireKeys(c) {
+  document.addEventListener("keydown", async (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (typing(event.target)) {
+      if (event.key === "Escape" && event.target instanceof HTMLElement) {
+        event.target.blur();
+      }
+      return;
+    }
+    if (event.key === "/") {
+      event.preventDefault();
+      const input = $("search", HTMLInputElement);
+      input.focus();
+      input.select();
+    } else if (event.key === "f") setFollow(c, !c.follow.checked);
+    else if (event.key === "G") setFollow(c, true);
+    else if (event.key === "g") {
+      c.follow.checked = false;
+      // Line 1 onto the page if it can be (numbers known), then the top.
+      await c.nav.show(0);
+      c.view.log.scrollTop = 0;
+    }
+  });
+}
+
+/**
+ * Shows what is known of the log: its line count, the lines before and
+ * after the page's.
+ *
+ * @param {LogView} view
+ * @param {Navigator} nav
+ */
+function showPosition(view, nav) {
+  const total = nav.total;
+  $("lines", HTMLElement).textContent = total === null
+    ? "counting lines\u2026"
+    : total.toLocaleString("en-US") + (total === 1 ? " line" : " lines");
+  const first = view.first;
+  const earlier = $("earlier", HTMLElement);
+  const cut = first === null
+    ? Number(data.size) > Number(data.tailBytes)
+    : first > 0;
+  earlier.hidden = !cut;
+  $("earlier-text", HTMLElement).textContent = first === null
+    ? "Earlier lines are not on the page (counting them\u2026)."
+    : first === 1
+    ? "Line 1 is not on the page."
+    : "Lines 1\u2013" + first.toLocaleString("en-US") + " are not on the page.";
+  $("load-earlier", HTMLButtonElement).disabled = first === null || nav.busy;
+  const later = $("later", HTMLElement);
+  later.hidden = nav.attached;
+  const end = view.end ?? 0;
+  const newer = Math.max(0, (total ?? end) - end);
+  $("later-text", HTMLElement).textContent = newer.toLocaleString("en-US") +
+    (newer === 1 ? " newer line is" : " newer lines are") +
+    " not on the page.";
+  $("load-later", HTMLButtonElement).disabled = nav.busy;
+}
+
+const pane = document.getElementById("log");
+if (pane) startLog(pane);

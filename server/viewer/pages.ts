@@ -27,11 +27,15 @@ import {
   visibleText,
 } from "./format.js";
 import { type Html, markup, raw } from "./html.ts";
-import { PAGE_SCRIPT } from "./script.ts";
+import { LISTING_SCRIPT, PAGE_SCRIPT } from "./script.ts";
 import pageCss from "./page.css" with { type: "text" };
 
-/** Lines the tail pane keeps; older ones are dropped from the page. */
+/** Lines the log pane holds at most (and the tail it reads keeps). */
 export const MAX_LINES: number = 5000;
+/** Bytes of the end of a log the page starts reading from (a huge log opens at once). */
+export const TAIL_BYTES: number = 64 * 1024;
+/** Lines "load earlier" and "load later" read at a time. */
+export const PAGE_LINES: number = 1000;
 /** Rows the listing shows (the newest ones). */
 export const MAX_LISTED: number = 1000;
 /** Characters of a name a listing row shows (the page shows the whole name). */
@@ -119,10 +123,10 @@ function badge(state: string, id?: string): Html {
   return markup`<span${idAttribute(id)} class="badge ${state}">${state}</span>`;
 }
 
-function timeElement(iso: string, id?: string): Html {
-  return markup`<time${idAttribute(id)} datetime="${iso}">${
-    formatTime(iso)
-  }</time>`;
+function timeElement(iso: string, id?: string, className?: string): Html {
+  return markup`<time${idAttribute(id)}${
+    className !== undefined && markup` class="${className}"`
+  } datetime="${iso}">${formatTime(iso)}</time>`;
 }
 
 /** A size as the pages show it on hover: the exact count. */
@@ -155,14 +159,20 @@ function contentHtml(
 <span id="stream-state" hidden></span>
 </section>`;
   }
-  const kept = MAX_LINES.toLocaleString("en-US");
   return markup`<div class="bar">
-<label><input type="checkbox" id="follow" checked> follow (auto-scroll)</label>
-<span>last ${kept} lines are kept on the page</span>
+<label title="keep the end in view (f)"><input type="checkbox" id="follow" checked> follow</label>
+<label title="when each line arrived, from the start"><input type="checkbox" id="times"> times</label>
+<span class="search"><input id="search" type="search" placeholder="search (/)" aria-label="search the lines on the page" autocomplete="off" spellcheck="false"><label title="regular expression"><input type="checkbox" id="search-regex">.*</label><label title="match case"><input type="checkbox" id="search-case">Aa</label><button type="button" id="search-prev" title="previous match (Shift+Enter)" aria-label="previous match">&uarr;</button><button type="button" id="search-next" title="next match (Enter)" aria-label="next match">&darr;</button><span id="search-count" class="count" aria-live="polite"></span></span>
+<span id="lines" class="lines" title="lines in the log">&hellip;</span>
 <span id="stream-state" class="state" aria-live="polite">loading&hellip;</span>
 </div>
-<div id="trimmed" class="trimmed" hidden><span id="trimmed-count">0</span> earlier lines were trimmed from this page; <a href="${href}" download="${filename}">download the whole resource</a>.</div>
-<pre id="log" aria-label="resource content" tabindex="0"></pre>`;
+<div id="earlier" class="edge" hidden><span id="earlier-text"></span> <button type="button" id="load-earlier">load ${
+    PAGE_LINES.toLocaleString("en-US")
+  } earlier lines</button> <a href="${href}" download="${filename}">download the whole log</a></div>
+<pre id="log" aria-label="resource content" tabindex="0"></pre>
+<div id="later" class="edge" hidden><span id="later-text"></span> <button type="button" id="load-later">load ${
+    PAGE_LINES.toLocaleString("en-US")
+  } later lines</button> <button type="button" id="jump-end" title="G">jump to the end</button></div>`;
 }
 
 /** The page's download link. */
@@ -195,7 +205,7 @@ export function renderResourcePage(options: ResourcePageOptions): string {
   const body =
     markup`<div class="view" id="app" data-resource="${resourcePath}" data-token="${
       token ?? ""
-    }" data-status="${status.status}" data-size="${status.size}" data-charset="${charset}" data-max-lines="${MAX_LINES}">
+    }" data-status="${status.status}" data-size="${status.size}" data-created="${status.createdAt}" data-charset="${charset}" data-max-lines="${MAX_LINES}" data-tail-bytes="${TAIL_BYTES}" data-page-lines="${PAGE_LINES}">
 <header>
 ${
       listing &&
@@ -227,23 +237,25 @@ ${contentHtml(status, link)}
   );
 }
 
-/** One row of the listing. */
+/** One row of the listing (`listing.js` makes new ones the same way). */
 function listingRow(s: ResourceStatus): Html {
-  return markup`<tr>
+  return markup`<tr data-id="${s.id}" data-created="${s.createdAt}">
 <td class="name"><a href="./${encodeURIComponent(s.id)}">${
     nameHtml(s.name, MAX_LISTED_NAME)
   }</a></td>
-<td>${badge(s.status)}</td>
-<td class="num" title="${sizeTitle(s.size)}">${formatBytes(s.size)}</td>
-<td>${userHtml(s.mimeType, MAX_MIME_TYPE_LENGTH)}</td>
-<td class="time">${timeElement(s.createdAt)}</td>
-<td class="time">${timeElement(s.updatedAt)}</td>
+<td class="state">${badge(s.status)}</td>
+<td class="num size" title="${sizeTitle(s.size)}">${formatBytes(s.size)}</td>
+<td class="type">${userHtml(s.mimeType, MAX_MIME_TYPE_LENGTH)}</td>
+<td class="time">${timeElement(s.createdAt, undefined, "created")}</td>
+<td class="time">${timeElement(s.updatedAt, undefined, "updated")}</td>
 </tr>
 `;
 }
 
 /**
- * The listing at `/view/`: the resources, newest first.
+ * The listing at `/view/`: the resources, newest first, with a filter box;
+ * its script (`listing.js`) keeps the rows live from `/view/events` and
+ * shows times as how long ago they were.
  *
  * @example
  * ```ts
@@ -259,24 +271,22 @@ export function renderListingPage(statuses: ResourceStatus[]): string {
   const live = statuses.filter((s) => !isTerminal(s)).length;
   const more = sorted.length > shown.length &&
     markup`<p class="empty">Showing the newest ${shown.length} of ${sorted.length}.</p>`;
-  const table = markup`<table>
-<thead><tr><th>Name</th><th>Status</th><th>Size</th><th>Type</th><th>Created</th><th>Updated</th></tr></thead>
-<tbody>
-${shown.map(listingRow)}</tbody>
-</table>
-${more}`;
   const body = markup`<header>
 <h1>Spool resources</h1>
-<div class="meta"><span><b>${statuses.length}</b> resources, <b>${live}</b> live</span><a href="./">refresh</a></div>
+<div class="meta"><span><b id="total">${statuses.length}</b> resources, <b id="live">${live}</b> live <span id="shown"></span></span><input id="filter" type="search" placeholder="filter by name, status, type (/)" aria-label="filter the resources" autocomplete="off" spellcheck="false"><span id="feed" class="state" aria-live="polite"></span></div>
 </header>
 <main class="list">
-${
-    statuses.length === 0
-      ? markup`<p class="empty">No resources yet.</p>`
-      : table
-  }
+<p id="empty" class="empty"${
+    statuses.length > 0 && markup` hidden`
+  }>No resources yet.</p>
+<table id="table"${statuses.length === 0 && markup` hidden`}>
+<thead><tr><th>Name</th><th>Status</th><th>Size</th><th>Type</th><th>Created</th><th>Updated</th></tr></thead>
+<tbody id="rows" data-max-name="${MAX_LISTED_NAME}">
+${shown.map(listingRow)}</tbody>
+</table>
+${more}
 </main>`;
-  return shell("Spool resources", "COMPLETED", body);
+  return shell("Spool resources", "COMPLETED", body, LISTING_SCRIPT);
 }
 
 /** What the page of a refused viewer URL says. */

@@ -1,0 +1,88 @@
+/**
+ * Statuses on the engine, fenced: each status of a resource is published
+ * on condition that the last one on its subject is the one this node
+ * published before (`Nats-Expected-Last-Subject-Sequence`). A node that
+ * lost an upload to another (or whose upload was failed by another) gets
+ * {@linkcode FencedError} instead of overwriting the newer truth.
+ *
+ * @module
+ */
+
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { MsgHdrs } from "@nats-io/transport-node";
+import type { ResourceStatus } from "../../protocol/status.ts";
+import { publishReliably } from "./_publish.ts";
+import { statusSubject, STREAM } from "./subjects.ts";
+
+/** The last status stored for a resource, and its sequence. */
+export interface StoredStatus {
+  /** The status, or `undefined` for a deletion marker. */
+  status: ResourceStatus | undefined;
+  /** Its stream sequence. */
+  seq: number;
+}
+
+/**
+ * Publishes statuses with fencing; remembers the last sequence per resource.
+ *
+ * @example
+ * ```ts ignore
+ * const statuses = new StatusPublisher(engine.js, engine.jsm);
+ * await statuses.publish(status);
+ * ```
+ */
+export class StatusPublisher {
+  readonly #js: JetStreamClient;
+  readonly #jsm: JetStreamManager;
+  /** The sequence of the last status this node stored, per resource. */
+  readonly #last = new Map<string, number>();
+
+  /** Publishes through `js`, reads back through `jsm`. */
+  constructor(js: JetStreamClient, jsm: JetStreamManager) {
+    this.#js = js;
+    this.#jsm = jsm;
+  }
+
+  /** The last status message of `id`, if any (a deletion marker has none). */
+  async last(id: string): Promise<StoredStatus | undefined> {
+    const message = await this.#jsm.direct.getMessage(STREAM, {
+      last_by_subj: statusSubject(id),
+    });
+    if (message === null) return undefined;
+    if (message.data.byteLength === 0) {
+      return { status: undefined, seq: message.seq };
+    }
+    return { status: message.json<ResourceStatus>(), seq: message.seq };
+  }
+
+  /**
+   * Publishes `status` after the last one this node stored for it (or,
+   * with `after`, after that sequence; with neither, after the one in the
+   * stream now). Resolves with its sequence.
+   */
+  async publish(
+    status: ResourceStatus,
+    options: { after?: number; headers?: MsgHdrs; payload?: string } = {},
+  ): Promise<number> {
+    const id = status.id;
+    const after = options.after ?? this.#last.get(id) ??
+      (await this.last(id))?.seq ?? 0;
+    const ack = await publishReliably(
+      this.#js,
+      statusSubject(id),
+      options.payload ?? JSON.stringify(status),
+      {
+        msgID: `${id}:s:${after}`,
+        headers: options.headers,
+        expect: { lastSubjectSequence: after },
+      },
+    );
+    this.#last.set(id, ack.seq);
+    return ack.seq;
+  }
+
+  /** Forgets `id` (its upload ended here). */
+  forget(id: string): void {
+    this.#last.delete(id);
+  }
+}

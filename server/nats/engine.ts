@@ -1,0 +1,179 @@
+/**
+ * The connection of one Spool node to NATS JetStream: the client, the
+ * stream of bytes and statuses, and the lease bucket, made when missing.
+ *
+ * @module
+ */
+
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import {
+  jetstream,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstreamManager,
+  StorageType,
+} from "@nats-io/jetstream";
+import { type KV, Kvm } from "@nats-io/kv";
+import { LEASE_BUCKET, STREAM, STREAM_SUBJECTS } from "./subjects.ts";
+
+/**
+ * Options of {@linkcode NatsEngine.connect}.
+ *
+ * @example
+ * ```ts
+ * import type { EngineOptions } from "./engine.ts";
+ * const options: EngineOptions = { servers: ["nats://127.0.0.1:4222"], replicas: 3 };
+ * ```
+ */
+export interface EngineOptions {
+  /** NATS server URLs, e.g. `nats://127.0.0.1:4222`; any one is enough to start. */
+  servers: string[];
+  /** Replicas of the stream and the bucket when this node makes them. Default 1. */
+  replicas?: number;
+  /** How long to wait for the first connection, in ms. Default 5000. */
+  connectTimeoutMs?: number;
+}
+
+/** Publishes stored at most once within this window (`Nats-Msg-Id`), in ns. */
+const DUPLICATE_WINDOW_NS = 120 * 1e9;
+const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+const RECONNECT_WAIT_MS = 250;
+
+/**
+ * Thrown when no NATS server of `--nats` answers at start; names them.
+ *
+ * @example
+ * ```ts
+ * import { EngineUnreachableError } from "./engine.ts";
+ * const error = new EngineUnreachableError(["nats://127.0.0.1:1"], "connection refused");
+ * console.log(error.code); // engine-unreachable
+ * ```
+ */
+export class EngineUnreachableError extends Error {
+  /** The error's code. */
+  readonly code = "engine-unreachable";
+  /** Creates the error for `servers`, which failed with `cause`. */
+  constructor(servers: string[], cause: string) {
+    super(
+      `cannot reach NATS at ${
+        servers.join(",")
+      } (${cause}); expected a nats-server with JetStream (-js) listening there`,
+    );
+    this.name = "EngineUnreachableError";
+  }
+}
+
+/**
+ * A node's connection to the engine.
+ *
+ * @example
+ * ```ts ignore
+ * const engine = await NatsEngine.connect({ servers: ["nats://127.0.0.1:4222"] });
+ * console.log(engine.node);
+ * await engine.close();
+ * ```
+ */
+export class NatsEngine {
+  /** The NATS connection. */
+  readonly nc: NatsConnection;
+  /** JetStream publishing and consuming. */
+  readonly js: JetStreamClient;
+  /** JetStream management (direct get, purge, stream info). */
+  readonly jsm: JetStreamManager;
+  /** The lease bucket. */
+  readonly leases: KV;
+  /** This node's name in leases: unique per process. */
+  readonly node: string;
+
+  private constructor(
+    nc: NatsConnection,
+    jsm: JetStreamManager,
+    leases: KV,
+  ) {
+    this.nc = nc;
+    this.js = jetstream(nc);
+    this.jsm = jsm;
+    this.leases = leases;
+    this.node = `${Deno.hostname()}:${Deno.pid}:${
+      crypto.randomUUID().slice(0, 8)
+    }`;
+  }
+
+  /**
+   * Connects (reconnecting forever once connected: the engine restarting
+   * must not end the node) and makes the stream and the bucket when missing.
+   * Throws {@linkcode EngineUnreachableError} when no server answers.
+   */
+  static async connect(options: EngineOptions): Promise<NatsEngine> {
+    let nc: NatsConnection;
+    try {
+      nc = await connect({
+        servers: options.servers,
+        timeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+        maxReconnectAttempts: -1,
+        // A restarted engine is back in ~30 ms: look for it often.
+        reconnectTimeWait: RECONNECT_WAIT_MS,
+        name: "spool",
+      });
+    } catch (error) {
+      throw new EngineUnreachableError(
+        options.servers,
+        (error as Error).message,
+      );
+    }
+    try {
+      const jsm = await jetstreamManager(nc);
+      const replicas = options.replicas ?? 1;
+      await ensureStream(jsm, replicas);
+      const leases = await new Kvm(nc).create(LEASE_BUCKET, {
+        history: 1,
+        replicas,
+      });
+      return new NatsEngine(nc, jsm, leases);
+    } catch (error) {
+      await nc.close();
+      throw new Error(
+        `NATS at ${options.servers.join(",")} cannot hold Spool's stream: ${
+          (error as Error).message
+        }; expected a server with JetStream enabled (nats-server -js)`,
+        { cause: error },
+      );
+    }
+  }
+
+  /** Drains and closes the connection. */
+  async close(): Promise<void> {
+    if (this.nc.isClosed()) return;
+    try {
+      await this.nc.drain();
+    } catch (error) {
+      // Draining needs the server; without it, closing is all there is.
+      console.error(
+        `spool: NATS drain failed (${(error as Error).message}); closing`,
+      );
+      await this.nc.close();
+    }
+  }
+}
+
+/** Adds the stream, or leaves the one there (made by another node). */
+async function ensureStream(
+  jsm: JetStreamManager,
+  replicas: number,
+): Promise<void> {
+  try {
+    await jsm.streams.info(STREAM);
+    return;
+  } catch (error) {
+    // Only a missing stream is made here; anything else is the caller's.
+    if (!/stream not found/i.test((error as Error).message)) throw error;
+  }
+  await jsm.streams.add({
+    name: STREAM,
+    subjects: [STREAM_SUBJECTS],
+    storage: StorageType.File,
+    num_replicas: replicas,
+    allow_direct: true,
+    duplicate_window: DUPLICATE_WINDOW_NS,
+  });
+}

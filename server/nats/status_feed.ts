@@ -1,0 +1,137 @@
+/**
+ * The status feed of one node: a single ordered consumer on every status
+ * subject, starting with the last status of each resource and then
+ * following new ones. It is how a node learns of resources other nodes
+ * hold (listing, lookup) and of their checkpoints (followers): one engine
+ * subscription per node, however many resources and watchers it has.
+ *
+ * @module
+ */
+
+import { DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
+import type { ResourceStatus } from "../../protocol/status.ts";
+import type { NatsEngine } from "./engine.ts";
+import {
+  DELETED_HEADER,
+  idOfStatusSubject,
+  STATUS_SUBJECTS,
+  STREAM,
+} from "./subjects.ts";
+
+/** Heartbeat of the feed's pulls: a lost pull (leader change) is noticed within about this, in ms. */
+const FEED_HEARTBEAT_MS = 1000;
+const FEED_EXPIRES_MS = 5000;
+
+/**
+ * What the feed tells.
+ *
+ * @example
+ * ```ts
+ * import type { FeedHandlers } from "./status_feed.ts";
+ * const handlers: FeedHandlers = {
+ *   status: (status) => console.log(status.id, status.size),
+ *   deleted: (id) => console.log(`${id} deleted`),
+ * };
+ * ```
+ */
+export interface FeedHandlers {
+  /** A status of a resource (in stream order per resource). */
+  status(status: ResourceStatus): void | Promise<void>;
+  /** A resource was deleted. */
+  deleted(id: string): void | Promise<void>;
+}
+
+/**
+ * A running feed.
+ *
+ * @example
+ * ```ts ignore
+ * const feed = await StatusFeed.start(engine, handlers); // every resource is known now
+ * await feed.stop();
+ * ```
+ */
+export class StatusFeed {
+  readonly #done: Promise<void>;
+  readonly #stop: () => void;
+  readonly #count: { handled: number };
+
+  private constructor(
+    done: Promise<void>,
+    stop: () => void,
+    count: { handled: number },
+  ) {
+    this.#done = done;
+    this.#stop = stop;
+    this.#count = count;
+  }
+
+  /** Status messages handled so far (for tests and metrics). */
+  get handled(): number {
+    return this.#count.handled;
+  }
+
+  /**
+   * Starts the feed; resolves once the last status of every resource that
+   * existed at start was handled.
+   */
+  static async start(
+    engine: NatsEngine,
+    handlers: FeedHandlers,
+  ): Promise<StatusFeed> {
+    const info = await engine.jsm.streams.info(STREAM, {
+      subjects_filter: STATUS_SUBJECTS,
+    });
+    const loaded = Promise.withResolvers<void>();
+    // num_subjects counts the whole stream; the filtered map is the statuses.
+    if (Object.keys(info.state.subjects ?? {}).length === 0) loaded.resolve();
+    const consumer = await engine.js.consumers.get(STREAM, {
+      filter_subjects: STATUS_SUBJECTS,
+      deliver_policy: DeliverPolicy.LastPerSubject,
+    });
+    const messages = await consumer.consume({
+      idle_heartbeat: FEED_HEARTBEAT_MS,
+      expires: FEED_EXPIRES_MS,
+    });
+    const count = { handled: 0 };
+    const done = (async () => {
+      for await (const message of messages) {
+        await handle(message, handlers);
+        count.handled++;
+        if (message.info.pending === 0) loaded.resolve();
+      }
+    })();
+    // Once loaded, this is a no-op; before, the start fails instead of hanging.
+    done.then(
+      () => loaded.reject(new Error("the status feed ended before it loaded")),
+      loaded.reject,
+    );
+    await loaded.promise;
+    return new StatusFeed(done, () => messages.stop(), count);
+  }
+
+  /** Stops the feed and waits for the message being handled. */
+  async stop(): Promise<void> {
+    this.#stop();
+    try {
+      await this.#done;
+    } catch (error) {
+      // Stopping while the engine is away: the node is leaving anyway.
+      console.error("spool: the status feed ended with an error:", error);
+    }
+  }
+}
+
+async function handle(message: JsMsg, handlers: FeedHandlers): Promise<void> {
+  const id = idOfStatusSubject(message.subject);
+  if (id === undefined) return;
+  try {
+    if (message.headers?.get(DELETED_HEADER)) await handlers.deleted(id);
+    else await handlers.status(message.json<ResourceStatus>());
+  } catch (error) {
+    // One unreadable status must not stop the node learning of the others.
+    console.error(
+      `spool: the status at sequence ${message.seq} on ${message.subject} could not be used:`,
+      error,
+    );
+  }
+}

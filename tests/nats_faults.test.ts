@@ -1,0 +1,82 @@
+/**
+ * Engine faults: NATS restarting during a live upload loses no
+ * acknowledged byte, and an unreachable `--nats` at start exits non-zero
+ * naming the URL.
+ */
+
+import { assert, assertEquals } from "@std/assert";
+import { openDownload, startUpload } from "../mod.ts";
+import { randomBytes, readAll, sha256, startTestServer } from "./_helpers.ts";
+import { freePort, startNats } from "./_nats.ts";
+
+const SERVER_MAIN = new URL("../server/main.ts", import.meta.url).pathname;
+
+function onNode(reference: string, node: URL): string {
+  const url = new URL(reference);
+  url.host = node.host;
+  return url.href;
+}
+
+Deno.test("nats-server restarting mid-upload loses no byte: the upload continues and node B follows it byte-identical", async () => {
+  const first = await startNats();
+  const { port, dir } = first;
+  let second: Awaited<ReturnType<typeof startNats>> | undefined;
+  try {
+    await using a = await startTestServer({ nats: first.url });
+    await using b = await startTestServer({ nats: first.url });
+    const data = randomBytes(1_500_000, 1404);
+    const uploading = await startUpload(a.url, { name: "through-restart.bin" });
+    await uploading.write(data.subarray(0, 500_000));
+    const onB = await openDownload(onNode(uploading.reference, b.url));
+    await onB.waitForStatus((s) => s.size === 500_000);
+    const followed = readAll(onB.follow());
+
+    await first.stop();
+    // Written while the engine is away: held until it is back, then stored once.
+    const writing = uploading.write(data.subarray(500_000));
+    const started = performance.now();
+    second = await startNats({ port, dir });
+    await writing;
+    const final = await uploading.finish();
+    assertEquals(final.status, "COMPLETED");
+    assertEquals(final.sha256, await sha256(data));
+    assertEquals(await sha256(await followed), await sha256(data));
+    const onBFinal = await onB.waitForStatus((s) => s.status === "COMPLETED");
+    assertEquals(onBFinal.size, data.byteLength);
+    const resumedAfter = performance.now() - started;
+    await onB.close();
+    console.log(
+      `COMPLETED on B ${resumedAfter.toFixed(0)} ms after the engine restarted`,
+    );
+  } finally {
+    await second?.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an unreachable --nats at start exits 1 naming the URL", async () => {
+  const url = `nats://127.0.0.1:${freePort()}`;
+  const dataDir = await Deno.makeTempDir({ prefix: "spool-nats-down-" });
+  try {
+    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        SERVER_MAIN,
+        "--port",
+        "0",
+        "--data-dir",
+        dataDir,
+        "--nats",
+        url,
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    const said = new TextDecoder().decode(stderr);
+    assertEquals(code, 1, said);
+    assert(said.includes(`cannot reach NATS at ${url}`), said);
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
