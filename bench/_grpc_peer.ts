@@ -32,6 +32,9 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   "grpc.max_send_message_length": -1,
 };
 
+/** Messages written between turns of the event loop when never pushed back. */
+const YIELD_EVERY = 256;
+
 const toBuffer = (bytes: Uint8Array): Buffer =>
   Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
@@ -128,12 +131,23 @@ export async function streamGrpc(
           error ? reject(error) : resolve(count!),
       );
     });
+    // Awaited below; until then a failed call must not count as unhandled.
+    answer.catch(() => {});
     const onAbort = () => call!.cancel();
     signal.addEventListener("abort", onAbort, { once: true });
     try {
+      let written = 0;
       for (let message = next(); message !== null; message = next()) {
         if (!call!.write(message)) {
-          await new Promise((resolve) => call!.once("drain", resolve));
+          // A call that fails meanwhile never drains: its answer rejects.
+          await Promise.race([
+            new Promise((resolve) => call!.once("drain", resolve)),
+            answer,
+          ]);
+        } else if (++written % YIELD_EVERY === 0) {
+          // write() may accept without pushing back for a long time: let
+          // the event loop move the bytes (as a real producer would).
+          await new Promise((resolve) => setTimeout(resolve, 0));
         }
       }
       call!.end();

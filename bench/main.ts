@@ -246,7 +246,7 @@ function transportGroups(
         "transport header-only objects, completions included, vs a Deno WebSocket, one message per object",
         "transport header-only objects, completions included, vs gRPC client streaming (@grpc/grpc-js, retries off)",
       ],
-      timeoutMs: transportTimeout(headerOnly, 3, 1),
+      timeoutMs: transportTimeout(headerOnly, 2, 2),
       run: () => benchTransportHeaderOnly(headerOnly),
     },
   ];
