@@ -103,7 +103,17 @@ async function nextLine(
   what: string,
   field: string,
 ): Promise<Record<string, unknown>> {
-  const line = await load.next();
+  let line: Record<string, unknown>;
+  try {
+    line = await load.next();
+  } catch (error) {
+    throw new BenchError(
+      `fan-out ${what}: waiting for the followers' "${field}" line: ${
+        (error as Error).message
+      } (their stderr above says why)`,
+      { cause: error },
+    );
+  }
   if (typeof line[field] !== "number") {
     throw new BenchError(
       `fan-out ${what}: the followers printed ${
