@@ -125,6 +125,7 @@ async function wsDownload(url: string): Promise<void> {
 function reportFollowers(
   views: WriteLatencies[],
   expectedBytes: (view: WriteLatencies) => number,
+  failures: string[] = [],
 ): void {
   const complete =
     views.filter((view) => view.bytes === expectedBytes(view)).length;
@@ -134,6 +135,8 @@ function reportFollowers(
     bytes: views[0]?.bytes ?? 0,
     latency: summarize(views.map((view) => view.values)),
     cpu: ownCpuSeconds(),
+    failed: failures.length,
+    firstFailure: failures[0] ?? null,
   });
 }
 
@@ -149,14 +152,24 @@ async function followers(
   const downloads = [];
   for (let i = 0; i < count; i++) downloads.push(await openDownload(reference));
   ready(count);
+  const failures: string[] = [];
   const views = await Promise.all(downloads.map(async (download) => {
     const view = new WriteLatencies(writeSize);
-    for await (const chunk of download.follow()) view.add(chunk);
+    try {
+      for await (const chunk of download.follow()) view.add(chunk);
+    } catch (error) {
+      // A follower that fails counts as incomplete, and its error is reported.
+      failures.push(error instanceof Error ? error.message : String(error));
+    }
     await download.close();
     return { view, size: download.status.size };
   }));
   const sizes = new Map(views.map(({ view, size }) => [view, size]));
-  reportFollowers(views.map(({ view }) => view), (view) => sizes.get(view)!);
+  reportFollowers(
+    views.map(({ view }) => view),
+    (view) => sizes.get(view)!,
+    failures,
+  );
 }
 
 async function wsFollowers(

@@ -45,6 +45,8 @@ export interface FanOutOptions {
 interface FanOutRun {
   /** Followers that got every byte. */
   complete: number;
+  /** How many followers failed and the first one's error, if any did. */
+  firstFailure?: string;
   /** From the last write until every follower had every byte. */
   lagMs: number;
   latency: LatencySummary;
@@ -165,6 +167,9 @@ async function unboundedRun(
   }
   return {
     complete: Number(result.complete),
+    firstFailure: typeof result.firstFailure === "string"
+      ? `${result.failed} followers failed, first: ${result.firstFailure}`
+      : undefined,
     lagMs,
     latency: result.latency as LatencySummary,
     peakRss: peak,
@@ -298,11 +303,20 @@ async function redisRun(
   }
 }
 
-/** A peer that lost bytes makes the comparison void: fail, naming it. */
-function checkPeer(what: string, run: FanOutRun, followers: number): void {
+/**
+ * A side whose followers did not all get every byte: lost data for Spool,
+ * a void comparison for a peer. Fails at once, naming the side and why.
+ */
+function checkComplete(
+  what: string,
+  run: FanOutRun,
+  followers: number,
+): void {
   if (run.complete !== followers) {
     throw new BenchError(
-      `fan-out ${what}: ${run.complete} of ${followers} followers got all ${run.bytes} bytes, expected every one`,
+      `fan-out ${what}: ${run.complete} of ${followers} followers got all ${run.bytes} bytes, expected every one${
+        run.firstFailure === undefined ? "" : ` (${run.firstFailure})`
+      }`,
     );
   }
 }
@@ -326,15 +340,17 @@ async function interleavedRuns(options: FanOutOptions): Promise<FanOutRuns> {
   };
   for (let i = 0; i < options.runs; i++) {
     const bare = await bareRun(options);
-    checkPeer("bare broadcast", bare, options.followers);
+    checkComplete("bare broadcast", bare, options.followers);
     runs.bare.push(bare);
     if (typeof peer !== "string" && typeof runs.redis !== "string") {
       const redis = await redisRun(peer, options);
-      checkPeer("Redis pub/sub", redis, options.followers);
+      checkComplete("Redis pub/sub", redis, options.followers);
       runs.redis.push(redis);
     }
     for (const ms of options.checkpoints) {
-      runs.spool.get(ms)!.push(await spoolRun(options, ms));
+      const spool = await spoolRun(options, ms);
+      checkComplete(`Spool, checkpoint ${ms} ms`, spool, options.followers);
+      runs.spool.get(ms)!.push(spool);
     }
   }
   return runs;
