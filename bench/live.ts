@@ -115,7 +115,8 @@ export async function benchTransfer(
         ...transferFigures(spoolUp, baseUp),
         unit: "MiB/s",
         baseline: "plain WebSocket blast, bufferedAmount pacing",
-        goal: 0.8,
+        // Issue 15: the median of 5 interleaved runs at least 0.9×.
+        goal: 0.9,
         note,
       },
       {
