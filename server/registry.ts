@@ -202,9 +202,35 @@ export class ResourceRegistry {
       writer,
     });
     this.#resources.set(status.id, resource);
-    this.#live.add(resource);
-    resource.finished.then(() => this.#live.delete(resource));
+    this.#addLive(resource);
     return resource;
+  }
+
+  /** Counts `resource` live until it ends or another node takes it over. */
+  #addLive(resource: Resource): void {
+    this.#live.add(resource);
+    const gone = () => this.#live.delete(resource);
+    resource.finished.then(gone);
+    resource.handedOver.then(gone);
+  }
+
+  /**
+   * Puts `resource`, an upload this node took over from another, in place
+   * of the resource of its id, whose watchers (followers here) then hear its
+   * statuses. A closing registry fails it with the closing reason instead.
+   */
+  async takeOver(resource: Resource): Promise<void> {
+    if (this.#closing !== undefined) {
+      await resource.fail(this.#closing);
+      throw new SpoolError("unavailable", this.#closing);
+    }
+    const id = resource.status.id;
+    const before = this.#resources.get(id);
+    this.#resources.set(id, resource);
+    this.#addLive(resource);
+    if (before !== undefined && before !== resource) {
+      resource.watch((status) => before.mirror(status));
+    }
   }
 
   /** The resource with `id`, if any (malformed ids find nothing). */
