@@ -163,10 +163,11 @@ export class UploadSessions {
       await taking;
       return await this.resume(id, token, release);
     }
-    const refusal = this.#takeOver?.refusal(id) ?? noUpload(id);
+    if (this.#takeOver === undefined) throw noUpload(id);
+    const refusal = this.#takeOver.refusal(id);
     if (refusal) throw refusal;
     this.#checkToken(id, token);
-    const take = this.#takeOver!.take(id);
+    const take = this.#takeOver.take(id);
     this.#taking.set(id, take);
     try {
       return this.open(await take, release);

@@ -144,11 +144,14 @@ export class JetStreamStore implements ResourceStore {
     return new PieceWriter(parts, status, offset);
   }
 
-  /** Another node holds upload `id` now: forget it here, keep its lease key. */
+  /**
+   * Another node holds upload `id` now: let its lease go here. The last
+   * sequence this node published is kept, so that any later status from
+   * here stays fenced out (a retried save must not land after the new truth).
+   */
   #yielded(id: string, lease: Lease): void {
     if (this.#leases.get(id) !== lease) return;
     this.#leases.delete(id);
-    this.statuses.forget(id);
     // Deletes the key only if it is still ours (a node failed the upload).
     lease.release().catch((error) =>
       console.error(`spool: could not let go of the lease of ${id}:`, error)
@@ -249,7 +252,6 @@ export class JetStreamStore implements ResourceStore {
       if (!(error instanceof FencedError)) throw error;
       const lease = this.#leases.get(id);
       if (lease) this.#yielded(id, lease);
-      else this.statuses.forget(id);
       throw new TakenOverError(id, error.message);
     }
     if (!isTerminal(status)) return;
