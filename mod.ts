@@ -49,7 +49,11 @@ export {
   startServer,
 } from "./server/server.ts";
 export type { ServerLimits } from "./server/limits.ts";
-export type { ResourceStore, ResourceWriter } from "./server/store.ts";
+export {
+  type ResourceStore,
+  type ResourceWriter,
+  TakenOverError,
+} from "./server/store.ts";
 export { FileStore, type FileStoreOptions } from "./server/file_store.ts";
 
 // Uploading and downloading live resources.
