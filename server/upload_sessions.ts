@@ -51,7 +51,7 @@ export interface TakeOver {
    * `not-found` when no node holds it live, `unavailable` when this node
    * cannot check its token. `undefined` when it can be taken.
    */
-  refusal(id: string): SpoolError | undefined;
+  refusal(id: string): Promise<SpoolError | undefined>;
   /** Takes the upload over; resolves with its live resource here. */
   take(id: string): Promise<Resource>;
 }
@@ -164,7 +164,7 @@ export class UploadSessions {
       return await this.resume(id, token, release);
     }
     if (this.#takeOver === undefined) throw noUpload(id);
-    const refusal = this.#takeOver.refusal(id);
+    const refusal = await this.#takeOver.refusal(id);
     if (refusal) throw refusal;
     this.#checkToken(id, token);
     const take = this.#takeOver.take(id);

@@ -93,7 +93,7 @@ export async function joinCluster(
   return {
     feed,
     takeOver: {
-      refusal: (id) => takeOverRefusal(registry, id, options),
+      refusal: (id) => takeOverRefusal(store, registry, id, options),
       take: (id) =>
         takeOverUpload(store, registry, id, {
           checkpointMs: options.checkpointMs ?? DEFAULT_CHECKPOINT_MS,
@@ -120,14 +120,21 @@ function remoteUploads(registry: ResourceRegistry): ResourceStatus[] {
   return statuses;
 }
 
-/** Why upload `id` cannot be taken over here, if it cannot. */
-function takeOverRefusal(
+/**
+ * Why upload `id` cannot be taken over here, if it cannot. An id the feed
+ * has not brought yet (a resume right after the upload started elsewhere)
+ * is looked up in the engine.
+ */
+async function takeOverRefusal(
+  store: JetStreamStore,
   registry: ResourceRegistry,
   id: string,
   options: ClusterOptions,
-): SpoolError | undefined {
+): Promise<SpoolError | undefined> {
   const known = registry.get(id);
-  if (known === undefined || known.live || isTerminal(known.status)) {
+  const status = known?.status ??
+    (isResourceId(id) ? await store.lastStatus(id) : undefined);
+  if (status === undefined || known?.live || isTerminal(status)) {
     return noUpload(id);
   }
   if (options.sharedSecret) return undefined;
