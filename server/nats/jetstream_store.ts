@@ -171,7 +171,6 @@ export class JetStreamStore implements ResourceStore {
       node: this.#engine.node,
       leaseMs: this.#leaseMs,
     });
-    if (taken === undefined) return undefined;
     try {
       const fenced = await this.#fence(id);
       if (fenced === undefined) {

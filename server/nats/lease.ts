@@ -77,25 +77,24 @@ export class Lease {
   /**
    * Takes the lease of `key` from the node holding it: a write conditional
    * on the revision just read (a compare-and-set), retried when the holder
-   * renewed in between. That node learns it at its next renewal. Resolves
-   * with the lease and the node it was taken from, or `undefined` when no
-   * node holds `key` (the upload ended).
+   * renewed in between. That node learns it at its next renewal. A key no
+   * node holds (a takeover that failed half-way let it go) is created.
+   * Whether the upload is still live is the caller's to check, by its
+   * status. Resolves with the lease and the node it was taken from.
    */
   static async takeOver(
     kv: KV,
     key: string,
     record: LeaseRecord,
-  ): Promise<{ lease: Lease; from: string } | undefined> {
+  ): Promise<{ lease: Lease; from: string }> {
     for (let attempt = 1;; attempt++) {
       const entry = await kv.get(key);
-      if (entry === null || entry.operation !== "PUT") return undefined;
-      const from = entry.json<LeaseRecord>().node;
+      const held = entry !== null && entry.operation === "PUT";
+      const from = held ? entry.json<LeaseRecord>().node : "no node";
       try {
-        const revision = await kv.update(
-          key,
-          JSON.stringify(record),
-          entry.revision,
-        );
+        const revision = held
+          ? await kv.update(key, JSON.stringify(record), entry.revision)
+          : await kv.create(key, JSON.stringify(record));
         return { lease: new Lease(kv, key, record, revision), from };
       } catch (error) {
         // The holder renewed between our read and write: read again.
