@@ -200,6 +200,23 @@ export class Resource {
     return this.#handOver.promise;
   }
 
+  /**
+   * Whether this node still holds the live upload, asking a shared store
+   * (another node may have taken it over without this node learning it
+   * yet: then the resource hands over first).
+   */
+  async stillHeld(): Promise<boolean> {
+    const writer = this.#writer;
+    if (writer?.stillHeld === undefined) return this.live;
+    try {
+      await writer.stillHeld();
+    } catch (error) {
+      if (!(error instanceof TakenOverError)) throw error;
+      this.#handOverNow(error);
+    }
+    return this.live;
+  }
+
   /** Bytes written to the store so far (ahead of, or equal to, the checkpoint). */
   get written(): number {
     return this.#written;

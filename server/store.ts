@@ -33,6 +33,12 @@ export interface ResourceWriter {
    * uploader resumed there); the writer takes no byte after that. Optional.
    */
   readonly lost?: Promise<TakenOverError>;
+  /**
+   * Shared stores: throws {@linkcode TakenOverError} if another node took
+   * the upload over, asking the store rather than waiting to be told.
+   * Optional.
+   */
+  stillHeld?(): Promise<void>;
 }
 
 /**

@@ -119,14 +119,17 @@ export class UploadSessions {
     };
     this.#sessions.set(id, session);
     // Another node took it over: let go here without failing it.
-    resource.handedOver.then(() => {
-      if (this.#sessions.get(id) !== session) return;
-      this.end(session);
-      const holder = session.release;
-      session.release = undefined;
-      holder?.();
-    });
+    resource.handedOver.then(() => this.#letGo(session));
     return session;
+  }
+
+  /** Ends `session` here (another node holds it) and frees its socket. */
+  #letGo(session: SessionState): void {
+    if (this.#sessions.get(session.resource.status.id) !== session) return;
+    this.end(session);
+    const holder = session.release;
+    session.release = undefined;
+    holder?.();
   }
 
   /**
@@ -143,6 +146,15 @@ export class UploadSessions {
     const session = this.#sessions.get(id);
     if (!session) return await this.#takeOverUpload(id, token, release);
     this.#checkToken(id, token);
+    // Shared store: another node may hold it now, this node not knowing yet.
+    if (this.#takeOver && !(await session.resource.stillHeld())) {
+      this.#letGo(session);
+      return await this.#takeOverUpload(id, token, release);
+    }
+    if (this.#sessions.get(id) !== session) {
+      // It ended while the store was asked (its grace ran out).
+      return await this.#takeOverUpload(id, token, release);
+    }
     clearTimeout(session.graceTimer);
     session.graceTimer = undefined;
     const previous = session.release;

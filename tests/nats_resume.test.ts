@@ -364,3 +364,58 @@ Deno.test("node A killed mid-upload (SIGKILL): the uploader resumes on node B wi
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("resume back and forth: A to B and back to A; followers opened on each node before any move see every byte and COMPLETED", async () => {
+  await using nats = await startNats();
+  const settings = { leaseMs: 1000, resumeGraceMs: 10_000 };
+  await using a = await startTestServer(nodeOptions(nats.url, settings));
+  await using b = await startTestServer(nodeOptions(nats.url, settings));
+  const first = await RawSocket.open(uploadSocketUrl(a.url));
+  first.send({ type: "request-upload", name: "ping-pong.bin" });
+  const ready = await first.expect("ready-for-upload");
+  const reference = String(ready.reference);
+  const followers = [
+    await openDownload(reference),
+    await openDownload(onNode(reference, b.url)),
+  ];
+  const followed = followers.map((f) =>
+    readAll(f.follow()).then((bytes) => bytes, (error: Error) => error)
+  );
+  const all = randomBytes(3000, 1604);
+  first.send(all.subarray(0, 1000));
+  assertEquals((await first.expect("ack")).offset, 1000);
+  await first.close();
+  let offset = 1000;
+  for (const node of [b, a]) {
+    const socket = await RawSocket.open(uploadSocketUrl(node.url));
+    socket.send({ type: "resume-upload", id: ready.id, token: ready.token });
+    assertEquals((await socket.expect("ready-for-upload")).offset, offset);
+    socket.send(all.subarray(offset, offset + 1000));
+    offset += 1000;
+    if (node === a) {
+      socket.send({ type: "end-of-input", sha256: await sha256(all) });
+      const final = (await socket.expect("final-status")).resource as Record<
+        string,
+        unknown
+      >;
+      assertEquals(final.status, "COMPLETED");
+      assertEquals(final.sha256, await sha256(all));
+    } else {
+      assertEquals((await socket.expect("ack")).offset, offset);
+    }
+    await socket.close();
+  }
+  for (const bytes of await Promise.all(followed)) {
+    if (bytes instanceof Error) throw bytes;
+    assertEquals(await sha256(bytes), await sha256(all));
+  }
+  for (const follower of followers) {
+    assertEquals(
+      (await follower.waitForStatus((s) => s.status !== "IN_PROGRESS"))
+        .status,
+      "COMPLETED",
+    );
+    await follower.close();
+  }
+  assertEquals(await wholeOn(b.url, reference), await sha256(all));
+});

@@ -75,6 +75,15 @@ export class PieceWriter implements ResourceWriter {
       : new Error(`this node no longer holds the upload: ${lost}`);
   }
 
+  /**
+   * Throws {@linkcode TakenOverError} if another node took the upload, even
+   * if this node's lease renewal has not noticed yet.
+   */
+  async stillHeld(): Promise<void> {
+    await this.#parts.lease.check();
+    this.#checkLease();
+  }
+
   /** Publishes `chunk` as pieces; resolves once the stream stored all. */
   async append(chunk: Uint8Array): Promise<void> {
     this.#checkLease();

@@ -105,6 +105,29 @@ export class Lease {
     }
   }
 
+  /**
+   * Looks whether the key is still this lease's (after any renewal under
+   * way); if another node took it, the lease is lost as taken. Resolves
+   * with whether it is still held.
+   */
+  check(): Promise<boolean> {
+    const checking = this.#renewing.then(() => this.#check());
+    this.#renewing = checking.then(() => {});
+    return checking;
+  }
+
+  async #check(): Promise<boolean> {
+    if (this.lost) return false;
+    const entry = await this.#kv.get(this.#key);
+    if (entry?.operation === "PUT" && entry.revision === this.#revision) {
+      return true;
+    }
+    this.taken = true;
+    this.#lose(`another node took the lease of ${this.#key}`);
+    this.#takenOver.resolve(this.lost!);
+    return false;
+  }
+
   /** Resolves with the reason once another node took this lease (never otherwise). */
   get takenOver(): Promise<string> {
     return this.#takenOver.promise;
