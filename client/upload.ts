@@ -57,6 +57,13 @@ export interface UploadOptions {
   checksum?: boolean;
   /** Reconnect and resume after a lost connection, within the server's grace period. Default `true`. */
   resume?: boolean;
+  /**
+   * Other nodes of the same cluster (servers sharing one engine and token
+   * secret) to resume through when the server is not reachable: each round
+   * of a resume tries the server last used, then these in turn. Behind a
+   * load balancer none is needed. Default: none.
+   */
+  resumeServers?: (string | URL)[];
   /** Milliseconds to wait for the connection. Default 30 000. */
   connectTimeoutMs?: number;
   /**
@@ -191,7 +198,10 @@ export class Upload {
   readonly id: string;
   /** The download reference (`ws:` URL) anyone may open. */
   readonly reference: string;
-  readonly #url: string;
+  /** Where a resume may go: the server, then the fallbacks (`resumeServers`). */
+  readonly #urls: string[];
+  /** The one of `#urls` last connected to. */
+  #urlIndex = 0;
   readonly #connectOptions: ConnectOptions;
   readonly #token: string;
   readonly #window: number;
@@ -232,6 +242,7 @@ export class Upload {
     ready: ReadyForUploadMessage,
     options: {
       url: string;
+      resumeServers?: (string | URL)[];
       checksum: boolean;
       resume: boolean;
       connectTimeoutMs?: number;
@@ -242,7 +253,10 @@ export class Upload {
   ) {
     this.id = ready.id;
     this.reference = ready.reference;
-    this.#url = options.url;
+    this.#urls = [
+      options.url,
+      ...(options.resumeServers ?? []).map(uploadUrl),
+    ];
     this.#token = ready.token;
     this.#window = ready.window;
     this.#frameCost = ready.frameCost ?? 0;
@@ -410,7 +424,7 @@ export class Upload {
     );
     while (performance.now() < deadline && !this.#aborted) {
       try {
-        await this.#resumeOnce(deadline);
+        await this.#resumeRound(deadline);
         return;
       } catch (error) {
         lastError = error as Error;
@@ -452,9 +466,27 @@ export class Upload {
     );
   }
 
-  async #resumeOnce(deadline: number): Promise<void> {
+  /**
+   * Tries the server last used, then each other one, until one resumes;
+   * throws the error of the last one (at once for `forbidden` or
+   * `not-found`: every node of a cluster gives the same answer).
+   */
+  async #resumeRound(deadline: number): Promise<void> {
+    for (let tried = 1;; tried++) {
+      try {
+        return await this.#resumeOnce(this.#urls[this.#urlIndex], deadline);
+      } catch (error) {
+        const final = error instanceof SpoolError &&
+          (error.code === "forbidden" || error.code === "not-found");
+        if (final || tried >= this.#urls.length) throw error;
+        this.#urlIndex = (this.#urlIndex + 1) % this.#urls.length;
+      }
+    }
+  }
+
+  async #resumeOnce(url: string, deadline: number): Promise<void> {
     const timeoutMs = this.#attemptTimeout(deadline);
-    const socket = await connect(this.#url, {
+    const socket = await connect(url, {
       ...this.#connectOptions,
       timeoutMs,
     });
@@ -691,6 +723,7 @@ export async function startUpload(
   }, { timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS });
   const upload = new Upload(socket, ready, {
     url,
+    resumeServers: options.resumeServers,
     checksum: options.checksum ?? true,
     resume: options.resume ?? true,
     connectTimeoutMs: options.connectTimeoutMs,
