@@ -29,6 +29,7 @@ import {
   Liveness,
   toSocketUrl,
 } from "./_connect.ts";
+import { WsClient } from "./_ws_client.ts";
 import { openDownload } from "./download.ts";
 
 /**
@@ -95,7 +96,7 @@ interface Held {
   messages: MessageEvent[];
   closed?: CloseEvent;
 }
-const heldEvents = new WeakMap<WebSocket, Held>();
+const heldEvents = new WeakMap<WsClient, Held>();
 
 /**
  * Sends one upload-socket message and resolves with the server's
@@ -103,7 +104,7 @@ const heldEvents = new WeakMap<WebSocket, Held>();
  * `timeoutMs` (a link that went dead after connecting).
  */
 async function handshake(
-  socket: WebSocket,
+  socket: WsClient,
   request: RequestUploadMessage | ResumeUploadMessage,
   options: { timeoutMs: number },
 ): Promise<ReadyForUploadMessage> {
@@ -153,7 +154,7 @@ async function handshake(
       socket.send(JSON.stringify(request));
     });
   } catch (error) {
-    if (socket.readyState <= WebSocket.OPEN) socket.close();
+    if (socket.readyState <= WsClient.OPEN) socket.close();
     throw error;
   } finally {
     clearTimeout(timer);
@@ -201,7 +202,7 @@ export class Upload {
   readonly #connectTimeoutMs: number | undefined;
   readonly #timeoutMs: number;
   readonly #hash: ReturnType<typeof createHash> | undefined;
-  #socket: WebSocket;
+  #socket: WsClient;
   #liveness: Liveness | undefined;
   /** False while a lost connection is being resumed. */
   #connected = true;
@@ -228,7 +229,7 @@ export class Upload {
 
   /** @internal Use {@linkcode startUpload}. */
   constructor(
-    socket: WebSocket,
+    socket: WsClient,
     ready: ReadyForUploadMessage,
     options: {
       url: string;
@@ -276,7 +277,7 @@ export class Upload {
     return this.#reconnects;
   }
 
-  #attach(socket: WebSocket): void {
+  #attach(socket: WsClient): void {
     socket.onmessage = (event) => this.#onMessage(event);
     socket.onclose = (event) => this.#onLost(socket, describeClose(event));
     this.#liveness = new Liveness(socket, {
@@ -371,7 +372,7 @@ export class Upload {
   }
 
   /** The connection of `socket` is gone (closed, reset, or presumed dead). */
-  #onLost(socket: WebSocket, reason: string): void {
+  #onLost(socket: WsClient, reason: string): void {
     if (socket !== this.#socket || !this.#connected) return;
     this.#liveness?.stop();
     if (this.#outcome || this.#failure) {
@@ -466,7 +467,7 @@ export class Upload {
     this.#resumeOn(socket, ready.offset);
   }
 
-  #resumeOn(socket: WebSocket, offset: number): void {
+  #resumeOn(socket: WsClient, offset: number): void {
     const pending = this.#pending();
     const first = pending[0]?.offset ?? this.#sent;
     if (offset < first || offset > this.#sent) {
@@ -616,7 +617,7 @@ export class Upload {
         },
       ),
     );
-    if (this.#socket.readyState <= WebSocket.OPEN) {
+    if (this.#socket.readyState <= WsClient.OPEN) {
       this.#socket.close(CLOSE_ABORT, "upload aborted");
     }
   }
