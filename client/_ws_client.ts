@@ -91,6 +91,8 @@ export class WsClient extends EventTarget {
   readonly #connecting = new AbortController();
   readonly #queue: Outgoing[] = [];
   #writing = false;
+  /** Why writing failed, once it did: nothing more is written. */
+  #writeError: Error | undefined;
   /** Run once the queue is written (e.g. end after the close frame). */
   #whenWritten: (() => void) | undefined;
   #buffered = 0;
@@ -210,7 +212,8 @@ export class WsClient extends EventTarget {
     if (this.#phase !== WsClient.OPEN) return;
     this.#phase = WsClient.CLOSING;
     this.#sendClose(code, reasonBytes);
-    this.#closeTimer = setTimeout(() => {
+    // A write error set its own timer already.
+    this.#closeTimer ??= setTimeout(() => {
       this.#drop();
       this.#finish(1006, "", false);
     }, CLOSE_HANDSHAKE_MS);
@@ -228,6 +231,7 @@ export class WsClient extends EventTarget {
   }
 
   #enqueue(bytes: Uint8Array, counted: number): void {
+    if (this.#writeError !== undefined) return;
     this.#queue.push({ bytes, counted });
     this.#buffered += counted;
     if (!this.#writing) this.#writeQueued();
@@ -244,10 +248,27 @@ export class WsClient extends EventTarget {
       }
     } catch (error) {
       this.#writing = false;
-      if (this.#phase !== WsClient.CLOSED) this.#fail(error as Error);
+      this.#onWriteError(error as Error);
       return;
     }
     this.#writing = false;
+    const then = this.#whenWritten;
+    this.#whenWritten = undefined;
+    then?.();
+  }
+
+  /**
+   * Writing failed (reset, broken pipe): what the server sent before it
+   * went is still to be read, e.g. a final status and its close frame, so
+   * the read side ends the socket; it is dropped if it does not end soon.
+   */
+  #onWriteError(error: Error): void {
+    if (this.#phase === WsClient.CLOSED) return;
+    this.#writeError = error;
+    this.#queue.length = 0;
+    this.#buffered = 0;
+    clearTimeout(this.#closeTimer);
+    this.#closeTimer = setTimeout(() => this.#fail(error), CLOSE_HANDSHAKE_MS);
     const then = this.#whenWritten;
     this.#whenWritten = undefined;
     then?.();

@@ -115,6 +115,7 @@ async function readHead(
     }
     const from = Math.max(0, end - 3);
     end += read;
+    checkHttp(buffer.subarray(0, end));
     const blank = indexOfBlankLine(buffer, from, end);
     if (blank >= 0) {
       return {
@@ -128,6 +129,27 @@ async function readHead(
       );
     }
   }
+}
+
+/** Throws once the first bytes show the answer is not HTTP (e.g. TLS). */
+function checkHttp(start: Uint8Array): void {
+  const prefix = [..."HTTP/"].map((c) => c.charCodeAt(0));
+  if (start.every((byte, i) => i >= prefix.length || byte === prefix[i])) {
+    return;
+  }
+  // A TLS record: content type 20-23 (an alert, most likely), version 3.x.
+  if (
+    start[0] >= 20 && start[0] <= 23 && (start.length < 2 || start[1] === 3)
+  ) {
+    throw new Error(
+      "the server answered with TLS, not HTTP: it speaks TLS (https:, wss:)",
+    );
+  }
+  throw new Error(
+    `the server's answer is not HTTP: it starts with ${
+      JSON.stringify(new TextDecoder().decode(start.subarray(0, 16)))
+    }`,
+  );
 }
 
 function indexOfBlankLine(bytes: Uint8Array, from: number, end: number) {
