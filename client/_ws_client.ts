@@ -12,6 +12,7 @@
 import {
   encodeFrame,
   type Frame,
+  FrameBuffers,
   FrameReader,
   MAX_MESSAGE_BYTES,
   Opcode,
@@ -35,7 +36,7 @@ export interface WsClientOptions {
 
 /** A queued frame and the payload bytes it counts in `bufferedAmount`. */
 interface Outgoing {
-  bytes: Uint8Array;
+  bytes: Uint8Array<ArrayBuffer>;
   counted: number;
 }
 
@@ -90,6 +91,7 @@ export class WsClient extends EventTarget {
   readonly #conns: Deno.Conn[] = [];
   readonly #connecting = new AbortController();
   readonly #queue: Outgoing[] = [];
+  readonly #buffers = new FrameBuffers();
   #writing = false;
   /** Why writing failed, once it did: nothing more is written. */
   #writeError: Error | undefined;
@@ -190,7 +192,10 @@ export class WsClient extends EventTarget {
       this.#enqueue(encodeFrame(Opcode.TEXT, bytes), bytes.byteLength);
     } else {
       const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
-      this.#enqueue(encodeFrame(Opcode.BINARY, bytes), bytes.byteLength);
+      this.#enqueue(
+        encodeFrame(Opcode.BINARY, bytes, this.#buffers),
+        bytes.byteLength,
+      );
     }
   }
 
@@ -230,7 +235,7 @@ export class WsClient extends EventTarget {
     this.#enqueue(encodeFrame(Opcode.CLOSE, payload), 0);
   }
 
-  #enqueue(bytes: Uint8Array, counted: number): void {
+  #enqueue(bytes: Uint8Array<ArrayBuffer>, counted: number): void {
     if (this.#writeError !== undefined) return;
     this.#queue.push({ bytes, counted });
     this.#buffered += counted;
@@ -245,6 +250,7 @@ export class WsClient extends EventTarget {
         await writeAll(this.#conn, next.bytes);
         this.#queue.shift();
         this.#buffered -= next.counted;
+        this.#buffers.give(next.bytes.buffer);
       }
     } catch (error) {
       this.#writing = false;

@@ -75,6 +75,50 @@ function nextMask(): number {
 }
 
 /**
+ * Frame buffers to reuse once written: a new `ArrayBuffer` is zeroed and
+ * later collected, which for 1 MiB upload frames cost more CPU than the
+ * masking. Only big buffers are kept; small ones are cheap.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, FrameBuffers, Opcode } from "./_ws_frame.ts";
+ * const buffers = new FrameBuffers();
+ * const frame = encodeFrame(Opcode.BINARY, new Uint8Array(1 << 20), buffers);
+ * // … once written:
+ * buffers.give(frame.buffer as ArrayBuffer);
+ * ```
+ */
+export class FrameBuffers {
+  readonly #free: ArrayBuffer[] = [];
+
+  /** A buffer of at least `size` bytes (not zeroed when reused). */
+  take(size: number): ArrayBuffer {
+    if (size >= MIN_POOLED_BYTES) {
+      const index = this.#free.findIndex((buffer) =>
+        buffer.byteLength >= size && buffer.byteLength <= 2 * size
+      );
+      if (index >= 0) return this.#free.splice(index, 1)[0];
+    }
+    return new ArrayBuffer(size);
+  }
+
+  /** Returns a buffer nobody reads any more. */
+  give(buffer: ArrayBuffer): void {
+    if (
+      buffer.byteLength >= MIN_POOLED_BYTES &&
+      this.#free.length < POOLED_BUFFERS
+    ) {
+      this.#free.push(buffer);
+    }
+  }
+}
+
+/** Frames this big or bigger have their buffers reused. */
+const MIN_POOLED_BYTES = 64 * 1024;
+/** Buffers kept for reuse, per socket. */
+const POOLED_BUFFERS = 4;
+
+/**
  * A client frame: FIN set, masked with a fresh key, header and payload in
  * one buffer so it goes out in one write (two writes let Nagle's algorithm
  * hold the payload until the header's ACK, up to 40 ms).
@@ -86,15 +130,20 @@ function nextMask(): number {
  * console.log(frame.byteLength); // 4104: 2 + 2 (length) + 4 (mask) + 4096
  * ```
  */
-export function encodeFrame(opcode: number, payload: Uint8Array): Uint8Array {
+export function encodeFrame(
+  opcode: number,
+  payload: Uint8Array,
+  buffers?: FrameBuffers,
+): Uint8Array<ArrayBuffer> {
   const length = payload.byteLength;
   const lengthBytes = length < 126 ? 0 : length < 0x1_0000 ? 2 : 8;
   const header = 2 + lengthBytes + 4;
   // Padding in front puts the mask and the payload on 4-byte boundaries,
   // so both can be read as 32-bit words.
   const pad = (4 - (header % 4)) % 4;
-  const buffer = new ArrayBuffer(pad + header + length);
-  const bytes = new Uint8Array(buffer, pad);
+  const size = pad + header + length;
+  const buffer = buffers?.take(size) ?? new ArrayBuffer(size);
+  const bytes = new Uint8Array(buffer, pad, header + length);
   bytes[0] = 0x80 | opcode;
   if (lengthBytes === 0) {
     bytes[1] = 0x80 | length;
@@ -110,23 +159,29 @@ export function encodeFrame(opcode: number, payload: Uint8Array): Uint8Array {
   }
   const start = pad + header;
   new Uint32Array(buffer, start - 4, 1)[0] = nextMask();
-  bytes.set(payload, header);
-  maskInPlace(new Uint8Array(buffer, start - 4, length + 4));
+  mask(payload, new Uint8Array(buffer, start - 4, length + 4));
   return bytes;
 }
 
 /**
- * XORs `block.subarray(4)` with the key in its first 4 bytes, 32 bits at a
- * time (6× faster than bytewise here: 2.5 vs 0.43 GB/s). `block` must start
- * on a 4-byte boundary of its buffer.
+ * Writes `payload` XORed with the key in `out`'s first 4 bytes to the rest
+ * of `out`, 32 bits at a time (bytewise was 6× slower: 0.43 vs 2.5 GB/s);
+ * straight from `payload` when it is 4-byte aligned, else copied first.
+ * `out` must start on a 4-byte boundary of its buffer.
  */
-function maskInPlace(block: Uint8Array): void {
-  const words = (block.byteLength - 4) >>> 2;
-  const view = new Uint32Array(block.buffer, block.byteOffset, words + 1);
-  const key = view[0];
-  for (let i = 1; i <= words; i++) view[i] ^= key;
-  for (let i = 4 + words * 4; i < block.byteLength; i++) {
-    block[i] ^= block[i & 3];
+function mask(payload: Uint8Array, out: Uint8Array): void {
+  const words = payload.byteLength >>> 2;
+  const to = new Uint32Array(out.buffer, out.byteOffset, words + 1);
+  const key = to[0];
+  if (payload.byteOffset % 4 === 0) {
+    const from = new Uint32Array(payload.buffer, payload.byteOffset, words);
+    for (let i = 0; i < words; i++) to[i + 1] = from[i] ^ key;
+  } else {
+    out.set(payload, 4);
+    for (let i = 1; i <= words; i++) to[i] ^= key;
+  }
+  for (let i = words * 4; i < payload.byteLength; i++) {
+    out[i + 4] = payload[i] ^ out[i & 3];
   }
 }
 

@@ -104,6 +104,16 @@ Deno.test("ws client: messages of every length class go both ways intact (maskin
   const echoed = new Uint8Array(await next() as ArrayBuffer);
   assertEquals(echoed.byteLength, big.byteLength);
   assertEquals(await sha256(echoed), await sha256(big));
+  // Smaller frames reuse the big frame's buffer once it is written.
+  for (
+    const part of [big.subarray(0, 2 << 20), big.subarray(5, 5 + (2 << 20))]
+  ) {
+    socket.send(part);
+    assertEquals(
+      await sha256(new Uint8Array(await next() as ArrayBuffer)),
+      await sha256(part),
+    );
+  }
   for (const text of ["", "hello", "wörld ✓".repeat(30), "x".repeat(70_000)]) {
     socket.send(text);
     assertEquals(await next(), text);
