@@ -448,3 +448,16 @@ Deno.test("upload client: binary data from the server fails the upload with unex
   assertEquals(ended?.code, "unexpected-binary");
   assertEquals(await closeCode.promise, 1002);
 });
+
+Deno.test("ws client: close() during a TLS handshake the server never answers ends it at once, leaving no op or resource behind", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = listener.accept();
+  const socket = new WsClient(`wss://127.0.0.1:${listener.addr.port}/`);
+  const ended = new Promise<CloseEvent>((resolve) => socket.onclose = resolve);
+  using conn = await accepted;
+  // The ClientHello arrives; no answer ever does.
+  assert((await conn.read(new Uint8Array(4096)) ?? 0) > 0);
+  socket.close();
+  const event = await ended;
+  assertEquals([event.code, event.wasClean], [1006, false]);
+});
