@@ -21,6 +21,7 @@
  *                                bytes of the first one
  */
 
+import { cpuUsage } from "node:process";
 import { openDownload, startUpload } from "../mod.ts";
 
 const CHUNK = 1024 * 1024;
@@ -32,23 +33,36 @@ function payload(size: number): Uint8Array {
   return bytes;
 }
 
+/** CPU-seconds (user + system) this process used since `since`. */
+function cpuSeconds(since: { user: number; system: number }): number {
+  const used = cpuUsage(since);
+  return (used.user + used.system) / 1e6;
+}
+
 function report(result: Record<string, unknown>): void {
   console.log(JSON.stringify(result));
 }
 
 async function spoolUpload(server: string, mib: number): Promise<void> {
   const chunk = payload(CHUNK);
+  const cpu = cpuUsage();
   const started = performance.now();
   const upload = await startUpload(server, { name: "bench.bin" });
   for (let i = 0; i < mib; i++) await upload.write(chunk);
   const status = await upload.finish();
   const ms = performance.now() - started;
   await upload.closed();
-  report({ ms, bytes: status.size, reference: upload.reference });
+  report({
+    ms,
+    bytes: status.size,
+    cpuSeconds: cpuSeconds(cpu),
+    reference: upload.reference,
+  });
 }
 
 async function wsUpload(url: string, mib: number): Promise<void> {
   const chunk = payload(CHUNK);
+  const cpu = cpuUsage();
   const started = performance.now();
   const socket = new WebSocket(url);
   await new Promise((resolve) => socket.onopen = resolve);
@@ -65,7 +79,11 @@ async function wsUpload(url: string, mib: number): Promise<void> {
   const answer = await done;
   const ms = performance.now() - started;
   socket.close();
-  report({ ms, bytes: Number(answer.split(" ")[1]) });
+  report({
+    ms,
+    bytes: Number(answer.split(" ")[1]),
+    cpuSeconds: cpuSeconds(cpu),
+  });
 }
 
 async function spoolDownload(reference: string): Promise<void> {

@@ -9,9 +9,16 @@ export interface BenchRow {
   /**
    * A number: the ratio value/baseline must be at least this. `{ atMost }`:
    * the ratio must be at most that (for times). "lower": the value must be
-   * at most the baseline. "info": no goal.
+   * at most the baseline. `{ valueAtMost }`: the value itself must be at
+   * most that (an absolute goal; the baseline is for comparison). "info":
+   * no goal.
    */
-  goal: number | { atMost: number } | "lower" | "info";
+  goal:
+    | number
+    | { atMost: number }
+    | { valueAtMost: number }
+    | "lower"
+    | "info";
   /** How it was measured, printed under the table (rows may share one). */
   note?: string;
 }
@@ -24,6 +31,9 @@ export function judge(
   if (row.goal === "info") return { ratio, met: undefined };
   if (row.goal === "lower") {
     return { ratio, met: row.value <= row.baselineValue };
+  }
+  if (typeof row.goal === "object" && "valueAtMost" in row.goal) {
+    return { ratio, met: row.value <= row.goal.valueAtMost };
   }
   if (typeof row.goal === "object") {
     return { ratio, met: ratio <= row.goal.atMost };
@@ -57,6 +67,8 @@ export function markdownTable(rows: BenchRow[]): string {
       ? "-"
       : row.goal === "lower"
       ? `≤ ${format(row.baselineValue)}`
+      : typeof row.goal === "object" && "valueAtMost" in row.goal
+      ? `≤ ${format(row.goal.valueAtMost)} ${row.unit}`
       : typeof row.goal === "object"
       ? `≤ ${row.goal.atMost}×`
       : `≥ ${row.goal}×`;

@@ -13,7 +13,15 @@ function mibPerSecond(result: Record<string, unknown>): number {
   return (Number(result.bytes) / MIB) / (Number(result.ms) / 1000);
 }
 
-/** Best of `runs` (the machines are noisy: take each side's best). */
+/** CPU-seconds per GB (1e9 bytes) of a load's run. */
+function cpuPerGb(result: Record<string, unknown>): number {
+  return Number(result.cpuSeconds) / (Number(result.bytes) / 1e9);
+}
+
+function cpuRange(values: number[]): string {
+  return `${Math.min(...values).toFixed(2)}/${Math.max(...values).toFixed(2)}`;
+}
+
 /** Writes dirty pages back (`sync`), so one run's writes do not slow the next. */
 async function flushDirtyPages(): Promise<void> {
   try {
@@ -41,12 +49,13 @@ export async function benchTransfer(
     // otherwise pay for the first one's dirty pages (writeback throttling
     // moved the same upload between 307 and 885 MiB/s on this disk).
     let baseUp = 0, spoolUp = 0, baseDown = 0, spoolDown = 0;
+    // Client CPU-seconds per GB of each run: steadier than MiB/s on a busy machine.
+    const baseCpu: number[] = [], spoolCpu: number[] = [];
     for (let i = 0; i < runs; i++) {
       await flushDirtyPages();
-      baseUp = Math.max(
-        baseUp,
-        mibPerSecond(await runLoad(["ws-upload", upWs.href, String(mib)])),
-      );
+      const blast = await runLoad(["ws-upload", upWs.href, String(mib)]);
+      baseUp = Math.max(baseUp, mibPerSecond(blast));
+      baseCpu.push(cpuPerGb(blast));
       await flushDirtyPages();
       const result = await runLoad([
         "spool-upload",
@@ -55,6 +64,7 @@ export async function benchTransfer(
       ]);
       reference = String(result.reference);
       spoolUp = Math.max(spoolUp, mibPerSecond(result));
+      spoolCpu.push(cpuPerGb(result));
     }
     await flushDirtyPages();
     for (let i = 0; i < runs; i++) {
@@ -69,7 +79,9 @@ export async function benchTransfer(
     }
     return [
       {
-        figure: `live upload, ${mib} MiB`,
+        figure: `live upload, ${mib} MiB (client CPU-s/GB min/max ${
+          cpuRange(spoolCpu)
+        }, blast ${cpuRange(baseCpu)})`,
         value: spoolUp,
         unit: "MiB/s",
         baseline: "plain WebSocket blast, bufferedAmount pacing",

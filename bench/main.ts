@@ -16,6 +16,7 @@ import { killRunning } from "./_process.ts";
 import { benchBigObject } from "./big_object.ts";
 import { benchHttp2Reads, type Http2ReadsOptions } from "./http2_reads.ts";
 import { type BenchRow, markdownTable } from "./_row.ts";
+import { benchSmallWrites } from "./small_writes.ts";
 import {
   benchCostGrowth,
   benchFanOut,
@@ -94,6 +95,16 @@ function latencyGroup(intervalMs: number, writes: number): BenchGroup {
     ],
     timeoutMs: 120_000,
     run: () => benchFollowLatency(intervalMs, writes),
+  };
+}
+
+function smallWritesGroup(writes: number, runs: number): BenchGroup {
+  const label = "4 KiB writes every 5 ms, checkpoint 0, follower latency";
+  return {
+    name: "live small writes",
+    rows: [`${label} p50`, `${label} p99`],
+    timeoutMs: 60_000 + runs * writes * 40,
+    run: () => benchSmallWrites(writes, runs),
   };
 }
 
@@ -246,6 +257,7 @@ export function benchmarks(quick: boolean): BenchGroup[] {
       transferGroup(4, 1),
       latencyGroup(0, 20),
       latencyGroup(250, 20),
+      smallWritesGroup(20, 3),
       fanOutGroup(20, 100_000, 1),
       idleGroup(50),
       costGroup([1, 4], 4),
@@ -281,6 +293,7 @@ export function benchmarks(quick: boolean): BenchGroup[] {
     transferGroup(1024, 2),
     latencyGroup(0, 1_000),
     latencyGroup(250, 1_000),
+    smallWritesGroup(400, 5),
     fanOutGroup(1_000, 1_000_000, 10),
     idleGroup(10_000),
     costGroup([1, 10, 100, 1_000], 256),

@@ -29,6 +29,7 @@ import {
   Liveness,
   toSocketUrl,
 } from "./_connect.ts";
+import { WsClient } from "./_ws_client.ts";
 import { openDownload } from "./download.ts";
 
 /**
@@ -102,7 +103,7 @@ interface Held {
   messages: MessageEvent[];
   closed?: CloseEvent;
 }
-const heldEvents = new WeakMap<WebSocket, Held>();
+const heldEvents = new WeakMap<WsClient, Held>();
 
 /**
  * Sends one upload-socket message and resolves with the server's
@@ -110,7 +111,7 @@ const heldEvents = new WeakMap<WebSocket, Held>();
  * `timeoutMs` (a link that went dead after connecting).
  */
 async function handshake(
-  socket: WebSocket,
+  socket: WsClient,
   request: RequestUploadMessage | ResumeUploadMessage,
   options: { timeoutMs: number },
 ): Promise<ReadyForUploadMessage> {
@@ -160,7 +161,7 @@ async function handshake(
       socket.send(JSON.stringify(request));
     });
   } catch (error) {
-    if (socket.readyState <= WebSocket.OPEN) socket.close();
+    if (socket.readyState <= WsClient.OPEN) socket.close();
     throw error;
   } finally {
     clearTimeout(timer);
@@ -211,7 +212,7 @@ export class Upload {
   readonly #connectTimeoutMs: number | undefined;
   readonly #timeoutMs: number;
   readonly #hash: ReturnType<typeof createHash> | undefined;
-  #socket: WebSocket;
+  #socket: WsClient;
   #liveness: Liveness | undefined;
   /** False while a lost connection is being resumed. */
   #connected = true;
@@ -238,7 +239,7 @@ export class Upload {
 
   /** @internal Use {@linkcode startUpload}. */
   constructor(
-    socket: WebSocket,
+    socket: WsClient,
     ready: ReadyForUploadMessage,
     options: {
       url: string;
@@ -290,7 +291,7 @@ export class Upload {
     return this.#reconnects;
   }
 
-  #attach(socket: WebSocket): void {
+  #attach(socket: WsClient): void {
     socket.onmessage = (event) => this.#onMessage(event);
     socket.onclose = (event) => this.#onLost(socket, describeClose(event));
     this.#liveness = new Liveness(socket, {
@@ -385,7 +386,7 @@ export class Upload {
   }
 
   /** The connection of `socket` is gone (closed, reset, or presumed dead). */
-  #onLost(socket: WebSocket, reason: string): void {
+  #onLost(socket: WsClient, reason: string): void {
     if (socket !== this.#socket || !this.#connected) return;
     this.#liveness?.stop();
     if (this.#outcome || this.#failure) {
@@ -498,7 +499,7 @@ export class Upload {
     this.#resumeOn(socket, ready.offset);
   }
 
-  #resumeOn(socket: WebSocket, offset: number): void {
+  #resumeOn(socket: WsClient, offset: number): void {
     const pending = this.#pending();
     const first = pending[0]?.offset ?? this.#sent;
     if (offset < first || offset > this.#sent) {
@@ -648,7 +649,7 @@ export class Upload {
         },
       ),
     );
-    if (this.#socket.readyState <= WebSocket.OPEN) {
+    if (this.#socket.readyState <= WsClient.OPEN) {
       this.#socket.close(CLOSE_ABORT, "upload aborted");
     }
   }
