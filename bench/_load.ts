@@ -26,11 +26,12 @@
  *                                bytes of the first one
  *
  * The follower commands print a first line when every follower is
- * connected. Lines carry `cpu`, this process's own user + system CPU seconds
- * (it exits right after its result, so it reports them itself): so far for
- * the follower commands, since the clock started for the transfers.
+ * connected, with `cpu`: this process's own user + system CPU seconds so
+ * far (it exits right after its result, so it reports them itself). The
+ * transfer commands report `cpuSeconds`, their CPU since their clock started.
  */
 
+import { cpuUsage } from "node:process";
 import { openDownload, startUpload } from "../mod.ts";
 import { ownCpuSeconds } from "../testing/process_cpu.ts";
 import { summarize, WriteLatencies } from "./_stamps.ts";
@@ -44,13 +45,19 @@ function payload(size: number): Uint8Array {
   return bytes;
 }
 
+/** CPU-seconds (user + system) this process used since `since`. */
+function cpuSeconds(since: { user: number; system: number }): number {
+  const used = cpuUsage(since);
+  return (used.user + used.system) / 1e6;
+}
+
 function report(result: Record<string, unknown>): void {
   console.log(JSON.stringify(result));
 }
 
 async function spoolUpload(server: string, mib: number): Promise<void> {
   const chunk = payload(CHUNK);
-  const cpu = ownCpuSeconds();
+  const cpu = cpuUsage();
   const started = performance.now();
   const upload = await startUpload(server, { name: "bench.bin" });
   for (let i = 0; i < mib; i++) await upload.write(chunk);
@@ -60,14 +67,14 @@ async function spoolUpload(server: string, mib: number): Promise<void> {
   report({
     ms,
     bytes: status.size,
+    cpuSeconds: cpuSeconds(cpu),
     reference: upload.reference,
-    cpu: ownCpuSeconds() - cpu,
   });
 }
 
 async function wsUpload(url: string, mib: number): Promise<void> {
   const chunk = payload(CHUNK);
-  const cpu = ownCpuSeconds();
+  const cpu = cpuUsage();
   const started = performance.now();
   const socket = new WebSocket(url);
   await new Promise((resolve) => socket.onopen = resolve);
@@ -87,12 +94,12 @@ async function wsUpload(url: string, mib: number): Promise<void> {
   report({
     ms,
     bytes: Number(answer.split(" ")[1]),
-    cpu: ownCpuSeconds() - cpu,
+    cpuSeconds: cpuSeconds(cpu),
   });
 }
 
 async function spoolDownload(reference: string): Promise<void> {
-  const cpu = ownCpuSeconds();
+  const cpu = cpuUsage();
   const started = performance.now();
   const download = await openDownload(reference);
   let bytes = 0;
@@ -101,11 +108,11 @@ async function spoolDownload(reference: string): Promise<void> {
   }
   const ms = performance.now() - started;
   await download.close();
-  report({ ms, bytes, cpu: ownCpuSeconds() - cpu });
+  report({ ms, bytes, cpuSeconds: cpuSeconds(cpu) });
 }
 
 async function wsDownload(url: string): Promise<void> {
-  const cpu = ownCpuSeconds();
+  const cpu = cpuUsage();
   const started = performance.now();
   const socket = new WebSocket(url);
   socket.binaryType = "arraybuffer";
@@ -118,7 +125,7 @@ async function wsDownload(url: string): Promise<void> {
   });
   const ms = performance.now() - started;
   socket.close();
-  report({ ms, bytes, cpu: ownCpuSeconds() - cpu });
+  report({ ms, bytes, cpuSeconds: cpuSeconds(cpu) });
 }
 
 /** The result line of the follower commands, from each follower's view. */

@@ -41,7 +41,7 @@ async function transferRun(
 ): Promise<TransferRun> {
   const cpu = await CpuMeter.start([server.process.pid]);
   const result = await runLoad(args);
-  const seconds = await cpu.stop() + Number(result.cpu);
+  const seconds = await cpu.stop() + Number(result.cpuSeconds);
   return {
     mibPerSecond: mibPerSecond(result),
     cpuPerGb: seconds / (Number(result.bytes) / 1e9),

@@ -17,6 +17,7 @@ import { benchBigObject } from "./big_object.ts";
 import { benchHttp2Reads, type Http2ReadsOptions } from "./http2_reads.ts";
 import { type BenchRow, markdownTable } from "./_row.ts";
 import { benchFanOut, type FanOutOptions } from "./fan_out.ts";
+import { benchSmallWrites } from "./small_writes.ts";
 import {
   benchCostGrowth,
   benchFollowLatency,
@@ -98,6 +99,16 @@ function latencyGroup(intervalMs: number, writes: number): BenchGroup {
     ],
     timeoutMs: 120_000,
     run: () => benchFollowLatency(intervalMs, writes),
+  };
+}
+
+function smallWritesGroup(writes: number, runs: number): BenchGroup {
+  const label = "4 KiB writes every 5 ms, checkpoint 0, follower latency";
+  return {
+    name: "live small writes",
+    rows: [`${label} p50`, `${label} p99`],
+    timeoutMs: 60_000 + runs * writes * 40,
+    run: () => benchSmallWrites(writes, runs),
   };
 }
 
@@ -263,6 +274,7 @@ export function benchmarks(quick: boolean): BenchGroup[] {
       transferGroup(4, 2),
       latencyGroup(0, 20),
       latencyGroup(250, 20),
+      smallWritesGroup(20, 3),
       fanOutGroup({
         followers: 20,
         rate: 100_000,
@@ -304,6 +316,7 @@ export function benchmarks(quick: boolean): BenchGroup[] {
     transferGroup(1024, 5),
     latencyGroup(0, 1_000),
     latencyGroup(250, 1_000),
+    smallWritesGroup(400, 5),
     fanOutGroup({
       followers: 1_000,
       rate: 1_000_000,

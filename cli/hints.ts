@@ -33,7 +33,7 @@ const HINTS: [RegExp, (context: HintContext) => string][] = [
     () => "the server's certificate is out of its validity period",
   ],
   [
-    /invalid HTTP version parsed/,
+    /invalid HTTP version parsed|answered with TLS, not HTTP/,
     () => "the server speaks TLS: use https:// or wss://",
   ],
   [

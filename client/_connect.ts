@@ -2,6 +2,7 @@
 
 import { SpoolError } from "../protocol/errors.ts";
 import { HEARTBEAT_TEXT, heartbeatInterval } from "../protocol/heartbeat.ts";
+import { WsClient } from "./_ws_client.ts";
 
 /** How a client opens a socket. */
 export interface ConnectOptions {
@@ -25,14 +26,14 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 export const DEFAULT_TIMEOUT_MS = 30_000;
 
 /**
- * Opens a WebSocket and resolves once it is open; rejects with a
+ * Opens a socket and resolves once it is open; rejects with a
  * {@linkcode SpoolError} naming the URL when it cannot connect.
  */
 export function connect(
   url: string,
   options: ConnectOptions = {},
-): Promise<WebSocket> {
-  let socket: WebSocket;
+): Promise<WsClient> {
+  let socket: WsClient;
   try {
     socket = newSocket(url, options);
   } catch (error) {
@@ -41,26 +42,19 @@ export function connect(
   return whenOpen(socket, url, options);
 }
 
-/** A new WebSocket to `url`; throws `invalid-argument` for a URL it cannot use. */
-function newSocket(url: string, options: ConnectOptions): WebSocket {
-  // A custom CA needs its own HTTP client, released with the socket.
-  const client = options.caCerts?.length
-    ? Deno.createHttpClient({ caCerts: options.caCerts })
-    : undefined;
+/**
+ * A new socket to `url` (our own client: `TCP_NODELAY` on, one write per
+ * frame); throws `invalid-argument` for a URL it cannot use.
+ */
+function newSocket(url: string, options: ConnectOptions): WsClient {
   try {
-    const socket = new WebSocket(url, {
-      client,
+    return new WsClient(url, {
+      caCerts: options.caCerts,
       headers: options.token === undefined
         ? undefined
         : { authorization: `Bearer ${options.token}` },
     });
-    if (client !== undefined) {
-      socket.addEventListener("close", () => client.close(), { once: true });
-    }
-    socket.binaryType = "arraybuffer";
-    return socket;
   } catch (error) {
-    client?.close();
     throw new SpoolError(
       "invalid-argument",
       `cannot connect to ${JSON.stringify(url)}: ${
@@ -72,16 +66,16 @@ function newSocket(url: string, options: ConnectOptions): WebSocket {
 
 /** Resolves with `socket` once open; rejects on error, timeout or abort. */
 function whenOpen(
-  socket: WebSocket,
+  socket: WsClient,
   url: string,
   options: ConnectOptions,
-): Promise<WebSocket> {
-  const { promise, resolve, reject } = Promise.withResolvers<WebSocket>();
+): Promise<WsClient> {
+  const { promise, resolve, reject } = Promise.withResolvers<WsClient>();
   const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const fail = (error: SpoolError) => {
     cleanup();
     reject(error);
-    if (socket.readyState !== WebSocket.CLOSED) socket.close();
+    if (socket.readyState !== WsClient.CLOSED) socket.close();
   };
   const timer = setTimeout(
     () =>
@@ -148,7 +142,7 @@ export function describeClose(event: CloseEvent): string {
  * slow download that still moves bytes is never taken for a dead one.
  */
 export class Liveness {
-  readonly #socket: WebSocket;
+  readonly #socket: WsClient;
   readonly #timeoutMs: number;
   readonly #onDead: (error: SpoolError) => void;
   readonly #timer: ReturnType<typeof setInterval>;
@@ -156,7 +150,7 @@ export class Liveness {
 
   /** Starts watching `socket`; `onDead` is called at most once. */
   constructor(
-    socket: WebSocket,
+    socket: WsClient,
     options: { timeoutMs: number; onDead: (error: SpoolError) => void },
   ) {
     this.#socket = socket;
@@ -179,7 +173,7 @@ export class Liveness {
   }
 
   #tick(): void {
-    if (this.#socket.readyState !== WebSocket.OPEN) return this.stop();
+    if (this.#socket.readyState !== WsClient.OPEN) return this.stop();
     const silent = performance.now() - this.#lastInbound;
     if (silent > this.#timeoutMs) {
       this.stop();
@@ -207,17 +201,17 @@ const CLOSE_WAIT_MS = 2000;
  * close event at all.
  */
 export async function closeSocket(
-  socket: WebSocket,
+  socket: WsClient,
   code = 1000,
   reason = "done",
 ): Promise<void> {
-  if (socket.readyState === WebSocket.CLOSED) return;
+  if (socket.readyState === WsClient.CLOSED) return;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const closed = new Promise<void>((resolve) => {
     socket.addEventListener("close", () => resolve(), { once: true });
     timer = setTimeout(resolve, CLOSE_WAIT_MS);
   });
-  if (socket.readyState <= WebSocket.OPEN) socket.close(code, reason);
+  if (socket.readyState <= WsClient.OPEN) socket.close(code, reason);
   await closed;
   clearTimeout(timer);
 }

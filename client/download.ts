@@ -27,6 +27,7 @@ import {
   Liveness,
   toSocketUrl,
 } from "./_connect.ts";
+import { WsClient } from "./_ws_client.ts";
 
 /**
  * Options of {@linkcode openDownload}.
@@ -106,7 +107,7 @@ class PendingRead {
 export class Download {
   /** The reference this download is connected to. */
   readonly reference: string;
-  readonly #socket: WebSocket;
+  readonly #socket: WsClient;
   readonly #window: number;
   #status: ResourceStatus;
   #nextRequestId = 1;
@@ -126,7 +127,7 @@ export class Download {
 
   /** @internal Use {@linkcode openDownload}. */
   constructor(
-    socket: WebSocket,
+    socket: WsClient,
     reference: string,
     first: ResourceStatus,
     options: { window: number; timeoutMs?: number },
@@ -378,7 +379,7 @@ export class Download {
           if (pending.consumed - granted >= this.#window / 2 && !pending.done) {
             const bytes = pending.consumed - granted;
             granted = pending.consumed;
-            if (this.#socket.readyState === WebSocket.OPEN) {
+            if (this.#socket.readyState === WsClient.OPEN) {
               this.#socket.send(
                 JSON.stringify({ type: "credit", requestId, bytes }),
               );
@@ -393,7 +394,7 @@ export class Download {
       cancel: () => {
         forget();
         pending.done = true;
-        if (this.#socket.readyState === WebSocket.OPEN) {
+        if (this.#socket.readyState === WsClient.OPEN) {
           this.#socket.send(JSON.stringify({ type: "cancel", requestId }));
         }
       },

@@ -29,6 +29,7 @@ import {
   Liveness,
   toSocketUrl,
 } from "./_connect.ts";
+import { WsClient } from "./_ws_client.ts";
 import { openDownload } from "./download.ts";
 
 /**
@@ -57,6 +58,13 @@ export interface UploadOptions {
   checksum?: boolean;
   /** Reconnect and resume after a lost connection, within the server's grace period. Default `true`. */
   resume?: boolean;
+  /**
+   * Other nodes of the same cluster (servers sharing one engine and token
+   * secret) to resume through when the server is not reachable: each round
+   * of a resume tries the server last used, then these in turn. Behind a
+   * load balancer none is needed. Default: none.
+   */
+  resumeServers?: (string | URL)[];
   /** Milliseconds to wait for the connection. Default 30 000. */
   connectTimeoutMs?: number;
   /**
@@ -95,7 +103,7 @@ interface Held {
   messages: MessageEvent[];
   closed?: CloseEvent;
 }
-const heldEvents = new WeakMap<WebSocket, Held>();
+const heldEvents = new WeakMap<WsClient, Held>();
 
 /**
  * Sends one upload-socket message and resolves with the server's
@@ -103,7 +111,7 @@ const heldEvents = new WeakMap<WebSocket, Held>();
  * `timeoutMs` (a link that went dead after connecting).
  */
 async function handshake(
-  socket: WebSocket,
+  socket: WsClient,
   request: RequestUploadMessage | ResumeUploadMessage,
   options: { timeoutMs: number },
 ): Promise<ReadyForUploadMessage> {
@@ -153,7 +161,7 @@ async function handshake(
       socket.send(JSON.stringify(request));
     });
   } catch (error) {
-    if (socket.readyState <= WebSocket.OPEN) socket.close();
+    if (socket.readyState <= WsClient.OPEN) socket.close();
     throw error;
   } finally {
     clearTimeout(timer);
@@ -191,7 +199,10 @@ export class Upload {
   readonly id: string;
   /** The download reference (`ws:` URL) anyone may open. */
   readonly reference: string;
-  readonly #url: string;
+  /** Where a resume may go: the server, then the fallbacks (`resumeServers`). */
+  readonly #urls: string[];
+  /** The one of `#urls` last connected to. */
+  #urlIndex = 0;
   readonly #connectOptions: ConnectOptions;
   readonly #token: string;
   readonly #window: number;
@@ -201,7 +212,7 @@ export class Upload {
   readonly #connectTimeoutMs: number | undefined;
   readonly #timeoutMs: number;
   readonly #hash: ReturnType<typeof createHash> | undefined;
-  #socket: WebSocket;
+  #socket: WsClient;
   #liveness: Liveness | undefined;
   /** False while a lost connection is being resumed. */
   #connected = true;
@@ -228,10 +239,11 @@ export class Upload {
 
   /** @internal Use {@linkcode startUpload}. */
   constructor(
-    socket: WebSocket,
+    socket: WsClient,
     ready: ReadyForUploadMessage,
     options: {
       url: string;
+      resumeServers?: (string | URL)[];
       checksum: boolean;
       resume: boolean;
       connectTimeoutMs?: number;
@@ -242,7 +254,10 @@ export class Upload {
   ) {
     this.id = ready.id;
     this.reference = ready.reference;
-    this.#url = options.url;
+    this.#urls = [
+      options.url,
+      ...(options.resumeServers ?? []).map(uploadUrl),
+    ];
     this.#token = ready.token;
     this.#window = ready.window;
     this.#frameCost = ready.frameCost ?? 0;
@@ -276,7 +291,7 @@ export class Upload {
     return this.#reconnects;
   }
 
-  #attach(socket: WebSocket): void {
+  #attach(socket: WsClient): void {
     socket.onmessage = (event) => this.#onMessage(event);
     socket.onclose = (event) => this.#onLost(socket, describeClose(event));
     this.#liveness = new Liveness(socket, {
@@ -371,7 +386,7 @@ export class Upload {
   }
 
   /** The connection of `socket` is gone (closed, reset, or presumed dead). */
-  #onLost(socket: WebSocket, reason: string): void {
+  #onLost(socket: WsClient, reason: string): void {
     if (socket !== this.#socket || !this.#connected) return;
     this.#liveness?.stop();
     if (this.#outcome || this.#failure) {
@@ -410,7 +425,7 @@ export class Upload {
     );
     while (performance.now() < deadline && !this.#aborted) {
       try {
-        await this.#resumeOnce(deadline);
+        await this.#resumeRound(deadline);
         return;
       } catch (error) {
         lastError = error as Error;
@@ -452,9 +467,27 @@ export class Upload {
     );
   }
 
-  async #resumeOnce(deadline: number): Promise<void> {
+  /**
+   * Tries the server last used, then each other one, until one resumes;
+   * throws the error of the last one (at once for `forbidden` or
+   * `not-found`: every node of a cluster gives the same answer).
+   */
+  async #resumeRound(deadline: number): Promise<void> {
+    for (let tried = 1;; tried++) {
+      try {
+        return await this.#resumeOnce(this.#urls[this.#urlIndex], deadline);
+      } catch (error) {
+        const final = error instanceof SpoolError &&
+          (error.code === "forbidden" || error.code === "not-found");
+        if (final || tried >= this.#urls.length) throw error;
+        this.#urlIndex = (this.#urlIndex + 1) % this.#urls.length;
+      }
+    }
+  }
+
+  async #resumeOnce(url: string, deadline: number): Promise<void> {
     const timeoutMs = this.#attemptTimeout(deadline);
-    const socket = await connect(this.#url, {
+    const socket = await connect(url, {
       ...this.#connectOptions,
       timeoutMs,
     });
@@ -466,7 +499,7 @@ export class Upload {
     this.#resumeOn(socket, ready.offset);
   }
 
-  #resumeOn(socket: WebSocket, offset: number): void {
+  #resumeOn(socket: WsClient, offset: number): void {
     const pending = this.#pending();
     const first = pending[0]?.offset ?? this.#sent;
     if (offset < first || offset > this.#sent) {
@@ -616,7 +649,7 @@ export class Upload {
         },
       ),
     );
-    if (this.#socket.readyState <= WebSocket.OPEN) {
+    if (this.#socket.readyState <= WsClient.OPEN) {
       this.#socket.close(CLOSE_ABORT, "upload aborted");
     }
   }
@@ -691,6 +724,7 @@ export async function startUpload(
   }, { timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS });
   const upload = new Upload(socket, ready, {
     url,
+    resumeServers: options.resumeServers,
     checksum: options.checksum ?? true,
     resume: options.resume ?? true,
     connectTimeoutMs: options.connectTimeoutMs,

@@ -1,7 +1,9 @@
 /**
  * Optional access control of the live-resource server: a token that
  * creating an upload requires, and per-resource read tokens derived from a
- * server secret (so nothing token-related is stored with a resource).
+ * server secret (so nothing token-related is stored with a resource). The
+ * write tokens of uploads are derived from the same secret, so servers
+ * sharing it accept each other's.
  *
  * Tokens travel as `Authorization: Bearer <token>` or as a `token` query
  * parameter (browsers cannot set headers on WebSockets); a request passes
@@ -19,7 +21,7 @@ export interface ServerAuthOptions {
   uploadToken?: string;
   /** Whether reading a resource requires its read token. */
   readTokens?: boolean;
-  /** Secret the read tokens are derived from (at least 16 bytes). */
+  /** Secret the read and write tokens are derived from (at least 16 bytes). */
   secret: Uint8Array;
 }
 
@@ -119,6 +121,16 @@ export class ServerAuth {
   readToken(id: string): string | undefined {
     if (!this.#readTokens) return undefined;
     return createHmac("sha256", this.#secret).update(`read:${id}`).digest(
+      "base64url",
+    ).slice(0, 22);
+  }
+
+  /**
+   * The write token of upload `id`: whoever has it may resume the upload.
+   * Independent of its read token (another label under the same secret).
+   */
+  writeToken(id: string): string {
+    return createHmac("sha256", this.#secret).update(`write:${id}`).digest(
       "base64url",
     ).slice(0, 22);
   }

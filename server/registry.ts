@@ -220,8 +220,7 @@ export class ResourceRegistry {
     });
     recordCheckpoints(resource);
     this.#resources.set(status.id, resource);
-    this.#live.add(resource);
-    resource.finished.then(() => this.#live.delete(resource));
+    this.#addLive(resource);
     for (const listener of this.#listeners) listener(resource, "created");
     return resource;
   }
@@ -233,6 +232,33 @@ export class ResourceRegistry {
   listen(listener: RegistryListener): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /** Counts `resource` live until it ends or another node takes it over. */
+  #addLive(resource: Resource): void {
+    this.#live.add(resource);
+    const gone = () => this.#live.delete(resource);
+    resource.finished.then(gone);
+    resource.handedOver.then(gone);
+  }
+
+  /**
+   * Puts `resource`, an upload this node took over from another, in place
+   * of the resource of its id, whose watchers (followers here) then hear its
+   * statuses. A closing registry fails it with the closing reason instead.
+   */
+  async takeOver(resource: Resource): Promise<void> {
+    if (this.#closing !== undefined) {
+      await resource.fail(this.#closing);
+      throw new SpoolError("unavailable", this.#closing);
+    }
+    const id = resource.status.id;
+    const before = this.#resources.get(id);
+    this.#resources.set(id, resource);
+    this.#addLive(resource);
+    if (before !== undefined && before !== resource) {
+      resource.watch((status) => before.mirror(status));
+    }
   }
 
   /** The resource with `id`, if any (malformed ids find nothing). */

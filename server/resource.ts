@@ -7,10 +7,16 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
-import type { ResourceStore, ResourceWriter } from "./store.ts";
+import type { SpoolError } from "../protocol/errors.ts";
+import {
+  type ResourceStore,
+  type ResourceWriter,
+  TakenOverError,
+} from "./store.ts";
 import { RecentBytes } from "./_recent_bytes.ts";
+import { isNewer } from "./_status_order.ts";
 
 /**
  * Receives each status a resource publishes, with its pre-serialised `status` message.
@@ -62,6 +68,12 @@ export interface LiveResourceOptions {
   checkpointMs: number;
   /** Bytes of the most recent writes kept in memory for followers. Default 512 KiB. */
   tailBytes?: number;
+  /**
+   * An upload taken over from another node: the bytes already in the store
+   * (the writer continues after them) and the SHA-256 of those bytes, rebuilt
+   * from the store, which the resource keeps updating. Default: none.
+   */
+  resumed?: { written: number; hash: Hash };
 }
 
 const DEFAULT_TAIL_BYTES = 512 * 1024;
@@ -130,7 +142,10 @@ export class Resource {
   /** The end of the upload once begun: later callers await the same outcome. */
   #finishing: Promise<ResourceStatus> | undefined;
   readonly #finished = Promise.withResolvers<ResourceStatus>();
-  readonly #hash = createHash("sha256");
+  /** Set once another node took the upload over; its statuses come then. */
+  #handedOver = false;
+  readonly #handOver = Promise.withResolvers<void>();
+  readonly #hash: Hash;
   readonly #recent: RecentBytes;
   readonly #tailLimit: number;
   /** A final status the store could not save yet, and its retry timer. */
@@ -150,10 +165,12 @@ export class Resource {
     this.#checkpointMs = options.checkpointMs;
     this.#writer = options.writer;
     this.#accepting = this.live;
-    this.#written = status.size;
-    this.#recent = new RecentBytes(status.size);
+    this.#written = options.resumed?.written ?? status.size;
+    this.#hash = options.resumed?.hash ?? createHash("sha256");
+    this.#recent = new RecentBytes(this.#written);
     this.#tailLimit = options.tailBytes ?? DEFAULT_TAIL_BYTES;
     if (isTerminal(status)) this.#finished.resolve(status);
+    options.writer?.lost?.then((error) => this.#handOverNow(error));
   }
 
   /** The latest published status. */
@@ -173,6 +190,32 @@ export class Resource {
    */
   get finished(): Promise<ResourceStatus> {
     return this.#finished.promise;
+  }
+
+  /**
+   * Resolves once another node took the upload over (shared stores only):
+   * this resource takes no more bytes and its statuses are the other node's,
+   * given to {@linkcode Resource.mirror}. Never resolves otherwise.
+   */
+  get handedOver(): Promise<void> {
+    return this.#handOver.promise;
+  }
+
+  /**
+   * Whether this node still holds the live upload, asking a shared store
+   * (another node may have taken it over without this node learning it
+   * yet: then the resource hands over first).
+   */
+  async stillHeld(): Promise<boolean> {
+    const writer = this.#writer;
+    if (writer?.stillHeld === undefined) return this.live;
+    try {
+      await writer.stillHeld();
+    } catch (error) {
+      if (!(error instanceof TakenOverError)) throw error;
+      this.#handOverNow(error);
+    }
+    return this.live;
   }
 
   /** Bytes written to the store so far (ahead of, or equal to, the checkpoint). */
@@ -342,6 +385,7 @@ export class Resource {
         if (writer === undefined) break;
         const { bytes, appends } = next;
         if (bytes.byteLength > 0) await writer.append(bytes);
+        if (this.#handedOver) break;
         this.#queuedBytes = Math.max(0, this.#queuedBytes - bytes.byteLength);
         this.#written += bytes.byteLength;
         this.#appendsWritten += appends;
@@ -352,6 +396,10 @@ export class Resource {
         this.#observer?.written(this.#written, this.#appendsWritten);
       }
     } catch (error) {
+      if (error instanceof TakenOverError) {
+        this.#handOverNow(error);
+        return;
+      }
       this.#writeError = error as Error;
       this.#dropQueued();
       this.#observer?.failed(this.#writeError);
@@ -393,6 +441,10 @@ export class Resource {
     try {
       await this.checkpoint();
     } catch (error) {
+      if (error instanceof TakenOverError) {
+        this.#handOverNow(error);
+        return;
+      }
       await this.fail(
         `the store could not make the bytes durable: ${
           (error as Error).message
@@ -462,7 +514,8 @@ export class Resource {
     outcome: Pick<ResourceStatus, "status" | "sha256" | "error">,
   ): Promise<ResourceStatus> {
     this.#finishing ??= this.#finishNow(outcome).then((status) => {
-      this.#finished.resolve(status);
+      // Handed over: the final status is the other node's, told by mirror().
+      if (!this.#handedOver) this.#finished.resolve(status);
       return status;
     }, (error) => {
       // Whoever waits for the end must not wait forever; callers get the error.
@@ -490,6 +543,7 @@ export class Resource {
       finishedAt: now,
     };
     const closing = await closeWriter(writer);
+    if (closing instanceof TakenOverError) return this.#handOverNow(closing);
     if (closing !== undefined && status.status === "COMPLETED") {
       status = failedStatus(status, `the store could not ${closing}`);
     } else if (closing !== undefined) {
@@ -497,23 +551,8 @@ export class Resource {
         `spool: ${status.id} failed, and the store could not ${closing}`,
       );
     }
-    if (status.status === "COMPLETED") {
-      try {
-        await this.#store.save(status);
-      } catch (error) {
-        // COMPLETED is promised only once it is on disk.
-        status = failedStatus(
-          status,
-          `the store could not save the final status: ${
-            (error as Error).message
-          }`,
-        );
-        this.#publish(status);
-        this.#saveLater(status, error);
-        return status;
-      }
-      this.#publish(status);
-      return status;
+    if (status.status === "COMPLETED" || this.#store.shared) {
+      return await this.#saveThenPublish(status);
     }
     // Watchers learn of a failure even when the store cannot record it.
     this.#publish(status);
@@ -523,6 +562,72 @@ export class Resource {
       this.#saveLater(status, error);
     }
     return status;
+  }
+
+  /**
+   * Saves a final status, then tells the watchers: `COMPLETED` is promised
+   * only once saved, and on a shared store another node's status may fence
+   * this one out (then this node follows that node instead).
+   */
+  async #saveThenPublish(status: ResourceStatus): Promise<ResourceStatus> {
+    try {
+      await this.#store.save(status);
+    } catch (error) {
+      if (error instanceof TakenOverError) return this.#handOverNow(error);
+      if (status.status === "COMPLETED") {
+        status = failedStatus(
+          status,
+          `the store could not save the final status: ${
+            (error as Error).message
+          }`,
+        );
+      }
+      this.#publish(status);
+      this.#saveLater(status, error);
+      return status;
+    }
+    this.#publish(status);
+    return status;
+  }
+
+  /**
+   * Another node took the upload over: stop writing (nothing this node still
+   * holds was acknowledged), keep no tail of bytes that node now writes, and
+   * follow its statuses from the last one it saved. Returns the status now.
+   */
+  #handOverNow(error: SpoolError<"taken-over">): ResourceStatus {
+    if (this.#handedOver || isTerminal(this.#status)) return this.#status;
+    this.#handedOver = true;
+    this.#accepting = false;
+    this.#dropQueued();
+    clearTimeout(this.#checkpointTimer);
+    this.#checkpointTimer = undefined;
+    this.#writer = undefined;
+    this.#recent.clear(this.#written);
+    this.#handOver.resolve();
+    const id = this.#status.id;
+    this.#store.lastStatus?.(id).then(
+      (last) => last && this.mirror(last),
+      (cause) =>
+        // The status feed brings the next status anyway.
+        console.error(
+          `spool: ${id}: could not read the status of the node that took it over (${error.message}):`,
+          cause,
+        ),
+    );
+    return this.#status;
+  }
+
+  /**
+   * Takes a status another node published for this resource, once that node
+   * took the upload over (before, the resource's statuses are its own);
+   * older ones are ignored. Returns whether it was taken.
+   */
+  mirror(status: ResourceStatus): boolean {
+    if (!this.#handedOver || !isNewer(this.#status, status)) return false;
+    this.#publish(status);
+    if (isTerminal(status)) this.#finished.resolve(status);
+    return true;
   }
 
   /** Retries saving `status` with backoff until it is saved or saving stops. */
@@ -573,14 +678,18 @@ export class Resource {
   }
 }
 
-/** Syncs and closes `writer`; returns what failed, if anything did. */
+/**
+ * Syncs and closes `writer`; returns what failed, if anything did, or the
+ * error saying that another node took the upload over.
+ */
 async function closeWriter(
   writer: ResourceWriter,
-): Promise<string | undefined> {
+): Promise<string | TakenOverError | undefined> {
   let failure: string | undefined;
   try {
     await writer.sync();
   } catch (error) {
+    if (error instanceof TakenOverError) return error;
     failure = `make the bytes durable: ${(error as Error).message}`;
   }
   try {

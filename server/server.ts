@@ -147,13 +147,21 @@ async function serve(
   const { limits } = config;
   const sockets = new ServerSockets(limits);
   const watchers = new Watchers(limits);
-  const sessions = new UploadSessions({ graceMs: config.resumeGraceMs });
   const cluster = shared
     ? await shared.join(registry, {
       graceMs: config.resumeGraceMs,
+      checkpointMs: config.checkpointMs,
+      // Write tokens of other nodes are valid here only with one secret.
+      sharedSecret: options.secretFile !== undefined ||
+        options.tokenSecret !== undefined,
       onDeleted: (resource) => endWatchers(watchers, resource, "was deleted"),
     })
     : undefined;
+  const sessions = new UploadSessions({
+    graceMs: config.resumeGraceMs,
+    writeToken: (id) => auth.writeToken(id),
+    takeOver: cluster?.takeOver,
+  });
   // Long HTTP responses (follow, events) end when the server shuts down.
   const shutdown = new AbortController();
   const router = new Router({

@@ -8,6 +8,7 @@
  */
 
 import type { ResourceStatus } from "../protocol/status.ts";
+import { SpoolError } from "../protocol/errors.ts";
 
 /**
  * Appends the bytes of one resource, in order.
@@ -28,6 +29,46 @@ export interface ResourceWriter {
   sync(): Promise<void>;
   /** Releases the writer; no append follows. */
   close(): Promise<void>;
+  /**
+   * Shared stores: resolves (with a `TakenOverError`, exported by
+   * `./server`) when another node took the upload over (its uploader
+   * resumed there); the writer takes no byte after that. Optional.
+   */
+  readonly lost?: Promise<SpoolError<"taken-over">>;
+  /**
+   * Shared stores: throws {@linkcode TakenOverError} if another node took
+   * the upload over, asking the store rather than waiting to be told.
+   * Optional.
+   */
+  stillHeld?(): Promise<void>;
+}
+
+/**
+ * Thrown by a shared store's writer or `save` when another node holds the
+ * upload now (its uploader resumed there, or that node failed it): this
+ * node must stop writing and follow the other node's statuses, not fail
+ * the resource.
+ *
+ * @example
+ * ```ts
+ * import { TakenOverError } from "./store.ts";
+ * const error = new TakenOverError("AAAAAAAAAAAAAAAAAAAAAA", "its lease was taken");
+ * console.log(error.code); // taken-over
+ * ```
+ */
+export class TakenOverError extends SpoolError<"taken-over"> {
+  /** The resource. */
+  readonly id: string;
+
+  /** Creates the error for resource `id`; `detail` says how this node learnt it. */
+  constructor(id: string, detail: string) {
+    super(
+      "taken-over",
+      `another node holds the upload of ${id} now (${detail}); expected this node to stop writing it and follow that node's statuses`,
+    );
+    this.name = "TakenOverError";
+    this.id = id;
+  }
 }
 
 /**
@@ -49,6 +90,15 @@ export interface ResourceStore {
   open?(): Promise<void>;
   /** Lets the store go once the server stopped. Optional. */
   close?(): Promise<void>;
+  /**
+   * Whether several servers share the store: a status saved by another node
+   * may fence this node's out (`save` then throws {@linkcode TakenOverError}),
+   * so a resource tells its watchers of its failure only once it is saved.
+   * Default `false`.
+   */
+  readonly shared?: boolean;
+  /** Shared stores: the last status any node saved for `id`. Optional. */
+  lastStatus?(id: string): Promise<ResourceStatus | undefined>;
   /** Creates the data of a new resource and saves its first status. */
   create(status: ResourceStatus): Promise<ResourceWriter>;
   /** Saves a resource's status (atomically: readers never see a torn one). */

@@ -251,7 +251,11 @@ class UploadSocket {
     this.#phase = "creating";
     try {
       this.#hold(
-        this.#context.sessions.resume(message.id, message.token, this.#release),
+        await this.#context.sessions.resume(
+          message.id,
+          message.token,
+          this.#release,
+        ),
       );
     } catch (error) {
       this.#phase = "awaiting-request";
@@ -265,6 +269,8 @@ class UploadSocket {
   /** Starts taking bytes at `offset`, unless the uploader left meanwhile. */
   #begin(offset: number): void {
     if (this.#peer.ended) {
+      // Held after the end was handled (a resume awaited the store).
+      this.#unhold();
       this.#context.sessions.detach(this.#session!, { abort: false });
       this.#phase = "done";
       return;

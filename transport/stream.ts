@@ -2,7 +2,9 @@
  * `Stream`: the main-thread facade of one object stream. It validates and
  * encodes headers, queues objects with back-pressure, hands them in batches
  * to its send-loop worker (buffers transferred, not copied) and runs the
- * ordered completions the worker reports back.
+ * ordered completions the worker reports back. The batch is the send queue
+ * (`_send_queue.ts`, AIStore's SQ), the completions the completion queue
+ * (`_completion_queue.ts`, its SCQ).
  *
  * @module
  */
@@ -11,11 +13,12 @@ import { TransportError } from "./errors.ts";
 import { encodeHeader } from "./header_codec.ts";
 import { checkRequestHeaders, receiverUrl } from "./internal/request_target.ts";
 import { CopyRing, type RingSlot } from "./_copy_ring.ts";
+import { isFileBody, spansBuffer } from "./_bodies.ts";
+import { PACK_LIMIT, SendQueue } from "./_send_queue.ts";
+import { CompletionQueue } from "./_completion_queue.ts";
 import {
-  BatchTable,
   type FromWorker,
   type InitMessage,
-  type WireBody,
   type WireError,
   type WorkerStats,
   zeroStats,
@@ -36,11 +39,6 @@ const DEFAULT_IDLE_TIMEOUT_MS = 4000;
 const DEFAULT_SIZE_PDU = 64 * 1024;
 const MAX_SIZE_PDU = 1 << 20;
 const DEFAULT_MAX_HEADER_SIZE = 64 * 1024;
-/** Bodies up to this size are copied into the batch's packed buffer. */
-const PACK_LIMIT = 64 * 1024;
-/** Post a batch once it holds this many objects or packed bytes. */
-const BATCH_OBJECTS = 256;
-const BATCH_BYTES = 1 << 20;
 const COMPRESSIONS: readonly TransportCompression[] = [
   "none",
   "gzip",
@@ -48,39 +46,10 @@ const COMPRESSIONS: readonly TransportCompression[] = [
   "deflate-raw",
 ];
 
-interface Outstanding {
-  seq: number;
-  header: ObjectHeader;
-  onSent?: SentCallback;
-  /** Bytes counted against `maxInFlightBytes`. */
-  budget: number;
-  /** Copy-ring bytes to release on completion. */
-  ringCost?: number;
-  /** Not yet handed to the worker. */
-  body: ObjectBody;
-  posted: boolean;
-  /** Failed before reaching the worker: completes in turn with this error. */
-  error?: TransportError;
-}
-
 /** Shared copy ring of a stream, made on the first kept large body. */
 const RING_BYTES = 16 * 1024 * 1024;
 /** Largest body copied through the ring (a quarter of it). */
 const RING_MAX_BODY = RING_BYTES / 4;
-/** Smallest packed buffer a batch starts with. */
-const MIN_PACKED = 64 * 1024;
-
-/** Whether `bytes` spans its whole, plain `ArrayBuffer` (so it can move). */
-function spansBuffer(bytes: Uint8Array): boolean {
-  return bytes.byteOffset === 0 && bytes.buffer instanceof ArrayBuffer &&
-    bytes.byteLength === bytes.buffer.byteLength && !bytes.buffer.resizable;
-}
-
-function isFileBody(body: ObjectBody): body is { path: string } {
-  return typeof body === "object" && body !== null &&
-    !(body instanceof Uint8Array) && !(body instanceof ReadableStream) &&
-    typeof (body as { path?: unknown }).path === "string";
-}
 
 function positiveInteger(
   name: string,
@@ -103,15 +72,6 @@ function fromWire(error: WireError, sessionId: string): TransportError {
     sessionId,
     remoteCode: error.remoteCode,
   });
-}
-
-function cancelBody(body: ObjectBody, reason: unknown): void {
-  if (body instanceof ReadableStream && !body.locked) {
-    body.cancel(reason).catch((cause) => {
-      // The caller's cancel hook threw; the object has failed regardless.
-      console.error("spool transport: cancelling a body failed:", cause);
-    });
-  }
 }
 
 let sessionCounter = 0;
@@ -146,25 +106,18 @@ export class Stream {
   #headers: Record<string, string>;
   #secret?: string;
   #caCerts?: string[];
-  #onSent?: SentCallback;
   #onProgress?: (stats: StreamStats) => void;
   #signal?: AbortSignal;
   #onAbort?: () => void;
   #worker: Worker | null = null;
   #nextSeq = 0;
-  #outstanding: Outstanding[] = [];
-  #head = 0;
-  /** Objects of the next batch, and the bodies still to hand over. */
-  #batch = new BatchTable();
-  #batchBodies: ObjectBody[] = [];
-  #transfer: Transferable[] = [];
+  /** Objects sent and refused, until their completions fire (SCQ). */
+  #completions: CompletionQueue;
   #ring: CopyRing | null = null;
+  /** Objects of the next batch (SQ). */
+  #sendQueue = new SendQueue();
   /** Headers and small bodies of the next batch, copied at send time. */
-  #packed = new Uint8Array(MIN_PACKED);
-  #packedAt = 0;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
-  #inFlight = 0;
-  #inFlightBytes = 0;
   #waiters: (() => void)[] = [];
   #state: "open" | "finishing" | "ended" = "open";
   #termination: TransportError | null = null;
@@ -173,7 +126,6 @@ export class Stream {
   #resolveClosed!: () => void;
   #closedDone = false;
   /** Every object completed with an error, wherever it failed. */
-  #failed = 0;
 
   /** Creates a stream to `url`; nothing connects before the first send. */
   constructor(url: string | URL, options: StreamOptions = {}) {
@@ -233,7 +185,11 @@ export class Stream {
     }
     this.#secret = options.secret;
     this.#caCerts = options.caCerts;
-    this.#onSent = options.onSent;
+    this.#completions = new CompletionQueue({
+      onSent: options.onSent,
+      releaseRing: (cost) => this.#ring!.release(cost),
+      onRoom: () => this.#wakeWaiters(),
+    });
     this.#onProgress = options.onProgress;
     this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
     const signal = options.signal;
@@ -290,18 +246,15 @@ export class Stream {
       return this.send(header, body, options);
     }
     const seq = this.#nextSeq++;
-    this.#outstanding.push({
+    this.#completions.push({
       seq,
       header,
       onSent,
       budget,
       ringCost: slot?.cost,
-      body: slot === null ? body : null,
-      posted: false,
+      body: slot === null ? body ?? null : null,
     });
-    this.#inFlight++;
-    this.#inFlightBytes += budget;
-    this.#enqueue(seq, size, encoded, body, slot);
+    this.#sendQueue.add(seq, size, encoded, body, slot);
     this.#scheduleFlush();
   }
 
@@ -353,8 +306,9 @@ export class Stream {
   /** Whether an object of `budget` body bytes must wait for room. */
   #mustWait(budget: number): boolean {
     return this.#state === "open" &&
-      (this.#inFlight >= this.#burst ||
-        (this.#inFlight > 0 && this.#inFlightBytes + budget > this.#maxBytes));
+      (this.#completions.inFlight >= this.#burst ||
+        (this.#completions.inFlight > 0 &&
+          this.#completions.inFlightBytes + budget > this.#maxBytes));
   }
 
   /** Sends what is queued; resolves when a completion makes room. */
@@ -365,76 +319,11 @@ export class Stream {
 
   /** Sends a full batch now, else the batch on the next macrotask. */
   #scheduleFlush(): void {
-    if (
-      this.#batch.length >= BATCH_OBJECTS || this.#packedAt >= BATCH_BYTES
-    ) {
+    if (this.#sendQueue.full) {
       this.#flush();
     } else if (this.#flushTimer === undefined) {
       this.#flushTimer = setTimeout(() => this.#flush(), 0);
     }
-  }
-
-  /** Adds an object to the next batch; small bodies are copied right away. */
-  #enqueue(
-    seq: number,
-    size: number,
-    header: Uint8Array,
-    body: ObjectBody,
-    slot: RingSlot | null,
-  ): void {
-    const small = body instanceof Uint8Array && body.byteLength <= PACK_LIMIT
-      ? body
-      : null;
-    const need = this.#packedAt + header.byteLength + (small?.byteLength ?? 0);
-    if (need > this.#packed.byteLength) {
-      const bigger = new Uint8Array(
-        Math.max(need, this.#packed.byteLength * 2),
-      );
-      bigger.set(this.#packed.subarray(0, this.#packedAt));
-      this.#packed = bigger;
-    }
-    const hdrOff = this.#packedAt;
-    this.#packed.set(header, hdrOff);
-    this.#packedAt += header.byteLength;
-    let wireBody: WireBody = null;
-    if (slot !== null) {
-      wireBody = {
-        k: "ring",
-        off: slot.offset,
-        len: (body as Uint8Array).byteLength,
-      };
-    } else if (small !== null) {
-      if (small.byteLength > 0) {
-        this.#packed.set(small, this.#packedAt);
-        wireBody = { k: "packed", off: this.#packedAt, len: small.byteLength };
-        this.#packedAt += small.byteLength;
-      }
-    } else if (
-      body instanceof Uint8Array && body.buffer instanceof SharedArrayBuffer
-    ) {
-      // Cloning a view of shared memory shares it: no copy, no transfer.
-      wireBody = { k: "shared", bytes: body };
-    } else if (body instanceof Uint8Array) {
-      // One buffer sent twice in a batch can only move once: copy the rest.
-      const bytes = this.#transfer.includes(body.buffer as ArrayBuffer)
-        ? body.slice()
-        : body;
-      this.#transfer.push(bytes.buffer as ArrayBuffer);
-      wireBody = { k: "buffer", bytes };
-    } else if (body instanceof ReadableStream) {
-      this.#transfer.push(body as unknown as Transferable);
-      wireBody = { k: "stream", stream: body };
-    } else if (isFileBody(body)) {
-      wireBody = { k: "file", path: body.path };
-    }
-    this.#batch.add({
-      seq,
-      size,
-      hdrOff,
-      hdrLen: header.byteLength,
-      body: wireBody,
-    });
-    this.#batchBodies.push(wireBody?.k === "stream" ? body : null);
   }
 
   /**
@@ -446,7 +335,7 @@ export class Stream {
     if (this.#state === "open") {
       this.#state = "finishing";
       this.#wakeWaiters();
-      if (this.#worker === null && this.#batch.length === 0) {
+      if (this.#worker === null && this.#sendQueue.length === 0) {
         this.#endWithoutWorker(null);
       } else {
         this.#flush();
@@ -478,11 +367,7 @@ export class Stream {
       this.#wakeWaiters();
       this.#clearFlushTimer();
       // Objects not yet posted never reach the worker: release their bodies.
-      for (const body of this.#batchBodies) cancelBody(body, error);
-      this.#batch.clear();
-      this.#batchBodies = [];
-      this.#transfer = [];
-      this.#packedAt = 0;
+      this.#sendQueue.drop(error);
       if (this.#worker === null) this.#endWithoutWorker(error);
       else this.#worker.postMessage({ t: "abort", reason: error.message });
     }
@@ -494,7 +379,7 @@ export class Stream {
     const s = this.#stats;
     return {
       ...s,
-      failed: this.#failed,
+      failed: this.#completions.failed,
       idlePct: s.totalMs > 0 ? (100 * s.idleMs) / s.totalMs : 0,
     };
   }
@@ -570,22 +455,14 @@ export class Stream {
     onSent: SentCallback | undefined,
     error: TransportError,
   ): void {
-    cancelBody(body, error);
-    const record: Outstanding = {
-      seq: -1,
+    this.#completions.refuse({
+      seq: null,
       header,
       onSent,
       budget: 0,
-      body: null,
-      posted: true,
+      body: body ?? null,
       error,
-    };
-    if (this.#head === this.#outstanding.length) {
-      this.#callback(record, error);
-    } else {
-      // Keep completions in order: fire right after the objects before it.
-      this.#outstanding.push(record);
-    }
+    });
   }
 
   #makeRing(): CopyRing {
@@ -644,91 +521,12 @@ export class Stream {
 
   #flush(): void {
     this.#clearFlushTimer();
-    if (this.#batch.length === 0) return;
-    const count = this.#batch.length;
-    const objs = this.#batch;
-    const packed = this.#packed.subarray(0, this.#packedAt);
-    const transfer = [packed.buffer, ...this.#transfer];
-    this.#batchBodies = [];
-    this.#transfer = [];
-    // The packed buffer moves to the worker: start the next one at a size
-    // that fits a batch like this one.
-    this.#packed = new Uint8Array(
-      Math.max(MIN_PACKED, Math.min(this.#packedAt, BATCH_BYTES * 2)),
-    );
-    this.#packedAt = 0;
+    const batch = this.#sendQueue.take();
+    if (batch === null) return;
     const worker = this.#worker ?? this.#startWorker();
-    // Mark posted so termination paths no longer cancel these bodies here.
-    for (
-      let i = this.#head, j = 0;
-      i < this.#outstanding.length && j < count;
-      i++
-    ) {
-      const rec = this.#outstanding[i];
-      if (!rec.posted && rec.seq === objs.seqAt(j)) {
-        rec.posted = true;
-        rec.body = null;
-        j++;
-      }
-    }
-    const message = objs.take(packed);
-    transfer.push(message.meta.buffer);
-    worker.postMessage(message, transfer);
-  }
-
-  #callback(rec: Outstanding, error: TransportError | undefined): void {
-    if (error !== undefined) this.#failed++;
-    const callback = rec.onSent ?? this.#onSent;
-    if (callback === undefined) return;
-    try {
-      callback(rec.header, error);
-    } catch (thrown) {
-      // A throwing callback is the caller's bug: surface it like an event
-      // listener's exception, and keep completing the other objects.
-      reportError(thrown);
-    }
-  }
-
-  /** Completes outstanding objects with seq <= `through`. */
-  #completeThrough(
-    through: number,
-    errors: Map<number, TransportError>,
-    rest?: TransportError,
-  ): void {
-    const list = this.#outstanding;
-    let i = this.#head;
-    while (i < list.length) {
-      const rec = list[i];
-      if (rec.seq > through && rest === undefined) break;
-      list[i] = undefined as unknown as Outstanding;
-      i++;
-      if (rec.seq >= 0) {
-        this.#inFlight--;
-        this.#inFlightBytes -= rec.budget;
-        if (rec.ringCost !== undefined) this.#ring!.release(rec.ringCost);
-      }
-      const error = rec.error ?? errors.get(rec.seq) ??
-        (rec.seq > through ? rest : undefined);
-      if (!rec.posted) cancelBody(rec.body, error);
-      this.#callback(rec, error);
-      // Pre-failed records that follow complete right away, in order.
-      while (i < list.length && list[i].seq === -1 && rest === undefined) {
-        const failed = list[i];
-        list[i] = undefined as unknown as Outstanding;
-        i++;
-        this.#callback(failed, failed.error);
-      }
-    }
-    if (i === list.length) {
-      this.#outstanding = [];
-      this.#head = 0;
-    } else if (i > 4096 && i * 2 > list.length) {
-      this.#outstanding = list.slice(i);
-      this.#head = 0;
-    } else {
-      this.#head = i;
-    }
-    this.#wakeWaiters();
+    // Posted: termination paths no longer cancel these bodies here.
+    this.#completions.posted();
+    worker.postMessage(batch.message, batch.transfer);
   }
 
   #progress(): void {
@@ -748,7 +546,7 @@ export class Stream {
   }
 
   #endWithoutWorker(error: TransportError | null): void {
-    this.#completeThrough(
+    this.#completions.completeThrough(
       -1,
       new Map(),
       error ?? new TransportError(
@@ -779,7 +577,7 @@ export class Stream {
         for (const [seq, error] of message.errors) {
           errors.set(seq, fromWire(error, this.sessionId));
         }
-        this.#completeThrough(message.through, errors);
+        this.#completions.completeThrough(message.through, errors);
         this.#progress();
         break;
       }
@@ -800,7 +598,7 @@ export class Stream {
         const rest = message.rest === null
           ? this.#termination
           : fromWire(message.rest, this.sessionId);
-        this.#completeThrough(
+        this.#completions.completeThrough(
           -1,
           new Map(),
           rest ?? new TransportError(

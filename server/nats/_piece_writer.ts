@@ -9,9 +9,9 @@
 
 import { headers } from "@nats-io/transport-node";
 import type { ResourceStatus } from "../../protocol/status.ts";
-import type { ResourceWriter } from "../store.ts";
+import { type ResourceWriter, TakenOverError } from "../store.ts";
 import type { Lease } from "./lease.ts";
-import { publishReliably } from "./_publish.ts";
+import { FencedError, publishReliably } from "./_publish.ts";
 import { dataSubject, OFFSET_HEADER, SEGMENT_BYTES } from "./subjects.ts";
 import type { StatusPublisher } from "./_status_publisher.ts";
 import type { JetStreamClient } from "@nats-io/jetstream";
@@ -24,6 +24,8 @@ export interface PieceWriterParts {
   statuses: StatusPublisher;
   /** The upload's lease: once lost, no byte is taken. */
   lease: Lease;
+  /** Another node took the upload over: the store lets go of it here. */
+  yielded(): void;
 }
 
 /**
@@ -41,6 +43,9 @@ export class PieceWriter implements ResourceWriter {
   readonly #status: ResourceStatus;
   #offset: number;
   #checkpointed: number;
+  /** Resolves once another node took the upload over (its lease, or a fenced status). */
+  readonly lost: Promise<TakenOverError>;
+  readonly #lost = Promise.withResolvers<TakenOverError>();
 
   /** A writer continuing `status`'s resource at byte `offset`. */
   constructor(parts: PieceWriterParts, status: ResourceStatus, offset: number) {
@@ -48,13 +53,35 @@ export class PieceWriter implements ResourceWriter {
     this.#status = status;
     this.#offset = offset;
     this.#checkpointed = status.size;
+    this.lost = this.#lost.promise;
+    parts.lease.takenOver.then((reason) => this.#yield(reason));
+  }
+
+  /** Another node holds the upload now; returns the error saying so. */
+  #yield(detail: string): TakenOverError {
+    const error = new TakenOverError(this.#status.id, detail);
+    this.#lost.resolve(error);
+    this.#parts.yielded();
+    return error;
   }
 
   #checkLease(): void {
-    const lost = this.#parts.lease.lost;
-    if (lost !== undefined) {
-      throw new Error(`this node no longer holds the upload: ${lost}`);
-    }
+    const lease = this.#parts.lease;
+    const lost = lease.lost;
+    if (lost === undefined) return;
+    // Taken over: the resource follows the new holder instead of failing.
+    throw lease.taken
+      ? new TakenOverError(this.#status.id, lost)
+      : new Error(`this node no longer holds the upload: ${lost}`);
+  }
+
+  /**
+   * Throws {@linkcode TakenOverError} if another node took the upload, even
+   * if this node's lease renewal has not noticed yet.
+   */
+  async stillHeld(): Promise<void> {
+    await this.#parts.lease.check();
+    this.#checkLease();
   }
 
   /** Publishes `chunk` as pieces; resolves once the stream stored all. */
@@ -88,12 +115,18 @@ export class PieceWriter implements ResourceWriter {
     this.#checkLease();
     if (this.#offset === this.#checkpointed) return;
     const size = this.#offset;
-    await this.#parts.statuses.publish({
-      ...this.#status,
-      status: "IN_PROGRESS",
-      size,
-      updatedAt: new Date().toISOString(),
-    });
+    try {
+      await this.#parts.statuses.publish({
+        ...this.#status,
+        status: "IN_PROGRESS",
+        size,
+        updatedAt: new Date().toISOString(),
+      });
+    } catch (error) {
+      // Another node's status came first: it took the upload, or failed it.
+      if (error instanceof FencedError) throw this.#yield(error.message);
+      throw error;
+    }
     this.#checkpointed = size;
   }
 

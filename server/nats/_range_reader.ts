@@ -52,6 +52,16 @@ class PieceFinder {
   }
 
   async find(position: number): Promise<Uint8Array> {
+    const found = await this.next(position);
+    if (typeof found === "string") throw new Error(found);
+    return found;
+  }
+
+  /**
+   * The bytes from `position` to the end of the piece holding it, or, when
+   * no stored piece holds it, a sentence saying so.
+   */
+  async next(position: number): Promise<Uint8Array | string> {
     const segment = Math.floor(position / SEGMENT_BYTES);
     if (segment !== this.#segment) {
       this.#segment = segment;
@@ -64,9 +74,7 @@ class PieceFinder {
         next_by_subj: subject,
       });
       if (message === null) {
-        throw new Error(
-          `the engine holds no piece of resource ${this.#id} at byte ${position}; expected every byte up to the checkpoint`,
-        );
+        return `the engine holds no piece of resource ${this.#id} at byte ${position}; expected every byte up to the checkpoint`;
       }
       const piece = pieceOf(message);
       this.#nextSeq = piece.seq + 1;
@@ -74,12 +82,38 @@ class PieceFinder {
       // An older copy of bytes further on (an upload resumed elsewhere) is skipped.
       if (end <= position) continue;
       if (piece.offset > position) {
-        throw new Error(
-          `resource ${this.#id} has a gap: the piece after byte ${position} starts at ${piece.offset}`,
-        );
+        return `resource ${this.#id} has a gap: the piece after byte ${position} starts at ${piece.offset}`;
       }
       return piece.bytes.subarray(position - piece.offset);
     }
+  }
+}
+
+/**
+ * Reads the bytes of resource `id` stored without a gap from byte `from`
+ * on, giving each run of them to `take`; resolves with the offset where
+ * they end. How a node taking an upload over finds (and hashes) what the
+ * stream holds: the durable offset the uploader resumes from.
+ *
+ * @example
+ * ```ts ignore
+ * const hash = createHash("sha256");
+ * const end = await readStored(engine.jsm, id, 0, (bytes) => hash.update(bytes));
+ * ```
+ */
+export async function readStored(
+  jsm: JetStreamManager,
+  id: string,
+  from: number,
+  take: (bytes: Uint8Array) => void,
+): Promise<number> {
+  const finder = new PieceFinder(jsm, id);
+  let position = from;
+  for (;;) {
+    const bytes = await finder.next(position);
+    if (typeof bytes === "string") return position;
+    take(bytes);
+    position += bytes.byteLength;
   }
 }
 

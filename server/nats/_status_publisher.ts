@@ -58,11 +58,18 @@ export class StatusPublisher {
   /**
    * Publishes `status` after the last one this node stored for it (or,
    * with `after`, after that sequence; with neither, after the one in the
-   * stream now). Resolves with its sequence.
+   * stream now). Resolves with its sequence. `tag` sets this message's id
+   * apart from another node's status after the same one (the stream would
+   * take it for a duplicate and acknowledge the other's).
    */
   async publish(
     status: ResourceStatus,
-    options: { after?: number; headers?: MsgHdrs; payload?: string } = {},
+    options: {
+      after?: number;
+      headers?: MsgHdrs;
+      payload?: string;
+      tag?: string;
+    } = {},
   ): Promise<number> {
     const id = status.id;
     const after = options.after ?? this.#last.get(id) ??
@@ -72,7 +79,9 @@ export class StatusPublisher {
       statusSubject(id),
       options.payload ?? JSON.stringify(status),
       {
-        msgID: `${id}:s:${after}`,
+        msgID: `${id}:s:${after}${
+          options.tag === undefined ? "" : `:${options.tag}`
+        }`,
         headers: options.headers,
         expect: { lastSubjectSequence: after },
       },

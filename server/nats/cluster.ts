@@ -2,21 +2,24 @@
  * A node joining the others on the engine: its registry learns every
  * resource from the status feed (other nodes' ones become
  * {@linkcode RemoteResource}s whose statuses follow the feed), and its lease
- * sweeper fails the uploads of nodes that are gone.
+ * sweeper fails the uploads of nodes that are gone. An uploader resuming
+ * here an upload another node holds is taken over ({@linkcode takeOverUpload}).
  *
  * @module
  */
 
 import { isTerminal, type ResourceStatus } from "../../protocol/status.ts";
+import { SpoolError } from "../../protocol/errors.ts";
 import type { ResourceRegistry } from "../registry.ts";
-import type { Resource } from "../resource.ts";
+import { Resource } from "../resource.ts";
+import { noUpload, type TakeOver } from "../upload_sessions.ts";
 import { isResourceId } from "../resource_id.ts";
 import { sanitizeStoredStatus } from "../_stored_status.ts";
 import type { JetStreamStore } from "./jetstream_store.ts";
 import { LeaseSweeper } from "./lease_sweeper.ts";
 import { RemoteResource } from "./remote_resource.ts";
 import { StatusFeed } from "./status_feed.ts";
-import { DEFAULT_LEASE_SWEEP_MS } from "../defaults.ts";
+import { DEFAULT_CHECKPOINT_MS, DEFAULT_LEASE_SWEEP_MS } from "../defaults.ts";
 
 /**
  * Options of {@linkcode joinCluster}.
@@ -34,6 +37,14 @@ export interface ClusterOptions {
   sweepMs?: number;
   /** Called when another node deleted a resource this node knew. */
   onDeleted?: (resource: Resource) => void;
+  /** Checkpoint interval of uploads taken over here, in ms. Default 250. */
+  checkpointMs?: number;
+  /**
+   * Whether the nodes share the token secret (`--secret-file`): only then is
+   * another node's write token valid here, and its uploads taken over.
+   * Default `false`.
+   */
+  sharedSecret?: boolean;
 }
 
 /**
@@ -49,6 +60,8 @@ export interface ClusterOptions {
 export interface Cluster {
   /** The node's status feed. */
   readonly feed: StatusFeed;
+  /** Takes over uploads other nodes hold when their uploaders resume here. */
+  readonly takeOver: TakeOver;
   /** Stops following the engine. */
   leave(): Promise<void>;
 }
@@ -79,6 +92,13 @@ export async function joinCluster(
   });
   return {
     feed,
+    takeOver: {
+      refusal: (id) => takeOverRefusal(store, registry, id, options),
+      take: (id) =>
+        takeOverUpload(store, registry, id, {
+          checkpointMs: options.checkpointMs ?? DEFAULT_CHECKPOINT_MS,
+        }),
+    },
     async leave() {
       await sweeper.stop();
       await feed.stop();
@@ -86,15 +106,74 @@ export async function joinCluster(
   };
 }
 
-/** Statuses of the live uploads other nodes hold. */
+/**
+ * Statuses of the live uploads other nodes hold: those this node knows
+ * from the feed, and those taken over from it.
+ */
 function remoteUploads(registry: ResourceRegistry): ResourceStatus[] {
   const statuses: ResourceStatus[] = [];
   for (const resource of registry.all()) {
-    if (resource instanceof RemoteResource && !isTerminal(resource.status)) {
+    if (!resource.live && !isTerminal(resource.status)) {
       statuses.push(resource.status);
     }
   }
   return statuses;
+}
+
+/**
+ * Why upload `id` cannot be taken over here, if it cannot. An id the feed
+ * has not brought yet (a resume right after the upload started elsewhere)
+ * is looked up in the engine.
+ */
+async function takeOverRefusal(
+  store: JetStreamStore,
+  registry: ResourceRegistry,
+  id: string,
+  options: ClusterOptions,
+): Promise<SpoolError | undefined> {
+  const known = registry.get(id);
+  const status = known?.status ??
+    (isResourceId(id) ? await store.lastStatus(id) : undefined);
+  if (status === undefined || known?.live || isTerminal(status)) {
+    return noUpload(id);
+  }
+  if (options.sharedSecret) return undefined;
+  return new SpoolError(
+    "unavailable",
+    `upload ${id} is held by another node, and this node cannot check its write token: the nodes do not share a token secret; expected --secret-file naming one key file on every node (or a resume on the node that took the upload)`,
+  );
+}
+
+/**
+ * Takes the live upload `id` over from the node holding it: the store takes
+ * its lease and fences it out; the new live resource continues from the
+ * bytes stored, with their SHA-256 rebuilt, and replaces the one the
+ * registry had (whose watchers follow it).
+ *
+ * @example
+ * ```ts ignore
+ * const resource = await takeOverUpload(store, registry, id, { checkpointMs: 250 });
+ * console.log(resource.written); // the durable offset the uploader resumes from
+ * ```
+ */
+export async function takeOverUpload(
+  store: JetStreamStore,
+  registry: ResourceRegistry,
+  id: string,
+  options: { checkpointMs: number },
+): Promise<Resource> {
+  const taken = await store.takeOver(id);
+  if (taken === undefined) throw noUpload(id);
+  const resource = new Resource(store, taken.status, {
+    checkpointMs: options.checkpointMs,
+    writer: taken.writer,
+    resumed: { written: taken.written, hash: taken.hash },
+  });
+  await registry.takeOver(resource);
+  console.error(
+    `spool: took over upload ${id} from ${taken.from} at byte ${taken.written}`,
+  );
+  return resource;
 }
 
 /** Takes a status from the feed into the registry. */
@@ -106,7 +185,7 @@ async function mirror(
   if (!isResourceId(stored.id)) return;
   const known = registry.get(stored.id);
   // This node's own uploads publish; they need not hear themselves.
-  if (known !== undefined && !(known instanceof RemoteResource)) return;
+  if (known?.live) return;
   const { status, changes } = await sanitizeStoredStatus(
     stored,
     () => store.dataSize(stored.id),

@@ -7,15 +7,20 @@
  * @module
  */
 
+import { createHash, type Hash } from "node:crypto";
 import { headers } from "@nats-io/transport-node";
 import { isTerminal, type ResourceStatus } from "../../protocol/status.ts";
 import { InvalidResourceIdError } from "../file_store.ts";
 import { isResourceId } from "../resource_id.ts";
-import type { ResourceStore, ResourceWriter } from "../store.ts";
+import {
+  type ResourceStore,
+  type ResourceWriter,
+  TakenOverError,
+} from "../store.ts";
 import type { NatsEngine } from "./engine.ts";
 import { Lease } from "./lease.ts";
 import { PieceWriter } from "./_piece_writer.ts";
-import { pieceOf, readRange } from "./_range_reader.ts";
+import { pieceOf, readRange, readStored } from "./_range_reader.ts";
 import { StatusPublisher } from "./_status_publisher.ts";
 import { FencedError } from "./_publish.ts";
 import {
@@ -47,6 +52,32 @@ export interface JetStreamStoreOptions {
 }
 
 /**
+ * An upload this node took over from another: the writer continuing it,
+ * the status that fenced the other node out, and the bytes already stored.
+ *
+ * @example
+ * ```ts ignore
+ * const taken = await store.takeOver(id);
+ * if (taken) console.log(`resuming at ${taken.written} from ${taken.from}`);
+ * ```
+ */
+export interface TakenOver {
+  /** Writes the bytes from `written` on. */
+  writer: ResourceWriter;
+  /** The status this node published to take the upload (size `written`). */
+  status: ResourceStatus;
+  /** Bytes stored without a gap: the durable offset the uploader resumes from. */
+  written: number;
+  /** The SHA-256 of those bytes, read back from the stream. */
+  hash: Hash;
+  /** The node that held the upload. */
+  from: string;
+}
+
+/** Attempts to fence the previous holder out (it may checkpoint meanwhile). */
+const FENCE_ATTEMPTS = 5;
+
+/**
  * Resources in JetStream, shared by every node on the engine.
  *
  * @example
@@ -63,6 +94,8 @@ export class JetStreamStore implements ResourceStore {
   readonly statuses: StatusPublisher;
   readonly #leases = new Map<string, Lease>();
   readonly #ownsEngine: boolean;
+  /** Statuses of other nodes may fence this node's out. */
+  readonly shared = true;
 
   /** A store on `engine`. */
   constructor(engine: NatsEngine, options: JetStreamStoreOptions = {}) {
@@ -95,15 +128,131 @@ export class JetStreamStore implements ResourceStore {
       await lease.release();
       throw error;
     }
-    this.#leases.set(id, lease);
-    const parts = { js: this.#engine.js, statuses: this.statuses, lease };
-    return new PieceWriter(parts, status, status.size);
+    return this.#writer(lease, status, status.size);
   }
 
-  /** Stores `status` after this node's last one; a final one releases the lease. */
+  /** The writer of an upload this node holds the lease of. */
+  #writer(lease: Lease, status: ResourceStatus, offset: number): PieceWriter {
+    const id = status.id;
+    this.#leases.set(id, lease);
+    const parts = {
+      js: this.#engine.js,
+      statuses: this.statuses,
+      lease,
+      yielded: () => this.#yielded(id, lease),
+    };
+    return new PieceWriter(parts, status, offset);
+  }
+
+  /**
+   * Another node holds upload `id` now: let its lease go here. The last
+   * sequence this node published is kept, so that any later status from
+   * here stays fenced out (a retried save must not land after the new truth).
+   */
+  #yielded(id: string, lease: Lease): void {
+    if (this.#leases.get(id) !== lease) return;
+    this.#leases.delete(id);
+    // Deletes the key only if it is still ours (a node failed the upload).
+    lease.release().catch((error) =>
+      console.error(`spool: could not let go of the lease of ${id}:`, error)
+    );
+  }
+
+  /**
+   * Takes the live upload `id` over from the node holding it (its uploader
+   * resumed here): takes its lease by compare-and-set, reads and hashes
+   * every byte stored without a gap, and publishes a status fenced after
+   * the last one, so that the other node's later statuses are refused.
+   * Resolves with `undefined` when the upload is not live any more.
+   */
+  async takeOver(id: string): Promise<TakenOver | undefined> {
+    checkedId(id);
+    const taken = await Lease.takeOver(this.#engine.leases, id, {
+      node: this.#engine.node,
+      leaseMs: this.#leaseMs,
+    });
+    try {
+      const fenced = await this.#fence(id);
+      if (fenced === undefined) {
+        await taken.lease.release();
+        return undefined;
+      }
+      const writer = this.#writer(taken.lease, fenced.status, fenced.written);
+      return { ...fenced, writer, from: taken.from };
+    } catch (error) {
+      await taken.lease.release();
+      throw error;
+    }
+  }
+
+  /**
+   * Hashes the stored bytes and publishes the status that fences the
+   * previous holder out; `undefined` if the upload ended meanwhile.
+   */
+  async #fence(
+    id: string,
+  ): Promise<
+    { status: ResourceStatus; written: number; hash: Hash } | undefined
+  > {
+    const hash = createHash("sha256");
+    let written = 0;
+    for (let attempt = 1;; attempt++) {
+      const last = await this.statuses.last(id);
+      if (last?.status === undefined || isTerminal(last.status)) {
+        return undefined;
+      }
+      written = await readStored(
+        this.#engine.jsm,
+        id,
+        written,
+        (bytes) => hash.update(bytes),
+      );
+      if (written < last.status.size) {
+        throw new Error(
+          `resource ${id} holds ${written} bytes without a gap but its status counts ${last.status.size}; expected every counted byte stored`,
+        );
+      }
+      const status: ResourceStatus = {
+        ...last.status,
+        status: written === 0 ? last.status.status : "IN_PROGRESS",
+        size: written,
+        updatedAt: new Date().toISOString(),
+      };
+      try {
+        await this.statuses.publish(status, {
+          after: last.seq,
+          tag: `take:${this.#engine.node}`,
+        });
+        return { status, written, hash };
+      } catch (error) {
+        // The previous holder checkpointed in between: look again.
+        if (!(error instanceof FencedError) || attempt === FENCE_ATTEMPTS) {
+          throw error;
+        }
+      }
+    }
+  }
+
+  /** The last status any node stored for `id`. */
+  async lastStatus(id: string): Promise<ResourceStatus | undefined> {
+    return (await this.statuses.last(checkedId(id)))?.status;
+  }
+
+  /**
+   * Stores `status` after this node's last one; a final one releases the
+   * lease. Throws {@linkcode TakenOverError} when another node's status
+   * came in between (it took the upload over, or failed it).
+   */
   async save(status: ResourceStatus): Promise<void> {
     const id = checkedId(status.id);
-    await this.statuses.publish(status);
+    try {
+      await this.statuses.publish(status);
+    } catch (error) {
+      if (!(error instanceof FencedError)) throw error;
+      const lease = this.#leases.get(id);
+      if (lease) this.#yielded(id, lease);
+      throw new TakenOverError(id, error.message);
+    }
     if (!isTerminal(status)) return;
     this.statuses.forget(id);
     const lease = this.#leases.get(id);

@@ -47,8 +47,11 @@ export class Lease {
   #lastRenewed = performance.now();
   /** Why the lease was lost, once it was. */
   lost: string | undefined;
+  /** Whether it was lost to another node that took it (not to an absent engine). */
+  taken = false;
   /** Called once when the lease is lost. */
   onLost: ((reason: string) => void) | undefined;
+  readonly #takenOver = Promise.withResolvers<string>();
 
   private constructor(
     kv: KV,
@@ -71,6 +74,65 @@ export class Lease {
     return new Lease(kv, key, record, revision);
   }
 
+  /**
+   * Takes the lease of `key` from the node holding it: a write conditional
+   * on the revision just read (a compare-and-set), retried when the holder
+   * renewed in between. That node learns it at its next renewal. A key no
+   * node holds (a takeover that failed half-way let it go) is created.
+   * Whether the upload is still live is the caller's to check, by its
+   * status. Resolves with the lease and the node it was taken from.
+   */
+  static async takeOver(
+    kv: KV,
+    key: string,
+    record: LeaseRecord,
+  ): Promise<{ lease: Lease; from: string }> {
+    for (let attempt = 1;; attempt++) {
+      const entry = await kv.get(key);
+      const held = entry !== null && entry.operation === "PUT";
+      const from = held ? entry.json<LeaseRecord>().node : "no node";
+      try {
+        const revision = held
+          ? await kv.update(key, JSON.stringify(record), entry.revision)
+          : await kv.create(key, JSON.stringify(record));
+        return { lease: new Lease(kv, key, record, revision), from };
+      } catch (error) {
+        // The holder renewed between our read and write: read again.
+        if (!isWrongRevision(error) || attempt === TAKE_OVER_ATTEMPTS) {
+          throw error;
+        }
+      }
+    }
+  }
+
+  /**
+   * Looks whether the key is still this lease's (after any renewal under
+   * way); if another node took it, the lease is lost as taken. Resolves
+   * with whether it is still held.
+   */
+  check(): Promise<boolean> {
+    const checking = this.#renewing.then(() => this.#check());
+    this.#renewing = checking.then(() => {});
+    return checking;
+  }
+
+  async #check(): Promise<boolean> {
+    if (this.lost) return false;
+    const entry = await this.#kv.get(this.#key);
+    if (entry?.operation === "PUT" && entry.revision === this.#revision) {
+      return true;
+    }
+    this.taken = true;
+    this.#lose(`another node took the lease of ${this.#key}`);
+    this.#takenOver.resolve(this.lost!);
+    return false;
+  }
+
+  /** Resolves with the reason once another node took this lease (never otherwise). */
+  get takenOver(): Promise<string> {
+    return this.#takenOver.promise;
+  }
+
   async #renew(): Promise<void> {
     if (this.#timer === undefined || this.lost) return;
     try {
@@ -82,8 +144,10 @@ export class Lease {
       this.#lastRenewed = performance.now();
     } catch (error) {
       const message = (error as Error).message;
-      if (/wrong last sequence/i.test(message)) {
+      if (isWrongRevision(error)) {
+        this.taken = true;
         this.#lose(`another node took the lease of ${this.#key}`);
+        this.#takenOver.resolve(this.lost!);
       } else if (performance.now() - this.#lastRenewed > this.#record.leaseMs) {
         this.#lose(
           `the lease of ${this.#key} could not be renewed for ${this.#record.leaseMs} ms: ${message}`,
@@ -110,8 +174,10 @@ export class Lease {
     await this.#renewing;
     if (this.lost) return;
     try {
-      await this.#kv.delete(this.#key);
+      // Only our own revision: a node that took the key keeps it.
+      await this.#kv.delete(this.#key, { previousSeq: this.#revision });
     } catch (error) {
+      if (isWrongRevision(error)) return;
       // The key then ages out of every watcher's judgement like a dead node's.
       console.error(
         `spool: could not delete the lease of ${this.#key}:`,
@@ -119,4 +185,12 @@ export class Lease {
       );
     }
   }
+}
+
+/** Attempts of {@linkcode Lease.takeOver}: a holder renews every third of its lease, so two suffice unless several nodes race. */
+const TAKE_OVER_ATTEMPTS = 5;
+
+/** Whether a conditional write was refused because the key had moved on. */
+function isWrongRevision(error: unknown): boolean {
+  return /wrong last sequence/i.test((error as Error).message ?? "");
 }

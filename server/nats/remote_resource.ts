@@ -9,34 +9,14 @@
 
 import { isTerminal, type ResourceStatus } from "../../protocol/status.ts";
 import { Resource, type StatusWatcher } from "../resource.ts";
+import { isNewer } from "../_status_order.ts";
 import type { ResourceStore } from "../store.ts";
 
 function statusMessage(status: ResourceStatus): string {
   return JSON.stringify({ type: "status", resource: status });
 }
 
-/**
- * Whether `next` may replace `current`: statuses only move forward (a
- * final one is final, sizes never shrink), so a late or replayed message
- * cannot take a follower back.
- *
- * @example
- * ```ts
- * import { isNewer } from "./remote_resource.ts";
- * const base = { id: "x", name: "a", mimeType: "text/plain", metadata: {}, createdAt: "", updatedAt: "" };
- * console.log(isNewer({ ...base, status: "IN_PROGRESS", size: 5 }, { ...base, status: "IN_PROGRESS", size: 9 })); // true
- * ```
- */
-export function isNewer(
-  current: ResourceStatus,
-  next: ResourceStatus,
-): boolean {
-  if (isTerminal(current)) return false;
-  if (isTerminal(next)) return next.size >= current.size;
-  return next.size > current.size ||
-    (next.size === current.size && next.status !== current.status &&
-      current.status === "INITIATED");
-}
+export { isNewer } from "../_status_order.ts";
 
 /**
  * A resource owned elsewhere, mirrored from the engine.
@@ -89,7 +69,7 @@ export class RemoteResource extends Resource {
   }
 
   /** Takes `status` if it is newer and tells the watchers; returns whether it was. */
-  mirror(status: ResourceStatus): boolean {
+  override mirror(status: ResourceStatus): boolean {
     if (!isNewer(this.#status, status)) return false;
     this.#status = status;
     this.#message = statusMessage(status);
