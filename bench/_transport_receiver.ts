@@ -18,6 +18,10 @@
  *                      what docs/transport.md advises, the fastest for both)
  *   --read default     read bodies with a default reader: a fresh buffer
  *                      per read (`for await`, `Response.bytes()`)
+ *   --whole N          transport mode: bodies up to N bytes come as bytes
+ *                      (`register(..., { wholeBodies: N })`; default 65536,
+ *                      the fast path docs/transport.md advises); -1: every
+ *                      body as a stream
  *
  * The first stdout line is `Listening on URL` (the URL to send to). Then each
  * line on stdin is a command, answered with one JSON line on stdout:
@@ -165,9 +169,16 @@ async function drain(
 
 const lastSeq = new Map<string, number>();
 
+/** Length and first 8 bytes of a body that came whole. */
+function wholeBody(bytes: Uint8Array): Drained {
+  const drained = new Drained();
+  drained.add(bytes);
+  return drained;
+}
+
 async function handle(
   header: ReceivedHeader,
-  body: ReadableStream<Uint8Array> | null,
+  body: Uint8Array | ReadableStream<Uint8Array> | null,
   error?: Error,
 ): Promise<void> {
   if (error !== undefined) {
@@ -197,7 +208,9 @@ async function handle(
     counters.objects++;
     return;
   }
-  const { length, stamp } = await drain(body, header.size);
+  const { length, stamp } = body instanceof Uint8Array
+    ? wholeBody(body)
+    : await drain(body, header.size);
   counters.bytes += length;
   counters.objects++;
   if (length !== header.size) {
@@ -245,6 +258,9 @@ interface Served {
   close(): Promise<void>;
 }
 
+/** `--whole`: see the module doc; -1 registers a stream-only handler. */
+let wholeBodies = 64 * 1024;
+
 async function serveTransport(): Promise<Served> {
   const receiver = new Receiver({
     onRequestEnd() {
@@ -252,7 +268,8 @@ async function serveTransport(): Promise<Served> {
     },
   });
   await receiver.listen(NETWORK, { hostname: "127.0.0.1", port: 0 });
-  receiver.register(NETWORK, TRNAME, handle);
+  if (wholeBodies < 0) receiver.register(NETWORK, TRNAME, handle);
+  else receiver.register(NETWORK, TRNAME, handle, { wholeBodies });
   return {
     url: receiver.url(NETWORK, TRNAME),
     refresh() {
@@ -358,7 +375,7 @@ function oneOf<T extends string>(
 }
 
 async function main(args: string[]): Promise<number> {
-  const flags = parseFlags(args, { string: ["mode", "read"] });
+  const flags = parseFlags(args, { string: ["mode", "read", "whole"] });
   const mode = oneOf("mode", flags.strings.mode, [
     "transport",
     "drain",
@@ -368,6 +385,17 @@ async function main(args: string[]): Promise<number> {
   const read = oneOf("read", flags.strings.read ?? "byob", ["byob", "default"]);
   if (mode === null || read === null) return 2;
   readMode = read;
+  if (flags.strings.whole !== undefined) {
+    wholeBodies = Number(flags.strings.whole);
+    if (!Number.isSafeInteger(wholeBodies) || wholeBodies < -1) {
+      console.error(
+        `_transport_receiver: --whole is ${
+          JSON.stringify(flags.strings.whole)
+        }; expected a byte count, or -1 for streams only`,
+      );
+      return 2;
+    }
+  }
   const served = mode === "transport"
     ? await serveTransport()
     : mode === "ws"

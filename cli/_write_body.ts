@@ -44,7 +44,8 @@ async function fill(
 /**
  * Writes all of `body` to `file` and feeds it to `hash`; resolves with its
  * size once every byte is written, or rejects with the read's or the
- * write's error (after any write still running has ended). `size` is the
+ * write's error (after any write still running has ended). `body` may be
+ * all of it as bytes. `size` is the
  * body's length if known, else -1: small bodies get small buffers.
  *
  * @example
@@ -58,11 +59,17 @@ async function fill(
  * ```
  */
 export async function writeBody(
-  body: ReadableStream<Uint8Array>,
+  body: Uint8Array | ReadableStream<Uint8Array>,
   file: Deno.FsFile,
   hash: BlockHash,
   size: number,
 ): Promise<number> {
+  if (body instanceof Uint8Array) {
+    // A small body that arrived whole (the receiver's wholeBodies): one write.
+    hash.update(body);
+    await writeAll(file, body);
+    return body.byteLength;
+  }
   const reader = body.getReader({ mode: "byob" });
   const blockSize = size >= 0 && size < WRITE_BLOCK
     ? Math.max(size, 1)

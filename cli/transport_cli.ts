@@ -132,7 +132,7 @@ async function removePartFiles(root: string): Promise<number> {
 async function storeObject(
   root: string,
   header: ReceivedHeader,
-  body: ReadableStream<Uint8Array> | null,
+  body: Uint8Array | ReadableStream<Uint8Array> | null,
 ): Promise<StoredObject> {
   const segments = objectPathSegments(header.name);
   const target = join(root, ...segments);
@@ -319,7 +319,9 @@ async function startReceiving(
   const { hostname, port, trname } = parsed;
   try {
     await receiver.listen("cli", { hostname, port });
-    receiver.register("cli", trname, storingHandler(root, parsed.quiet));
+    receiver.register("cli", trname, storingHandler(root, parsed.quiet), {
+      wholeBodies: WHOLE_BODIES,
+    });
     console.log(`Listening on ${receiver.url("cli", trname).href}`);
     return null;
   } catch (error) {
@@ -338,8 +340,17 @@ async function startReceiving(
   }
 }
 
+/**
+ * Bodies `spool receive` takes as bytes: one file write each, no stream
+ * (bigger ones stream into the file in 1 MiB blocks).
+ */
+const WHOLE_BODIES = 64 * 1024;
+
 /** The handler that stores each object under `root` and reports it. */
-function storingHandler(root: string, quiet: boolean): ReceiveHandler {
+function storingHandler(
+  root: string,
+  quiet: boolean,
+): ReceiveHandler<Uint8Array | ReadableStream<Uint8Array>> {
   return async (header, body, error) => {
     if (error !== undefined) {
       console.error(

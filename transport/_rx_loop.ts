@@ -37,6 +37,9 @@ const MAX_SESSIONS = 1024;
  */
 const DIRECT_READ = READ_SIZE;
 
+/** An endpoint's handler: bodies as streams, or small ones as bytes. */
+type EndpointHandler = ReceiveHandler<Uint8Array | ReadableStream<Uint8Array>>;
+
 /** Requests running per session. */
 const running = new WeakMap<SessionStats, number>();
 
@@ -76,6 +79,14 @@ interface Current {
   sink: BodySink | null;
   /** Its body arrived whole with its header: the sink comes with the bytes. */
   whole: boolean;
+  /**
+   * Its body goes to the handler as bytes (the endpoint's `wholeBodies`):
+   * collected in `bytes` (`filled` of them so far), the handler called at
+   * its end.
+   */
+  collect: boolean;
+  bytes: Uint8Array | null;
+  filled: number;
   /** Whether the handler was called for this object. */
   started: boolean;
   done: Promise<void>;
@@ -92,7 +103,7 @@ const SETTLED = Promise.resolve();
  * second for 1 KiB bodies). Any other object's handler is called as its
  * header arrives.
  */
-function startHandler(handler: ReceiveHandler, current: Current): void {
+function startHandler(handler: EndpointHandler, current: Current): void {
   if (current.started) return;
   current.started = true;
   // Only an error before the body's bytes gets here without its sink.
@@ -100,7 +111,14 @@ function startHandler(handler: ReceiveHandler, current: Current): void {
   const { header, sink } = current;
   let result: void | Promise<void>;
   try {
-    result = handler(header, sink === null ? null : sink.stream);
+    result = handler(
+      header,
+      current.collect
+        ? current.bytes ?? EMPTY
+        : sink === null
+        ? null
+        : sink.stream,
+    );
   } catch (error) {
     current.failure = error;
     current.settled = true;
@@ -116,6 +134,21 @@ function startHandler(handler: ReceiveHandler, current: Current): void {
       current.settled = true;
     },
   );
+}
+
+/** Keeps a copy of `bytes` (which the parser reuses) of the body of `cur`. */
+function collectBody(cur: Current, bytes: Uint8Array): void {
+  if (cur.bytes === null) {
+    if (bytes.byteLength === cur.header.size) {
+      // All of it at once, the common case: one copy, no second buffer.
+      cur.bytes = bytes.slice();
+      cur.filled = bytes.byteLength;
+      return;
+    }
+    cur.bytes = new Uint8Array(cur.header.size);
+  }
+  cur.bytes.set(bytes, cur.filled);
+  cur.filled += bytes.byteLength;
 }
 
 function handlerFailed(
@@ -359,19 +392,26 @@ export class RxLoop {
     const header = event.header as ReceivedHeader;
     header.sessionId = this.#sessionId;
     header.seq = event.seq;
-    const whole = event.hasBody && header.size !== -1 &&
+    const collect = event.hasBody && header.size !== -1 &&
+      header.size <= this.#endpoint.wholeBodies;
+    const whole = !collect && event.hasBody && header.size !== -1 &&
       header.size <= this.#parser.buffered;
     const current: Current = {
       header,
-      sink: event.hasBody && !whole ? new BodySink(header.size) : null,
+      sink: event.hasBody && !whole && !collect
+        ? new BodySink(header.size)
+        : null,
       whole,
+      collect,
+      bytes: null,
+      filled: 0,
       started: false,
       done: SETTLED,
       settled: false,
     };
     this.#current = current;
     // A body still on its way: the handler learns of the object now.
-    if (!whole) startHandler(this.#endpoint.handler, current);
+    if (!whole && !collect) startHandler(this.#endpoint.handler, current);
   }
 
   /**
@@ -379,6 +419,10 @@ export class RxLoop {
    * whether they still go through its sink (the caller writes them).
    */
   #rxData(cur: Current, bytes: Uint8Array): boolean {
+    if (cur.collect) {
+      collectBody(cur, bytes);
+      return false;
+    }
     if (cur.whole && !cur.started) {
       // In PDU mode the first PDU may be only part of the body.
       const all = bytes.byteLength === cur.header.size;
@@ -473,10 +517,13 @@ export class RxLoop {
     const current = this.#current;
     let header: ReceivedHeader;
     if (current !== null) {
-      // The handler sees the object, then its body fail, then the error.
-      startHandler(endpoint.handler, current);
-      current.sink?.error(error);
-      await current.done;
+      // The handler sees the object, then its body fail, then the error;
+      // a body it would get as bytes but did not whole, only the error.
+      if (!current.collect || current.started) {
+        startHandler(endpoint.handler, current);
+        current.sink?.error(error);
+        await current.done;
+      }
       header = current.header;
     } else {
       header = {

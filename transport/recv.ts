@@ -60,7 +60,9 @@ export interface EndpointState {
   network: string;
   trname: string;
   onRequestEnd?: (event: RequestEndEvent) => void;
-  handler: ReceiveHandler;
+  handler: ReceiveHandler<Uint8Array | ReadableStream<Uint8Array>>;
+  /** Bodies of known size up to this go to the handler as bytes; -1: none. */
+  wholeBodies: number;
   stats: EndpointStats;
   maxHeaderSize: number;
   maxPduSize: number;

@@ -295,6 +295,27 @@ export interface StreamStats {
  * };
  * ```
  *
+ * With `register(network, trname, handler, { wholeBodies: n })` (a
+ * `ReceiveHandler<Uint8Array | ReadableStream<Uint8Array>>`), a body of
+ * known size up to `n` bytes arrives as one `Uint8Array` instead (the
+ * handler's own copy, called once all of it is here; the fastest path for
+ * small objects), bigger and unknown-size ones as a stream. A body that
+ * fails before all its bytes arrived never reaches such a handler: it gets
+ * only the error call, with the object's header.
+ *
+ * @example Small bodies as bytes
+ * ```ts
+ * import type { ReceiveHandler } from "./types.ts";
+ * const handler: ReceiveHandler<Uint8Array | ReadableStream<Uint8Array>> =
+ *   async (header, body, error) => {
+ *     if (error) return console.error(error.code, error.message);
+ *     const bytes = body instanceof ReadableStream
+ *       ? await new Response(body).bytes()
+ *       : body;
+ *     console.log(header.name, bytes?.length ?? 0);
+ *   };
+ * ```
+ *
  * @example Reading into one reused buffer
  * ```ts
  * import type { ReceiveHandler } from "./types.ts";
@@ -313,9 +334,13 @@ export interface StreamStats {
  * };
  * ```
  */
-export type ReceiveHandler = (
+export type ReceiveHandler<
+  Body extends Uint8Array | ReadableStream<Uint8Array> = ReadableStream<
+    Uint8Array
+  >,
+> = (
   header: ReceivedHeader,
-  body: ReadableStream<Uint8Array> | null,
+  body: Body | null,
   error?: TransportError,
 ) => void | Promise<void>;
 
