@@ -7,8 +7,13 @@
  *   ws-upload URL MIB            the same bytes over a plain WebSocket
  *   spool-download REF           read a finished resource in one range
  *   ws-download URL              read the baseline's file
- *   followers REF N              N followers to the end; bytes each got
- *   ws-followers URL N           N bare WebSockets counting bytes until `end`
+ *   followers REF N W            N followers to the end of a resource of
+ *                                stamped W-byte writes (`_stamps.ts`); bytes
+ *                                each got, write → follower latencies
+ *   ws-followers URL N W         the same from N bare WebSockets until the
+ *                                text `end BYTES` (BYTES: all that was sent)
+ *   redis-subscribers PORT N W   the same from N Redis subscribers until the
+ *                                message `end BYTES`
  *   idle REF N                   N open download sockets until stdin closes
  *   ws-idle URL N                N bare WebSockets until stdin closes
  *   mixed SERVER N MIB           N resources, each uploaded and followed once,
@@ -19,10 +24,17 @@
  *                                each with STREAMS requests in flight; counts
  *                                the answers that were not `200` with the
  *                                bytes of the first one
+ *
+ * The follower commands print a first line when every follower is
+ * connected, with `cpu`: this process's own user + system CPU seconds so
+ * far (it exits right after its result, so it reports them itself). The
+ * transfer commands report `cpuSeconds`, their CPU since their clock started.
  */
 
 import { cpuUsage } from "node:process";
 import { openDownload, startUpload } from "../mod.ts";
+import { ownCpuSeconds } from "../testing/process_cpu.ts";
+import { summarize, WriteLatencies } from "./_stamps.ts";
 
 const CHUNK = 1024 * 1024;
 const HIGH_WATER = 4 * 1024 * 1024;
@@ -87,6 +99,7 @@ async function wsUpload(url: string, mib: number): Promise<void> {
 }
 
 async function spoolDownload(reference: string): Promise<void> {
+  const cpu = cpuUsage();
   const started = performance.now();
   const download = await openDownload(reference);
   let bytes = 0;
@@ -95,10 +108,11 @@ async function spoolDownload(reference: string): Promise<void> {
   }
   const ms = performance.now() - started;
   await download.close();
-  report({ ms, bytes });
+  report({ ms, bytes, cpuSeconds: cpuSeconds(cpu) });
 }
 
 async function wsDownload(url: string): Promise<void> {
+  const cpu = cpuUsage();
   const started = performance.now();
   const socket = new WebSocket(url);
   socket.binaryType = "arraybuffer";
@@ -111,57 +125,155 @@ async function wsDownload(url: string): Promise<void> {
   });
   const ms = performance.now() - started;
   socket.close();
-  report({ ms, bytes });
+  report({ ms, bytes, cpuSeconds: cpuSeconds(cpu) });
 }
 
-async function followers(reference: string, count: number): Promise<void> {
-  const downloads = [];
-  for (let i = 0; i < count; i++) downloads.push(await openDownload(reference));
-  console.log(JSON.stringify({ ready: count }));
-  const results = await Promise.all(downloads.map(async (download) => {
-    let bytes = 0;
-    for await (const chunk of download.follow()) bytes += chunk.byteLength;
-    const finished = performance.now();
-    await download.close();
-    return { bytes, finished, size: download.status.size };
-  }));
-  const complete = results.filter((r) => r.bytes === r.size).length;
-  const spread = Math.max(...results.map((r) => r.finished)) -
-    Math.min(...results.map((r) => r.finished));
+/** The result line of the follower commands, from each follower's view. */
+function reportFollowers(
+  views: WriteLatencies[],
+  expectedBytes: (view: WriteLatencies) => number,
+  failures: string[] = [],
+): void {
+  const complete =
+    views.filter((view) => view.bytes === expectedBytes(view)).length;
   report({
     complete,
-    count,
-    bytes: results[0]?.bytes ?? 0,
-    finishSpreadMs: spread,
+    count: views.length,
+    bytes: views[0]?.bytes ?? 0,
+    latency: summarize(views.map((view) => view.values)),
+    cpu: ownCpuSeconds(),
+    failed: failures.length,
+    firstFailure: failures[0] ?? null,
   });
 }
 
-async function wsFollowers(url: string, count: number): Promise<void> {
+function ready(count: number): void {
+  console.log(JSON.stringify({ ready: count, cpu: ownCpuSeconds() }));
+}
+
+async function followers(
+  reference: string,
+  count: number,
+  writeSize: number,
+): Promise<void> {
+  const downloads = [];
+  for (let i = 0; i < count; i++) downloads.push(await openDownload(reference));
+  ready(count);
+  const failures: string[] = [];
+  const views = await Promise.all(downloads.map(async (download) => {
+    const view = new WriteLatencies(writeSize);
+    try {
+      for await (const chunk of download.follow()) view.add(chunk);
+    } catch (error) {
+      // A follower that fails counts as incomplete, and its error is reported.
+      failures.push(error instanceof Error ? error.message : String(error));
+    }
+    await download.close();
+    return { view, size: download.status.size };
+  }));
+  const sizes = new Map(views.map(({ view, size }) => [view, size]));
+  reportFollowers(
+    views.map(({ view }) => view),
+    (view) => sizes.get(view)!,
+    failures,
+  );
+}
+
+async function wsFollowers(
+  url: string,
+  count: number,
+  writeSize: number,
+): Promise<void> {
   const sockets: WebSocket[] = [];
-  const done: Promise<number>[] = [];
+  const done: Promise<WriteLatencies>[] = [];
+  let sentBytes = NaN;
+  const closes: string[] = [];
   for (let i = 0; i < count; i++) {
     const socket = new WebSocket(url);
     socket.binaryType = "arraybuffer";
-    let bytes = 0;
+    const view = new WriteLatencies(writeSize);
     await new Promise((resolve) => socket.onmessage = resolve); // "ready"
     done.push(
       new Promise((resolve) => {
         socket.onmessage = (event) => {
-          if (typeof event.data === "string") resolve(bytes);
-          else bytes += (event.data as ArrayBuffer).byteLength;
+          if (typeof event.data === "string") {
+            sentBytes = endBytes(event.data);
+            resolve(view);
+          } else view.add(new Uint8Array(event.data as ArrayBuffer));
+        };
+        // Closed before `end`: it counts as incomplete, and says why.
+        socket.onclose = (event) => {
+          closes.push(`${event.code} ${JSON.stringify(event.reason)}`);
+          resolve(view);
         };
       }),
     );
     sockets.push(socket);
   }
-  console.log(JSON.stringify({ ready: count }));
-  const received = await Promise.all(done);
-  for (const socket of sockets) socket.close();
-  report({
-    complete: received.filter((b) => b === received[0]).length,
-    count,
-    bytes: received[0],
-  });
+  ready(count);
+  const views = await Promise.all(done);
+  for (const socket of sockets) {
+    socket.onclose = null;
+    socket.close();
+  }
+  if (closes.length > 0) {
+    console.error(
+      `ws-followers: ${closes.length} sockets closed before "end" (first: ${
+        closes[0]
+      })`,
+    );
+  }
+  reportFollowers(views, () => sentBytes);
+}
+
+/** BYTES of an `end BYTES` message, or NaN if `text` is not one. */
+function endBytes(text: string): number {
+  const match = text.match(/^end (\d+)$/);
+  return match === null ? NaN : Number(match[1]);
+}
+
+/** What this file uses of `bench/_redis_peer.ts`. */
+interface RedisPeer {
+  subscribe(
+    port: number,
+    onMessage: (message: Uint8Array) => void,
+  ): Promise<{ close(): Promise<void> }>;
+}
+
+async function redisSubscribers(
+  port: number,
+  count: number,
+  writeSize: number,
+): Promise<void> {
+  // A computed specifier: only this command loads the bench-only package.
+  const module = new URL("_redis_peer.ts", import.meta.url).href;
+  const peer = await import(module) as RedisPeer;
+  const subscribers = [];
+  const done: Promise<WriteLatencies>[] = [];
+  const decoder = new TextDecoder();
+  let sentBytes = NaN;
+  for (let i = 0; i < count; i++) {
+    const view = new WriteLatencies(writeSize);
+    const ended = Promise.withResolvers<WriteLatencies>();
+    subscribers.push(
+      await peer.subscribe(port, (message) => {
+        // Writes are stamped (binary) and longer: a short `end N` ends the run.
+        const end = message.byteLength < 32
+          ? endBytes(decoder.decode(message))
+          : NaN;
+        if (Number.isNaN(end)) view.add(message);
+        else {
+          sentBytes = end;
+          ended.resolve(view);
+        }
+      }),
+    );
+    done.push(ended.promise);
+  }
+  ready(count);
+  const views = await Promise.all(done);
+  await Promise.all(subscribers.map((subscriber) => subscriber.close()));
+  reportFollowers(views, () => sentBytes);
 }
 
 async function idle(reference: string, count: number): Promise<void> {
@@ -278,10 +390,13 @@ switch (command) {
     await wsDownload(args[0]);
     break;
   case "followers":
-    await followers(args[0], Number(args[1]));
+    await followers(args[0], Number(args[1]), Number(args[2]));
     break;
   case "ws-followers":
-    await wsFollowers(args[0], Number(args[1]));
+    await wsFollowers(args[0], Number(args[1]), Number(args[2]));
+    break;
+  case "redis-subscribers":
+    await redisSubscribers(Number(args[0]), Number(args[1]), Number(args[2]));
     break;
   case "ws-idle":
     await wsIdle(args[0], Number(args[1]));

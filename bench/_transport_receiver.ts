@@ -7,6 +7,11 @@
  *   --mode drain       a bare `Deno.serve` that reads every request body to
  *                      the end and answers `{"bytes":N}`: the baselines'
  *                      receiver
+ *   --mode ws          a bare `Deno.serve` WebSocket, one message per object
+ *                      (see {@linkcode WS_ACK_EVERY} for its protocol)
+ *   --mode grpc        a gRPC server (`bench/_grpc_peer.ts`, npm
+ *                      `@grpc/grpc-js`), one client-streaming message per
+ *                      object: the name of a header-only object
  *   --read byob        read bodies of 64 KiB and more (or of unknown size)
  *                      with a BYOB reader into reused 64 KiB buffers, and
  *                      smaller ones with a default reader (the default:
@@ -66,6 +71,15 @@ export const NETWORK = "bench";
 export const TRNAME = "bench";
 /** Length of the stamp at the start of every benchmark body. */
 export const STAMP_BYTES = 8;
+/**
+ * The WebSocket peer's protocol, one message per object: a binary message is
+ * the body of the next object, a text message other than `fin` is the name
+ * of the next header-only object. Every `WS_ACK_EVERY` objects the receiver
+ * sends `ack N` (N objects so far on this socket), and it answers `fin` with
+ * `done N`, so the sender knows how many arrived, as the transport's
+ * completions tell it.
+ */
+export const WS_ACK_EVERY = 256;
 
 const counters: ReceiverCounters = {
   objects: 0,
@@ -206,19 +220,34 @@ async function handle(
     );
     return;
   }
-  if (length >= STAMP_BYTES) {
-    const view = new DataView(stamp.buffer);
-    const slot = view.getUint32(0, true);
-    const slots = view.getUint32(4, true);
-    const index = Number(header.name);
-    if (slots === 0 || index % slots !== slot) {
-      problem(
-        "corrupt",
-        `object ${header.name}: body is from pool slot ${slot} of ${slots}, expected slot ${
-          slots === 0 ? "?" : index % slots
-        }`,
-      );
-    }
+  checkStamp(Number(header.name), stamp, length);
+}
+
+/** Whether body `stamp` (of `length` bytes) is that of object `index`. */
+function checkStamp(index: number, stamp: Uint8Array, length: number): void {
+  if (length < STAMP_BYTES) return;
+  const view = new DataView(stamp.buffer, stamp.byteOffset, STAMP_BYTES);
+  const slot = view.getUint32(0, true);
+  const slots = view.getUint32(4, true);
+  if (slots === 0 || index % slots !== slot) {
+    problem(
+      "corrupt",
+      `object ${index}: body is from pool slot ${slot} of ${slots}, expected slot ${
+        slots === 0 ? "?" : index % slots
+      }`,
+    );
+  }
+}
+
+/** Checks that header-only object `name` is object `expected` of its stream. */
+function checkName(name: string, expected: number, stream: string): void {
+  if (name !== String(expected)) {
+    problem(
+      "misordered",
+      `${stream}: object named ${
+        JSON.stringify(name)
+      } arrived as object #${expected}`,
+    );
   }
 }
 
@@ -271,6 +300,65 @@ function serveDrain(): Served {
   };
 }
 
+/** One object per WebSocket message, acknowledged (see {@linkcode WS_ACK_EVERY}). */
+function serveWebSocket(): Served {
+  let sockets = 0;
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (request) => {
+      counters.requests++;
+      const { socket, response } = Deno.upgradeWebSocket(request);
+      socket.binaryType = "arraybuffer";
+      const stream = `WebSocket ${sockets++}`;
+      let count = 0;
+      socket.onmessage = ({ data }) => {
+        if (data === "fin") {
+          socket.send(`done ${count}`);
+          return;
+        }
+        if (typeof data === "string") checkName(data, count, stream);
+        else {
+          const body = new Uint8Array(data as ArrayBuffer);
+          counters.bytes += body.byteLength;
+          checkStamp(count, body, body.byteLength);
+        }
+        counters.objects++;
+        if (++count % WS_ACK_EVERY === 0) socket.send(`ack ${count}`);
+      };
+      return response;
+    },
+  );
+  return {
+    url: new URL(`ws://127.0.0.1:${server.addr.port}/objects`),
+    refresh() {},
+    close: () => server.shutdown(),
+  };
+}
+
+/** One object per message of a gRPC client stream (`bench/_grpc_peer.ts`). */
+async function serveGrpcPeer(): Promise<Served> {
+  // A computed specifier: only this mode loads the bench-only package.
+  const module = new URL("_grpc_peer.ts", import.meta.url).href;
+  const peer: {
+    serveGrpc(
+      onMessage: (message: Uint8Array, call: number) => void,
+    ): Promise<{ port: number; close(): Promise<void> }>;
+  } = await import(module);
+  const counts = new Map<number, number>();
+  const decoder = new TextDecoder();
+  const server = await peer.serveGrpc((message, call) => {
+    const count = counts.get(call) ?? 0;
+    checkName(decoder.decode(message), count, `gRPC call ${call}`);
+    counts.set(call, count + 1);
+    counters.objects++;
+  });
+  return {
+    url: new URL(`http://127.0.0.1:${server.port}/`),
+    refresh() {},
+    close: () => server.close(),
+  };
+}
+
 /** `value` of flag `--name` if it is one of `allowed`; else reports and returns null. */
 function oneOf<T extends string>(
   name: string,
@@ -288,7 +376,12 @@ function oneOf<T extends string>(
 
 async function main(args: string[]): Promise<number> {
   const flags = parseFlags(args, { string: ["mode", "read", "whole"] });
-  const mode = oneOf("mode", flags.strings.mode, ["transport", "drain"]);
+  const mode = oneOf("mode", flags.strings.mode, [
+    "transport",
+    "drain",
+    "ws",
+    "grpc",
+  ]);
   const read = oneOf("read", flags.strings.read ?? "byob", ["byob", "default"]);
   if (mode === null || read === null) return 2;
   readMode = read;
@@ -303,7 +396,13 @@ async function main(args: string[]): Promise<number> {
       return 2;
     }
   }
-  const served = mode === "transport" ? await serveTransport() : serveDrain();
+  const served = mode === "transport"
+    ? await serveTransport()
+    : mode === "ws"
+    ? serveWebSocket()
+    : mode === "grpc"
+    ? await serveGrpcPeer()
+    : serveDrain();
   console.log(`Listening on ${served.url.href}`);
   const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream())
     .pipeThrough<string>(new TextLineStream());

@@ -10,8 +10,9 @@
 import { createHash } from "node:crypto";
 import { BenchError } from "./_bounded.ts";
 import { spawnListening } from "./_process.ts";
-import type { BenchRow } from "./_row.ts";
+import { type BenchRow, spreadOf } from "./_row.ts";
 import { fileSha256 } from "../testing/files.ts";
+import { CpuMeter, exitedChildrenCpuSeconds } from "../testing/process_cpu.ts";
 
 const MIB = 1024 * 1024;
 const SPOOL = new URL("../spool.ts", import.meta.url).pathname;
@@ -41,13 +42,23 @@ async function run(command: string, args: string[]): Promise<void> {
   }
 }
 
-/** Seconds `fn` takes, `sync` included: the bytes are on the disk at the end. */
-async function timed(fn: () => Promise<void>): Promise<number> {
+/**
+ * Seconds `fn` takes, `sync` included (the bytes are on the disk at the
+ * end), and the CPU seconds of the subprocesses it ran and of `pids`.
+ */
+async function timed(
+  fn: () => Promise<void>,
+  pids: number[],
+): Promise<{ seconds: number; cpu: number }> {
   await run("sync", []);
+  const meter = await CpuMeter.start(pids);
+  const children = exitedChildrenCpuSeconds();
   const started = performance.now();
   await fn();
   await run("sync", []);
-  return (performance.now() - started) / 1000;
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = await meter.stop() + exitedChildrenCpuSeconds() - children;
+  return { seconds, cpu };
 }
 
 /** Writes `mib` MiB of distinct pseudo-random bytes to `path`; returns their sha256. */
@@ -74,21 +85,6 @@ async function peakRss(pid: number): Promise<number> {
   return Number(status.match(/^VmHWM:\s+(\d+) kB$/m)?.[1] ?? NaN) * 1024;
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 === 1
-    ? sorted[middle]
-    : (sorted[middle - 1] + sorted[middle]) / 2;
-}
-
-function spread(values: number[]): string {
-  const sorted = [...values].sort((a, b) => a - b);
-  return `min ${sorted[0].toFixed(3)} / median ${
-    median(values).toFixed(3)
-  } / max ${sorted.at(-1)!.toFixed(3)} s`;
-}
-
 /**
  * One `mib` MiB object, `spool send` → `spool receive`, in seconds until
  * the stored file is on the disk (send's exit, then `sync`), next to `cp`
@@ -112,8 +108,8 @@ export async function benchBigObject(
       `${dir}/in`,
       "--quiet",
     ]);
-    const spool: number[] = [];
-    const cp: number[] = [];
+    const spool: { seconds: number; cpu: number }[] = [];
+    const cp: { seconds: number; cpu: number }[] = [];
     let peak: number;
     try {
       for (let i = 0; i < options.runs; i++) {
@@ -127,8 +123,7 @@ export async function benchBigObject(
               "--quiet",
               receiver.url.href,
               source,
-            ])
-          ),
+            ]), [receiver.process.pid]),
         );
         const got = await fileSha256(stored);
         if (got !== sha) {
@@ -137,7 +132,7 @@ export async function benchBigObject(
           );
         }
         await Deno.remove(stored);
-        cp.push(await timed(() => run("cp", [source, copy])));
+        cp.push(await timed(() => run("cp", [source, copy]), []));
         await Deno.remove(copy);
       }
       peak = await peakRss(receiver.process.pid);
@@ -146,19 +141,24 @@ export async function benchBigObject(
     }
     const figure =
       `one ${options.mib} MiB object, spool send → spool receive vs cp + sync of the same file`;
+    const value = spreadOf(spool.map((run) => run.seconds));
+    const baseline = spreadOf(cp.map((run) => run.seconds));
+    const gb = (options.mib * MIB) / 1e9;
     return [{
       figure,
-      value: median(spool),
+      value: value.median,
       unit: "s",
       baseline: "cp + sync",
-      baselineValue: median(cp),
+      baselineValue: baseline.median,
+      spread: { value, baseline },
+      cpu: {
+        unit: "CPU-s/GB",
+        value: spreadOf(spool.map((run) => run.cpu / gb)).median,
+        baseline: spreadOf(cp.map((run) => run.cpu / gb)).median,
+      },
       goal: { atMost: 1.5 },
       note:
-        `median of ${options.runs} runs per side, interleaved, each from a sync to a sync; spool: ${
-          spread(spool)
-        } (a new \`spool send\` process per run, its start included; each run checks the stored file's sha256 against the sent file's), cp + sync: ${
-          spread(cp)
-        }; the receiver's peak RSS over all runs: ${
+        `median of ${options.runs} runs per side (min–max in the cell), interleaved, each from a sync to a sync; a new \`spool send\` process per run, its start included; each run checks the stored file's sha256 against the sent file's; CPU is user + system seconds of \`spool send\`, \`cp\` and \`sync\` (waited-for children of the bench, from /proc/self/stat) and of the receiver (from /proc/PID/stat), per GB; the receiver's peak RSS over all runs: ${
           (peak / MIB).toFixed(0)
         } MiB`,
     }];

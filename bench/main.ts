@@ -16,10 +16,10 @@ import { killRunning } from "./_process.ts";
 import { benchBigObject } from "./big_object.ts";
 import { benchHttp2Reads, type Http2ReadsOptions } from "./http2_reads.ts";
 import { type BenchRow, markdownTable } from "./_row.ts";
+import { benchFanOut, type FanOutOptions } from "./fan_out.ts";
 import { benchSmallWrites } from "./small_writes.ts";
 import {
   benchCostGrowth,
-  benchFanOut,
   benchFollowLatency,
   benchIdleFollowers,
   benchTransfer,
@@ -34,9 +34,12 @@ import {
 const USAGE = `Usage: deno task bench [options]
        deno run -A bench/main.ts [options]
 
-Runs every benchmark (live resources and object transport, each next to a
-baseline measured in the same run), prints a Markdown table and writes it to
-bench/RESULTS.md with the machine, Deno version, date and command.
+Runs every benchmark (live resources and object transport, each next to
+baselines and peers measured in the same run: medians of interleaved runs
+with their min–max, and CPU per unit of work), prints a Markdown table and
+writes it to bench/RESULTS.md with the machine, Deno version, date and
+command. Peers whose service or package is missing (redis-server, npm
+ioredis, npm @grpc/grpc-js) are skipped, and their rows say so.
 
 Options:
   --quick           a smoke run of every benchmark with tiny sizes (seconds);
@@ -81,7 +84,8 @@ function transferGroup(mib: number, runs: number): BenchGroup {
       `live upload, ${mib} MiB`,
       `live download of a finished ${mib} MiB resource`,
     ],
-    timeoutMs: 240_000,
+    // Four transfers per run, each well under 30 s even at 50 MiB/s.
+    timeoutMs: 60_000 + runs * 4 * Math.max(30_000, (mib / 50) * 1000),
     run: () => benchTransfer(mib, runs),
   };
 }
@@ -108,28 +112,32 @@ function smallWritesGroup(writes: number, runs: number): BenchGroup {
   };
 }
 
-function fanOutGroup(
-  followers: number,
-  rate: number,
-  seconds: number,
-): BenchGroup {
-  const label = `${followers} followers, ${rate / 1e6} MB/s for ${seconds} s`;
+function fanOutGroup(options: FanOutOptions): BenchGroup {
+  const label = `fan-out: ${options.followers} followers, ${
+    options.rate / 1e6
+  } MB/s for ${options.seconds} s`;
   return {
     name: "live fan-out",
-    rows: [
-      `fan-out: ${label}: followers complete`,
-      `fan-out: ${label}: server peak RSS`,
-    ],
-    timeoutMs: 120_000 + 2 * seconds * 1000,
-    run: () => benchFanOut(followers, rate, seconds),
+    rows: options.checkpoints.flatMap((ms) => [
+      `${label}, checkpoint ${ms} ms: p99 write→follower vs Redis pub/sub`,
+      `${label}, checkpoint ${ms} ms: lag of the last follower vs Redis pub/sub, followers complete`,
+      `${label}, checkpoint ${ms} ms: server peak RSS vs the bare broadcast server`,
+    ]),
+    // Every run of every side: followers connect, the log grows, it drains.
+    timeoutMs: 60_000 +
+      options.runs * (2 + options.checkpoints.length) *
+        (130_000 + options.seconds * 1000),
+    run: () => benchFanOut(options),
     verify(rows) {
-      const complete = rows[0].figure.match(/complete \((\d+)\/(\d+)\)/);
-      if (complete === null || complete[1] !== complete[2]) {
-        throw new BenchError(
-          `fan-out: not every follower got every byte: ${
-            JSON.stringify(rows[0].figure)
-          }, expected "complete (${followers}/${followers})"`,
-        );
+      for (const row of rows) {
+        const complete = row.figure.match(/complete \((\d+)\/(\d+)\)/);
+        if (complete !== null && complete[1] !== complete[2]) {
+          throw new BenchError(
+            `fan-out: not every follower got every byte: ${
+              JSON.stringify(row.figure)
+            }, expected "complete (${complete[2]}/${complete[2]})"`,
+          );
+        }
       }
     },
   };
@@ -200,13 +208,19 @@ function bigObjectGroup(mib: number, runs: number): BenchGroup {
   };
 }
 
-/** Worst case of a transport benchmark: every run at its time limit, plus slack. */
+/**
+ * Worst case of a transport benchmark: every run of its `transportLike`
+ * sides (the transport and its peers) and `baselines` at their time limits,
+ * plus slack.
+ */
 function transportTimeout(
   options: TransportBenchOptions,
-  sides: number,
+  transportLike: number,
+  baselines: number,
 ): number {
-  const perRun = (options.transport.seconds +
-        (sides - 1) * options.baseline.seconds) * 1000 + sides * 30_000;
+  const perRun = (transportLike * options.transport.seconds +
+        baselines * options.baseline.seconds) * 1000 +
+    (transportLike + baselines) * 30_000;
   return options.runs * perRun + 60_000;
 }
 
@@ -223,7 +237,7 @@ function transportGroups(
         "transport 1 MiB objects, one Stream, vs the ingest ceiling drained with a BYOB reader",
         "transport 1 MiB objects, one Stream, vs fetch",
       ],
-      timeoutMs: transportTimeout(large, 4),
+      timeoutMs: transportTimeout(large, 1, 3),
       run: () => benchTransportLarge(large),
     },
     {
@@ -231,8 +245,9 @@ function transportGroups(
       rows: [
         "transport 1 KiB objects, one Stream, vs fetch per object",
         "transport 1 KiB objects, one Stream, vs 100k objects/s",
+        "transport 1 KiB objects, one Stream, vs a Deno WebSocket, one message per object",
       ],
-      timeoutMs: transportTimeout(small, 2),
+      timeoutMs: transportTimeout(small, 2, 1),
       run: () => benchTransportSmall(small),
     },
     {
@@ -240,8 +255,10 @@ function transportGroups(
       rows: [
         "transport header-only objects, completions included, vs fetch per object",
         "transport header-only objects, completions included, vs 300k objects/s",
+        "transport header-only objects, completions included, vs a Deno WebSocket, one message per object",
+        "transport header-only objects, completions included, vs gRPC client streaming (@grpc/grpc-js, retries off)",
       ],
-      timeoutMs: transportTimeout(headerOnly, 2),
+      timeoutMs: transportTimeout(headerOnly, 2, 2),
       run: () => benchTransportHeaderOnly(headerOnly),
     },
   ];
@@ -254,11 +271,17 @@ function transportGroups(
 export function benchmarks(quick: boolean): BenchGroup[] {
   if (quick) {
     return [
-      transferGroup(4, 1),
+      transferGroup(4, 2),
       latencyGroup(0, 20),
       latencyGroup(250, 20),
       smallWritesGroup(20, 3),
-      fanOutGroup(20, 100_000, 1),
+      fanOutGroup({
+        followers: 20,
+        rate: 100_000,
+        seconds: 1,
+        runs: 2,
+        checkpoints: [250, 0],
+      }),
       idleGroup(50),
       costGroup([1, 4], 4),
       http2Group({
@@ -271,30 +294,36 @@ export function benchmarks(quick: boolean): BenchGroup[] {
         {
           transport: { objects: 16, seconds: 1 },
           baseline: { objects: 16, seconds: 1 },
-          runs: 1,
+          runs: 3,
         },
         {
           transport: { objects: 5_000, seconds: 1 },
           baseline: { objects: 200, seconds: 1 },
-          runs: 1,
+          runs: 3,
         },
         {
           transport: { objects: 5_000, seconds: 1 },
           baseline: { objects: 200, seconds: 1 },
-          runs: 1,
+          runs: 3,
         },
       ),
-      bigObjectGroup(8, 1),
+      bigObjectGroup(8, 2),
     ];
   }
   return [
     // The issue's sizes: 1 GiB transfers, 10,000 idle followers, and 1 to
     // 1,000 concurrent resources.
-    transferGroup(1024, 2),
+    transferGroup(1024, 5),
     latencyGroup(0, 1_000),
     latencyGroup(250, 1_000),
     smallWritesGroup(400, 5),
-    fanOutGroup(1_000, 1_000_000, 10),
+    fanOutGroup({
+      followers: 1_000,
+      rate: 1_000_000,
+      seconds: 10,
+      runs: 3,
+      checkpoints: [250, 0],
+    }),
     idleGroup(10_000),
     costGroup([1, 10, 100, 1_000], 256),
     // Issue 17's load: 2,000 streams in flight over 20 connections.
@@ -389,10 +418,17 @@ function resultsFile(
 - Machine: ${options.machine}
 - Deno ${Deno.version.deno} (V8 ${Deno.version.v8}, TypeScript ${Deno.version.typescript})
 
-Each figure is next to a baseline measured in the same run; "ratio" is
-value / baseline. Servers, receivers and load generators run as separate
-processes on 127.0.0.1. Where a goal is not met, [ANALYSIS.md](ANALYSIS.md)
-has the profile evidence and what was tried.
+Each figure is next to a baseline measured in the same run: where a row has
+several runs, value and baseline are the medians of interleaved runs (one side,
+then the other, run after run), with their min–max after them, and "ratio"
+(value / baseline) and the goal use the medians. "CPU per unit of work" is the
+user + system CPU seconds of the processes involved (servers, receivers, load
+generators, the bench as sender or producer; read from /proc/PID/stat) per
+object or per GB, both sides' medians: steadier than rates on a loaded machine.
+Peers (Redis pub/sub, gRPC) are bench-only dependencies (see README); a row
+whose peer is missing says so. Servers, receivers and load generators run as
+separate processes on 127.0.0.1. Where a goal is not met,
+[ANALYSIS.md](ANALYSIS.md) has the profile evidence and what was tried.
 
 ${table}
 `;

@@ -7,7 +7,7 @@
 
 import { openDownload, startUpload } from "../mod.ts";
 import { spawnListening, spawnSpool } from "./_process.ts";
-import type { BenchRow } from "./_row.ts";
+import { type BenchRow, spreadOf } from "./_row.ts";
 
 /** Bytes per write. */
 const WRITE_BYTES = 4096;
@@ -108,22 +108,6 @@ async function bareRun(relay: URL, writes: number): Promise<Percentiles> {
   return percentiles(latencies);
 }
 
-function spread(
-  values: number[],
-): { min: number; median: number; max: number } {
-  const sorted = values.toSorted((a, b) => a - b);
-  return {
-    min: sorted[0],
-    median: sorted[Math.floor(sorted.length / 2)],
-    max: sorted[sorted.length - 1],
-  };
-}
-
-function describe(values: number[]): string {
-  const { min, median, max } = spread(values);
-  return `${min.toFixed(2)}/${median.toFixed(2)}/${max.toFixed(2)} ms`;
-}
-
 /**
  * 4 KiB writes every 5 ms at checkpoint 0: write → follower latency p50
  * and p99 (median of `runs`), next to Deno's WebSocket through a bare relay.
@@ -147,16 +131,19 @@ export async function benchSmallWrites(
   }
   const label = "4 KiB writes every 5 ms, checkpoint 0, follower latency";
   const note =
-    `${writes} writes per run, ${runs} interleaved runs; figures are min/median/max over the runs, the value and baseline their medians. Baseline: the same writes from a Deno WebSocket through a bare relay (bench/_ws_baseline_server.ts /produce → /fan) to a Deno WebSocket.`;
-  return (["p50", "p99"] as const).map((key) => ({
-    figure: `${label} ${key} (${describe(ours.map((run) => run[key]))})`,
-    value: spread(ours.map((run) => run[key])).median,
-    unit: "ms",
-    baseline: `Deno WebSocket, one message per write, via a bare relay (${
-      describe(bare.map((run) => run[key]))
-    })`,
-    baselineValue: spread(bare.map((run) => run[key])).median,
-    goal: { valueAtMost: key === "p50" ? 1 : 5 },
-    note,
-  }));
+    `${writes} writes per run, ${runs} interleaved runs; the value and baseline are the medians over the runs (min–max in the cell). Baseline: the same writes from a Deno WebSocket through a bare relay (bench/_ws_baseline_server.ts /produce → /fan) to a Deno WebSocket.`;
+  return (["p50", "p99"] as const).map((key) => {
+    const value = spreadOf(ours.map((run) => run[key]));
+    const baseline = spreadOf(bare.map((run) => run[key]));
+    return {
+      figure: `${label} ${key}`,
+      value: value.median,
+      unit: "ms",
+      baseline: "Deno WebSocket, one message per write, via a bare relay",
+      baselineValue: baseline.median,
+      spread: { value, baseline },
+      goal: { valueAtMost: key === "p50" ? 1 : 5 },
+      note,
+    };
+  });
 }

@@ -10,9 +10,14 @@
 
 import { Stream, type TransportError } from "../transport/mod.ts";
 import { BenchError, bounded } from "./_bounded.ts";
+import { CpuMeter } from "../testing/process_cpu.ts";
 import { type Serving, spawnServing } from "./_process.ts";
-import type { BenchRow } from "./_row.ts";
-import { type ReceiverCounters, STAMP_BYTES } from "./_transport_receiver.ts";
+import { type BenchRow, spreadOf } from "./_row.ts";
+import {
+  type ReceiverCounters,
+  STAMP_BYTES,
+  WS_ACK_EVERY,
+} from "./_transport_receiver.ts";
 
 const KIB = 1024;
 const MIB = 1024 * 1024;
@@ -35,15 +40,20 @@ export interface TransportBenchOptions {
   transport: RunLimits;
   /** Limits of each baseline run. */
   baseline: RunLimits;
-  /** Runs of each side; each side's best counts. */
+  /** Runs of each side, interleaved; each side's median counts. */
   runs: number;
 }
 
 /** What one run sent, all of it confirmed by the receiver. */
-interface Measured {
+interface Sent {
   objects: number;
   bytes: number;
   ms: number;
+}
+
+/** A run and the CPU seconds its sender and receiver processes used. */
+interface Measured extends Sent {
+  cpuSeconds: number;
 }
 
 /**
@@ -112,7 +122,7 @@ async function sendTransport(
   pool: Pool,
   limits: RunLimits,
   signal: AbortSignal,
-): Promise<Measured> {
+): Promise<Sent> {
   let completed = 0;
   let failed = 0;
   let firstError: TransportError | undefined;
@@ -240,7 +250,7 @@ async function sendRawChunked(
   pool: Pool,
   limits: RunLimits,
   signal: AbortSignal,
-): Promise<Measured> {
+): Promise<Sent> {
   const encoder = new TextEncoder();
   const started = performance.now();
   const stopAt = started + limits.seconds * 1000;
@@ -311,7 +321,7 @@ async function sendFetchStream(
   pool: Pool,
   limits: RunLimits,
   signal: AbortSignal,
-): Promise<Measured> {
+): Promise<Sent> {
   const started = performance.now();
   const stopAt = started + limits.seconds * 1000;
   let sent = 0;
@@ -343,7 +353,7 @@ async function sendFetchEach(
   pool: Pool,
   limits: RunLimits,
   signal: AbortSignal,
-): Promise<Measured> {
+): Promise<Sent> {
   const started = performance.now();
   const stopAt = started + limits.seconds * 1000;
   let sent = 0;
@@ -363,12 +373,156 @@ async function sendFetchEach(
   return { objects: sent, bytes: sent * pool.size, ms };
 }
 
+/** Objects a WebSocket sender may have sent beyond the receiver's last `ack`. */
+const WS_WINDOW = 16 * WS_ACK_EVERY;
+
+/**
+ * The WebSocket peer: one message per object over one Deno `WebSocket`
+ * (the body, or the name of a header-only object), at most
+ * {@linkcode WS_WINDOW} objects beyond the receiver's last `ack`, then
+ * `fin`; done when the receiver's `done N` counts every object.
+ */
+async function sendWebSocket(
+  url: URL,
+  pool: Pool,
+  limits: RunLimits,
+  signal: AbortSignal,
+): Promise<Sent> {
+  const started = performance.now();
+  const stopAt = started + limits.seconds * 1000;
+  const socket = new WebSocket(url);
+  let acked = 0;
+  let wake: (() => void) | undefined;
+  let failure: Error | undefined;
+  const fail = (error: Error) => {
+    failure ??= error;
+    wake?.();
+  };
+  const done = Promise.withResolvers<number>();
+  socket.onmessage = ({ data }) => {
+    const [word, count] = String(data).split(" ");
+    if (word === "ack") acked = Number(count);
+    else if (word === "done") done.resolve(Number(count));
+    wake?.();
+  };
+  socket.onclose = (event) => {
+    const error = new BenchError(
+      `WebSocket peer closed with ${event.code} ${
+        JSON.stringify(event.reason)
+      } after ${acked} acknowledged objects`,
+    );
+    fail(error);
+    done.reject(error);
+  };
+  const onAbort = () => socket.close();
+  signal.addEventListener("abort", onAbort, { once: true });
+  let sent = 0;
+  try {
+    await new Promise((resolve, reject) => {
+      socket.onopen = resolve;
+      socket.onerror = () =>
+        reject(new BenchError(`WebSocket peer: cannot connect to ${url}`));
+    });
+    socket.onerror = null;
+    while (sent < limits.objects) {
+      while (sent - acked >= WS_WINDOW && failure === undefined) {
+        await new Promise<void>((resolve) => wake = resolve);
+      }
+      if (failure !== undefined) throw failure;
+      socket.send(pool.size === 0 ? String(sent) : plainBodyOf(pool, sent)!);
+      sent++;
+      if (checkClock(pool, sent) && performance.now() >= stopAt) break;
+    }
+    socket.send("fin");
+    const count = await done.promise;
+    if (count !== sent) {
+      throw new BenchError(
+        `WebSocket peer: ${sent} objects sent, the receiver counted ${count}`,
+      );
+    }
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+    socket.onclose = null;
+    socket.close();
+  }
+  const ms = performance.now() - started;
+  return { objects: sent, bytes: sent * pool.size, ms };
+}
+
+/** What this file uses of `bench/_grpc_peer.ts`. */
+interface GrpcPeer {
+  GRPC_PACKAGE: string;
+  streamGrpc(
+    port: number,
+    next: () => Uint8Array | null,
+    signal: AbortSignal,
+  ): Promise<number>;
+}
+
+/** The npm package the gRPC peer needs (as `bench/_grpc_peer.ts` says). */
+const GRPC_PACKAGE = "@grpc/grpc-js";
+
+let grpcPeer: Promise<GrpcPeer | string> | undefined;
+
+/**
+ * `bench/_grpc_peer.ts`, or why it cannot be loaded (its npm package is
+ * missing): loaded on first use through a computed specifier, so nothing
+ * else in the bench needs the package.
+ */
+function loadGrpcPeer(): Promise<GrpcPeer | string> {
+  const module = new URL("_grpc_peer.ts", import.meta.url).href;
+  grpcPeer ??= (import(module) as Promise<GrpcPeer>).catch((error) =>
+    `npm ${GRPC_PACKAGE} cannot be loaded (${describe(error)})`
+  );
+  return grpcPeer;
+}
+
+/**
+ * The gRPC peer: one client-streaming call of `@grpc/grpc-js` with retries
+ * off, one message per header-only object (its name); done when the
+ * server's answer counts every message.
+ */
+async function sendGrpc(
+  url: URL,
+  pool: Pool,
+  limits: RunLimits,
+  signal: AbortSignal,
+): Promise<Sent> {
+  const peer = await loadGrpcPeer();
+  if (typeof peer === "string") throw new BenchError(peer);
+  if (pool.size !== 0) {
+    throw new BenchError(
+      `gRPC peer: sends header-only objects, got ${pool.size}-byte bodies`,
+    );
+  }
+  const encoder = new TextEncoder();
+  const started = performance.now();
+  const stopAt = started + limits.seconds * 1000;
+  let sent = 0;
+  const count = await peer.streamGrpc(Number(url.port), () => {
+    if (
+      sent >= limits.objects ||
+      (checkClock(pool, sent) && sent > 0 && performance.now() >= stopAt)
+    ) {
+      return null;
+    }
+    return encoder.encode(String(sent++));
+  }, signal);
+  if (count !== sent) {
+    throw new BenchError(
+      `gRPC peer: ${sent} messages sent, the server counted ${count}`,
+    );
+  }
+  const ms = performance.now() - started;
+  return { objects: sent, bytes: 0, ms };
+}
+
 type Sender = (
   url: URL,
   pool: Pool,
   limits: RunLimits,
   signal: AbortSignal,
-) => Promise<Measured>;
+) => Promise<Sent>;
 
 async function counters(receiver: Serving): Promise<ReceiverCounters> {
   const answer = await receiver.ask("stats");
@@ -382,24 +536,29 @@ async function counters(receiver: Serving): Promise<ReceiverCounters> {
   return answer as unknown as ReceiverCounters;
 }
 
-/**
- * Runs `sender` once against `receiver` and checks, from the receiver's own
- * counters, that every object and byte arrived whole and in order.
- */
-async function measure(
-  what: string,
-  sender: Sender,
-  receiver: Serving,
-  pool: Pool,
-  limits: RunLimits,
-): Promise<Measured> {
-  const before = await counters(receiver);
-  const measured = await bounded(
-    what,
-    limits.seconds * 1000 + FINISH_MS,
-    (signal) => sender(receiver.url, pool, limits, signal),
-  );
-  const after = await counters(receiver);
+/** One side of a comparison: what it is, how it sends, where, how much. */
+interface Side {
+  what: string;
+  sender: Sender;
+  receiver: Serving;
+  limits: RunLimits;
+}
+
+/** Senders whose receiver counts one object per object (not per request). */
+const PER_OBJECT: ReadonlySet<Sender> = new Set([
+  sendTransport,
+  sendFetchEach,
+  sendWebSocket,
+  sendGrpc,
+]);
+
+/** What the receiver's counters say went wrong in a run, if anything. */
+function receiverProblems(
+  side: Side,
+  measured: Sent,
+  before: ReceiverCounters,
+  after: ReceiverCounters,
+): string[] {
   const got = {
     objects: after.objects - before.objects,
     bytes: after.bytes - before.bytes,
@@ -407,11 +566,8 @@ async function measure(
     misordered: after.misordered - before.misordered,
     corrupt: after.corrupt - before.corrupt,
   };
-  const transport = sender === sendTransport;
-  // The baselines send one request per run (streams) or per object.
-  const expectedObjects = transport || sender === sendFetchEach
-    ? measured.objects
-    : 1;
+  // The stream baselines send one request per run.
+  const expectedObjects = PER_OBJECT.has(side.sender) ? measured.objects : 1;
   const problems: string[] = [];
   if (got.objects !== expectedObjects) {
     problems.push(
@@ -429,8 +585,8 @@ async function measure(
     );
   }
   if (
-    transport && (after.receiverObjects - before.receiverObjects !==
-        measured.objects ||
+    side.sender === sendTransport &&
+    (after.receiverObjects - before.receiverObjects !== measured.objects ||
       after.receiverBytes - before.receiverBytes !== measured.bytes)
   ) {
     problems.push(
@@ -441,92 +597,142 @@ async function measure(
       } bytes, expected ${measured.objects} and ${measured.bytes}`,
     );
   }
+  return problems;
+}
+
+/**
+ * Runs `side` once and checks, from the receiver's own counters, that every
+ * object and byte arrived whole and in order. Its CPU is that of this
+ * process (the sender, its workers included) and of the receiver's.
+ */
+async function measure(side: Side, pool: Pool): Promise<Measured> {
+  const before = await counters(side.receiver);
+  const cpu = await CpuMeter.start([Deno.pid, side.receiver.process.pid]);
+  const measured = await bounded(
+    side.what,
+    side.limits.seconds * 1000 + FINISH_MS,
+    (signal) => side.sender(side.receiver.url, pool, side.limits, signal),
+  );
+  const cpuSeconds = await cpu.stop();
+  const after = await counters(side.receiver);
+  const problems = receiverProblems(side, measured, before, after);
   if (problems.length > 0) {
     throw new BenchError(
-      `${what}: the receiver did not get what was sent: ${problems.join("; ")}`,
+      `${side.what}: the receiver did not get what was sent: ${
+        problems.join("; ")
+      }`,
     );
   }
-  return measured;
+  return { ...measured, cpuSeconds };
 }
 
-/** The receivers the transport benchmarks use, each in its own process. */
-interface Receivers {
+/** Arguments of `bench/_transport_receiver.ts` for each receiver. */
+const RECEIVER_ARGS = {
   /** A transport `Receiver`; its handler reads with a BYOB reader. */
-  transport: Serving;
+  transport: ["--mode", "transport", "--read", "byob"],
   /** `Deno.serve` draining bodies with their default reader. */
-  drain: Serving;
+  drain: ["--mode", "drain", "--read", "default"],
   /** `Deno.serve` draining bodies with a BYOB reader into reused buffers. */
-  drainByob: Serving;
-}
+  drainByob: ["--mode", "drain", "--read", "byob"],
+  /** A `Deno.serve` WebSocket, one message per object. */
+  ws: ["--mode", "ws"],
+  /** A `@grpc/grpc-js` server, one client-streaming message per object. */
+  grpc: ["--mode", "grpc"],
+};
 
-async function withReceivers<T>(
-  run: (receivers: Receivers) => Promise<T>,
+type ReceiverKind = keyof typeof RECEIVER_ARGS;
+
+/** Runs `run` with the `kinds` receivers, each in its own process. */
+async function withReceivers<K extends ReceiverKind, T>(
+  kinds: K[],
+  run: (receivers: Record<K, Serving>) => Promise<T>,
 ): Promise<T> {
   const started: Serving[] = [];
-  const spawn = async (args: string[]) => {
-    const serving = await spawnServing("_transport_receiver.ts", args);
-    started.push(serving);
-    return serving;
-  };
   try {
-    return await run({
-      transport: await spawn(["--mode", "transport", "--read", "byob"]),
-      drain: await spawn(["--mode", "drain", "--read", "default"]),
-      drainByob: await spawn(["--mode", "drain", "--read", "byob"]),
-    });
+    const receivers = {} as Record<K, Serving>;
+    for (const kind of kinds) {
+      const serving = await spawnServing(
+        "_transport_receiver.ts",
+        RECEIVER_ARGS[kind],
+      );
+      started.push(serving);
+      receivers[kind] = serving;
+    }
+    return await run(receivers);
   } finally {
     for (const serving of started) await serving.stop();
   }
 }
 
-/** The best run so far of one side, by `rate`. */
-interface Best {
-  rate: number;
-  objects: number;
-}
-
-function better(best: Best, run: Measured, rate: number): Best {
-  return rate > best.rate ? { rate, objects: run.objects } : best;
-}
-
-/** One side of a comparison: what it is, how it sends, where to. */
-type Side = [what: string, sender: Sender, receiver: Serving];
-
 /**
- * Runs every side `options.runs` times, interleaved so that a noisy moment
- * does not hit only one, and returns each side's best run by `rate`. The
- * transport side (`sendTransport`) gets the transport limits.
+ * Runs every side `runs` times, interleaved (side 1 run 1, side 2 run 1, …,
+ * side 1 run 2, …) so that a noisy moment does not hit only one side;
+ * returns every run of each side.
  */
-async function bestOfRuns(
+async function interleavedRuns(
   sides: Side[],
   pool: Pool,
-  options: TransportBenchOptions,
-  rate: (run: Measured) => number,
-): Promise<Best[]> {
-  const best: Best[] = sides.map(() => ({ rate: 0, objects: 0 }));
-  for (let i = 0; i < options.runs; i++) {
-    for (const [index, [what, sender, receiver]] of sides.entries()) {
-      const limits = sender === sendTransport
-        ? options.transport
-        : options.baseline;
-      const run = await measure(what, sender, receiver, pool, limits);
-      best[index] = better(best[index], run, rate(run));
+  runs: number,
+): Promise<Measured[][]> {
+  const measured: Measured[][] = sides.map(() => []);
+  for (let i = 0; i < runs; i++) {
+    for (const [index, side] of sides.entries()) {
+      measured[index].push(await measure(side, pool));
     }
   }
-  return best;
+  return measured;
 }
 
 const megabytesPerSecond = (run: Measured): number =>
   run.bytes / 1e6 / (run.ms / 1000);
 const objectsPerSecond = (run: Measured): number =>
   run.objects / (run.ms / 1000);
+const cpuMicrosPerObject = (run: Measured): number =>
+  (run.cpuSeconds / run.objects) * 1e6;
+const cpuSecondsPerGigabyte = (run: Measured): number =>
+  run.cpuSeconds / (run.bytes / 1e9);
+
+/** The figures of a row: medians, spreads and CPU of two sides' runs. */
+function compared(
+  ours: Measured[],
+  theirs: Measured[] | null,
+  rate: (run: Measured) => number,
+  cpu: { unit: string; per: (run: Measured) => number },
+): Pick<BenchRow, "value" | "spread" | "cpu"> & { baselineValue: number } {
+  const value = spreadOf(ours.map(rate));
+  const baseline = theirs === null ? undefined : spreadOf(theirs.map(rate));
+  return {
+    value: value.median,
+    baselineValue: baseline?.median ?? NaN,
+    spread: { value, baseline },
+    cpu: {
+      unit: cpu.unit,
+      value: spreadOf(ours.map(cpu.per)).median,
+      baseline: theirs === null
+        ? undefined
+        : spreadOf(theirs.map(cpu.per)).median,
+    },
+  };
+}
+
+const PER_OBJECT_CPU = { unit: "CPU-µs/object", per: cpuMicrosPerObject };
+const PER_GB_CPU = { unit: "CPU-s/GB", per: cpuSecondsPerGigabyte };
 
 function limitsText(limits: RunLimits): string {
   return `at most ${limits.objects} objects or ${limits.seconds} s per run`;
 }
 
+/** The largest object count of `runs`, for the notes. */
+function mostObjects(runs: Measured[]): number {
+  return Math.max(...runs.map((run) => run.objects));
+}
+
+function runsText(runs: number): string {
+  return `median of ${runs} interleaved runs per side (min–max in the cell)`;
+}
+
 const RECEIVER_NOTE =
-  "receivers run in their own process on 127.0.0.1; every run checks the receiver's counts of objects and bytes, order and body stamps";
+  "receivers run in their own process on 127.0.0.1; every run checks the receiver's counts of objects and bytes, order and body stamps; CPU is user + system seconds of the sending process (the bench, its send-loop worker included) and of the receiver process over each run, from /proc/PID/stat, the median per unit of work";
 
 /**
  * 1 MiB objects over one `Stream`, in MB/s, next to the ingest ceiling (a
@@ -537,149 +743,271 @@ export async function benchTransportLarge(
   options: TransportBenchOptions,
 ): Promise<BenchRow[]> {
   const pool = makePool(MIB);
-  return await withReceivers(async ({ transport, drain, drainByob }) => {
-    const [raw, rawByob, fetched, ours] = await bestOfRuns(
-      [
-        ["raw chunked PUT of 1 MiB chunks", sendRawChunked, drain],
+  return await withReceivers(
+    ["transport", "drain", "drainByob"],
+    async ({ transport, drain, drainByob }) => {
+      const peer = options.baseline;
+      const [raw, rawByob, fetched, ours] = await interleavedRuns(
         [
-          "raw chunked PUT of 1 MiB chunks, BYOB drain",
-          sendRawChunked,
-          drainByob,
+          {
+            what: "raw chunked PUT of 1 MiB chunks",
+            sender: sendRawChunked,
+            receiver: drain,
+            limits: peer,
+          },
+          {
+            what: "raw chunked PUT of 1 MiB chunks, BYOB drain",
+            sender: sendRawChunked,
+            receiver: drainByob,
+            limits: peer,
+          },
+          {
+            what: "fetch streaming PUT of 1 MiB chunks",
+            sender: sendFetchStream,
+            receiver: drain,
+            limits: peer,
+          },
+          {
+            what: "transport, 1 MiB objects",
+            sender: sendTransport,
+            receiver: transport,
+            limits: options.transport,
+          },
         ],
-        ["fetch streaming PUT of 1 MiB chunks", sendFetchStream, drain],
-        ["transport, 1 MiB objects", sendTransport, transport],
-      ],
-      pool,
-      options,
-      megabytesPerSecond,
-    );
-    const note =
-      `best of ${options.runs} runs per side; transport ${
+        pool,
+        options.runs,
+      );
+      const note = `${runsText(options.runs)}; transport ${
         limitsText(options.transport)
-      } (best run: ${ours.objects} objects), baselines ${
+      } (largest run: ${mostObjects(ours)} objects), baselines ${
         limitsText(options.baseline)
-      }; every side writes the same ${pool.slots.length} distinct 1 MiB buffers of shared memory without copying them (\`send\` reads shared memory in place); the transport receiver's handler reads every body with a BYOB reader into a reused 64 KiB buffer (as docs/transport.md advises for large bodies); ` +
-      RECEIVER_NOTE;
-    return [
+      }; every side writes the same ${pool.slots.length} distinct 1 MiB buffers of shared memory without copying them (\`send\` reads shared memory in place); the transport receiver's handler reads every body with a BYOB reader into a reused 64 KiB buffer (as docs/transport.md advises for large bodies); ${RECEIVER_NOTE}`;
+      const rate = megabytesPerSecond;
+      return [
+        {
+          figure: "transport 1 MiB objects, one Stream, vs the ingest ceiling",
+          ...compared(ours, raw, rate, PER_GB_CPU),
+          unit: "MB/s",
+          baseline:
+            "chunked HTTP/1.1 PUT by hand over Deno.connect into Deno.serve draining request.body",
+          goal: 0.9,
+          note,
+        },
+        {
+          figure:
+            "transport 1 MiB objects, one Stream, vs the ingest ceiling drained with a BYOB reader",
+          ...compared(ours, rawByob, rate, PER_GB_CPU),
+          unit: "MB/s",
+          baseline:
+            "the same PUT into Deno.serve reading request.body with a BYOB reader into one reused 64 KiB buffer",
+          goal: "info",
+          note,
+        },
+        {
+          figure: "transport 1 MiB objects, one Stream, vs fetch",
+          ...compared(ours, fetched, rate, PER_GB_CPU),
+          unit: "MB/s",
+          baseline: "fetch PUT with a streaming body into the same receiver",
+          goal: 2,
+          note,
+        },
+      ];
+    },
+  );
+}
+
+/** Every run of each side of a small-object comparison. */
+interface ObjectRuns {
+  ours: Measured[];
+  fetched: Measured[];
+  ws: Measured[];
+  /** The gRPC peer's runs, or why it was skipped; `null` if not asked for. */
+  grpc: Measured[] | string | null;
+}
+
+/**
+ * Objects of `size` bytes over one `Stream`, interleaved with one `fetch`
+ * per object, the WebSocket peer and (if `withGrpc` and its package loads)
+ * the gRPC peer.
+ */
+async function objectRuns(
+  size: number,
+  options: TransportBenchOptions,
+  withGrpc: boolean,
+): Promise<ObjectRuns> {
+  const pool = makePool(size);
+  const label = size === 0 ? "header-only" : `${size / KIB} KiB`;
+  const grpcPeer = withGrpc ? await loadGrpcPeer() : null;
+  const grpcMissing = typeof grpcPeer === "string" ? grpcPeer : null;
+  if (grpcMissing !== null) {
+    console.error(`bench: skipping gRPC peer: ${grpcMissing}`);
+  }
+  const kinds: ReceiverKind[] = ["transport", "drain", "ws"];
+  if (withGrpc && grpcMissing === null) kinds.push("grpc");
+  return await withReceivers(kinds, async (receivers) => {
+    const sides: Side[] = [
       {
-        figure: "transport 1 MiB objects, one Stream, vs the ingest ceiling",
-        value: ours.rate,
-        unit: "MB/s",
-        baseline:
-          "chunked HTTP/1.1 PUT by hand over Deno.connect into Deno.serve draining request.body",
-        baselineValue: raw.rate,
-        goal: 0.9,
-        note,
+        what: `fetch PUT per ${label} object`,
+        sender: sendFetchEach,
+        receiver: receivers.drain,
+        limits: options.baseline,
       },
       {
-        figure:
-          "transport 1 MiB objects, one Stream, vs the ingest ceiling drained with a BYOB reader",
-        value: ours.rate,
-        unit: "MB/s",
-        baseline:
-          "the same PUT into Deno.serve reading request.body with a BYOB reader into one reused 64 KiB buffer",
-        baselineValue: rawByob.rate,
-        goal: "info",
-        note,
+        what: `WebSocket, one message per ${label} object`,
+        sender: sendWebSocket,
+        receiver: receivers.ws,
+        limits: options.transport,
       },
       {
-        figure: "transport 1 MiB objects, one Stream, vs fetch",
-        value: ours.rate,
-        unit: "MB/s",
-        baseline: "fetch PUT with a streaming body into the same receiver",
-        baselineValue: fetched.rate,
-        goal: 2,
-        note,
+        what: `transport, ${label} objects`,
+        sender: sendTransport,
+        receiver: receivers.transport,
+        limits: options.transport,
       },
     ];
+    if (kinds.includes("grpc")) {
+      sides.push({
+        what: `gRPC client streaming, one message per ${label} object`,
+        sender: sendGrpc,
+        receiver: receivers.grpc,
+        // grpc-js takes writes without pushing back and buffers them: past
+        // ~100k buffered messages a stream took 10-38 s to drain here, so
+        // its runs are capped like fetch's.
+        limits: options.baseline,
+      });
+    }
+    const [fetched, ws, ours, grpc] = await interleavedRuns(
+      sides,
+      pool,
+      options.runs,
+    );
+    return {
+      ours,
+      fetched,
+      ws,
+      grpc: withGrpc ? (grpc ?? grpcMissing) : null,
+    };
   });
 }
 
-async function objectRates(
-  size: number,
-  options: TransportBenchOptions,
-): Promise<{ ours: Best; fetched: Best }> {
-  const pool = makePool(size);
-  const label = size === 0 ? "header-only" : `${size / KIB} KiB`;
-  return await withReceivers(async ({ transport, drain }) => {
-    const [fetched, ours] = await bestOfRuns(
-      [
-        [`fetch PUT per ${label} object`, sendFetchEach, drain],
-        [`transport, ${label} objects`, sendTransport, transport],
-      ],
-      pool,
-      options,
-      objectsPerSecond,
-    );
-    return { ours, fetched };
-  });
-}
+const WS_BASELINE =
+  "a Deno WebSocket into Deno.serve, one message per object, acknowledged every 256";
 
 /** 1 KiB objects per second over one `Stream`, next to one `fetch` per object. */
 export async function benchTransportSmall(
   options: TransportBenchOptions,
 ): Promise<BenchRow[]> {
-  const { ours, fetched } = await objectRates(KIB, options);
-  const note = `best of ${options.runs} runs per side; transport ${
+  const { ours, fetched, ws } = await objectRuns(KIB, options, false);
+  const note = `${runsText(options.runs)}; transport and WebSocket ${
     limitsText(options.transport)
-  } (best run: ${ours.objects} objects), fetch ${
+  } (largest transport run: ${mostObjects(ours)} objects), fetch ${
     limitsText(options.baseline)
-  }, one request at a time; the time includes \`fin\`, so every completion fired; ${RECEIVER_NOTE}`;
+  }, one request at a time; the time includes \`fin\`, so every completion fired (the WebSocket's: until the receiver's count of every object came back); ${RECEIVER_NOTE}`;
+  const rate = objectsPerSecond;
   return [
     {
       figure: "transport 1 KiB objects, one Stream, vs fetch per object",
-      value: ours.rate,
+      ...compared(ours, fetched, rate, PER_OBJECT_CPU),
       unit: "objects/s",
       baseline: "one fetch PUT per object over keep-alive, into Deno.serve",
-      baselineValue: fetched.rate,
       goal: 30,
       note,
     },
     {
       figure: "transport 1 KiB objects, one Stream, vs 100k objects/s",
-      value: ours.rate,
+      ...compared(ours, null, rate, PER_OBJECT_CPU),
+      baselineValue: 100_000,
       unit: "objects/s",
       baseline: "goal",
-      baselineValue: 100_000,
+      goal: 1,
+      note,
+    },
+    {
+      figure:
+        "transport 1 KiB objects, one Stream, vs a Deno WebSocket, one message per object",
+      ...compared(ours, ws, rate, PER_OBJECT_CPU),
+      unit: "objects/s",
+      baseline: WS_BASELINE,
       goal: 1,
       note,
     },
   ];
 }
 
+/** The header-only row against the gRPC peer, or the row saying it was skipped. */
+function grpcRow(
+  ours: Measured[],
+  grpc: Measured[] | string,
+  note: string,
+): BenchRow {
+  const figure =
+    "transport header-only objects, completions included, vs gRPC client streaming (@grpc/grpc-js, retries off)";
+  if (typeof grpc === "string") {
+    return {
+      figure: `${figure}: SKIPPED`,
+      value: NaN,
+      unit: "objects/s",
+      baseline: `skipped: ${grpc}`,
+      baselineValue: NaN,
+      goal: "info",
+      note,
+    };
+  }
+  return {
+    figure,
+    ...compared(ours, grpc, objectsPerSecond, PER_OBJECT_CPU),
+    unit: "objects/s",
+    baseline:
+      "one client-streaming call, one message (the object's name) per object, the server's count as the answer",
+    goal: 4,
+    note,
+  };
+}
+
 /**
  * Header-only objects per second over one `Stream`, completions included,
- * next to one `fetch` per object.
+ * next to one `fetch` per object, the WebSocket peer and gRPC client
+ * streaming.
  */
 export async function benchTransportHeaderOnly(
   options: TransportBenchOptions,
 ): Promise<BenchRow[]> {
-  const { ours, fetched } = await objectRates(0, options);
-  const note = `best of ${options.runs} runs per side; transport ${
+  const { ours, fetched, ws, grpc } = await objectRuns(0, options, true);
+  const note = `${runsText(options.runs)}; transport and WebSocket ${
     limitsText(options.transport)
-  } (best run: ${ours.objects} objects), fetch ${
+  } (largest transport run: ${mostObjects(ours)} objects), fetch and gRPC ${
     limitsText(options.baseline)
-  }, one bodiless PUT at a time; the transport's count is of \`onSent\` completions, all fired before \`fin\` resolved; ${RECEIVER_NOTE}`;
+  } (fetch: one bodiless PUT at a time; gRPC: grpc-js accepts writes without pushing back, and a stream of 100k+ buffered messages took 10–38 s to drain on this machine, so its runs are capped); the transport's count is of \`onSent\` completions, all fired before \`fin\` resolved; the WebSocket and gRPC peers send each object's name and end when the receiver's count of every object came back; ${RECEIVER_NOTE}`;
+  const rate = objectsPerSecond;
   return [
     {
       figure:
         "transport header-only objects, completions included, vs fetch per object",
-      value: ours.rate,
+      ...compared(ours, fetched, rate, PER_OBJECT_CPU),
       unit: "objects/s",
       baseline: "one bodiless fetch PUT per object over keep-alive",
-      baselineValue: fetched.rate,
       goal: "info",
       note,
     },
     {
       figure:
         "transport header-only objects, completions included, vs 300k objects/s",
-      value: ours.rate,
+      ...compared(ours, null, rate, PER_OBJECT_CPU),
+      baselineValue: 300_000,
       unit: "objects/s",
       baseline: "goal",
-      baselineValue: 300_000,
       goal: 1,
       note,
     },
+    {
+      figure:
+        "transport header-only objects, completions included, vs a Deno WebSocket, one message per object",
+      ...compared(ours, ws, rate, PER_OBJECT_CPU),
+      unit: "objects/s",
+      baseline: WS_BASELINE,
+      goal: 1.5,
+      note,
+    },
+    grpcRow(ours, grpc!, note),
   ];
 }
