@@ -148,14 +148,7 @@ async function serve(
   const sockets = new ServerSockets(limits);
   const watchers = new Watchers(limits);
   const cluster = shared
-    ? await shared.join(registry, {
-      graceMs: config.resumeGraceMs,
-      checkpointMs: config.checkpointMs,
-      // Write tokens of other nodes are valid here only with one secret.
-      sharedSecret: options.secretFile !== undefined ||
-        options.tokenSecret !== undefined,
-      onDeleted: (resource) => endWatchers(watchers, resource, "was deleted"),
-    })
+    ? await joinCluster(shared, registry, { options, config, watchers })
     : undefined;
   const sessions = new UploadSessions({
     graceMs: config.resumeGraceMs,
@@ -219,6 +212,26 @@ async function serve(
     finished: httpServer.finished,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/** Puts this node on the shared engine: its feed fills `registry`. */
+function joinCluster(
+  shared: Shared,
+  registry: ResourceRegistry,
+  { options, config, watchers }: {
+    options: ServerOptions;
+    config: ResolvedOptions;
+    watchers: Watchers;
+  },
+): ReturnType<Shared["join"]> {
+  return shared.join(registry, {
+    graceMs: config.resumeGraceMs,
+    checkpointMs: config.checkpointMs,
+    // Write tokens of other nodes are valid here only with one secret.
+    sharedSecret: options.secretFile !== undefined ||
+      options.tokenSecret !== undefined,
+    onDeleted: (resource) => endWatchers(watchers, resource, "was deleted"),
+  });
 }
 
 /** What each download socket needs from the server. */
