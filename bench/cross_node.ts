@@ -8,7 +8,7 @@
 
 import { createHash } from "node:crypto";
 import { openDownload, startUpload } from "../mod.ts";
-import { type Listening, spawnSpool } from "./_process.ts";
+import { type Listening, spawnSpool, track } from "./_process.ts";
 import { type BenchRow, spreadOf } from "./_row.ts";
 import { BenchError } from "./_bounded.ts";
 
@@ -33,12 +33,13 @@ async function startNats(): Promise<
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
   const dir = await Deno.makeTempDir({ prefix: "spool-bench-nats-" });
-  const child = new Deno.Command(NATS_SERVER, {
+  // Tracked: a benchmark that gives up kills it with the Spool nodes.
+  const child = track(new Deno.Command(NATS_SERVER, {
     args: ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir],
     env: { GOMEMLIMIT: "256MiB" },
     stdout: "null",
     stderr: "piped",
-  }).spawn();
+  }).spawn());
   const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
   let said = "";
   while (!said.includes("Server is ready")) {
