@@ -8,7 +8,11 @@ const HERE = new URL(".", import.meta.url);
 /** Every subprocess started here that has not exited yet. */
 const running = new Set<Deno.ChildProcess>();
 
-function track(process: Deno.ChildProcess): Deno.ChildProcess {
+/**
+ * Adds `process` to those {@linkcode killRunning} kills: every subprocess a
+ * benchmark starts must be tracked.
+ */
+export function track(process: Deno.ChildProcess): Deno.ChildProcess {
   running.add(process);
   process.status.finally(() => running.delete(process));
   return process;

@@ -14,6 +14,8 @@ export interface NatsServer {
   /** `nats://127.0.0.1:PORT`. */
   url: string;
   port: number;
+  /** Its process id (to pause it with SIGSTOP, say). */
+  pid: number;
   /** Its JetStream store dir. */
   dir: string;
   /** Kills it (SIGKILL with `kill: true`) and waits for it to exit. */
@@ -67,6 +69,7 @@ export async function startNats(
   return {
     url: `nats://127.0.0.1:${port}`,
     port,
+    pid: child.pid,
     dir,
     stop,
     async [Symbol.asyncDispose]() {
