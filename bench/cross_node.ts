@@ -20,9 +20,14 @@ const WRITE_BYTES = 256 * 1024;
 /** Longest one upload + follow may take before the run gives up, in ms. */
 const RUN_TIMEOUT_MS = 120_000;
 
-/** The row's figure for `mib` MiB. */
-export function crossNodeRow(mib: number): string {
-  return `cross-node follow, ${mib} MiB: upload on node A, follower on node B`;
+/** The rows' figures for `mib` MiB: against node A, and against a lone node on its file store. */
+export function crossNodeRows(mib: number): [string, string] {
+  const figure =
+    `cross-node follow, ${mib} MiB: upload on node A, follower on node B`;
+  return [
+    `${figure}, vs both on node A`,
+    `${figure}, vs a single node on its file store (no --nats)`,
+  ];
 }
 
 /** A nats-server with JetStream on a free loopback port; stopped by pid. */
@@ -129,7 +134,7 @@ async function followRun(
 function skippedRow(mib: number, why: string): BenchRow {
   console.error(`bench: skipping cross-node follow: ${why}`);
   return {
-    figure: crossNodeRow(mib),
+    figure: crossNodeRows(mib)[0],
     value: NaN,
     unit: "MiB/s",
     baseline: `skipped: ${why}`,
@@ -166,32 +171,49 @@ export async function benchCrossNode(
       { mode: 0o600 },
     );
     const args = ["--nats", nats.url, "--secret-file", secret];
-    nodes.push(await spawnSpool(args), await spawnSpool(args));
-    const [a, b] = nodes;
+    nodes.push(
+      await spawnSpool(args),
+      await spawnSpool(args),
+      await spawnSpool(),
+    );
+    const [a, b, alone] = nodes;
     const data = new Uint8Array(MIB);
     // getRandomValues fills at most 64 KiB per call.
     for (let at = 0; at < MIB; at += 65536) {
       crypto.getRandomValues(data.subarray(at, at + 65536));
     }
-    const cross: number[] = [], single: number[] = [];
+    const cross: number[] = [], single: number[] = [], files: number[] = [];
     for (let i = 0; i < runs; i++) {
       cross.push(await followRun(a.url, b.url, data, mib));
       single.push(await followRun(a.url, a.url, data, mib));
+      files.push(await followRun(alone.url, alone.url, data, mib));
     }
     const value = spreadOf(cross), baseline = spreadOf(single);
+    const fileStore = spreadOf(files);
+    const [vsNodeA, vsFileStore] = crossNodeRows(mib);
+    const note =
+      `two Spool nodes on one nats-server (JetStream, file store), default checkpoint interval; MiB/s from the first write (${
+        WRITE_BYTES / 1024
+      } KiB each) to the follower's last byte, follower's SHA-256 checked; median of ${runs} interleaved runs per side (min–max in the cell); the file-store node is a third server without --nats`;
     return [{
-      figure: crossNodeRow(mib),
+      figure: vsNodeA,
       value: value.median,
       unit: "MiB/s",
       baseline: "the same upload followed on node A",
       baselineValue: baseline.median,
       spread: { value, baseline },
+      goal: "info",
+      note,
+    }, {
+      figure: vsFileStore,
+      value: value.median,
+      unit: "MiB/s",
+      baseline: "the same upload and follow on one node with its file store",
+      baselineValue: fileStore.median,
+      spread: { value, baseline: fileStore },
       // Issue 14: throughput A→B at least 0.6× a single node.
       goal: 0.6,
-      note:
-        `two Spool nodes on one nats-server (JetStream, file store), default checkpoint interval; MiB/s from the first write (${
-          WRITE_BYTES / 1024
-        } KiB each) to the follower's last byte, follower's SHA-256 checked; median of ${runs} interleaved runs per side (min–max in the cell)`,
+      note,
     }];
   } finally {
     for (const node of nodes) await node.stop();

@@ -14,7 +14,7 @@ import { type ParsedFlags, parseFlags, UsageError } from "../cli/args.ts";
 import { BenchError, BenchTimeout, bounded } from "./_bounded.ts";
 import { killRunning } from "./_process.ts";
 import { benchBigObject } from "./big_object.ts";
-import { benchCrossNode, crossNodeRow } from "./cross_node.ts";
+import { benchCrossNode, crossNodeRows } from "./cross_node.ts";
 import { benchHttp2Reads, type Http2ReadsOptions } from "./http2_reads.ts";
 import { type BenchRow, markdownTable } from "./_row.ts";
 import { benchFanOut, type FanOutOptions } from "./fan_out.ts";
@@ -200,7 +200,7 @@ function http2Group(options: Http2ReadsOptions): BenchGroup {
 function crossNodeGroup(mib: number, runs: number): BenchGroup {
   return {
     name: "live cross-node follow",
-    rows: [crossNodeRow(mib)],
+    rows: crossNodeRows(mib),
     // Two uploads per run, each bounded by its follower's timeout.
     timeoutMs: 60_000 + runs * 2 * Math.max(30_000, (mib / 10) * 1000),
     run: () => benchCrossNode(mib, runs),
