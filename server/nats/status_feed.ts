@@ -108,7 +108,17 @@ export class StatusFeed {
         feed.messages = opened;
         const messages = opened;
         stuck = false;
-        watch(messages, () => {
+        // A status stored after the last one handled, while a pull expired empty.
+        const behind = () =>
+          engine.jsm.direct.getMessage(STREAM, {
+            seq: last + 1,
+            next_by_subj: STATUS_SUBJECTS,
+          }).then(
+            (message) => message !== null,
+            // The engine is away: the next expiry asks again.
+            () => false,
+          );
+        watch(messages, behind, () => {
           stuck = true;
           messages.stop();
         });
@@ -120,7 +130,7 @@ export class StatusFeed {
         }
         if (!stuck) return;
         console.error(
-          `spool: the status feed missed ${FEED_STUCK_MISSES} heartbeats; following the statuses again from sequence ${
+          `spool: the status feed stopped delivering; following the statuses again from sequence ${
             last + 1
           }`,
         );
@@ -179,15 +189,23 @@ async function open(
 
 /**
  * Calls `stuck` once the consumer missed {@linkcode FEED_STUCK_MISSES}
- * heartbeats in a row: its server died, and the library keeps asking for a
- * consumer the cluster still places there (it never recovers by itself).
+ * heartbeats in a row (its server died, and the library keeps asking for a
+ * consumer the cluster still places there), or once a pull expired empty
+ * although a newer status is stored (`behind`): after a stream leader
+ * change, a consumer can go on sending heartbeats and never a message
+ * (seen with nats-server 2.9.10). Neither recovers by itself.
  */
-function watch(messages: ConsumerMessages, stuck: () => void): void {
+function watch(
+  messages: ConsumerMessages,
+  behind: () => Promise<boolean>,
+  stuck: () => void,
+): void {
   (async () => {
     for await (const event of messages.status()) {
-      if (
-        event.type === "heartbeats_missed" && event.count >= FEED_STUCK_MISSES
-      ) {
+      const missed = event.type === "heartbeats_missed" &&
+        event.count >= FEED_STUCK_MISSES;
+      const expired = event.type === "debug" && event.code === 408;
+      if (missed || (expired && await behind())) {
         stuck();
         return;
       }
