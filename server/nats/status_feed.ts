@@ -118,15 +118,19 @@ export class StatusFeed {
             // The engine is away: the next expiry asks again.
             () => false,
           );
-        watch(messages, behind, () => {
+        const unwatch = watch(messages, behind, () => count.handled, () => {
           stuck = true;
           messages.stop();
         });
-        for await (const message of messages) {
-          await handle(message, handlers);
-          last = message.seq;
-          count.handled++;
-          if (message.info.pending === 0) loaded.resolve();
+        try {
+          for await (const message of messages) {
+            await handle(message, handlers);
+            last = message.seq;
+            count.handled++;
+            if (message.info.pending === 0) loaded.resolve();
+          }
+        } finally {
+          unwatch();
         }
         if (!stuck) return;
         console.error(
@@ -198,22 +202,38 @@ async function open(
 function watch(
   messages: ConsumerMessages,
   behind: () => Promise<boolean>,
+  handled: () => number,
   stuck: () => void,
-): void {
+): () => void {
+  let watching = true;
+  const give = (): void => {
+    if (!watching) return;
+    watching = false;
+    stuck();
+  };
+  // Whatever the library tells (it may tell nothing while it recreates the
+  // consumer), nothing handled for a whole pull while a status waits is stuck.
+  let seen = handled();
+  const timer = setInterval(() => {
+    const idle = handled() === seen;
+    seen = handled();
+    if (idle) behind().then((waiting) => waiting && give());
+  }, FEED_EXPIRES_MS);
   (async () => {
     for await (const event of messages.status()) {
       const missed = event.type === "heartbeats_missed" &&
         event.count >= FEED_STUCK_MISSES;
       const expired = event.type === "debug" && event.code === 408;
-      if (missed || (expired && await behind())) {
-        stuck();
-        return;
-      }
+      if (missed || (expired && await behind())) return give();
     }
   })().catch((error) =>
     // Only the watch ends; the feed itself reports its own errors.
     console.error("spool: watching the status feed failed:", error)
   );
+  return () => {
+    watching = false;
+    clearInterval(timer);
+  };
 }
 
 async function handle(message: JsMsg, handlers: FeedHandlers): Promise<void> {
