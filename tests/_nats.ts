@@ -41,40 +41,179 @@ export async function startNats(
 ): Promise<NatsServer> {
   const port = options.port ?? freePort();
   const dir = options.dir ?? await Deno.makeTempDir({ prefix: "spool-nats-" });
+  const server = await spawnNats(port, dir, []);
+  return {
+    ...server,
+    async [Symbol.asyncDispose]() {
+      await server.stop();
+      if (!options.dir) await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** A server of a {@linkcode NatsCluster}. */
+export interface ClusterServer extends NatsServer {
+  /** Its server name (`-n`), as JetStream names stream leaders. */
+  name: string;
+}
+
+/** A running cluster of nats-servers on loopback. */
+export interface NatsCluster {
+  servers: ClusterServer[];
+  /** Every client URL. */
+  urls: string[];
+  /** The server named `name` (e.g. a stream's leader). */
+  byName(name: string): ClusterServer;
+  /** Stops every server still running and removes their store dirs. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Starts `size` (default 3) clustered nats-servers with JetStream on free
+ * ports, each with its own temporary store dir; resolves once every server
+ * is ready and one of them logged that it leads the JetStream metadata
+ * (before that, a stream cannot be made).
+ */
+export async function startNatsCluster(size = 3): Promise<NatsCluster> {
+  const ports = Array.from({ length: size }, () => freePort());
+  const routePorts = Array.from({ length: size }, () => freePort());
+  const dirs: string[] = [];
+  const running: (Spawned & { name: string })[] = [];
+  const dispose = async () => {
+    await Promise.all(running.map((server) => server.stop()));
+    await Promise.all(
+      dirs.map((dir) => Deno.remove(dir, { recursive: true })),
+    );
+  };
+  try {
+    for (let i = 0; i < size; i++) {
+      dirs.push(await Deno.makeTempDir({ prefix: `spool-nats-c${i}-` }));
+    }
+    const started = await Promise.all(ports.map(async (port, i) => {
+      const name = `spool-n${i}`;
+      const routes = routePorts.filter((_, j) => j !== i)
+        .map((p) => `nats://127.0.0.1:${p}`).join(",");
+      const server = await spawnNats(port, dirs[i], [
+        ...["-n", name, "--cluster_name", "spool-test"],
+        ...["--cluster", `nats://127.0.0.1:${routePorts[i]}`],
+        ...["--routes", routes],
+      ], (server) => running.push({ ...server, name }));
+      return { ...server, name };
+    }));
+    await Promise.race(started.map((s) => s.saw(/metadata leader/)));
+  } catch (error) {
+    await dispose();
+    throw error;
+  }
+  const servers: ClusterServer[] = running.map((server) => ({
+    url: server.url,
+    port: server.port,
+    pid: server.pid,
+    dir: server.dir,
+    name: server.name,
+    stop: server.stop,
+    [Symbol.asyncDispose]: () => server.stop(),
+  }));
+  return {
+    servers,
+    urls: servers.map((server) => server.url),
+    byName(name: string): ClusterServer {
+      const server = servers.find((s) => s.name === name);
+      if (!server) {
+        throw new Error(
+          `no server named ${name}; expected one of ${
+            servers.map((s) => s.name).join(", ")
+          }`,
+        );
+      }
+      return server;
+    },
+    [Symbol.asyncDispose]: dispose,
+  };
+}
+
+/** Resolves with the first line (said so far or later) matching a pattern; rejects if the server exits first. */
+type Saw = (pattern: RegExp) => Promise<string>;
+
+/** A spawned server, before it is wrapped for disposal. */
+type Spawned = Omit<NatsServer, typeof Symbol.asyncDispose> & { saw: Saw };
+
+/**
+ * Spawns nats-server with JetStream and `extra` args; resolves once it
+ * logs that it is ready. `spawned` learns of the child at once, so that a
+ * caller can stop it even when it never gets ready.
+ */
+async function spawnNats(
+  port: number,
+  dir: string,
+  extra: string[],
+  spawned?: (server: Spawned) => void,
+): Promise<Spawned> {
   const child = new Deno.Command(NATS_SERVER, {
-    args: ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir],
+    args: ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir, ...extra],
     env: { GOMEMLIMIT: "256MiB" },
     stdout: "null",
     stderr: "piped",
   }).spawn();
   const lines = new Lines(child.stderr);
   const said: string[] = [];
-  for (let line = await lines.next();; line = await lines.next()) {
+  const watchers: { pattern: RegExp; found: (line: string | null) => void }[] =
+    [];
+  // Every line is read (a full pipe would block the server) and kept.
+  const reading = (async () => {
+    for (let line = await lines.next(); line !== null;) {
+      said.push(line);
+      for (const watcher of watchers.filter((w) => w.pattern.test(line!))) {
+        watchers.splice(watchers.indexOf(watcher), 1);
+        watcher.found(line);
+      }
+      line = await lines.next();
+    }
+    for (const watcher of watchers.splice(0)) watcher.found(null);
+  })();
+  let exited = false;
+  const saw: Saw = async (pattern) => {
+    const line = said.find((l) => pattern.test(l)) ??
+      (exited ? null : await new Promise<string | null>((found) => {
+        watchers.push({ pattern, found });
+      }));
     if (line === null) {
-      await child.status;
       throw new Error(
-        `nats-server exited before it was ready: ${said.join("\n")}`,
+        `nats-server on port ${port} exited before it logged ${pattern}: ${
+          said.join("\n")
+        }`,
       );
     }
-    said.push(line);
-    if (line.includes("Server is ready")) break;
-  }
+    return line;
+  };
+  reading.then(() => exited = true);
   let stopped: Promise<void> | undefined;
   const stop = (how: { kill?: boolean } = {}) =>
     stopped ??= (async () => {
-      Deno.kill(child.pid, how.kill ? "SIGKILL" : "SIGTERM");
+      try {
+        Deno.kill(child.pid, how.kill ? "SIGKILL" : "SIGTERM");
+      } catch (error) {
+        // It exited by itself (it logged why): there is nothing to stop.
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      }
       await child.status;
       await lines.done;
+      await reading;
     })();
-  return {
+  const server = {
     url: `nats://127.0.0.1:${port}`,
     port,
     pid: child.pid,
     dir,
     stop,
-    async [Symbol.asyncDispose]() {
-      await stop();
-      if (!options.dir) await Deno.remove(dir, { recursive: true });
-    },
+    saw,
   };
+  spawned?.(server);
+  try {
+    await saw(/Server is ready/);
+  } catch (error) {
+    await child.status;
+    throw error;
+  }
+  return server;
 }

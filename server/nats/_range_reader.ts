@@ -7,7 +7,13 @@
  * @module
  */
 
-import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
+import type {
+  DirectMsgRequest,
+  JetStreamManager,
+  StoredMsg,
+} from "@nats-io/jetstream";
+import { delay } from "@std/async/delay";
+import { PUBLISH_DEADLINE_MS } from "./_publish.ts";
 import {
   dataSubject,
   OFFSET_HEADER,
@@ -17,6 +23,43 @@ import {
 
 /** Bytes handed out per pull when the reader brings no buffer of its own. */
 const AUTO_CHUNK_BYTES = 64 * 1024;
+
+/** How long a direct get is retried before the read fails, in ms (as long as a publish is). */
+const READ_DEADLINE_MS = PUBLISH_DEADLINE_MS;
+/** Pause between attempts (the stream is electing a leader, or its server is away). */
+const READ_RETRY_PAUSE_MS = 250;
+
+/**
+ * A direct get, retried until {@linkcode READ_DEADLINE_MS} when it fails
+ * (times out, or no server answers): a replica dying leaves its interest in
+ * the direct-get subject behind for a moment, and the stream's servers may
+ * be electing a leader. Reading is idempotent; `null` (no such message) is
+ * an answer, not a failure.
+ */
+async function getReliably(
+  jsm: JetStreamManager,
+  query: DirectMsgRequest,
+): Promise<StoredMsg | null> {
+  const deadline = performance.now() + READ_DEADLINE_MS;
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await jsm.direct.getMessage(STREAM, query);
+    } catch (error) {
+      if (performance.now() + READ_RETRY_PAUSE_MS > deadline) {
+        throw new Error(
+          `the engine did not answer a read of ${
+            JSON.stringify(query)
+          } after ${attempt} attempts in ${READ_DEADLINE_MS} ms: ${
+            (error as Error).message
+          }`,
+          { cause: error },
+        );
+      }
+      // Backing off between attempts is the point: the engine is away.
+      await delay(READ_RETRY_PAUSE_MS);
+    }
+  }
+}
 
 /** A piece of a resource: its offset and bytes. */
 export interface Piece {
@@ -69,7 +112,7 @@ class PieceFinder {
     }
     const subject = dataSubject(this.#id, segment);
     for (;;) {
-      const message = await this.#jsm.direct.getMessage(STREAM, {
+      const message = await getReliably(this.#jsm, {
         seq: this.#nextSeq,
         next_by_subj: subject,
       });

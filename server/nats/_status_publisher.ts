@@ -11,8 +11,11 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { MsgHdrs } from "@nats-io/transport-node";
 import type { ResourceStatus } from "../../protocol/status.ts";
-import { publishReliably } from "./_publish.ts";
+import { FencedError, publishReliably } from "./_publish.ts";
 import { statusSubject, STREAM } from "./subjects.ts";
+
+/** The header JetStream deduplicates on; stored with the message. */
+const MSG_ID_HEADER = "Nats-Msg-Id";
 
 /** The last status stored for a resource, and its sequence. */
 export interface StoredStatus {
@@ -74,20 +77,46 @@ export class StatusPublisher {
     const id = status.id;
     const after = options.after ?? this.#last.get(id) ??
       (await this.last(id))?.seq ?? 0;
-    const ack = await publishReliably(
-      this.#js,
-      statusSubject(id),
-      options.payload ?? JSON.stringify(status),
-      {
-        msgID: `${id}:s:${after}${
-          options.tag === undefined ? "" : `:${options.tag}`
-        }`,
-        headers: options.headers,
-        expect: { lastSubjectSequence: after },
-      },
-    );
-    this.#last.set(id, ack.seq);
-    return ack.seq;
+    const msgID = `${id}:s:${after}${
+      options.tag === undefined ? "" : `:${options.tag}`
+    }`;
+    let seq: number;
+    try {
+      seq = (await publishReliably(
+        this.#js,
+        statusSubject(id),
+        options.payload ?? JSON.stringify(status),
+        {
+          msgID,
+          headers: options.headers,
+          expect: { lastSubjectSequence: after },
+        },
+      )).seq;
+    } catch (error) {
+      if (!(error instanceof FencedError)) throw error;
+      seq = await this.#ownLast(id, msgID, error);
+    }
+    this.#last.set(id, seq);
+    return seq;
+  }
+
+  /**
+   * The sequence of the last status of `id` when it is the message with
+   * `msgID`, else throws `fenced`. After a stream leader change, an attempt
+   * whose acknowledgement was lost may be stored, and the retry refused as
+   * "wrong last sequence" instead of acknowledged as a duplicate (seen with
+   * nats-server 2.9.10): the status in the way is then this node's own.
+   */
+  async #ownLast(
+    id: string,
+    msgID: string,
+    fenced: FencedError,
+  ): Promise<number> {
+    const message = await this.#jsm.direct.getMessage(STREAM, {
+      last_by_subj: statusSubject(id),
+    });
+    if (message?.header.get(MSG_ID_HEADER) !== msgID) throw fenced;
+    return message.seq;
   }
 
   /** Forgets `id` (its upload ended here). */
