@@ -1,9 +1,8 @@
 /**
  * The writer of one upload on the engine: appends become pieces on the
- * resource's segment subjects, published without waiting for each
- * acknowledgement (a bounded window in flight, in order); an append resolves
- * once the stream stored it and everything before, and each `sync`
- * publishes the checkpoint status after the bytes it counts are stored.
+ * resource's segment subjects (an append's pieces are published together,
+ * and it resolves once the stream stored all of them), and each `sync`
+ * publishes the checkpoint status after the bytes it counts.
  *
  * @module
  */
@@ -12,19 +11,10 @@ import { headers } from "@nats-io/transport-node";
 import type { ResourceStatus } from "../../protocol/status.ts";
 import { type ResourceWriter, TakenOverError } from "../store.ts";
 import type { Lease } from "./lease.ts";
-import {
-  FencedError,
-  type PublishOptions,
-  publishPipelined,
-} from "./_publish.ts";
+import { FencedError, publishReliably } from "./_publish.ts";
 import { dataSubject, OFFSET_HEADER, SEGMENT_BYTES } from "./subjects.ts";
 import type { StatusPublisher } from "./_status_publisher.ts";
 import type { JetStreamClient } from "@nats-io/jetstream";
-
-/** Pieces published and not yet acknowledged, at most. */
-const MAX_PIECES_IN_FLIGHT = 16;
-/** Bytes published and not yet acknowledged, at most (one piece may exceed it). */
-const MAX_BYTES_IN_FLIGHT = 4 * 1024 * 1024;
 
 /** What a writer needs from its store. */
 export interface PieceWriterParts {
@@ -53,14 +43,6 @@ export class PieceWriter implements ResourceWriter {
   readonly #status: ResourceStatus;
   #offset: number;
   #checkpointed: number;
-  /** Resolves once every piece published so far is stored. */
-  #stored: Promise<void> = Promise.resolve();
-  /** Pieces not yet acknowledged, oldest first. */
-  readonly #inFlight: Promise<void>[] = [];
-  #inFlightBytes = 0;
-  #failure: Error | undefined;
-  #lastSubject = "";
-  #lastSeq = 0;
   /** Resolves once another node took the upload over (its lease, or a fenced status). */
   readonly lost: Promise<TakenOverError>;
   readonly #lost = Promise.withResolvers<TakenOverError>();
@@ -102,91 +84,37 @@ export class PieceWriter implements ResourceWriter {
     this.#checkLease();
   }
 
-  /**
-   * Publishes `chunk` as pieces without waiting for their acknowledgements
-   * (waiting only for room in the window); `stored` resolves once the stream
-   * stored them and every piece before, and rejects if it could not.
-   */
-  async enqueue(chunk: Uint8Array): Promise<{ stored: Promise<void> }> {
-    this.#checkLease();
-    if (this.#failure) throw this.#failure;
-    const id = this.#status.id;
-    let at = 0;
-    while (at < chunk.byteLength) {
-      const offset = this.#offset;
-      const room = SEGMENT_BYTES - (offset % SEGMENT_BYTES);
-      const piece = chunk.subarray(at, at + room);
-      await this.#room(piece.byteLength);
-      this.#checkLease();
-      const header = headers();
-      header.set(OFFSET_HEADER, String(offset));
-      this.#publish(
-        dataSubject(id, Math.floor(offset / SEGMENT_BYTES)),
-        piece,
-        { msgID: `${id}:${offset}:${piece.byteLength}`, headers: header },
-      );
-      this.#offset += piece.byteLength;
-      at += piece.byteLength;
-    }
-    return { stored: this.#stored };
-  }
-
   /** Publishes `chunk` as pieces; resolves once the stream stored all. */
   async append(chunk: Uint8Array): Promise<void> {
-    const { stored } = await this.enqueue(chunk);
-    await stored;
-  }
-
-  /** Waits until a piece of `bytes` fits the window of pieces in flight. */
-  async #room(bytes: number): Promise<void> {
-    while (
-      this.#inFlight.length >= MAX_PIECES_IN_FLIGHT ||
-      (this.#inFlight.length > 0 &&
-        this.#inFlightBytes + bytes > MAX_BYTES_IN_FLIGHT)
-    ) {
-      await this.#inFlight[0];
-    }
-  }
-
-  /** Publishes one piece after every earlier one, keeping the subject's order. */
-  #publish(subject: string, piece: Uint8Array, options: PublishOptions): void {
-    const previous = this.#stored;
-    const ack = publishPipelined(this.#parts.js, subject, piece, {
-      ...options,
-      previous,
-    });
-    // Its rejection is taken (in order) by `stored` below.
-    ack.catch(() => {});
-    const stored = previous.then(() => ack).then((acked) => {
-      this.#checkOrder(subject, acked.seq);
-      this.#inFlight.shift();
-      this.#inFlightBytes -= piece.byteLength;
-    });
-    // The failure is kept for the next append; `stored` also carries it.
-    stored.catch((error) => this.#failure ??= error);
-    this.#inFlight.push(stored);
-    this.#inFlightBytes += piece.byteLength;
-    this.#stored = stored;
-  }
-
-  /** A subject's pieces must be stored in offset order (readers scan them so). */
-  #checkOrder(subject: string, seq: number): void {
-    if (subject === this.#lastSubject && seq < this.#lastSeq) {
-      throw new Error(
-        `the engine stored a piece of ${subject} at sequence ${seq}, before the piece preceding it (sequence ${this.#lastSeq}); expected a subject's pieces in offset order`,
+    this.#checkLease();
+    const id = this.#status.id;
+    const publishes: Promise<unknown>[] = [];
+    let at = 0;
+    while (at < chunk.byteLength) {
+      const offset = this.#offset + at;
+      const room = SEGMENT_BYTES - (offset % SEGMENT_BYTES);
+      const piece = chunk.subarray(at, at + room);
+      const header = headers();
+      header.set(OFFSET_HEADER, String(offset));
+      publishes.push(
+        publishReliably(
+          this.#parts.js,
+          dataSubject(id, Math.floor(offset / SEGMENT_BYTES)),
+          piece,
+          { msgID: `${id}:${offset}:${piece.byteLength}`, headers: header },
+        ),
       );
+      at += piece.byteLength;
     }
-    this.#lastSubject = subject;
-    this.#lastSeq = seq;
+    await Promise.all(publishes);
+    this.#offset += chunk.byteLength;
   }
 
   /** Publishes the checkpoint: `IN_PROGRESS` with every byte stored so far. */
   async sync(): Promise<void> {
     this.#checkLease();
+    if (this.#offset === this.#checkpointed) return;
     const size = this.#offset;
-    // A status counts only bytes the stream acknowledged.
-    await this.#stored;
-    if (size === this.#checkpointed) return;
     try {
       await this.#parts.statuses.publish({
         ...this.#status,

@@ -61,39 +61,6 @@ function isRefusal(error: unknown): boolean {
 }
 
 /**
- * Publishes `payload` on `subject` once, without waiting for earlier
- * publishes; if that attempt fails, waits until `previous` (every earlier
- * publish of the writer) is stored and then retries like
- * {@linkcode publishReliably}, so that retries reach the stream in order.
- *
- * @example
- * ```ts ignore
- * const first = publishPipelined(js, "spool.d.ID.0", a, { msgID: "ID:0:1" }, Promise.resolve());
- * const second = publishPipelined(js, "spool.d.ID.0", b, { msgID: "ID:1:1" }, first);
- * ```
- */
-export async function publishPipelined(
-  js: JetStreamClient,
-  subject: string,
-  payload: Uint8Array,
-  options: PublishOptions & { previous: Promise<unknown> },
-): Promise<PubAck> {
-  try {
-    return await js.publish(subject, payload, {
-      msgID: options.msgID,
-      headers: options.headers,
-      expect: options.expect,
-      timeout: ATTEMPT_TIMEOUT_MS,
-    });
-  } catch (error) {
-    if (isRefusal(error)) throw error;
-    // Retrying before the earlier pieces are stored could reorder a subject.
-    await options.previous;
-    return await publishReliably(js, subject, payload, options);
-  }
-}
-
-/**
  * Publishes `payload` on `subject`, retrying timeouts and lost connections
  * until {@linkcode PUBLISH_DEADLINE_MS}; throws {@linkcode FencedError} when
  * an expectation fails, and the last error once the deadline passed.
