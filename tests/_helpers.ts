@@ -141,3 +141,17 @@ export class SlowFileStore extends FileStore {
     };
   }
 }
+
+/** `reference` with the host of `server`: the same resource through another node or a proxy. */
+export function onNode(reference: string, server: URL): string {
+  const url = new URL(reference);
+  url.host = server.host;
+  return url.href;
+}
+
+/** The upload socket URL of `server` (`ws:`). */
+export function uploadSocketUrl(server: URL): URL {
+  const url = new URL("upload", server);
+  url.protocol = "ws:";
+  return url;
+}

@@ -2,21 +2,16 @@ import { assert, assertEquals } from "@std/assert";
 import { openDownload, startUpload } from "../mod.ts";
 import { DISCONNECTED_REASON } from "../server/mod.ts";
 import { CLOSE_REPLACED } from "../server/mod.ts";
-import { randomBytes, readAll, sha256, startTestServer } from "./_helpers.ts";
+import {
+  onNode,
+  randomBytes,
+  readAll,
+  sha256,
+  startTestServer,
+  uploadSocketUrl,
+} from "./_helpers.ts";
 import { CuttableProxy } from "./_proxy.ts";
 import { RawSocket } from "./_raw_socket.ts";
-
-function direct(reference: string, server: URL): string {
-  const url = new URL(reference);
-  url.host = server.host;
-  return url.href;
-}
-
-function uploadSocketUrl(server: URL): URL {
-  const url = new URL("upload", server);
-  url.protocol = "ws:";
-  return url;
-}
 
 Deno.test("resume: uploads survive cut connections; followers get every byte exactly once", async () => {
   await using server = await startTestServer({
@@ -26,7 +21,7 @@ Deno.test("resume: uploads survive cut connections; followers get every byte exa
   await using proxy = new CuttableProxy(server.url);
   const data = randomBytes(3 * 1024 * 1024 + 321, 41);
   const up = await startUpload(proxy.url, { name: "flaky.bin" });
-  await using follower = await openDownload(direct(up.reference, server.url));
+  await using follower = await openDownload(onNode(up.reference, server.url));
   const followed = readAll(follower.follow());
   const piece = 64 * 1024;
   // One buffer, reused for every write: a resend after a cut must carry the

@@ -6,17 +6,16 @@
 
 import { assert, assertEquals } from "@std/assert";
 import { openDownload, startUpload } from "../mod.ts";
-import { randomBytes, readAll, sha256, startTestServer } from "./_helpers.ts";
+import {
+  onNode,
+  randomBytes,
+  readAll,
+  sha256,
+  startTestServer,
+} from "./_helpers.ts";
 import { startNats } from "./_nats.ts";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-
-/** Node B's URL for a reference node A handed out. */
-function onNode(reference: string, node: URL): string {
-  const url = new URL(reference);
-  url.host = node.host;
-  return url.href;
-}
 
 Deno.test("an upload on node A is followed byte-identical on node B, range-read there, and survives both nodes restarting", async () => {
   await using nats = await startNats();

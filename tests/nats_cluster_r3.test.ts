@@ -8,7 +8,7 @@
 
 import { assert, assertEquals } from "@std/assert";
 import { openDownload, startUpload } from "../mod.ts";
-import { randomBytes, sha256, startTestServer } from "./_helpers.ts";
+import { onNode, randomBytes, sha256, startTestServer } from "./_helpers.ts";
 import { startNatsCluster } from "./_nats.ts";
 import { within } from "./_fault_actors.ts";
 import { NatsEngine } from "../server/nats/engine.ts";
@@ -25,13 +25,6 @@ const HANG_MS = 60_000;
 const LEASE_MS = 15_000;
 /** The leader is killed once A wrote half and B followed this much. */
 const KILL_AFTER_BYTES = 1024 * 1024;
-
-/** Node B's URL for a reference node A handed out. */
-function onNode(reference: string, node: URL): string {
-  const url = new URL(reference);
-  url.host = node.host;
-  return url.href;
-}
 
 /** Makes the stream and the bucket with 3 replicas, as an operator would (engine.ts's configuration). */
 async function makeR3(urls: string[]): Promise<void> {

@@ -6,16 +6,16 @@
 
 import { assert, assertEquals } from "@std/assert";
 import { openDownload, startUpload } from "../mod.ts";
-import { randomBytes, readAll, sha256, startTestServer } from "./_helpers.ts";
+import {
+  onNode,
+  randomBytes,
+  readAll,
+  sha256,
+  startTestServer,
+} from "./_helpers.ts";
 import { freePort, startNats } from "./_nats.ts";
 
 const SERVER_MAIN = new URL("../server/main.ts", import.meta.url).pathname;
-
-function onNode(reference: string, node: URL): string {
-  const url = new URL(reference);
-  url.host = node.host;
-  return url.href;
-}
 
 Deno.test("nats-server restarting mid-upload loses no byte: the upload continues and node B follows it byte-identical", async () => {
   const first = await startNats();

@@ -9,6 +9,7 @@ import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { openDownload, ResourceFailedError, startUpload } from "../mod.ts";
 import {
+  onNode,
   randomBytes,
   readAll,
   sha256,
@@ -16,12 +17,6 @@ import {
   startTestServer,
 } from "./_helpers.ts";
 import { startNats } from "./_nats.ts";
-
-function onNode(reference: string, node: URL): string {
-  const url = new URL(reference);
-  url.host = node.host;
-  return url.href;
-}
 
 /** Consumers on Spool's stream: the engine subscriptions of every node. */
 async function streamConsumers(url: string): Promise<number> {

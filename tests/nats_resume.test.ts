@@ -11,27 +11,17 @@ import { encodeHex } from "@std/encoding/hex";
 import { type Download, openDownload, startUpload } from "../mod.ts";
 import { DISCONNECTED_REASON, type SpoolServer } from "../server/mod.ts";
 import {
+  onNode,
   randomBytes,
   readAll,
   sha256,
   spawnServer,
   startTestServer,
+  uploadSocketUrl,
 } from "./_helpers.ts";
 import { startNats } from "./_nats.ts";
 import { CuttableProxy } from "./_proxy.ts";
 import { RawSocket } from "./_raw_socket.ts";
-
-function onNode(reference: string, node: URL): string {
-  const url = new URL(reference);
-  url.host = node.host;
-  return url.href;
-}
-
-function uploadSocketUrl(server: URL): URL {
-  const url = new URL("upload", server);
-  url.protocol = "ws:";
-  return url;
-}
 
 /** Two nodes on one engine with one token secret. */
 function nodeOptions(nats: string, settings: Record<string, number>) {
