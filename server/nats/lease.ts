@@ -25,6 +25,12 @@ export interface LeaseRecord {
   node: string;
   /** How long the holder may go without renewing. */
   leaseMs: number;
+  /**
+   * Which take of the lease wrote the key (random per {@linkcode Lease}):
+   * a write of ours whose acknowledgement was lost is then told apart from
+   * another node's (or an earlier take's) write.
+   */
+  holder?: string;
 }
 
 /**
@@ -70,8 +76,9 @@ export class Lease {
 
   /** Takes the lease of `key`; throws if another node holds it. */
   static async take(kv: KV, key: string, record: LeaseRecord): Promise<Lease> {
-    const revision = await kv.create(key, JSON.stringify(record));
-    return new Lease(kv, key, record, revision);
+    const held = { ...record, holder: crypto.randomUUID() };
+    const revision = await kv.create(key, JSON.stringify(held));
+    return new Lease(kv, key, held, revision);
   }
 
   /**
@@ -87,15 +94,16 @@ export class Lease {
     key: string,
     record: LeaseRecord,
   ): Promise<{ lease: Lease; from: string }> {
+    const ours = { ...record, holder: crypto.randomUUID() };
     for (let attempt = 1;; attempt++) {
       const entry = await kv.get(key);
       const held = entry !== null && entry.operation === "PUT";
       const from = held ? entry.json<LeaseRecord>().node : "no node";
       try {
         const revision = held
-          ? await kv.update(key, JSON.stringify(record), entry.revision)
-          : await kv.create(key, JSON.stringify(record));
-        return { lease: new Lease(kv, key, record, revision), from };
+          ? await kv.update(key, JSON.stringify(ours), entry.revision)
+          : await kv.create(key, JSON.stringify(ours));
+        return { lease: new Lease(kv, key, ours, revision), from };
       } catch (error) {
         // The holder renewed between our read and write: read again.
         if (!isWrongRevision(error) || attempt === TAKE_OVER_ATTEMPTS) {
@@ -118,14 +126,30 @@ export class Lease {
 
   async #check(): Promise<boolean> {
     if (this.lost) return false;
+    if (await this.#stillOurs()) return true;
+    this.#loseTaken();
+    return false;
+  }
+
+  /**
+   * Whether the key still holds this take's record. A renewal whose
+   * acknowledgement was lost (a timeout while the bucket elects a leader)
+   * may have been stored: its revision is then adopted, since only this
+   * take writes its `holder`.
+   */
+  async #stillOurs(): Promise<boolean> {
     const entry = await this.#kv.get(this.#key);
-    if (entry?.operation === "PUT" && entry.revision === this.#revision) {
-      return true;
-    }
+    if (entry?.operation !== "PUT") return false;
+    if (entry.revision === this.#revision) return true;
+    if (entry.json<LeaseRecord>().holder !== this.#record.holder) return false;
+    this.#revision = entry.revision;
+    return true;
+  }
+
+  #loseTaken(): void {
     this.taken = true;
     this.#lose(`another node took the lease of ${this.#key}`);
     this.#takenOver.resolve(this.lost!);
-    return false;
   }
 
   /** Resolves with the reason once another node took this lease (never otherwise). */
@@ -145,9 +169,7 @@ export class Lease {
     } catch (error) {
       const message = (error as Error).message;
       if (isWrongRevision(error)) {
-        this.taken = true;
-        this.#lose(`another node took the lease of ${this.#key}`);
-        this.#takenOver.resolve(this.lost!);
+        await this.#afterWrongRevision();
       } else if (performance.now() - this.#lastRenewed > this.#record.leaseMs) {
         this.#lose(
           `the lease of ${this.#key} could not be renewed for ${this.#record.leaseMs} ms: ${message}`,
@@ -155,6 +177,21 @@ export class Lease {
       }
       // Otherwise the engine is briefly away: the next renewal retries.
     }
+  }
+
+  /** A renewal was refused: lost, unless the key is still this take's. */
+  async #afterWrongRevision(): Promise<void> {
+    try {
+      if (await this.#stillOurs()) {
+        this.#lastRenewed = performance.now();
+        return;
+      }
+    } catch (error) {
+      // The engine is away: the next renewal looks again.
+      console.error(`spool: could not read the lease of ${this.#key}:`, error);
+      return;
+    }
+    this.#loseTaken();
   }
 
   #lose(reason: string): void {
@@ -177,7 +214,11 @@ export class Lease {
       // Only our own revision: a node that took the key keeps it.
       await this.#kv.delete(this.#key, { previousSeq: this.#revision });
     } catch (error) {
-      if (isWrongRevision(error)) return;
+      if (isWrongRevision(error)) {
+        // A renewal stored without its acknowledgement moved the revision.
+        if (await this.#stillOurs()) return await this.release();
+        return;
+      }
       // The key then ages out of every watcher's judgement like a dead node's.
       console.error(
         `spool: could not delete the lease of ${this.#key}:`,
