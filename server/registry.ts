@@ -66,11 +66,6 @@ export const INTERRUPTED_REASON =
   "the server stopped while the upload was in progress";
 
 /**
- * Saves a sanitized status so the next start need not fix it again. A store
- * that cannot save it (read-only) must not keep the server from starting:
- * the status is served sanitized anyway, and fixed again at the next start.
- */
-/**
  * Saves a status fixed at start-up. A store that refuses (a full disk)
  * must not keep the server from starting: the fix is in memory and is made
  * again at the next start.
@@ -111,6 +106,8 @@ export class ResourceRegistry {
   readonly #listeners = new Set<RegistryListener>();
   /** Set once the server is closing: no upload starts any more. */
   #closing: string | undefined;
+  /** Finds ids this registry does not know (set by a shared store's cluster). */
+  #lookUp: ((id: string) => Promise<Resource | undefined>) | undefined;
 
   private constructor(store: ResourceStore, checkpointMs: number) {
     this.#store = store;
@@ -264,6 +261,26 @@ export class ResourceRegistry {
   /** The resource with `id`, if any (malformed ids find nothing). */
   get(id: string): Resource | undefined {
     return isResourceId(id) ? this.#resources.get(id) : undefined;
+  }
+
+  /**
+   * Lets `lookUp` find ids this registry does not know: on a shared store a
+   * new upload on another node may be asked for here before this node's
+   * status feed brought it (a reference handed on at once).
+   */
+  lookUpWith(lookUp: (id: string) => Promise<Resource | undefined>): void {
+    this.#lookUp = lookUp;
+  }
+
+  /**
+   * Looks for `id` beyond this registry, when {@linkcode get} found nothing
+   * and a look-up applies (a shared store, a well-formed id not expired);
+   * `undefined` when none applies.
+   */
+  lookUp(id: string): Promise<Resource | undefined> | undefined {
+    if (this.#lookUp === undefined || !isResourceId(id)) return undefined;
+    if (this.#expired.has(id)) return undefined;
+    return this.#lookUp(id);
   }
 
   /**

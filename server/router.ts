@@ -21,6 +21,7 @@ import {
 import { refuseSocket } from "./_socket_messages.ts";
 import { errorResponse } from "../protocol/http_error.ts";
 import { serveResourceHttp } from "./http_resource.ts";
+import type { Resource } from "./resource.ts";
 import type { ServerLimits } from "./limits.ts";
 import type { ServerSockets } from "./_peer_socket.ts";
 import type { ResourceRegistry } from "./registry.ts";
@@ -156,9 +157,29 @@ export class Router {
     subpath: string,
     wantsSocket: boolean,
   ): Response | Promise<Response> {
-    const { registry, auth, sockets, downloads, shutdown } = this.#parts;
     const id = decodeId(rawId);
-    const resource = registry.get(id);
+    const resource = this.#parts.registry.get(id);
+    const elsewhere = resource ? undefined : this.#parts.registry.lookUp(id);
+    const target = { id, subpath, wantsSocket };
+    if (elsewhere) {
+      return elsewhere.then((found) =>
+        this.#serveResource(request, { ...target, resource: found })
+      );
+    }
+    return this.#serveResource(request, { ...target, resource });
+  }
+
+  /** Serves `subpath` of resource `id` (found as `resource`, or not). */
+  #serveResource(
+    request: Request,
+    { id, resource, subpath, wantsSocket }: {
+      id: string;
+      resource: Resource | undefined;
+      subpath: string;
+      wantsSocket: boolean;
+    },
+  ): Response | Promise<Response> {
+    const { auth, sockets, downloads, shutdown } = this.#parts;
     const forbidden = resource && auth.readRefusal(request, id);
     const refusal: Refusal | undefined = resource === undefined
       ? this.#missing(id)
@@ -193,18 +214,28 @@ export class Router {
     );
   }
 
-  #view(request: Request, rawId: string): Response {
+  #view(request: Request, rawId: string): Response | Promise<Response> {
     const { registry, auth } = this.#parts;
     const listing = !auth.readTokens;
     const resources = () => registry.all();
     if (rawId === "") return serveViewer(request, { resources, listing });
     const id = decodeId(rawId);
     const resource = registry.get(id);
+    const elsewhere = resource ? undefined : registry.lookUp(id);
+    if (elsewhere) {
+      return elsewhere.then((found) => this.#viewOf(request, id, found));
+    }
+    return this.#viewOf(request, id, resource);
+  }
+
+  /** The viewer page of `id`, which names `resource` or none. */
+  #viewOf(request: Request, id: string, resource?: Resource): Response {
+    const { registry, auth } = this.#parts;
     return serveViewer(request, {
-      resources,
+      resources: () => registry.all(),
+      listing: !auth.readTokens,
       resource,
       token: auth.readToken(id),
-      listing,
       refusal: resource === undefined
         ? this.#missing(id).error
         : auth.readRefusal(request, id),

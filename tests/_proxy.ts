@@ -3,7 +3,7 @@
  * server. Connections can be cut (both ends closed, like a reset link),
  * black-holed (kept open, every byte silently dropped, no FIN: the fault
  * only a timeout can notice), throttled (bytes towards the client paced to a
- * rate), or cut when a given number of bytes has passed (a cut at a chosen
+ * rate), slowed (bytes towards the client held back a while), or cut when a given number of bytes has passed (a cut at a chosen
  * offset).
  */
 
@@ -19,6 +19,11 @@ export interface LinkFaults {
   blackHole?: "both" | Direction;
   /** Bytes per second towards the client; unlimited when undefined. */
   downRate?: number;
+  /**
+   * Each read's bytes towards the client wait this long before they are
+   * forwarded, in order (a slow link; a burst queues behind itself).
+   */
+  downDelayMs?: number;
 }
 
 interface Link {
@@ -137,6 +142,11 @@ export class FaultProxy {
     chunk: Uint8Array,
   ): Promise<void> {
     const rate = direction === "down" ? link.faults.downRate : undefined;
+    const delayMs = direction === "down" ? link.faults.downDelayMs : undefined;
+    if (delayMs !== undefined) {
+      // The latency is the fault being simulated, not a synchronisation.
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
     const step = rate === undefined
       ? chunk.byteLength
       : Math.max(1, Math.floor(rate / 20));
@@ -200,6 +210,12 @@ export class FaultProxy {
   throttle(bytesPerSecond: number): void {
     this.#faults = { ...this.#faults, downRate: bytesPerSecond };
     for (const link of this.#links) link.faults.downRate = bytesPerSecond;
+  }
+
+  /** Holds bytes towards clients back `ms` per read, on open and later links. */
+  slow(ms: number): void {
+    this.#faults = { ...this.#faults, downDelayMs: ms };
+    for (const link of this.#links) link.faults.downDelayMs = ms;
   }
 
   /** Later links pass bytes unharmed again (open black-holed links stay so). */

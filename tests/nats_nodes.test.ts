@@ -17,6 +17,21 @@ import {
   startTestServer,
 } from "./_helpers.ts";
 import { startNats } from "./_nats.ts";
+import { FaultProxy } from "./_proxy.ts";
+import { within } from "./_fault_actors.ts";
+
+/** Bounds each wait of the look-up test. */
+const HANG_MS = 20_000;
+
+/** A response's status and body text. */
+async function bodyOf(
+  response: Response,
+): Promise<{ status: number; text: string }> {
+  return { status: response.status, text: await response.text() };
+}
+
+/** How late node B hears the engine in the look-up test, in ms. */
+const SLOW_ENGINE_MS = 150;
 
 /** Consumers on Spool's stream: the engine subscriptions of every node. */
 async function streamConsumers(url: string): Promise<number> {
@@ -113,4 +128,52 @@ Deno.test("a node killed mid-upload leaves the upload FAILED on the other node a
   } finally {
     await Deno.remove(dataDir, { recursive: true });
   }
+});
+
+Deno.test("a reference handed to node B the moment the upload started on node A is found there, over HTTP, WebSocket and the viewer", async () => {
+  await using nats = await startNats();
+  // B hears the engine late (as a replica behind, or a busy node would):
+  // its status feed brings each new upload after B was asked for it.
+  await using slowLink = new FaultProxy(
+    new URL(`http://127.0.0.1:${nats.port}/`),
+  );
+  slowLink.slow(SLOW_ENGINE_MS);
+  await using a = await startTestServer({ nats: nats.url });
+  await using b = await startTestServer({
+    nats: `nats://127.0.0.1:${slowLink.url.port}`,
+  });
+  for (let round = 0; round < 3; round++) {
+    const uploading = await startUpload(a.url, { name: `at-once-${round}` });
+    const id = uploading.id;
+    const [status, view, socket] = await within(
+      HANG_MS,
+      `round ${round}: asking B`,
+      Promise.allSettled([
+        fetch(new URL(`resources/${id}/status`, b.url)).then(bodyOf),
+        fetch(new URL(`view/${id}`, b.url)).then(bodyOf),
+        openDownload(onNode(uploading.reference, b.url)),
+      ]),
+    );
+    if (socket.status === "fulfilled") await socket.value.close();
+    await within(HANG_MS, "finishing", uploading.finish());
+    assertEquals(
+      [status, view].map((x) => x.status === "fulfilled" && x.value.status),
+      [200, 200],
+      `round ${round}: ${JSON.stringify([status, view])}`,
+    );
+    if (status.status === "fulfilled") {
+      assertEquals(JSON.parse(status.value.text).id, id);
+    }
+    assertEquals(
+      socket.status === "fulfilled" ? socket.value.status.id : socket.reason,
+      id,
+      `round ${round}: the download socket`,
+    );
+  }
+  // An id no node has is still "not found", after asking the engine.
+  const missing = await fetch(
+    new URL("resources/AAAAAAAAAAAAAAAAAAAAAA/status", b.url),
+  );
+  assertEquals(missing.status, 404);
+  assertEquals((await missing.json()).code, "not-found");
 });

@@ -85,6 +85,7 @@ export async function joinCluster(
       if (resource) options.onDeleted?.(resource);
     },
   });
+  registry.lookUpWith((id) => lookUpElsewhere(store, registry, id));
   const sweeper = new LeaseSweeper(store, {
     graceMs: options.graceMs,
     sweepMs: options.sweepMs ?? DEFAULT_LEASE_SWEEP_MS,
@@ -174,6 +175,30 @@ export async function takeOverUpload(
     `spool: took over upload ${id} from ${taken.from} at byte ${taken.written}`,
   );
   return resource;
+}
+
+/**
+ * Finds `id` in the engine when the feed has not brought it yet. An engine
+ * that cannot answer makes the request `unavailable`, not `not-found`.
+ */
+async function lookUpElsewhere(
+  store: JetStreamStore,
+  registry: ResourceRegistry,
+  id: string,
+): Promise<Resource | undefined> {
+  let status: ResourceStatus | undefined;
+  try {
+    status = await store.lastStatus(id);
+  } catch (error) {
+    throw new SpoolError(
+      "unavailable",
+      `could not look resource ${id} up in the engine: ${
+        (error as Error).message
+      }; expected the engine to answer (try again)`,
+    );
+  }
+  if (status !== undefined) await mirror(store, registry, status);
+  return registry.get(id);
 }
 
 /** Takes a status from the feed into the registry. */

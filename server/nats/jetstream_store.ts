@@ -233,9 +233,13 @@ export class JetStreamStore implements ResourceStore {
     }
   }
 
-  /** The last status any node stored for `id`. */
+  /**
+   * The last status any node stored for `id`, from the stream's leader (it
+   * decides look-ups and hand-overs: a replica may not have it yet).
+   */
   async lastStatus(id: string): Promise<ResourceStatus | undefined> {
-    return (await this.statuses.last(checkedId(id)))?.status;
+    const last = await this.statuses.last(checkedId(id), { fromLeader: true });
+    return last?.status;
   }
 
   /**
