@@ -53,6 +53,65 @@ export interface Listening {
   stop(): Promise<void>;
 }
 
+/** Peaks of resident memory sampled while some work runs. */
+export interface RssSampler {
+  /**
+   * Stops sampling; resolves with the highest RSS in bytes seen of each
+   * process, in the order of the pids given (a final sample included).
+   * Rejects if a process could not be read (it exited meanwhile).
+   */
+  stop(): Promise<number[]>;
+}
+
+/**
+ * Samples the RSS (`VmRSS`) of every process in `pids` every `everyMs` until
+ * {@linkcode RssSampler.stop}: the peak while some work runs, which
+ * `VmHWM` cannot give for one run of several in a process's life.
+ *
+ * @example
+ * ```ts ignore
+ * const sampler = sampleRss([server.process.pid]);
+ * // … the work …
+ * const [peak] = await sampler.stop();
+ * ```
+ */
+export function sampleRss(pids: number[], everyMs = 20): RssSampler {
+  const peaks = pids.map(() => 0);
+  let stopped = false;
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  const sample = async () => {
+    const now = await Promise.all(pids.map((pid) => rssOf(pid)));
+    now.forEach((rss, i) => peaks[i] = Math.max(peaks[i], rss));
+  };
+  const sampling = (async () => {
+    while (!stopped) {
+      await sample();
+      // A timer that stop() cuts short, so stopping never waits a period.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, everyMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  })().catch((error) => {
+    // Kept for stop(): a rejection nobody awaits yet would end the bench.
+    failure = error;
+  });
+  return {
+    async stop() {
+      stopped = true;
+      wake?.();
+      await sampling;
+      if (failure !== undefined) throw failure;
+      await sample();
+      return peaks;
+    },
+  };
+}
+
 /** Spawns `deno run -A SCRIPT ARGS` and waits for its `Listening on URL` line. */
 export async function spawnListening(
   script: string,

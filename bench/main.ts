@@ -197,13 +197,20 @@ function http2Group(options: Http2ReadsOptions): BenchGroup {
   };
 }
 
-function crossNodeGroup(mib: number, runs: number): BenchGroup {
+function crossNodeGroup(
+  mib: number,
+  runs: number,
+  lineWrites: number,
+): BenchGroup {
   return {
     name: "live cross-node follow",
     rows: crossNodeRows(mib),
-    // Two uploads per run, each bounded by its follower's timeout.
-    timeoutMs: 60_000 + runs * 2 * Math.max(30_000, (mib / 10) * 1000),
-    run: () => benchCrossNode(mib, runs),
+    // Per run three uploads, each bounded by its follower's timeout, and
+    // three latency runs of 4 KiB every 5 ms (generously 20 ms per write).
+    timeoutMs: 60_000 +
+      runs * 3 * (Math.max(30_000, (mib / 10) * 1000) + 30_000 +
+          lineWrites * 20),
+    run: () => benchCrossNode(mib, { runs, lineWrites }),
   };
 }
 
@@ -319,7 +326,7 @@ export function benchmarks(quick: boolean): BenchGroup[] {
         },
       ),
       bigObjectGroup(8, 2),
-      crossNodeGroup(4, 2),
+      crossNodeGroup(4, 2, 40),
     ];
   }
   return [
@@ -363,7 +370,7 @@ export function benchmarks(quick: boolean): BenchGroup[] {
       },
     ),
     bigObjectGroup(256, 5),
-    crossNodeGroup(64, 3),
+    crossNodeGroup(64, 3, 400),
   ];
 }
 

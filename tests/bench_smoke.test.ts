@@ -11,9 +11,10 @@ async function readResults(): Promise<Uint8Array | null> {
   }
 }
 
-/** Runs `bench/main.ts ARGS` to its end. */
+/** Runs `bench/main.ts ARGS` to its end, with `env` added to its environment. */
 async function runBench(
   args: string[],
+  env: Record<string, string> = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
     args: [
@@ -22,6 +23,7 @@ async function runBench(
       new URL("../bench/main.ts", import.meta.url).pathname,
       ...args,
     ],
+    env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -94,4 +96,23 @@ Deno.test("bench rejects an unknown option with exit code 2", async () => {
   const { code, stderr } = await runBench(["--quik"]);
   assertEquals(code, 2);
   assert(stderr.includes("--quik"), stderr);
+});
+
+Deno.test("bench cross-node without nats-server reports every row as skipped and succeeds", async () => {
+  const { code, stdout, stderr } = await runBench(
+    ["--quick", "--only", "cross-node"],
+    { NATS_SERVER: "/nonexistent/nats-server" },
+  );
+  assertEquals(code, 0, `bench exited with ${code}:\n${stderr}`);
+  assert(stderr.includes("bench: skipping cross-node follow"), stderr);
+  const rows =
+    benchmarks(true).find((group) => group.name === "live cross-node follow")!
+      .rows;
+  for (const row of rows) {
+    const line = stdout.split("\n").find((l) => l.startsWith(`| ${row}`));
+    assert(
+      line?.includes("skipped: /nonexistent/nats-server is missing"),
+      `row ${row} is not skipped:\n${stdout}`,
+    );
+  }
 });
