@@ -177,3 +177,16 @@ Deno.test("a reference handed to node B the moment the upload started on node A 
   assertEquals(missing.status, 404);
   assertEquals((await missing.json()).code, "not-found");
 });
+
+Deno.test("a node stopped while its status feed is still opening (a slow engine link) stops", async () => {
+  await using nats = await startNats();
+  await using slowLink = new FaultProxy(
+    new URL(`http://127.0.0.1:${nats.port}/`),
+  );
+  slowLink.slow(SLOW_ENGINE_MS);
+  const node = await startTestServer({
+    nats: `nats://127.0.0.1:${slowLink.url.port}`,
+  });
+  // An empty stream: the node is up before its feed's consumer exists.
+  await within(HANG_MS, "closing the node", node.close());
+});

@@ -105,6 +105,11 @@ export class StatusFeed {
           return delay(FEED_HEARTBEAT_MS);
         });
         if (opened === undefined) continue;
+        if (stopped) {
+          // Stopped while it was opening: nobody else will stop this one.
+          opened.stop();
+          return;
+        }
         feed.messages = opened;
         const messages = opened;
         stuck = false;
