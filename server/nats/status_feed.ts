@@ -218,18 +218,28 @@ function watch(
   };
   // Whatever the library tells (it may tell nothing while it recreates the
   // consumer), nothing handled for a whole pull while a status waits is stuck.
+  // An expired pull alone is not: one asked for in a quiet spell expires in
+  // the middle of the next burst, while its statuses are being handled.
   let seen = handled();
+  let progressAt = performance.now();
+  const idleForAPull = (): boolean => {
+    if (handled() !== seen) {
+      seen = handled();
+      progressAt = performance.now();
+    }
+    return performance.now() - progressAt >= FEED_EXPIRES_MS;
+  };
   const timer = setInterval(() => {
-    const idle = handled() === seen;
-    seen = handled();
-    if (idle) behind().then((waiting) => waiting && give());
+    if (idleForAPull()) behind().then((waiting) => waiting && give());
   }, FEED_EXPIRES_MS);
   (async () => {
     for await (const event of messages.status()) {
       const missed = event.type === "heartbeats_missed" &&
         event.count >= FEED_STUCK_MISSES;
       const expired = event.type === "debug" && event.code === 408;
-      if (missed || (expired && await behind())) return give();
+      if (missed || (expired && idleForAPull() && await behind())) {
+        return give();
+      }
     }
   })().catch((error) =>
     // Only the watch ends; the feed itself reports its own errors.
