@@ -61,7 +61,7 @@ export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   // Each command loads only its own modules (dynamic imports, which `deno
   // compile` still bundles): `spool send` need not load the server, the
-  // NATS client and the viewer, which cost it ~35 ms of start-up CPU.
+  // NATS client and the viewer, which cost it ~30 ms of start-up CPU.
   switch (command) {
     case undefined:
       console.error(HELP);
