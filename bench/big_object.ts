@@ -108,23 +108,26 @@ export async function benchBigObject(
       `${dir}/in`,
       "--quiet",
     ]);
+    const tiny = `${dir}/tiny.bin`;
+    await Deno.writeFile(tiny, new Uint8Array([1]));
+    const send = (file: string) =>
+      run(Deno.execPath(), [
+        "run",
+        "-A",
+        SPOOL,
+        "send",
+        "--quiet",
+        receiver.url.href,
+        file,
+      ]);
     const spool: { seconds: number; cpu: number }[] = [];
     const cp: { seconds: number; cpu: number }[] = [];
+    /** A 1-byte send: what a send costs whatever its size (start, handshake). */
+    const fixed: { seconds: number; cpu: number }[] = [];
     let peak: number;
     try {
       for (let i = 0; i < options.runs; i++) {
-        spool.push(
-          await timed(() =>
-            run(Deno.execPath(), [
-              "run",
-              "-A",
-              SPOOL,
-              "send",
-              "--quiet",
-              receiver.url.href,
-              source,
-            ]), [receiver.process.pid]),
-        );
+        spool.push(await timed(() => send(source), [receiver.process.pid]));
         const got = await fileSha256(stored);
         if (got !== sha) {
           throw new BenchError(
@@ -134,6 +137,7 @@ export async function benchBigObject(
         await Deno.remove(stored);
         cp.push(await timed(() => run("cp", [source, copy]), []));
         await Deno.remove(copy);
+        fixed.push(await timed(() => send(tiny), [receiver.process.pid]));
       }
       peak = await peakRss(receiver.process.pid);
     } finally {
@@ -144,6 +148,8 @@ export async function benchBigObject(
     const value = spreadOf(spool.map((run) => run.seconds));
     const baseline = spreadOf(cp.map((run) => run.seconds));
     const gb = (options.mib * MIB) / 1e9;
+    const start = spreadOf(fixed.map((run) => run.seconds));
+    const startCpu = spreadOf(fixed.map((run) => run.cpu));
     return [{
       figure,
       value: value.median,
@@ -158,7 +164,11 @@ export async function benchBigObject(
       },
       goal: { atMost: 1.5 },
       note:
-        `median of ${options.runs} runs per side (min–max in the cell), interleaved, each from a sync to a sync; a new \`spool send\` process per run, its start included; each run checks the stored file's sha256 against the sent file's; CPU is user + system seconds of \`spool send\`, \`cp\` and \`sync\` (waited-for children of the bench, from /proc/self/stat) and of the receiver (from /proc/PID/stat), per GB; the receiver's peak RSS over all runs: ${
+        `median of ${options.runs} runs per side (min–max in the cell), interleaved, each from a sync to a sync; a new \`spool send\` process per run, its start included (a 1-byte \`spool send\` to the same receiver, sync to sync, interleaved: ${
+          start.median.toFixed(2)
+        } s (${start.min.toFixed(2)}–${start.max.toFixed(2)}), ${
+          startCpu.median.toFixed(2)
+        } CPU-s: two isolates, the send loop's worker, connecting, the confirmation); each run checks the stored file's sha256 against the sent file's; CPU is user + system seconds of \`spool send\`, \`cp\` and \`sync\` (waited-for children of the bench, from /proc/self/stat) and of the receiver (from /proc/PID/stat), per GB; the receiver's peak RSS over all runs: ${
           (peak / MIB).toFixed(0)
         } MiB`,
     }];

@@ -17,7 +17,12 @@ import { FrameParser } from "../transport/frame_parser.ts";
 import { Stream, type StreamStats } from "../transport/mod.ts";
 import { randomBytes } from "./_helpers.ts";
 import { Lines } from "./_lines.ts";
-import { startTestReceiver } from "./_transport_helpers.ts";
+import {
+  type Received,
+  recordInto,
+  sha256,
+  startTestReceiver,
+} from "./_transport_helpers.ts";
 import { fileSha256 } from "../testing/files.ts";
 
 const MIB = 1024 * 1024;
@@ -246,6 +251,40 @@ Deno.test("transport big object: spool send → spool receive of a 512 MiB file:
     } finally {
       await receiver.stop();
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("transport big object: file bodies of several MiB arrive byte for byte, compressed or not, while the send loop reuses its read buffers", async () => {
+  await using rx = await startTestReceiver();
+  const received: Received[] = [];
+  const url = recordInto(rx.receiver, "files", received);
+  const dir = await Deno.makeTempDir({ prefix: "spool-file-bodies-" });
+  try {
+    // Sizes around the 1 MiB read: whole reads, a short last one, one byte.
+    const sizes = [5 * MIB, 3 * MIB + 17, MIB + 1];
+    const expected: string[] = [];
+    for (const [i, size] of sizes.entries()) {
+      const bytes = randomBytes(size, 40 + i);
+      await Deno.writeFile(`${dir}/${i}.bin`, bytes);
+      expected.push(await sha256(bytes));
+    }
+    for (const compression of ["none", "gzip"] as const) {
+      const stream = new Stream(url, { compression });
+      for (const [i, size] of sizes.entries()) {
+        await stream.send({ name: `${compression}/${i}`, size }, {
+          path: `${dir}/${i}.bin`,
+        });
+      }
+      await stream.fin();
+    }
+    assertEquals(
+      received.map(({ header, length, sha }) => [header.name, length, sha]),
+      ["none", "gzip"].flatMap((compression) =>
+        sizes.map((size, i) => [`${compression}/${i}`, size, expected[i]])
+      ),
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

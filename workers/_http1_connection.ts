@@ -39,6 +39,12 @@ export interface Connection {
   startChunk(size: number, lead?: Uint8Array): Promise<void>;
   /** Body bytes (before compression) the socket has taken so far. */
   readonly consumed: number;
+  /**
+   * Whether a chunk is done with once its `write` resolved (the socket
+   * copied it), so the caller may reuse its buffer. Absent or `false`: the
+   * chunk may still be read later (a compressor holds it).
+   */
+  readonly releasesWrites?: boolean;
   /** Ends the body and waits for the receiver's answer. */
   close(): Promise<void>;
   /** Drops the request at once. */
@@ -198,6 +204,8 @@ function answerError(
 
 class Http1Connection implements Connection {
   consumed = 0;
+  /** Set once: uncompressed, every write ends in the socket. */
+  readonly releasesWrites: boolean;
   #sessionId: string;
   #events: ConnectionEvents;
   #conn: Promise<Deno.Conn>;
@@ -229,6 +237,7 @@ class Http1Connection implements Connection {
     this.#answer.then((error) => {
       if (error !== null && !this.#closing) this.#fail(error, true);
     });
+    this.releasesWrites = options.compression === "none";
     if (options.compression !== "none") {
       const compression = new CompressionStream(options.compression);
       this.#compressor = compression.writable.getWriter();

@@ -436,6 +436,7 @@ export class SendLoop {
       await w.bytes(chunk);
       left -= chunk.byteLength;
       this.#sentBytes(chunk.byteLength);
+      if (w.connection.releasesWrites === true) source.recycle?.(chunk);
     }
     if (left > 0) {
       throw new TransportError(
