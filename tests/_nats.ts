@@ -69,7 +69,7 @@ export interface NatsCluster {
 /**
  * Starts `size` (default 3) clustered nats-servers with JetStream on free
  * ports, each with its own temporary store dir; resolves once every server
- * is ready and one of them logged that it leads the JetStream metadata
+ * is ready and each logged which server leads the JetStream metadata
  * (before that, a stream cannot be made).
  */
 export async function startNatsCluster(size = 3): Promise<NatsCluster> {
@@ -98,7 +98,8 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
       ], (server) => running.push({ ...server, name }));
       return { ...server, name };
     }));
-    await Promise.race(started.map((s) => s.saw(/metadata leader/)));
+    // Every server knows the leader: a stream with a replica on each can be placed.
+    await Promise.all(started.map((s) => s.saw(/metadata leader/)));
   } catch (error) {
     await dispose();
     throw error;

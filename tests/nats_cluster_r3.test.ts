@@ -18,17 +18,30 @@ import { jetstreamManager } from "@nats-io/jetstream";
 
 /** Bounds every wait of the test: a leader change took 5–6 s here. */
 const HANG_MS = 60_000;
-/**
- * Longer than a leader change of the lease bucket (5–6 s here): with the
- * default 5000 ms the lease can expire while its bucket elects a leader.
- */
-const LEASE_MS = 15_000;
 /** The leader is killed once A wrote half and B followed this much. */
 const KILL_AFTER_BYTES = 1024 * 1024;
 
+/**
+ * Connects a 3-replica engine, asking again while the fresh cluster's
+ * leader has not heard of enough JetStream peers to place 3 replicas
+ * ("no suitable peers for placement"): the cluster's own state to wait on.
+ */
+async function connectWhenPlaceable(urls: string[]): Promise<NatsEngine> {
+  const deadline = performance.now() + HANG_MS;
+  for (let pause = 50;; pause = Math.min(2 * pause, 1000)) {
+    try {
+      return await NatsEngine.connect({ servers: urls, replicas: 3 });
+    } catch (error) {
+      const placing = /no suitable peers/.test((error as Error).message);
+      if (!placing || performance.now() + pause > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+  }
+}
+
 /** Makes the stream and the bucket with 3 replicas, as an operator would (engine.ts's configuration). */
 async function makeR3(urls: string[]): Promise<void> {
-  const engine = await NatsEngine.connect({ servers: urls, replicas: 3 });
+  const engine = await connectWhenPlaceable(urls);
   try {
     const info = await engine.jsm.streams.info(STREAM);
     assertEquals(info.config.num_replicas, 3, "the stream has 3 replicas");
@@ -59,14 +72,9 @@ Deno.test({
   try {
     const jsm = await jetstreamManager(nc);
     const data = randomBytes(4 * 1024 * 1024 + 4321, 3301);
-    await using a = await startTestServer({
-      nats: cluster.urls,
-      leaseMs: LEASE_MS,
-    });
-    await using b = await startTestServer({
-      nats: cluster.urls,
-      leaseMs: LEASE_MS,
-    });
+    // The default lease (12 s) outlasts the bucket's leader change.
+    await using a = await startTestServer({ nats: cluster.urls });
+    await using b = await startTestServer({ nats: cluster.urls });
     const uploading = await startUpload(a.url, { name: "r3.bin" });
     const onB = await openDownload(onNode(uploading.reference, b.url));
     const start = performance.now();
