@@ -14,6 +14,11 @@ import type { ResourceStatus } from "../../protocol/status.ts";
 import { FencedError, publishReliably } from "./_publish.ts";
 import { statusSubject, STREAM } from "./subjects.ts";
 
+/** Refused publishes whose way was blocked by a status of our own, retried after it. */
+const OWN_STATUS_RETRIES = 5;
+/** Message ids remembered per resource: what blocks a publish is a recent one. */
+const REMEMBERED_IDS = 16;
+
 /** The header JetStream deduplicates on; stored with the message. */
 const MSG_ID_HEADER = "Nats-Msg-Id";
 
@@ -30,7 +35,7 @@ export interface StoredStatus {
  *
  * @example
  * ```ts ignore
- * const statuses = new StatusPublisher(engine.js, engine.jsm);
+ * const statuses = new StatusPublisher(engine.js, engine.jsm, engine.node);
  * await statuses.publish(status);
  * ```
  */
@@ -39,11 +44,15 @@ export class StatusPublisher {
   readonly #jsm: JetStreamManager;
   /** The sequence of the last status this node stored, per resource. */
   readonly #last = new Map<string, number>();
+  /** The message ids this node published last, per resource. */
+  readonly #mine = new Map<string, string[]>();
+  readonly #node: string;
 
-  /** Publishes through `js`, reads back through `jsm`. */
-  constructor(js: JetStreamClient, jsm: JetStreamManager) {
+  /** Publishes through `js` as node `node`, reads back through `jsm`. */
+  constructor(js: JetStreamClient, jsm: JetStreamManager, node: string) {
     this.#js = js;
     this.#jsm = jsm;
+    this.#node = node;
   }
 
   /**
@@ -70,9 +79,9 @@ export class StatusPublisher {
   /**
    * Publishes `status` after the last one this node stored for it (or,
    * with `after`, after that sequence; with neither, after the one in the
-   * stream now). Resolves with its sequence. `tag` sets this message's id
-   * apart from another node's status after the same one (the stream would
-   * take it for a duplicate and acknowledge the other's).
+   * stream now). Resolves with its sequence. Message ids name this node
+   * (and `tag`, e.g. a takeover), so that another node's status after the
+   * same one is never taken for a duplicate of ours.
    */
   async publish(
     status: ResourceStatus,
@@ -84,53 +93,74 @@ export class StatusPublisher {
     } = {},
   ): Promise<number> {
     const id = status.id;
-    const after = options.after ?? this.#last.get(id) ??
+    let after = options.after ?? this.#last.get(id) ??
       (await this.last(id, { fromLeader: true }))?.seq ?? 0;
-    const msgID = `${id}:s:${after}${
-      options.tag === undefined ? "" : `:${options.tag}`
-    }`;
-    let seq: number;
-    try {
-      seq = (await publishReliably(
-        this.#js,
-        statusSubject(id),
-        options.payload ?? JSON.stringify(status),
-        {
-          msgID,
-          headers: options.headers,
-          expect: { lastSubjectSequence: after },
-        },
-      )).seq;
-    } catch (error) {
-      if (!(error instanceof FencedError)) throw error;
-      seq = await this.#ownLast(id, msgID, error);
+    for (let attempt = 1;; attempt++) {
+      const msgID = `${id}:s:${after}:${this.#node}${
+        options.tag === undefined ? "" : `:${options.tag}`
+      }`;
+      this.#remember(id, msgID);
+      try {
+        const seq = (await publishReliably(
+          this.#js,
+          statusSubject(id),
+          options.payload ?? JSON.stringify(status),
+          {
+            msgID,
+            headers: options.headers,
+            expect: { lastSubjectSequence: after },
+          },
+        )).seq;
+        this.#last.set(id, seq);
+        return seq;
+      } catch (error) {
+        if (!(error instanceof FencedError)) throw error;
+        const inTheWay = await this.#lastOnLeader(id);
+        if (inTheWay?.msgID === msgID) {
+          this.#last.set(id, inTheWay.seq);
+          return inTheWay.seq;
+        }
+        const ours = inTheWay !== undefined &&
+          this.#mine.get(id)!.includes(inTheWay.msgID);
+        if (!ours || attempt === OWN_STATUS_RETRIES) throw error;
+        after = inTheWay.seq;
+      }
     }
-    this.#last.set(id, seq);
-    return seq;
   }
 
   /**
-   * The sequence of the last status of `id` when it is the message with
-   * `msgID`, else throws `fenced`. After a stream leader change, an attempt
-   * whose acknowledgement was lost may be stored, and the retry refused as
-   * "wrong last sequence" instead of acknowledged as a duplicate (seen with
-   * nats-server 2.9.10): the status in the way is then this node's own.
+   * The last status message of `id` on the stream's leader, with its id.
+   * A refused publish looks there for what is in its way. After a stream
+   * leader change, an attempt whose acknowledgement was lost may be stored
+   * and its retry refused as "wrong last sequence" instead of acknowledged
+   * as a duplicate, or even stored twice (both seen with nats-server
+   * 2.9.10): what is in the way is then this node's own, no other node's
+   * status came in between, and the status goes after it.
    */
-  async #ownLast(
+  async #lastOnLeader(
     id: string,
-    msgID: string,
-    fenced: FencedError,
-  ): Promise<number> {
-    // From the leader: a replica behind it would not have our attempt yet.
+  ): Promise<{ seq: number; msgID: string } | undefined> {
     const message = await this.#jsm.streams.getMessage(STREAM, {
       last_by_subj: statusSubject(id),
     });
-    if (message?.header?.get(MSG_ID_HEADER) !== msgID) throw fenced;
-    return message.seq;
+    if (message === null) return undefined;
+    return {
+      seq: message.seq,
+      msgID: message.header?.get(MSG_ID_HEADER) ?? "",
+    };
+  }
+
+  /** Keeps `msgID` among the last ones this node published for `id`. */
+  #remember(id: string, msgID: string): void {
+    const mine = this.#mine.get(id) ?? [];
+    if (mine.at(-1) !== msgID) mine.push(msgID);
+    if (mine.length > REMEMBERED_IDS) mine.shift();
+    this.#mine.set(id, mine);
   }
 
   /** Forgets `id` (its upload ended here). */
   forget(id: string): void {
     this.#last.delete(id);
+    this.#mine.delete(id);
   }
 }

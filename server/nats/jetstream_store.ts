@@ -102,7 +102,7 @@ export class JetStreamStore implements ResourceStore {
     this.#engine = engine;
     this.#ownsEngine = options.ownsEngine ?? false;
     this.#leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
-    this.statuses = new StatusPublisher(engine.js, engine.jsm);
+    this.statuses = new StatusPublisher(engine.js, engine.jsm, engine.node);
   }
 
   /** The engine the store is on. */
@@ -221,7 +221,7 @@ export class JetStreamStore implements ResourceStore {
       try {
         await this.statuses.publish(status, {
           after: last.seq,
-          tag: `take:${this.#engine.node}`,
+          tag: "take",
         });
         return { status, written, hash };
       } catch (error) {
