@@ -313,6 +313,8 @@ export class JetStreamStore implements ResourceStore {
         after: last?.seq ?? 0,
         headers: marker,
         payload: "",
+        // Not the owner's message id after the same status (see the sweeper's).
+        tag: `delete:${this.#engine.node}`,
       });
     } catch (error) {
       // Another node's retention deleted it first: one marker is enough.
