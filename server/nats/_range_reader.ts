@@ -65,6 +65,11 @@ async function getReliably(
   }
 }
 
+/** Times a range read asks again for a byte below the checkpoint that no piece held. */
+const GAP_RETRIES = 10;
+/** Pause between those attempts, in ms (a replica catches up within a few). */
+const GAP_RETRY_PAUSE_MS = 50;
+
 /** A piece of a resource: its offset and bytes. */
 export interface Piece {
   /** Offset of the first byte. */
@@ -180,9 +185,15 @@ async function segmentBytes(
 ): Promise<Uint8Array[]> {
   const pieces = new SegmentPieces(jsm, id, segment);
   const parts: Uint8Array[] = [];
-  for (let position = range.from; position < range.to;) {
+  for (let position = range.from, missed = 0; position < range.to;) {
     const bytes = await pieces.at(position);
-    if (typeof bytes === "string") throw new Error(bytes);
+    if (typeof bytes === "string") {
+      // The checkpoint counted this byte, so it is stored; with
+      // `allow_direct` a replica still catching up may answer without it.
+      if (++missed > GAP_RETRIES) throw new Error(bytes);
+      await delay(GAP_RETRY_PAUSE_MS);
+      continue;
+    }
     const part = bytes.subarray(0, range.to - position);
     parts.push(part);
     position += part.byteLength;
