@@ -44,8 +44,11 @@ export const SHUTDOWN_GRACE_MS = 3000;
  * With a shared engine (`--nats`): how long the node taking an upload may
  * go without renewing its lease before other nodes count it lost, in ms.
  * With the default resume grace an upload whose node died is `FAILED` on
- * every node within lease + grace + two sweeps: about 17 s.
+ * every node within lease + grace + two sweeps: about 24 s. Longer than a
+ * leader change of a clustered lease bucket (5–6 s here) plus the third of
+ * a lease between renewals, so that a leader change does not cost the
+ * holder its upload (with 5000 one did, in tests/nats_cluster_r3.test.ts).
  */
-export const DEFAULT_LEASE_MS = 5000;
+export const DEFAULT_LEASE_MS = 12_000;
 /** How often each node looks at the leases of uploads other nodes hold, in ms. */
 export const DEFAULT_LEASE_SWEEP_MS = 1000;

@@ -630,6 +630,8 @@ export class Resource {
     this.#recent.clear(this.#written);
     this.#handOver.resolve();
     const id = this.#status.id;
+    // Operators see why a node stopped taking an upload's bytes.
+    console.error(`spool: ${id}: handed over: ${error.message}`);
     this.#store.lastStatus?.(id).then(
       (last) => last && this.mirror(last),
       (cause) =>

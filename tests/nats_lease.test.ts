@@ -53,7 +53,7 @@ Deno.test("lease: a renewal stored without its acknowledgement is still this nod
   const engine = await NatsEngine.connect({ servers: [nats.url] });
   try {
     const key = "lost-ack";
-    const lease = await Lease.take(engine.leases, key, {
+    const lease = await Lease.take(engine, key, {
       node: engine.node,
       leaseMs: LEASE_MS,
     });
@@ -94,9 +94,9 @@ Deno.test("lease: a takeover is seen as one, even by the same node taking its ow
   try {
     const key = "taken-back";
     const record = { node: engine.node, leaseMs: LEASE_MS };
-    const first = await Lease.take(engine.leases, key, record);
+    const first = await Lease.take(engine, key, record);
     const { lease: second, from } = await Lease.takeOver(
-      engine.leases,
+      engine,
       key,
       record,
     );

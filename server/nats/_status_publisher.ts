@@ -46,11 +46,20 @@ export class StatusPublisher {
     this.#jsm = jsm;
   }
 
-  /** The last status message of `id`, if any (a deletion marker has none). */
-  async last(id: string): Promise<StoredStatus | undefined> {
-    const message = await this.#jsm.direct.getMessage(STREAM, {
-      last_by_subj: statusSubject(id),
-    });
+  /**
+   * The last status message of `id`, if any (a deletion marker has none).
+   * A direct get, which a replica may answer from a moment ago; with
+   * `fromLeader`, asked of the stream's leader, as a decision about who
+   * holds the upload must be.
+   */
+  async last(
+    id: string,
+    options: { fromLeader?: boolean } = {},
+  ): Promise<StoredStatus | undefined> {
+    const query = { last_by_subj: statusSubject(id) };
+    const message = options.fromLeader
+      ? await this.#jsm.streams.getMessage(STREAM, query)
+      : await this.#jsm.direct.getMessage(STREAM, query);
     if (message === null) return undefined;
     if (message.data.byteLength === 0) {
       return { status: undefined, seq: message.seq };
@@ -76,7 +85,7 @@ export class StatusPublisher {
   ): Promise<number> {
     const id = status.id;
     const after = options.after ?? this.#last.get(id) ??
-      (await this.last(id))?.seq ?? 0;
+      (await this.last(id, { fromLeader: true }))?.seq ?? 0;
     const msgID = `${id}:s:${after}${
       options.tag === undefined ? "" : `:${options.tag}`
     }`;
@@ -112,10 +121,11 @@ export class StatusPublisher {
     msgID: string,
     fenced: FencedError,
   ): Promise<number> {
-    const message = await this.#jsm.direct.getMessage(STREAM, {
+    // From the leader: a replica behind it would not have our attempt yet.
+    const message = await this.#jsm.streams.getMessage(STREAM, {
       last_by_subj: statusSubject(id),
     });
-    if (message?.header.get(MSG_ID_HEADER) !== msgID) throw fenced;
+    if (message?.header?.get(MSG_ID_HEADER) !== msgID) throw fenced;
     return message.seq;
   }
 

@@ -118,7 +118,7 @@ export class JetStreamStore implements ResourceStore {
   /** Takes the lease of the new upload, then stores its first status. */
   async create(status: ResourceStatus): Promise<ResourceWriter> {
     const id = checkedId(status.id);
-    const lease = await Lease.take(this.#engine.leases, id, {
+    const lease = await Lease.take(this.#engine, id, {
       node: this.#engine.node,
       leaseMs: this.#leaseMs,
     });
@@ -167,7 +167,7 @@ export class JetStreamStore implements ResourceStore {
    */
   async takeOver(id: string): Promise<TakenOver | undefined> {
     checkedId(id);
-    const taken = await Lease.takeOver(this.#engine.leases, id, {
+    const taken = await Lease.takeOver(this.#engine, id, {
       node: this.#engine.node,
       leaseMs: this.#leaseMs,
     });
@@ -197,7 +197,7 @@ export class JetStreamStore implements ResourceStore {
     const hash = createHash("sha256");
     let written = 0;
     for (let attempt = 1;; attempt++) {
-      const last = await this.statuses.last(id);
+      const last = await this.statuses.last(id, { fromLeader: true });
       if (last?.status === undefined || isTerminal(last.status)) {
         return undefined;
       }

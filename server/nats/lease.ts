@@ -10,6 +10,27 @@
  */
 
 import type { KV } from "@nats-io/kv";
+import type { JetStreamManager } from "@nats-io/jetstream";
+import { LEASE_BUCKET } from "./subjects.ts";
+
+/**
+ * The lease bucket and the manager that reads it from its stream's leader:
+ * a KV `get` is a direct get, which a replica may answer from before the
+ * latest write, and a stale read must not decide that a lease was lost.
+ */
+export interface LeaseBucket {
+  /** The bucket. */
+  leases: KV;
+  /** Reads its keys from the leader. */
+  jsm: JetStreamManager;
+}
+
+/** A key as the bucket's leader has it. */
+interface LeaderEntry {
+  revision: number;
+  /** The record, or `undefined` for a deleted or purged key. */
+  record: LeaseRecord | undefined;
+}
 
 /**
  * What a lease key holds.
@@ -38,13 +59,14 @@ export interface LeaseRecord {
  *
  * @example
  * ```ts ignore
- * const lease = await Lease.take(engine.leases, id, { node: engine.node, leaseMs: 5000 });
+ * const lease = await Lease.take(engine, id, { node: engine.node, leaseMs: 12_000 });
  * lease.onLost = (why) => console.error(why);
  * await lease.release();
  * ```
  */
 export class Lease {
   readonly #kv: KV;
+  readonly #jsm: JetStreamManager;
   readonly #key: string;
   readonly #record: LeaseRecord;
   #revision: number;
@@ -60,12 +82,13 @@ export class Lease {
   readonly #takenOver = Promise.withResolvers<string>();
 
   private constructor(
-    kv: KV,
+    bucket: LeaseBucket,
     key: string,
     record: LeaseRecord,
     revision: number,
   ) {
-    this.#kv = kv;
+    this.#kv = bucket.leases;
+    this.#jsm = bucket.jsm;
     this.#key = key;
     this.#record = record;
     this.#revision = revision;
@@ -75,10 +98,14 @@ export class Lease {
   }
 
   /** Takes the lease of `key`; throws if another node holds it. */
-  static async take(kv: KV, key: string, record: LeaseRecord): Promise<Lease> {
+  static async take(
+    bucket: LeaseBucket,
+    key: string,
+    record: LeaseRecord,
+  ): Promise<Lease> {
     const held = { ...record, holder: crypto.randomUUID() };
-    const revision = await kv.create(key, JSON.stringify(held));
-    return new Lease(kv, key, held, revision);
+    const revision = await bucket.leases.create(key, JSON.stringify(held));
+    return new Lease(bucket, key, held, revision);
   }
 
   /**
@@ -90,20 +117,21 @@ export class Lease {
    * status. Resolves with the lease and the node it was taken from.
    */
   static async takeOver(
-    kv: KV,
+    bucket: LeaseBucket,
     key: string,
     record: LeaseRecord,
   ): Promise<{ lease: Lease; from: string }> {
+    const kv = bucket.leases;
     const ours = { ...record, holder: crypto.randomUUID() };
     for (let attempt = 1;; attempt++) {
-      const entry = await kv.get(key);
-      const held = entry !== null && entry.operation === "PUT";
-      const from = held ? entry.json<LeaseRecord>().node : "no node";
+      const entry = await readOnLeader(bucket.jsm, key);
+      const held = entry?.record !== undefined;
+      const from = entry?.record?.node ?? "no node";
       try {
         const revision = held
-          ? await kv.update(key, JSON.stringify(ours), entry.revision)
+          ? await kv.update(key, JSON.stringify(ours), entry!.revision)
           : await kv.create(key, JSON.stringify(ours));
-        return { lease: new Lease(kv, key, ours, revision), from };
+        return { lease: new Lease(bucket, key, ours, revision), from };
       } catch (error) {
         // The holder renewed between our read and write: read again.
         if (!isWrongRevision(error) || attempt === TAKE_OVER_ATTEMPTS) {
@@ -138,10 +166,10 @@ export class Lease {
    * take writes its `holder`.
    */
   async #stillOurs(): Promise<boolean> {
-    const entry = await this.#kv.get(this.#key);
-    if (entry?.operation !== "PUT") return false;
+    const entry = await readOnLeader(this.#jsm, this.#key);
+    if (entry?.record === undefined) return false;
     if (entry.revision === this.#revision) return true;
-    if (entry.json<LeaseRecord>().holder !== this.#record.holder) return false;
+    if (entry.record.holder !== this.#record.holder) return false;
     this.#revision = entry.revision;
     return true;
   }
@@ -227,6 +255,29 @@ export class Lease {
     }
   }
 }
+
+/**
+ * Key `key` of the lease bucket as its stream's leader has it (a message
+ * get, not a direct get), or `null` if it was never written.
+ */
+async function readOnLeader(
+  jsm: JetStreamManager,
+  key: string,
+): Promise<LeaderEntry | null> {
+  const message = await jsm.streams.getMessage(`KV_${LEASE_BUCKET}`, {
+    last_by_subj: `$KV.${LEASE_BUCKET}.${key}`,
+  });
+  if (message === null) return null;
+  const operation = message.header?.get(KV_OPERATION_HEADER) ?? "";
+  const deleted = operation === "DEL" || operation === "PURGE";
+  return {
+    revision: message.seq,
+    record: deleted ? undefined : message.json<LeaseRecord>(),
+  };
+}
+
+/** The header a KV bucket marks deletes and purges with. */
+const KV_OPERATION_HEADER = "KV-Operation";
 
 /** Attempts of {@linkcode Lease.takeOver}: a holder renews every third of its lease, so two suffice unless several nodes race. */
 const TAKE_OVER_ATTEMPTS = 5;

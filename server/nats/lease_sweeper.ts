@@ -124,7 +124,7 @@ export class LeaseSweeper {
 
   /** Publishes `FAILED` after the last status, unless that one is final. */
   async #failUpload(id: string, reason: string): Promise<void> {
-    const last = await this.#store.statuses.last(id);
+    const last = await this.#store.statuses.last(id, { fromLeader: true });
     if (last?.status === undefined || isTerminal(last.status)) return;
     const now = new Date().toISOString();
     try {
