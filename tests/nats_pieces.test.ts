@@ -159,12 +159,14 @@ Deno.test("JetStream readers: pieces stored out of offset order and twice within
   }
 });
 
-Deno.test("JetStream takeover: the hash rebuilt from pieces stored out of order and twice is the upload's, at the exact durable offset", async () => {
+Deno.test("JetStream takeover and dataSize: the hash rebuilt from pieces stored out of order and twice is the upload's, at the exact durable offset", async () => {
   await using nodes = await twoNodes();
   const { a, b, id } = nodes;
   const data = randomBytes(SIZE, 42);
   await publishPieces(a.engine, id, data, SHUFFLED);
   await a.save(statusOf(id, 2 * S));
+  // The last segment's last stored piece is not its furthest.
+  assertEquals(await b.dataSize(id), SIZE);
   const taken = await b.takeOver(id);
   if (taken === undefined) {
     throw new Error("expected node B to take the live upload over");

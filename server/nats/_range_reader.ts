@@ -176,6 +176,33 @@ function covering(pieces: Piece[], position: number): Piece | undefined {
   return best;
 }
 
+/**
+ * The end of the furthest piece stored on segment `segment` of resource
+ * `id` (pieces may be stored in any order), or `undefined` if it has none.
+ *
+ * @example
+ * ```ts ignore
+ * const end = await segmentEnd(engine.jsm, id, 3);
+ * ```
+ */
+export async function segmentEnd(
+  jsm: JetStreamManager,
+  id: string,
+  segment: number,
+): Promise<number | undefined> {
+  let end: number | undefined;
+  for (let seq = 1;;) {
+    const message = await getReliably(jsm, {
+      seq,
+      next_by_subj: dataSubject(id, segment),
+    });
+    if (message === null) return end;
+    const piece = pieceOf(message);
+    end = Math.max(end ?? 0, endOf(piece));
+    seq = piece.seq + 1;
+  }
+}
+
 /** Segment `segment`'s bytes within `[from, to)`, in order; throws on a gap. */
 async function segmentBytes(
   jsm: JetStreamManager,
