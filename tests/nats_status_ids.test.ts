@@ -1,9 +1,11 @@
 /**
- * Status message ids on the JetStream store: a node failing another's
- * upload (the lease sweeper) publishes after the same status the owner
- * knows as last, so their messages must not share a message id, or the
- * stream would take the owner's final status for a duplicate of the
- * sweeper's and acknowledge it without storing it. Real nats-server.
+ * Status message ids on the JetStream store: a status's id names the status
+ * it follows, so two publishes after the same one look alike to the
+ * stream, which acknowledges the second as a duplicate without storing it.
+ * A node failing another's upload (the lease sweeper) must not share the
+ * owner's id, and one node's own publishes for a resource (a checkpoint
+ * timer's and the final sync's) must not run after the same status at
+ * once. Real nats-server.
  */
 
 import { assertEquals, assertRejects } from "@std/assert";
@@ -72,4 +74,36 @@ Deno.test("a node's FAILED for an upload whose lease stopped moving has its own 
   await a.engine.close();
   await b.close();
   await b.engine.close();
+});
+
+Deno.test("a node's status publishes for one resource made at once are stored one after the other, each counted: none is acknowledged as a duplicate of another", async () => {
+  await using nats = await startNats();
+  const store = new JetStreamStore(
+    await NatsEngine.connect({ servers: [nats.url] }),
+    { ownsEngine: true },
+  );
+  const id = newResourceId();
+  const now = new Date().toISOString();
+  const status: ResourceStatus = {
+    id,
+    name: "ids.bin",
+    mimeType: "application/octet-stream",
+    metadata: {},
+    status: "INITIATED",
+    size: 0,
+    createdAt: now,
+    updatedAt: now,
+  };
+  const writer = await store.create(status);
+  // As a checkpoint timer's sync and the final one may overlap in a stall.
+  const seqs = await Promise.all(
+    [100, 200, 300].map((size) =>
+      store.statuses.publish({ ...status, status: "IN_PROGRESS", size })
+    ),
+  );
+  assertEquals(new Set(seqs).size, 3, `sequences ${seqs.join(", ")}`);
+  const last = (await store.lastStatus(id))!;
+  assertEquals([last.status, last.size], ["IN_PROGRESS", 300]);
+  await writer.close();
+  await store.close();
 });

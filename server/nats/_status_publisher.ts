@@ -25,6 +25,18 @@ export interface StoredStatus {
   seq: number;
 }
 
+/** What {@linkcode StatusPublisher.publish} takes besides the status. */
+export interface PublishStatusOptions {
+  /** Publish after this sequence instead of this node's last status. */
+  after?: number;
+  /** Headers of the message. */
+  headers?: MsgHdrs;
+  /** The payload instead of the status's JSON (a deletion marker's is empty). */
+  payload?: string;
+  /** Sets the message id apart from another node's after the same status. */
+  tag?: string;
+}
+
 /**
  * Publishes statuses with fencing; remembers the last sequence per resource.
  *
@@ -39,6 +51,8 @@ export class StatusPublisher {
   readonly #jsm: JetStreamManager;
   /** The sequence of the last status this node stored, per resource. */
   readonly #last = new Map<string, number>();
+  /** Per resource, settles once its publish under way (and every earlier one) has. */
+  readonly #turns = new Map<string, Promise<void>>();
 
   /** Publishes through `js`, reads back through `jsm`. */
   constructor(js: JetStreamClient, jsm: JetStreamManager) {
@@ -74,14 +88,29 @@ export class StatusPublisher {
    * apart from another node's status after the same one (the stream would
    * take it for a duplicate and acknowledge the other's).
    */
-  async publish(
+  publish(
     status: ResourceStatus,
-    options: {
-      after?: number;
-      headers?: MsgHdrs;
-      payload?: string;
-      tag?: string;
-    } = {},
+    options: PublishStatusOptions = {},
+  ): Promise<number> {
+    // One at a time per resource: two publishes after the same status
+    // would share a message id, and the stream would acknowledge the second
+    // as a duplicate without storing it; a retry of an older one refused
+    // after a newer one landed would look like another node's fence.
+    const id = status.id;
+    const turn = (this.#turns.get(id) ?? Promise.resolve()).then(() =>
+      this.#publishNow(status, options)
+    );
+    const settled = turn.then(() => {}, () => {});
+    this.#turns.set(id, settled);
+    settled.then(() => {
+      if (this.#turns.get(id) === settled) this.#turns.delete(id);
+    });
+    return turn;
+  }
+
+  async #publishNow(
+    status: ResourceStatus,
+    options: PublishStatusOptions,
   ): Promise<number> {
     const id = status.id;
     const after = options.after ?? this.#last.get(id) ??
