@@ -14,6 +14,7 @@ import { within } from "./_fault_actors.ts";
 import { NatsEngine } from "../server/nats/engine.ts";
 import { LEASE_BUCKET, STREAM } from "../server/nats/subjects.ts";
 import { connect } from "@nats-io/transport-node";
+import { delay } from "@std/async/delay";
 import { jetstreamManager } from "@nats-io/jetstream";
 
 /** Bounds every wait of the test: a leader change took 5–6 s here. */
@@ -26,9 +27,33 @@ const LEASE_MS = 15_000;
 /** The leader is killed once A wrote half and B followed this much. */
 const KILL_AFTER_BYTES = 1024 * 1024;
 
+/**
+ * Connects, making the stream with 3 replicas, as soon as the cluster can
+ * place them: its metadata leader learns that the other servers run
+ * JetStream a moment after it is elected, and until then refuses with "no
+ * suitable peers for placement" (seen here). Polls that refusal, bounded.
+ */
+async function connectR3(urls: string[]): Promise<NatsEngine> {
+  const deadline = performance.now() + HANG_MS;
+  for (;;) {
+    try {
+      return await NatsEngine.connect({ servers: urls, replicas: 3 });
+    } catch (error) {
+      const said = `${(error as Error).message} ${
+        ((error as Error).cause as Error | undefined)?.message ?? ""
+      }`;
+      if (!/no suitable peers/.test(said) || performance.now() > deadline) {
+        throw error;
+      }
+      // The cluster is still learning its peers: ask again shortly.
+      await delay(250);
+    }
+  }
+}
+
 /** Makes the stream and the bucket with 3 replicas, as an operator would (engine.ts's configuration). */
 async function makeR3(urls: string[]): Promise<void> {
-  const engine = await NatsEngine.connect({ servers: urls, replicas: 3 });
+  const engine = await connectR3(urls);
   try {
     const info = await engine.jsm.streams.info(STREAM);
     assertEquals(info.config.num_replicas, 3, "the stream has 3 replicas");
