@@ -379,21 +379,32 @@ export class Resource {
 
   /** Writes queued appends in order until none is left; one loop at a time. */
   async #writeLoop(): Promise<void> {
+    // A pipelining store's appends still on their way, written in order.
+    let stored: Promise<void> | undefined;
     try {
-      for (let next = this.#nextWrite(); next; next = this.#nextWrite()) {
+      for (;;) {
+        const next = this.#nextWrite();
         const writer = this.#writer;
-        if (writer === undefined) break;
+        if (next === undefined || writer === undefined) {
+          if (stored === undefined) break;
+          await stored;
+          stored = undefined;
+          continue;
+        }
         const { bytes, appends } = next;
+        if (bytes.byteLength > 0 && writer.enqueue !== undefined) {
+          const queued = await writer.enqueue(bytes);
+          stored = queued.stored.then(() => this.#wrote(bytes, appends));
+          // Awaited before the loop ends; a later one carries the same failure.
+          stored.catch(() => {});
+          if (this.#handedOver) break;
+          continue;
+        }
+        if (stored !== undefined) await stored;
+        stored = undefined;
         if (bytes.byteLength > 0) await writer.append(bytes);
         if (this.#handedOver) break;
-        this.#queuedBytes = Math.max(0, this.#queuedBytes - bytes.byteLength);
-        this.#written += bytes.byteLength;
-        this.#appendsWritten += appends;
-        if (bytes.byteLength > 0) {
-          this.#recent.push(bytes, this.#tailBytes());
-          this.#scheduleCheckpoint();
-        }
-        this.#observer?.written(this.#written, this.#appendsWritten);
+        this.#wrote(bytes, appends);
       }
     } catch (error) {
       if (error instanceof TakenOverError) {
@@ -406,6 +417,19 @@ export class Resource {
     } finally {
       this.#writing = undefined;
     }
+  }
+
+  /** The store wrote `bytes` (`appends` appends): followers and the uploader learn it. */
+  #wrote(bytes: Uint8Array, appends: number): void {
+    if (this.#handedOver) return;
+    this.#queuedBytes = Math.max(0, this.#queuedBytes - bytes.byteLength);
+    this.#written += bytes.byteLength;
+    this.#appendsWritten += appends;
+    if (bytes.byteLength > 0) {
+      this.#recent.push(bytes, this.#tailBytes());
+      this.#scheduleCheckpoint();
+    }
+    this.#observer?.written(this.#written, this.#appendsWritten);
   }
 
   #scheduleCheckpoint(): void {

@@ -25,6 +25,12 @@ import { SpoolError } from "../protocol/errors.ts";
 export interface ResourceWriter {
   /** Appends `chunk`; resolves once it is written (visible to readers). */
   append(chunk: Uint8Array): Promise<void>;
+  /**
+   * Pipelining stores: like `append`, but resolves once `chunk` is on its
+   * way; `stored` resolves once it and every earlier chunk are written.
+   * Optional: without it, appends wait for each other.
+   */
+  enqueue?(chunk: Uint8Array): Promise<{ stored: Promise<void> }>;
   /** Makes everything appended so far durable (a no-op for stores that need none). */
   sync(): Promise<void>;
   /** Releases the writer; no append follows. */

@@ -14,6 +14,8 @@ export interface NatsServer {
   /** `nats://127.0.0.1:PORT`. */
   url: string;
   port: number;
+  /** Its process id (to pause it with SIGSTOP, say). */
+  pid: number;
   /** Its JetStream store dir. */
   dir: string;
   /** Kills it (SIGKILL with `kill: true`) and waits for it to exit. */
@@ -107,6 +109,7 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
   const servers: ClusterServer[] = running.map((server) => ({
     url: server.url,
     port: server.port,
+    pid: server.pid,
     dir: server.dir,
     name: server.name,
     stop: server.stop,
@@ -201,6 +204,7 @@ async function spawnNats(
   const server = {
     url: `nats://127.0.0.1:${port}`,
     port,
+    pid: child.pid,
     dir,
     stop,
     saw,

@@ -14,6 +14,7 @@ import { within } from "./_fault_actors.ts";
 import { NatsEngine } from "../server/nats/engine.ts";
 import { LEASE_BUCKET, STREAM } from "../server/nats/subjects.ts";
 import { connect } from "@nats-io/transport-node";
+import { delay } from "@std/async/delay";
 import { jetstreamManager } from "@nats-io/jetstream";
 
 /** Bounds every wait of the test: a leader change took 5–6 s here. */
@@ -22,26 +23,32 @@ const HANG_MS = 60_000;
 const KILL_AFTER_BYTES = 1024 * 1024;
 
 /**
- * Connects a 3-replica engine, asking again while the fresh cluster's
- * leader has not heard of enough JetStream peers to place 3 replicas
- * ("no suitable peers for placement"): the cluster's own state to wait on.
+ * Connects, making the stream with 3 replicas, as soon as the cluster can
+ * place them: its metadata leader learns that the other servers run
+ * JetStream a moment after it is elected, and until then refuses with "no
+ * suitable peers for placement" (seen here). Polls that refusal, bounded.
  */
-async function connectWhenPlaceable(urls: string[]): Promise<NatsEngine> {
+async function connectR3(urls: string[]): Promise<NatsEngine> {
   const deadline = performance.now() + HANG_MS;
-  for (let pause = 50;; pause = Math.min(2 * pause, 1000)) {
+  for (;;) {
     try {
       return await NatsEngine.connect({ servers: urls, replicas: 3 });
     } catch (error) {
-      const placing = /no suitable peers/.test((error as Error).message);
-      if (!placing || performance.now() + pause > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, pause));
+      const said = `${(error as Error).message} ${
+        ((error as Error).cause as Error | undefined)?.message ?? ""
+      }`;
+      if (!/no suitable peers/.test(said) || performance.now() > deadline) {
+        throw error;
+      }
+      // The cluster is still learning its peers: ask again shortly.
+      await delay(250);
     }
   }
 }
 
 /** Makes the stream and the bucket with 3 replicas, as an operator would (engine.ts's configuration). */
 async function makeR3(urls: string[]): Promise<void> {
-  const engine = await connectWhenPlaceable(urls);
+  const engine = await connectR3(urls);
   try {
     const info = await engine.jsm.streams.info(STREAM);
     assertEquals(info.config.num_replicas, 3, "the stream has 3 replicas");

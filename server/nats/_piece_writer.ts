@@ -1,8 +1,12 @@
 /**
  * The writer of one upload on the engine: appends become pieces on the
- * resource's segment subjects (an append's pieces are published together,
- * and it resolves once the stream stored all of them), and each `sync`
- * publishes the checkpoint status after the bytes it counts.
+ * resource's segment subjects, published without waiting for each
+ * acknowledgement (a bounded window in flight); an append counts as stored
+ * once the stream acknowledged it and every piece before it, and each
+ * `sync` publishes the checkpoint status only after that. Each piece is
+ * retried on its own, so the stream may store a segment's pieces out of
+ * offset order (or twice, after a leader change): readers place pieces by
+ * their offset header (`_range_reader.ts`).
  *
  * @module
  */
@@ -11,10 +15,19 @@ import { headers } from "@nats-io/transport-node";
 import type { ResourceStatus } from "../../protocol/status.ts";
 import { type ResourceWriter, TakenOverError } from "../store.ts";
 import type { Lease } from "./lease.ts";
-import { FencedError, publishReliably } from "./_publish.ts";
+import {
+  FencedError,
+  type PublishOptions,
+  publishReliably,
+} from "./_publish.ts";
 import { dataSubject, OFFSET_HEADER, SEGMENT_BYTES } from "./subjects.ts";
 import type { StatusPublisher } from "./_status_publisher.ts";
 import type { JetStreamClient } from "@nats-io/jetstream";
+
+/** Pieces published and not yet acknowledged, at most. */
+const MAX_PIECES_IN_FLIGHT = 16;
+/** Bytes published and not yet acknowledged, at most (one piece may exceed it). */
+const MAX_BYTES_IN_FLIGHT = 4 * 1024 * 1024;
 
 /** What a writer needs from its store. */
 export interface PieceWriterParts {
@@ -43,6 +56,12 @@ export class PieceWriter implements ResourceWriter {
   readonly #status: ResourceStatus;
   #offset: number;
   #checkpointed: number;
+  /** Resolves once every piece published so far is stored. */
+  #stored: Promise<void> = Promise.resolve();
+  /** Acknowledgements of the pieces in flight, oldest first. */
+  readonly #inFlight: Promise<unknown>[] = [];
+  #inFlightBytes = 0;
+  #failure: Error | undefined;
   /** Resolves once another node took the upload over (its lease, or a fenced status). */
   readonly lost: Promise<TakenOverError>;
   readonly #lost = Promise.withResolvers<TakenOverError>();
@@ -84,37 +103,81 @@ export class PieceWriter implements ResourceWriter {
     this.#checkLease();
   }
 
-  /** Publishes `chunk` as pieces; resolves once the stream stored all. */
-  async append(chunk: Uint8Array): Promise<void> {
+  /**
+   * Publishes `chunk` as pieces without waiting for their acknowledgements
+   * (waiting only for room in the window); `stored` resolves once the stream
+   * stored them and every piece before, and rejects if it could not.
+   */
+  async enqueue(chunk: Uint8Array): Promise<{ stored: Promise<void> }> {
     this.#checkLease();
+    if (this.#failure) throw this.#failure;
     const id = this.#status.id;
-    const publishes: Promise<unknown>[] = [];
     let at = 0;
     while (at < chunk.byteLength) {
-      const offset = this.#offset + at;
+      const offset = this.#offset;
       const room = SEGMENT_BYTES - (offset % SEGMENT_BYTES);
       const piece = chunk.subarray(at, at + room);
+      await this.#room(piece.byteLength);
+      this.#checkLease();
+      if (this.#failure) throw this.#failure;
       const header = headers();
       header.set(OFFSET_HEADER, String(offset));
-      publishes.push(
-        publishReliably(
-          this.#parts.js,
-          dataSubject(id, Math.floor(offset / SEGMENT_BYTES)),
-          piece,
-          { msgID: `${id}:${offset}:${piece.byteLength}`, headers: header },
-        ),
+      this.#publish(
+        dataSubject(id, Math.floor(offset / SEGMENT_BYTES)),
+        piece,
+        { msgID: `${id}:${offset}:${piece.byteLength}`, headers: header },
       );
+      this.#offset += piece.byteLength;
       at += piece.byteLength;
     }
-    await Promise.all(publishes);
-    this.#offset += chunk.byteLength;
+    return { stored: this.#stored };
+  }
+
+  /** Publishes `chunk` as pieces; resolves once the stream stored all. */
+  async append(chunk: Uint8Array): Promise<void> {
+    const { stored } = await this.enqueue(chunk);
+    await stored;
+  }
+
+  /** Waits until a piece of `bytes` fits the window of pieces in flight. */
+  async #room(bytes: number): Promise<void> {
+    while (
+      this.#inFlight.length >= MAX_PIECES_IN_FLIGHT ||
+      (this.#inFlight.length > 0 &&
+        this.#inFlightBytes + bytes > MAX_BYTES_IN_FLIGHT)
+    ) {
+      // Settled either way: a failure is taken through `#stored`.
+      await this.#inFlight[0].catch(() => {});
+    }
+  }
+
+  /**
+   * Publishes one piece now; `#stored` then waits for it after every earlier
+   * one, so a status never counts a piece whose predecessor is missing.
+   */
+  #publish(subject: string, piece: Uint8Array, options: PublishOptions): void {
+    const ack = publishReliably(this.#parts.js, subject, piece, options);
+    const settled = ack.finally(() => {
+      this.#inFlight.splice(this.#inFlight.indexOf(settled), 1);
+      this.#inFlightBytes -= piece.byteLength;
+    });
+    // Its rejection is taken (in order) by `stored` below.
+    settled.catch(() => {});
+    const stored = Promise.all([this.#stored, ack]).then(() => {});
+    // The failure is kept for the next append; `stored` also carries it.
+    stored.catch((error) => this.#failure ??= error);
+    this.#inFlight.push(settled);
+    this.#inFlightBytes += piece.byteLength;
+    this.#stored = stored;
   }
 
   /** Publishes the checkpoint: `IN_PROGRESS` with every byte stored so far. */
   async sync(): Promise<void> {
     this.#checkLease();
-    if (this.#offset === this.#checkpointed) return;
     const size = this.#offset;
+    // A status counts only bytes the stream acknowledged, all of them.
+    await this.#stored;
+    if (size === this.#checkpointed) return;
     try {
       await this.#parts.statuses.publish({
         ...this.#status,

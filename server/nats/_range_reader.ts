@@ -2,7 +2,9 @@
  * Reading a range of a resource's bytes back from the stream by direct get:
  * segment by segment, piece by piece (`next_by_subj` from the last
  * sequence), never creating a consumer. The caller bounds the range by the
- * checkpoint, so every byte asked for is stored.
+ * checkpoint, so every byte asked for is stored. Within a segment, pieces
+ * are placed by their offset header, whatever order (and however many
+ * times) the stream stored them.
  *
  * @module
  */
@@ -23,6 +25,8 @@ import {
 
 /** Bytes handed out per pull when the reader brings no buffer of its own. */
 const AUTO_CHUNK_BYTES = 64 * 1024;
+/** Segments a range read fetches at once (1 MiB): their direct gets overlap. */
+const PREFETCH_SEGMENTS = 4;
 
 /** How long a direct get is retried before the read fails, in ms (as long as a publish is). */
 const READ_DEADLINE_MS = PUBLISH_DEADLINE_MS;
@@ -61,6 +65,11 @@ async function getReliably(
   }
 }
 
+/** Times a range read asks again for a byte below the checkpoint that no piece held. */
+const GAP_RETRIES = 10;
+/** Pause between those attempts, in ms (a replica catches up within a few). */
+const GAP_RETRY_PAUSE_MS = 50;
+
 /** A piece of a resource: its offset and bytes. */
 export interface Piece {
   /** Offset of the first byte. */
@@ -82,61 +91,149 @@ export function pieceOf(message: StoredMsg): Piece {
   return { offset, bytes: message.data, seq: message.seq };
 }
 
-/** Finds the piece holding byte `position`, continuing from the last one found. */
-class PieceFinder {
+/**
+ * The pieces of one segment, fetched in stream order on demand. The stream
+ * may hold them in any order and more than once: a pipelined writer's
+ * retry lands after later pieces, a leader change may store a piece twice,
+ * and a node that lost an upload may still store bytes the new holder
+ * writes again (the same bytes at the same offsets). So a byte is served
+ * from whichever piece holds it, by the offset header, never by sequence;
+ * a byte no stored piece holds is a gap.
+ */
+class SegmentPieces {
   readonly #jsm: JetStreamManager;
   readonly #id: string;
-  #segment = -1;
+  readonly #subject: string;
+  readonly #start: number;
+  /** Pieces fetched and not yet passed, in stream order. */
+  #pieces: Piece[] = [];
   #nextSeq = 1;
 
-  constructor(jsm: JetStreamManager, id: string) {
+  constructor(jsm: JetStreamManager, id: string, segment: number) {
     this.#jsm = jsm;
     this.#id = id;
-  }
-
-  async find(position: number): Promise<Uint8Array> {
-    const found = await this.next(position);
-    if (typeof found === "string") throw new Error(found);
-    return found;
+    this.#subject = dataSubject(id, segment);
+    this.#start = segment * SEGMENT_BYTES;
   }
 
   /**
-   * The bytes from `position` to the end of the piece holding it, or, when
-   * no stored piece holds it, a sentence saying so.
+   * The bytes from `position` to the end of a stored piece holding it, or,
+   * when no stored piece holds it, a sentence saying so. Positions asked
+   * for only grow: pieces ending before one are dropped.
    */
-  async next(position: number): Promise<Uint8Array | string> {
-    const segment = Math.floor(position / SEGMENT_BYTES);
-    if (segment !== this.#segment) {
-      this.#segment = segment;
-      this.#nextSeq = 1;
-    }
-    const subject = dataSubject(this.#id, segment);
+  async at(position: number): Promise<Uint8Array | string> {
+    this.#pieces = this.#pieces.filter((piece) => endOf(piece) > position);
     for (;;) {
+      const held = covering(this.#pieces, position);
+      if (held !== undefined) {
+        return held.bytes.subarray(position - held.offset);
+      }
       const message = await getReliably(this.#jsm, {
         seq: this.#nextSeq,
-        next_by_subj: subject,
+        next_by_subj: this.#subject,
       });
       if (message === null) {
-        return `the engine holds no piece of resource ${this.#id} at byte ${position}; expected every byte up to the checkpoint`;
+        const after = this.#pieces.reduce(
+          (first, piece) => Math.min(first, piece.offset),
+          Infinity,
+        );
+        return after === Infinity
+          ? `the engine holds no piece of resource ${this.#id} at byte ${position}; expected every byte up to the checkpoint`
+          : `resource ${this.#id} has a gap: no piece holds byte ${position}, the next one stored starts at ${after}`;
       }
-      const piece = pieceOf(message);
+      const piece = this.#checked(pieceOf(message));
       this.#nextSeq = piece.seq + 1;
-      const end = piece.offset + piece.bytes.byteLength;
-      // An older copy of bytes further on (an upload resumed elsewhere) is skipped.
-      if (end <= position) continue;
-      if (piece.offset > position) {
-        return `resource ${this.#id} has a gap: the piece after byte ${position} starts at ${piece.offset}`;
-      }
-      return piece.bytes.subarray(position - piece.offset);
+      // An older copy of bytes already passed (stored again later) is skipped.
+      if (endOf(piece) > position) this.#pieces.push(piece);
     }
   }
+
+  /** `piece`, or an error if it does not lie within this segment. */
+  #checked(piece: Piece): Piece {
+    const end = this.#start + SEGMENT_BYTES;
+    if (piece.offset < this.#start || endOf(piece) > end) {
+      throw new Error(
+        `the piece at sequence ${piece.seq} on ${this.#subject} holds bytes [${piece.offset}, ${
+          endOf(piece)
+        }); expected bytes within [${this.#start}, ${end})`,
+      );
+    }
+    return piece;
+  }
+}
+
+function endOf(piece: Piece): number {
+  return piece.offset + piece.bytes.byteLength;
+}
+
+/** Of the pieces holding byte `position`, the one reaching furthest. */
+function covering(pieces: Piece[], position: number): Piece | undefined {
+  let best: Piece | undefined;
+  for (const piece of pieces) {
+    if (piece.offset > position || endOf(piece) <= position) continue;
+    if (best === undefined || endOf(piece) > endOf(best)) best = piece;
+  }
+  return best;
+}
+
+/**
+ * The end of the furthest piece stored on segment `segment` of resource
+ * `id` (pieces may be stored in any order), or `undefined` if it has none.
+ *
+ * @example
+ * ```ts ignore
+ * const end = await segmentEnd(engine.jsm, id, 3);
+ * ```
+ */
+export async function segmentEnd(
+  jsm: JetStreamManager,
+  id: string,
+  segment: number,
+): Promise<number | undefined> {
+  let end: number | undefined;
+  for (let seq = 1;;) {
+    const message = await getReliably(jsm, {
+      seq,
+      next_by_subj: dataSubject(id, segment),
+    });
+    if (message === null) return end;
+    const piece = pieceOf(message);
+    end = Math.max(end ?? 0, endOf(piece));
+    seq = piece.seq + 1;
+  }
+}
+
+/** Segment `segment`'s bytes within `[from, to)`, in order; throws on a gap. */
+async function segmentBytes(
+  jsm: JetStreamManager,
+  id: string,
+  segment: number,
+  range: { from: number; to: number },
+): Promise<Uint8Array[]> {
+  const pieces = new SegmentPieces(jsm, id, segment);
+  const parts: Uint8Array[] = [];
+  for (let position = range.from, missed = 0; position < range.to;) {
+    const bytes = await pieces.at(position);
+    if (typeof bytes === "string") {
+      // The checkpoint counted this byte, so it is stored; with
+      // `allow_direct` a replica still catching up may answer without it.
+      if (++missed > GAP_RETRIES) throw new Error(bytes);
+      await delay(GAP_RETRY_PAUSE_MS);
+      continue;
+    }
+    const part = bytes.subarray(0, range.to - position);
+    parts.push(part);
+    position += part.byteLength;
+  }
+  return parts;
 }
 
 /**
  * Reads the bytes of resource `id` stored without a gap from byte `from`
  * on, giving each run of them to `take`; resolves with the offset where
  * they end. How a node taking an upload over finds (and hashes) what the
- * stream holds: the durable offset the uploader resumes from.
+ * stream holds: the durable offset the uploader resumes from. Pieces
+ * stored out of offset order or twice count once, at their offsets.
  *
  * @example
  * ```ts ignore
@@ -150,18 +247,25 @@ export async function readStored(
   from: number,
   take: (bytes: Uint8Array) => void,
 ): Promise<number> {
-  const finder = new PieceFinder(jsm, id);
   let position = from;
   for (;;) {
-    const bytes = await finder.next(position);
-    if (typeof bytes === "string") return position;
-    take(bytes);
-    position += bytes.byteLength;
+    const segment = Math.floor(position / SEGMENT_BYTES);
+    const pieces = new SegmentPieces(jsm, id, segment);
+    while (Math.floor(position / SEGMENT_BYTES) === segment) {
+      const bytes = await pieces.at(position);
+      if (typeof bytes === "string") return position;
+      take(bytes);
+      position += bytes.byteLength;
+    }
   }
 }
 
 /**
  * Bytes `[start, end)` of resource `id` as a byte stream (BYOB-capable).
+ * Up to {@linkcode PREFETCH_SEGMENTS} segments are read at once (each is
+ * its own subject, so their direct gets are independent): a follower on
+ * another node catching up after a checkpoint is not one round trip per
+ * piece behind.
  *
  * @example
  * ```ts ignore
@@ -174,9 +278,9 @@ export function readRange(
   start: number,
   end: number,
 ): ReadableStream<Uint8Array> {
-  const finder = new PieceFinder(jsm, id);
-  let position = start;
+  const ahead = new SegmentsAhead(jsm, id, { start, end });
   let pending: Uint8Array | undefined;
+  let position = start;
   return new ReadableStream({
     type: "bytes",
     autoAllocateChunkSize: AUTO_CHUNK_BYTES,
@@ -188,19 +292,77 @@ export function readRange(
         return;
       }
       if (pending === undefined || pending.byteLength === 0) {
-        pending = await finder.find(position);
+        pending = await ahead.next();
       }
       const view = request.view as Uint8Array;
-      const length = Math.min(
-        view.byteLength,
-        pending.byteLength,
-        end - position,
-      );
+      const length = Math.min(view.byteLength, pending.byteLength);
       view.set(pending.subarray(0, length));
       pending = pending.subarray(length);
       position += length;
       request.respond(length);
       if (position >= end) controller.close();
     },
+    cancel: () => ahead.cancel(),
   });
+}
+
+/** The segments of a range, read a few ahead of the one being handed out. */
+class SegmentsAhead {
+  readonly #jsm: JetStreamManager;
+  readonly #id: string;
+  readonly #end: number;
+  #nextSegment: number;
+  readonly #reads: Promise<Uint8Array[]>[] = [];
+  #parts: Uint8Array[] = [];
+
+  constructor(
+    jsm: JetStreamManager,
+    id: string,
+    range: { start: number; end: number },
+  ) {
+    this.#jsm = jsm;
+    this.#id = id;
+    this.#end = range.end;
+    this.#nextSegment = Math.floor(range.start / SEGMENT_BYTES);
+    this.#fill(range.start);
+  }
+
+  /** Starts segment reads up to the window, the first one from `from`. */
+  #fill(from: number): void {
+    while (this.#reads.length < PREFETCH_SEGMENTS) {
+      const segment = this.#nextSegment;
+      const segmentStart = segment * SEGMENT_BYTES;
+      if (segmentStart >= this.#end) return;
+      const read = segmentBytes(this.#jsm, this.#id, segment, {
+        from: Math.max(from, segmentStart),
+        to: Math.min(this.#end, segmentStart + SEGMENT_BYTES),
+      });
+      // Its failure is taken when it is its turn (or dropped by cancel).
+      read.catch(() => {});
+      this.#reads.push(read);
+      this.#nextSegment++;
+    }
+  }
+
+  /** The next bytes of the range, in order; throws on a gap. */
+  async next(): Promise<Uint8Array> {
+    while (this.#parts.length === 0) {
+      const read = this.#reads.shift();
+      if (read === undefined) {
+        throw new Error(
+          `the read of resource ${this.#id} went past its end ${this.#end}`,
+        );
+      }
+      this.#parts = await read;
+      this.#fill(0);
+    }
+    return this.#parts.shift()!;
+  }
+
+  /** Waits for the reads under way (their answers are dropped). */
+  async cancel(): Promise<void> {
+    const reads = this.#reads.splice(0);
+    // Only waited for, so that no request outlives the stream.
+    await Promise.allSettled(reads);
+  }
 }

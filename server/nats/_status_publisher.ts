@@ -30,6 +30,18 @@ export interface StoredStatus {
   seq: number;
 }
 
+/** What {@linkcode StatusPublisher.publish} takes besides the status. */
+export interface PublishStatusOptions {
+  /** Publish after this sequence instead of this node's last status. */
+  after?: number;
+  /** Headers of the message. */
+  headers?: MsgHdrs;
+  /** The payload instead of the status's JSON (a deletion marker's is empty). */
+  payload?: string;
+  /** Sets the message id apart from this node's other kinds of status (a takeover's fence, a sweeper's `FAILED`). */
+  tag?: string;
+}
+
 /**
  * Publishes statuses with fencing; remembers the last sequence per resource.
  *
@@ -47,6 +59,8 @@ export class StatusPublisher {
   /** The message ids this node published last, per resource. */
   readonly #mine = new Map<string, string[]>();
   readonly #node: string;
+  /** Per resource, settles once its publish under way (and every earlier one) has. */
+  readonly #turns = new Map<string, Promise<void>>();
 
   /** Publishes through `js` as node `node`, reads back through `jsm`. */
   constructor(js: JetStreamClient, jsm: JetStreamManager, node: string) {
@@ -83,14 +97,29 @@ export class StatusPublisher {
    * (and `tag`, e.g. a takeover), so that another node's status after the
    * same one is never taken for a duplicate of ours.
    */
-  async publish(
+  publish(
     status: ResourceStatus,
-    options: {
-      after?: number;
-      headers?: MsgHdrs;
-      payload?: string;
-      tag?: string;
-    } = {},
+    options: PublishStatusOptions = {},
+  ): Promise<number> {
+    // One at a time per resource: two publishes after the same status
+    // would share a message id, and the stream would acknowledge the second
+    // as a duplicate without storing it; a retry of an older one refused
+    // after a newer one landed would look like another node's fence.
+    const id = status.id;
+    const turn = (this.#turns.get(id) ?? Promise.resolve()).then(() =>
+      this.#publishNow(status, options)
+    );
+    const settled = turn.then(() => {}, () => {});
+    this.#turns.set(id, settled);
+    settled.then(() => {
+      if (this.#turns.get(id) === settled) this.#turns.delete(id);
+    });
+    return turn;
+  }
+
+  async #publishNow(
+    status: ResourceStatus,
+    options: PublishStatusOptions,
   ): Promise<number> {
     const id = status.id;
     let after = options.after ?? this.#last.get(id) ??

@@ -20,11 +20,10 @@ import {
 import type { NatsEngine } from "./engine.ts";
 import { Lease } from "./lease.ts";
 import { PieceWriter } from "./_piece_writer.ts";
-import { pieceOf, readRange, readStored } from "./_range_reader.ts";
+import { readRange, readStored, segmentEnd } from "./_range_reader.ts";
 import { StatusPublisher } from "./_status_publisher.ts";
 import { FencedError } from "./_publish.ts";
 import {
-  dataSubject,
   dataSubjects,
   DELETED_HEADER,
   idOfStatusSubject,
@@ -276,12 +275,10 @@ export class JetStreamStore implements ResourceStore {
     let segment = Math.floor((last?.status?.size ?? 0) / SEGMENT_BYTES);
     let size = 0;
     for (;; segment++) {
-      const message = await this.#engine.jsm.direct.getMessage(STREAM, {
-        last_by_subj: dataSubject(id, segment),
-      });
-      if (message === null) return Math.max(size, last?.status?.size ?? 0);
-      const piece = pieceOf(message);
-      size = piece.offset + piece.bytes.byteLength;
+      // The furthest piece, not the last stored: pieces may come out of order.
+      const end = await segmentEnd(this.#engine.jsm, id, segment);
+      if (end === undefined) return Math.max(size, last?.status?.size ?? 0);
+      size = end;
     }
   }
 
@@ -317,6 +314,8 @@ export class JetStreamStore implements ResourceStore {
         after: last?.seq ?? 0,
         headers: marker,
         payload: "",
+        // Not the owner's message id after the same status (see the sweeper's).
+        tag: "delete",
       });
     } catch (error) {
       // Another node's retention deleted it first: one marker is enough.

@@ -134,7 +134,12 @@ export class LeaseSweeper {
         error: reason,
         updatedAt: now,
         finishedAt: now,
-      }, { after: last.seq });
+      }, {
+        after: last.seq,
+        // Its own message id: the owner's status after the same one has
+        // `<id>:s:<seq>`, and the stream must not take either for the other.
+        tag: "fail",
+      });
       this.#store.statuses.forget(id);
     } catch (error) {
       // Another node failed it first, or its owner spoke: either is the truth.

@@ -1,0 +1,207 @@
+/**
+ * Readers of the JetStream store take a segment's pieces by their offset
+ * header, not by stream sequence: a pipelined writer's retry lands after
+ * later pieces, a leader change can store a piece twice, and a node that
+ * lost an upload may store bytes the new holder writes again. The pieces
+ * are published straight through the engine in such orders, on a real
+ * nats-server; range reads and a takeover's hash rebuild must still give
+ * the exact bytes, and stop at a gap.
+ */
+
+import { assertEquals, assertRejects } from "@std/assert";
+import { createHash } from "node:crypto";
+import { headers } from "@nats-io/transport-node";
+import type { ResourceStatus } from "../protocol/status.ts";
+import { NatsEngine } from "../server/nats/engine.ts";
+import { JetStreamStore } from "../server/nats/jetstream_store.ts";
+import {
+  dataSubject,
+  OFFSET_HEADER,
+  SEGMENT_BYTES,
+} from "../server/nats/subjects.ts";
+import { newResourceId } from "../server/resource_id.ts";
+import { randomBytes, readAll, sha256 } from "./_helpers.ts";
+import { startNats } from "./_nats.ts";
+
+/** A piece to store: `[from, to)` of the data. */
+type Span = [from: number, to: number];
+
+const S = SEGMENT_BYTES;
+/** Three whole segments and part of a fourth. */
+const SIZE = 3 * S + 5000;
+
+/**
+ * Every byte of `[0, SIZE)`, in pieces stored out of offset order within
+ * each segment, some twice, one overlapping two others at other boundaries.
+ */
+const SHUFFLED: Span[] = [
+  [200_000, S],
+  [50_000, 150_000],
+  [100_000, 200_000],
+  [0, 100_000],
+  [0, 100_000],
+  [100_000, 200_000],
+  [400_000, 2 * S],
+  [300_000, 400_000],
+  [300_000, 400_000],
+  [S, 300_000],
+  [2 * S, 3 * S],
+  [2 * S, 3 * S],
+  [3 * S + 2000, SIZE],
+  [3 * S, 3 * S + 2000],
+];
+
+function statusOf(id: string, size: number): ResourceStatus {
+  const now = new Date().toISOString();
+  return {
+    id,
+    name: "pieces.bin",
+    mimeType: "application/octet-stream",
+    metadata: {},
+    status: "IN_PROGRESS",
+    size,
+    createdAt: now,
+    updatedAt: now,
+  };
+}
+
+/** Stores `spans` of `data` as pieces, in the order given, each one anew (no message id). */
+async function publishPieces(
+  engine: NatsEngine,
+  id: string,
+  data: Uint8Array,
+  spans: Span[],
+): Promise<void> {
+  for (const [from, to] of spans) {
+    const header = headers();
+    header.set(OFFSET_HEADER, String(from));
+    await engine.js.publish(
+      dataSubject(id, Math.floor(from / S)),
+      data.subarray(from, to),
+      { headers: header },
+    );
+  }
+}
+
+/** Reads `[start, end)` through a BYOB reader with a small buffer (as a follower's cursor does). */
+async function readByob(
+  store: JetStreamStore,
+  id: string,
+  start: number,
+  end: number,
+): Promise<Uint8Array> {
+  const reader = store.read(id, start, end).getReader({ mode: "byob" });
+  const out = new Uint8Array(end - start);
+  let at = 0;
+  for (;;) {
+    const room = Math.min(7_777, out.length - at);
+    if (room === 0) break;
+    const { value, done } = await reader.read(new Uint8Array(room));
+    if (done || !value) break;
+    out.set(value, at);
+    at += value.byteLength;
+  }
+  reader.releaseLock();
+  assertEquals(at, end - start, `read ${at} bytes of [${start}, ${end})`);
+  return out;
+}
+
+/** Two stores (two nodes) on one nats-server; node A holds a new upload. */
+async function twoNodes(): Promise<{
+  a: JetStreamStore;
+  b: JetStreamStore;
+  id: string;
+  [Symbol.asyncDispose](): Promise<void>;
+}> {
+  const nats = await startNats();
+  const connect = async () => {
+    const engine = await NatsEngine.connect({ servers: [nats.url] });
+    const store = new JetStreamStore(engine, { ownsEngine: true });
+    return store;
+  };
+  const a = await connect(), b = await connect();
+  const id = newResourceId();
+  const writer = await a.create({ ...statusOf(id, 0), status: "INITIATED" });
+  await writer.close();
+  return {
+    a,
+    b,
+    id,
+    async [Symbol.asyncDispose]() {
+      await a.close();
+      await b.close();
+      await nats[Symbol.asyncDispose]();
+    },
+  };
+}
+
+Deno.test("JetStream readers: pieces stored out of offset order and twice within a segment read back as the exact bytes, whole and in ranges", async () => {
+  await using nodes = await twoNodes();
+  const { a, b, id } = nodes;
+  const data = randomBytes(SIZE, 41);
+  await publishPieces(a.engine, id, data, SHUFFLED);
+  await a.save(statusOf(id, SIZE));
+  assertEquals(
+    await sha256(await readAll(b.read(id, 0, SIZE))),
+    await sha256(data),
+  );
+  for (
+    const [start, end] of [[0, 1], [99_999, 200_001], [S - 1, 2 * S + 1], [
+      150_000,
+      SIZE,
+    ], [SIZE - 1, SIZE]]
+  ) {
+    assertEquals(
+      await sha256(await readByob(b, id, start, end)),
+      await sha256(data.subarray(start, end)),
+      `bytes [${start}, ${end})`,
+    );
+  }
+});
+
+Deno.test("JetStream takeover and dataSize: the hash rebuilt from pieces stored out of order and twice is the upload's, at the exact durable offset", async () => {
+  await using nodes = await twoNodes();
+  const { a, b, id } = nodes;
+  const data = randomBytes(SIZE, 42);
+  await publishPieces(a.engine, id, data, SHUFFLED);
+  await a.save(statusOf(id, 2 * S));
+  // The last segment's last stored piece is not its furthest.
+  assertEquals(await b.dataSize(id), SIZE);
+  const taken = await b.takeOver(id);
+  if (taken === undefined) {
+    throw new Error("expected node B to take the live upload over");
+  }
+  assertEquals(taken.written, SIZE);
+  assertEquals(taken.hash.digest("hex"), await sha256(data));
+  await taken.writer.close();
+});
+
+Deno.test("JetStream readers: a gap below a segment's later pieces ends the stored bytes there; a read across it fails naming it", async () => {
+  await using nodes = await twoNodes();
+  const { a, b, id } = nodes;
+  const data = randomBytes(SIZE, 43);
+  // [100000, 200000) is missing; pieces after it are stored, before it too.
+  const spans: Span[] = [[200_000, S], [S, 2 * S], [0, 100_000], [
+    50_000,
+    90_000,
+  ]];
+  await publishPieces(a.engine, id, data, spans);
+  await a.save(statusOf(id, 100_000));
+  assertEquals(
+    await sha256(await readByob(b, id, 0, 100_000)),
+    await sha256(data.subarray(0, 100_000)),
+  );
+  await assertRejects(
+    () => readAll(b.read(id, 50_000, 300_000)),
+    Error,
+    "has a gap: no piece holds byte 100000, the next one stored starts at 200000",
+  );
+  const taken = await b.takeOver(id);
+  if (taken === undefined) {
+    throw new Error("expected node B to take the live upload over");
+  }
+  assertEquals(taken.written, 100_000);
+  const expected = createHash("sha256").update(data.subarray(0, 100_000));
+  assertEquals(taken.hash.digest("hex"), expected.digest("hex"));
+  await taken.writer.close();
+});
