@@ -198,12 +198,17 @@ export class UploadSessions {
   }
 
   /**
-   * The socket holding `session` went away: with `abort` the upload fails
-   * now, otherwise after the grace period unless it is resumed.
+   * The socket holding `session` (the one whose `release` it was given)
+   * went away: with `abort` the upload fails now, otherwise after the grace
+   * period unless it is resumed. A socket a later resume released holds
+   * nothing: its leaving changes nothing.
    */
-  detach(session: UploadSession, options: { abort: boolean }): void {
+  detach(
+    session: UploadSession,
+    options: { abort: boolean; release: () => void },
+  ): void {
     const state = this.#sessions.get(session.resource.status.id);
-    if (state !== session) return;
+    if (state !== session || state.release !== options.release) return;
     state.release = undefined;
     if (options.abort || this.#graceMs === 0) {
       this.#fail(state);

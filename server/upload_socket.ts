@@ -271,7 +271,10 @@ class UploadSocket {
     if (this.#peer.ended) {
       // Held after the end was handled (a resume awaited the store).
       this.#unhold();
-      this.#context.sessions.detach(this.#session!, { abort: false });
+      this.#context.sessions.detach(this.#session!, {
+        abort: false,
+        release: this.#release,
+      });
       this.#phase = "done";
       return;
     }
@@ -386,6 +389,7 @@ class UploadSocket {
       this.#phase = "done";
       this.#context.sessions.detach(this.#session, {
         abort: code === CLOSE_ABORT,
+        release: this.#release,
       });
     }
   }

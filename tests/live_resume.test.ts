@@ -7,6 +7,7 @@ import {
   randomBytes,
   readAll,
   sha256,
+  SlowFileStore,
   startTestServer,
   uploadSocketUrl,
 } from "./_helpers.ts";
@@ -143,4 +144,55 @@ Deno.test("resume: an explicit abort fails at once despite the grace period", as
   ]);
   clearTimeout(guard);
   assertEquals(failed?.error, DISCONNECTED_REASON);
+});
+
+/** The grace of the racing-resumes test; its disk is slower than that. */
+const RACE_GRACE_MS = 400;
+
+Deno.test("resume: of two resumes racing while the disk catches up, the one that lost cannot arm the grace timer of the one that won", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "spool-race-" });
+  const store = new SlowFileStore(dataDir);
+  const disk = Promise.withResolvers<void>();
+  store.pace = () => disk.promise; // each write waits until the test lets it
+  await using server = await startTestServer({
+    store,
+    dataDir,
+    resumeGraceMs: RACE_GRACE_MS,
+  });
+  const first = await RawSocket.open(uploadSocketUrl(server.url));
+  first.send({ type: "request-upload", name: "raced" });
+  const ready = await first.expect("ready-for-upload");
+  const data = randomBytes(30_000, 77);
+  first.send(data.slice(0, 10_000));
+  await first.close(); // its bytes wait for the disk
+  // Two resumes: each waits for the bytes before it names the offset.
+  const resumes = [
+    await RawSocket.open(uploadSocketUrl(server.url)),
+    await RawSocket.open(uploadSocketUrl(server.url)),
+  ];
+  for (const socket of resumes) {
+    socket.send({ type: "resume-upload", id: ready.id, token: ready.token });
+  }
+  // The first resume the server takes is released by the second.
+  const lost = await Promise.race(
+    resumes.map((socket, i) => socket.closed.then((event) => ({ i, event }))),
+  );
+  assertEquals(lost.event.code, CLOSE_REPLACED);
+  const winner = resumes[1 - lost.i];
+  disk.resolve();
+  const resumed = await winner.expect("ready-for-upload");
+  assertEquals(resumed.offset, 10_000);
+  // Slower than the grace from here on: a stray grace timer would fail it.
+  store.pace = () =>
+    new Promise((resolve) => setTimeout(resolve, 2 * RACE_GRACE_MS));
+  winner.send(data.slice(10_000, 20_000));
+  await winner.expect("ack");
+  winner.send(data.slice(20_000));
+  winner.send({ type: "end-of-input", sha256: await sha256(data) });
+  const final = await winner.expect("final-status");
+  const resource = final.resource as { status: string; error?: string };
+  assertEquals([resource.status, resource.error], ["COMPLETED", undefined]);
+  await winner.close();
+  await resumes[lost.i].close();
+  await Deno.remove(dataDir, { recursive: true });
 });
