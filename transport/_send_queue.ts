@@ -7,7 +7,8 @@
  * @module
  */
 
-import { BatchTable, type WireBody } from "./internal/messages.ts";
+import { BatchTable, BODY_PACKED, type WireBody } from "./internal/messages.ts";
+import { writeHeader } from "./header_codec.ts";
 import type { RingSlot } from "./_copy_ring.ts";
 import { cancelBody, isFileBody } from "./_bodies.ts";
 import type { ObjectBody } from "./types.ts";
@@ -87,6 +88,41 @@ export class SendQueue {
       hdrLen: header.byteLength,
       body: wireBody,
     });
+  }
+
+  /**
+   * Queues object `seq` of `size` bytes whose header `measureHeader` just
+   * checked (`headerLength` bytes), writing it straight into the packed
+   * buffer, with a small body (at most {@linkcode PACK_LIMIT} bytes) or
+   * none. No allocation per object: the way of most small objects.
+   */
+  addMeasured(
+    seq: number,
+    size: number,
+    headerLength: number,
+    body: Uint8Array | null,
+  ): void {
+    const bodyLength = body === null ? 0 : body.byteLength;
+    this.#reserve(headerLength + bodyLength);
+    const hdrOff = this.#packedAt;
+    const packed = this.#packed;
+    const at = writeHeader(packed, hdrOff);
+    if (bodyLength === 0) {
+      this.#packedAt = at;
+      this.#table.addNumbers(seq, size, hdrOff, headerLength);
+      return;
+    }
+    packed.set(body!, at);
+    this.#packedAt = at + bodyLength;
+    this.#table.addNumbers(
+      seq,
+      size,
+      hdrOff,
+      headerLength,
+      BODY_PACKED,
+      at,
+      bodyLength,
+    );
   }
 
   /** The batch as a message and its transfer list; the queue starts empty. */
