@@ -464,11 +464,27 @@ export class SendLoop {
       return false;
     }
     const w = this.#openConnection();
-    const staged = w.tryStage(
-      { kind: KIND_OBJECT, flags: 0, length: obj.hdrLen, seq: obj.seq },
-      packed.subarray(obj.hdrOff, obj.hdrOff + obj.hdrLen),
-      body === null ? null : packed.subarray(body.off, body.off + body.len),
-    );
+    const frame = {
+      kind: KIND_OBJECT,
+      flags: 0,
+      length: obj.hdrLen,
+      seq: obj.seq,
+    };
+    const hdrEnd = obj.hdrOff + obj.hdrLen;
+    // A batch packs a small body right behind its header: one copy of both.
+    const staged = body === null || body.off === hdrEnd
+      ? w.tryStageSlice(
+        frame,
+        packed,
+        obj.hdrOff,
+        body === null ? hdrEnd : hdrEnd + body.len,
+        body === null ? 0 : body.len,
+      )
+      : w.tryStage(
+        frame,
+        packed.subarray(obj.hdrOff, hdrEnd),
+        packed.subarray(body.off, body.off + body.len),
+      );
     if (!staged) return false;
     this.#stats.sent += obj.size;
     this.#lastSeq = obj.seq;
