@@ -7,8 +7,14 @@
  * @module
  */
 
-import { BatchTable, BODY_PACKED, type WireBody } from "./internal/messages.ts";
+import {
+  BatchTable,
+  BODY_NONE,
+  BODY_PACKED,
+  type WireBody,
+} from "./internal/messages.ts";
 import { writeHeader } from "./header_codec.ts";
+import { FRAME_HEADER_SIZE, KIND_OBJECT, writeFrameWords } from "./framing.ts";
 import type { RingSlot } from "./_copy_ring.ts";
 import { cancelBody, isFileBody } from "./_bodies.ts";
 import type { ObjectBody } from "./types.ts";
@@ -68,6 +74,10 @@ export class SendQueue {
     const small = body instanceof Uint8Array && body.byteLength <= PACK_LIMIT
       ? body
       : null;
+    if (slot === null && size >= 0 && (small !== null || body == null)) {
+      this.#addFramed(seq, size, header.byteLength, header, small);
+      return;
+    }
     this.#reserve(header.byteLength + (small?.byteLength ?? 0));
     const hdrOff = this.#packedAt;
     this.#packed.set(header, hdrOff);
@@ -92,9 +102,8 @@ export class SendQueue {
 
   /**
    * Queues object `seq` of `size` bytes whose header `measureHeader` just
-   * checked (`headerLength` bytes), writing it straight into the packed
-   * buffer, with a small body (at most {@linkcode PACK_LIMIT} bytes) or
-   * none. No allocation per object: the way of most small objects.
+   * checked (`headerLength` bytes), with a small body (at most
+   * {@linkcode PACK_LIMIT} bytes) or none: the way of most small objects.
    */
   addMeasured(
     seq: number,
@@ -102,27 +111,44 @@ export class SendQueue {
     headerLength: number,
     body: Uint8Array | null,
   ): void {
+    this.#addFramed(seq, size, headerLength, null, body);
+  }
+
+  /**
+   * Packs a whole object as it goes on the wire: its frame header, its
+   * header (`header`, else the one `measureHeader` just checked) and its
+   * body. The worker sends a run of such objects with one write, and
+   * nothing here allocates per object.
+   */
+  #addFramed(
+    seq: number,
+    size: number,
+    headerLength: number,
+    header: Uint8Array | null,
+    body: Uint8Array | null,
+  ): void {
     const bodyLength = body === null ? 0 : body.byteLength;
-    this.#reserve(headerLength + bodyLength);
-    const hdrOff = this.#packedAt;
+    this.#reserve(FRAME_HEADER_SIZE + headerLength + bodyLength);
     const packed = this.#packed;
-    const at = writeHeader(packed, hdrOff);
-    if (bodyLength === 0) {
-      this.#packedAt = at;
-      this.#table.addNumbers(seq, size, hdrOff, headerLength);
-      return;
-    }
-    packed.set(body!, at);
-    this.#packedAt = at + bodyLength;
+    writeFrameWords(packed, this.#packedAt, KIND_OBJECT, 0, headerLength, seq);
+    const hdrOff = this.#packedAt + FRAME_HEADER_SIZE;
+    let at = hdrOff + headerLength;
+    if (header === null) writeHeader(packed, hdrOff);
+    else packed.set(header, hdrOff);
+    if (bodyLength > 0) packed.set(body!, at);
+    const kind = bodyLength > 0 ? BODY_PACKED : BODY_NONE;
     this.#table.addNumbers(
       seq,
       size,
       hdrOff,
       headerLength,
-      BODY_PACKED,
+      kind,
       at,
       bodyLength,
+      1,
     );
+    at += bodyLength;
+    this.#packedAt = at;
   }
 
   /** The batch as a message and its transfer list; the queue starts empty. */

@@ -261,7 +261,8 @@ export class Stream {
     } catch (error) {
       return Promise.reject(this.#refused(header, body, onSent, error));
     }
-    if (this.#mustWait(size)) return null;
+    // Of unknown size (-1), it goes as PDUs: not framed whole here.
+    if (size < 0 || this.#mustWait(size)) return null;
     const seq = this.#nextSeq++;
     this.#completions.push({
       seq,

@@ -63,6 +63,23 @@ export class FrameWriter {
   }
 
   /**
+   * Stages `data` (small, whole frames) if it fits in the stage now;
+   * returns whether it did.
+   */
+  tryStageBytes(data: Uint8Array): boolean {
+    if (
+      this.#run > 0 || data.byteLength > COPY_LIMIT ||
+      this.#fill + data.byteLength > STAGE_SIZE
+    ) {
+      return false;
+    }
+    this.#stage.set(data, this.#fill);
+    this.#fill += data.byteLength;
+    this.written += data.byteLength;
+    return true;
+  }
+
+  /**
    * Stages a whole object if it fits in the stage now: its frame header,
    * then `source[start, end)`, its object header and small body lying side
    * by side (as a batch packs them); returns whether it did. The send loop's

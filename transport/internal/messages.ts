@@ -62,8 +62,12 @@ export interface ObjectsMessage {
   others: [index: number, body: WireBody][];
 }
 
-/** Numbers per object in a batch: seq, size, hdrOff, hdrLen, body kind, off, len. */
-const STRIDE = 7;
+/**
+ * Numbers per object in a batch: seq, size, hdrOff, hdrLen, body kind, off,
+ * len, framed (1: the object's frame header is in the packed buffer right
+ * before its header, and its packed body, if any, right after it).
+ */
+export const STRIDE = 8;
 /** Body kinds of a batch's table: none. */
 export const BODY_NONE = 0;
 /** A slice of the packed buffer. */
@@ -114,7 +118,7 @@ export class BatchTable {
   /**
    * Adds an object whose body is none, `packed` or `ring` (`kind`, with
    * its `off` and `len`) without an object per call: the send queue's way
-   * for small objects.
+   * for small objects. `framed`: see {@linkcode STRIDE}.
    */
   addNumbers(
     seq: number,
@@ -124,6 +128,7 @@ export class BatchTable {
     kind: number = BODY_NONE,
     off = 0,
     len = 0,
+    framed = 0,
   ): void {
     if ((this.#count + 1) * STRIDE > this.#meta.length) {
       const bigger = new Float64Array(this.#meta.length * 2);
@@ -139,6 +144,7 @@ export class BatchTable {
     meta[at + 4] = kind;
     meta[at + 5] = off;
     meta[at + 6] = len;
+    meta[at + 7] = framed;
     this.#count++;
   }
 
@@ -166,28 +172,30 @@ export class BatchTable {
   }
 }
 
-/** The objects of a batch message. */
-export function batchObjects(message: ObjectsMessage): WireObject[] {
-  const { meta, others } = message;
-  const objects: WireObject[] = [];
-  let other = 0;
-  for (let at = 0, index = 0; at < meta.length; at += STRIDE, index++) {
-    const kind = meta[at + 4];
-    let body: WireBody = null;
-    if (kind === BODY_PACKED) {
-      body = { k: "packed", off: meta[at + 5], len: meta[at + 6] };
-    } else if (kind === BODY_RING) {
-      body = { k: "ring", off: meta[at + 5], len: meta[at + 6] };
-    } else if (kind === BODY_OTHER) body = others[other++][1];
-    objects.push({
-      seq: meta[at],
-      size: meta[at + 1],
-      hdrOff: meta[at + 2],
-      hdrLen: meta[at + 3],
-      body,
-    });
-  }
-  return objects;
+/**
+ * Object `index` of a batch message, whose body is `other` if it is one of
+ * the batch's `others`.
+ */
+export function batchObject(
+  meta: Float64Array,
+  index: number,
+  other: WireBody,
+): WireObject {
+  const at = index * STRIDE;
+  const kind = meta[at + 4];
+  let body: WireBody = null;
+  if (kind === BODY_PACKED) {
+    body = { k: "packed", off: meta[at + 5], len: meta[at + 6] };
+  } else if (kind === BODY_RING) {
+    body = { k: "ring", off: meta[at + 5], len: meta[at + 6] };
+  } else if (kind === BODY_OTHER) body = other;
+  return {
+    seq: meta[at],
+    size: meta[at + 1],
+    hdrOff: meta[at + 2],
+    hdrLen: meta[at + 3],
+    body,
+  };
 }
 
 /** Main → worker control. */
