@@ -25,6 +25,8 @@ export const PACK_LIMIT = 64 * 1024;
 const BATCH_OBJECTS = 256;
 /** …or this many packed bytes. */
 const BATCH_BYTES = 1 << 20;
+/** Spent packed buffers kept for reuse. */
+const MAX_SPENT = 4;
 /** Smallest packed buffer a batch starts with. */
 const MIN_PACKED = 64 * 1024;
 
@@ -52,6 +54,8 @@ export class SendQueue {
   #transfer: Transferable[] = [];
   #packed = new Uint8Array(MIN_PACKED);
   #packedAt = 0;
+  /** Packed buffers given back by the worker, free for the next batches. */
+  #spent: ArrayBuffer[] = [];
 
   /** Objects queued. */
   get length(): number {
@@ -158,14 +162,31 @@ export class SendQueue {
     const message = this.#table.take(packed);
     const transfer = [packed.buffer, ...this.#transfer, message.meta.buffer];
     // The packed buffer moves to the worker: start the next one at a size
-    // that fits a batch like this one.
-    this.#packed = new Uint8Array(
-      Math.max(MIN_PACKED, Math.min(this.#packedAt, BATCH_BYTES * 2)),
+    // that fits a batch like this one, in one it gave back if there is one
+    // (a fresh buffer of a few hundred KiB is mapped and cleared page by
+    // page: ~0.1 µs per small object).
+    const size = Math.max(
+      MIN_PACKED,
+      Math.min(this.#packedAt, BATCH_BYTES * 2),
     );
+    const spent = this.#spent.pop();
+    this.#packed = spent !== undefined && spent.byteLength >= size
+      ? new Uint8Array(spent)
+      : new Uint8Array(size);
     this.#packedAt = 0;
     this.#streams = [];
     this.#transfer = [];
     return { message, transfer };
+  }
+
+  /**
+   * Keeps `buffer`, a batch's packed buffer the worker sent in full, for a
+   * next batch (a few at most).
+   */
+  recycle(buffer: ArrayBuffer): void {
+    if (this.#spent.length < MAX_SPENT && !buffer.detached) {
+      this.#spent.push(buffer);
+    }
   }
 
   /** Drops every queued object (the stream was aborted), cancelling stream bodies. */

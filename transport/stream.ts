@@ -653,6 +653,9 @@ export class Stream {
     switch (message.t) {
       case "cmpl": {
         this.#stats = message.stats;
+        for (const buffer of message.spent ?? []) {
+          this.#sendQueue.recycle(buffer);
+        }
         const errors = new Map<number, TransportError>();
         for (const [seq, error] of message.errors) {
           errors.set(seq, fromWire(error, this.sessionId));

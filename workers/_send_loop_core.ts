@@ -94,7 +94,7 @@ function wire(error: TransportError): WireError {
 export class SendLoop {
   readonly #init: InitMessage;
   readonly #connector: Connector;
-  readonly #post: (message: FromWorker) => void;
+  readonly #post: (message: FromWorker, transfer?: Transferable[]) => void;
   /** The stream's shared copy ring, once it made one. */
   #ring: SharedArrayBuffer | null = null;
   #started = 0;
@@ -114,6 +114,8 @@ export class SendLoop {
   #through = -1;
   #postedThrough = -1;
   #errors: [number, WireError][] = [];
+  /** Packed buffers of batches sent in full, to hand back to the Stream. */
+  #spent: ArrayBuffer[] = [];
   #postTimer: ReturnType<typeof setTimeout> | undefined;
   #stats: WorkerStats = zeroStats();
   /** When statistics were last posted (the first body write posts at once). */
@@ -132,7 +134,7 @@ export class SendLoop {
   constructor(
     init: InitMessage,
     connector: Connector,
-    post: (message: FromWorker) => void,
+    post: (message: FromWorker, transfer?: Transferable[]) => void,
   ) {
     this.#init = init;
     this.#connector = connector;
@@ -218,12 +220,15 @@ export class SendLoop {
       this.#postTimer = undefined;
     }
     if (this.#ended || this.#through === this.#postedThrough) return;
+    const spent = this.#spent;
+    this.#spent = [];
     this.#post({
       t: "cmpl",
       through: this.#through,
       errors: this.#errors,
       stats: this.#snapshot(),
-    });
+      spent,
+    }, spent);
     this.#postedAt = performance.now();
     this.#postedThrough = this.#through;
     this.#errors = [];
@@ -715,8 +720,13 @@ export class SendLoop {
         const batch = this.#queue.peek();
         if (batch !== undefined) {
           const sending = this.#sendFrom(batch);
-          if (batch.next === batch.count) this.#queue.shift();
+          const last = batch.next === batch.count;
+          if (last) this.#queue.shift();
           if (sending !== undefined) await sending;
+          // All of it went out (writes keep no buffer): the Stream reuses it.
+          if (last) {
+            this.#spent.push(batch.message.packed.buffer as ArrayBuffer);
+          }
           continue;
         }
         if (this.#writer !== null) {

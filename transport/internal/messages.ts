@@ -247,6 +247,11 @@ export interface CompletionsMessage {
   through: number;
   errors: [seq: number, error: WireError][];
   stats: WorkerStats;
+  /**
+   * Packed buffers of batches the loop sent in full (moved back): the
+   * `Stream` packs its next batches into them instead of new ones.
+   */
+  spent?: ArrayBuffer[];
 }
 
 /** Statistics while a body is being written (at most every 100 ms). */
