@@ -169,18 +169,16 @@ async function drain(
 
 const lastSeq = new Map<string, number>();
 
-/** Length and first 8 bytes of a body that came whole. */
-function wholeBody(bytes: Uint8Array): Drained {
-  const drained = new Drained();
-  drained.add(bytes);
-  return drained;
-}
-
-async function handle(
+/**
+ * The transport handler. It returns nothing for a body that came whole, as
+ * the WebSocket peer's `onmessage` does: a promise per object would be the
+ * harness's cost, not the transport's.
+ */
+function handle(
   header: ReceivedHeader,
   body: Uint8Array | ReadableStream<Uint8Array> | null,
   error?: Error,
-): Promise<void> {
+): void | Promise<void> {
   if (error !== undefined) {
     problem(
       "errors",
@@ -208,9 +206,20 @@ async function handle(
     counters.objects++;
     return;
   }
-  const { length, stamp } = body instanceof Uint8Array
-    ? wholeBody(body)
-    : await drain(body, header.size);
+  // A whole body is checked in place, as the WebSocket peer checks its
+  // messages: no copy of its stamp.
+  if (body instanceof Uint8Array) return counted(header, body.byteLength, body);
+  return drain(body, header.size).then(({ length, stamp }) =>
+    counted(header, length, stamp)
+  );
+}
+
+/** Counts the body of `header` (`length` bytes starting with `stamp`) and checks it. */
+function counted(
+  header: ReceivedHeader,
+  length: number,
+  stamp: Uint8Array,
+): void {
   counters.bytes += length;
   counters.objects++;
   if (length !== header.size) {
@@ -223,12 +232,18 @@ async function handle(
   checkStamp(Number(header.name), stamp, length);
 }
 
+function littleU32(bytes: Uint8Array, at: number): number {
+  return (bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) |
+    (bytes[at + 3] << 24)) >>> 0;
+}
+
 /** Whether body `stamp` (of `length` bytes) is that of object `index`. */
 function checkStamp(index: number, stamp: Uint8Array, length: number): void {
   if (length < STAMP_BYTES) return;
-  const view = new DataView(stamp.buffer, stamp.byteOffset, STAMP_BYTES);
-  const slot = view.getUint32(0, true);
-  const slots = view.getUint32(4, true);
+  // Byte by byte: a DataView per object cost ~0.4 µs in Deno, a share of
+  // either peer's receiving that is not its own (the WebSocket's too).
+  const slot = littleU32(stamp, 0);
+  const slots = littleU32(stamp, 4);
   if (slots === 0 || index % slots !== slot) {
     problem(
       "corrupt",

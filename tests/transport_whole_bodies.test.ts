@@ -243,3 +243,41 @@ Deno.test("transport whole bodies: wholeBodies must be a byte count from 0 to MA
     wholeBodies: MAX_WHOLE_BODIES,
   });
 });
+
+Deno.test("transport whole bodies: a handler that returns nothing gets every object in order; a stream it leaves unread is drained", async () => {
+  await using rx = await startTestReceiver();
+  const seen: string[] = [];
+  const kept: Uint8Array[] = [];
+  rx.receiver.register("data", "sync", (header, body) => {
+    // No promise: the receiver goes on at once (and drains unread streams).
+    if (body instanceof Uint8Array) {
+      seen.push(`${header.name} bytes ${body.byteLength}`);
+      kept.push(body);
+    } else seen.push(`${header.name} ${body === null ? "none" : "stream"}`);
+  }, { wholeBodies: N });
+  const stream = new Stream(rx.receiver.url("data", "sync"), { burst: 4 });
+  const expected: string[] = [];
+  const sent: Uint8Array[] = [];
+  const sizes = [1, N, N + 1, 0, 3 * N, 7, 64 * 1024, N - 1];
+  for (let round = 0; round < 50; round++) {
+    for (const [i, size] of sizes.entries()) {
+      const name = `s${round}.${i}`;
+      const bytes = randomBytes(size, round * 16 + i);
+      await stream.send({ name }, size === 0 ? null : bytes);
+      if (size === 0) expected.push(`${name} none`);
+      else if (size <= N) {
+        expected.push(`${name} bytes ${size}`);
+        sent.push(bytes.slice());
+      } else expected.push(`${name} stream`);
+    }
+  }
+  await stream.fin();
+  assertEquals(seen, expected);
+  assertEquals(kept.length, sent.length);
+  for (let i = 0; i < kept.length; i++) {
+    assertEquals(await sha256(kept[i]), await sha256(sent[i]));
+  }
+  const stats = rx.receiver.stats().data.sync;
+  assertEquals(stats.objects, expected.length);
+  assertEquals(stats.bytes, 50 * sizes.reduce((sum, size) => sum + size, 0));
+});

@@ -125,6 +125,12 @@ function startHandler(handler: EndpointHandler, current: Current): void {
     current.done = SETTLED;
     return;
   }
+  if (result === undefined) {
+    // A handler that returned nothing is done: no promise, no wait per object.
+    current.settled = true;
+    current.done = SETTLED;
+    return;
+  }
   current.done = Promise.resolve(result).then(
     () => {
       current.settled = true;
@@ -373,7 +379,7 @@ export class RxLoop {
         case "end": {
           const cur = this.#current!;
           this.#rxEnd(cur, event.size);
-          await cur.done;
+          if (!cur.settled) await cur.done;
           this.#rxObjDone(cur, event.size);
           break;
         }

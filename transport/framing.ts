@@ -200,20 +200,61 @@ export function writeFrameHeader(
   offset: number,
   frame: FrameHeader,
 ): void {
-  const w0 =
-    ((frame.kind << 24) | (frame.flags << 16) | (WIRE_VERSION << 8)) >>>
-    0;
-  const w1 = frame.length >>> 0;
-  const w2 = frame.seq >>> 0;
-  const view = new DataView(
-    target.buffer,
-    target.byteOffset + offset,
-    FRAME_HEADER_SIZE,
+  writeFrameWords(
+    target,
+    offset,
+    frame.kind,
+    frame.flags,
+    frame.length,
+    frame.seq,
   );
-  view.setUint32(0, w0);
-  view.setUint32(4, w1);
-  view.setUint32(8, w2);
-  view.setUint32(12, checkWord(w0, w1, w2));
+}
+
+/**
+ * {@linkcode writeFrameHeader} with the fields as numbers: no object per
+ * frame (a `Stream` frames each small object this way).
+ *
+ * @example
+ * ```ts
+ * import { KIND_OBJECT, writeFrameWords } from "./framing.ts";
+ * const bytes = new Uint8Array(16);
+ * writeFrameWords(bytes, 0, KIND_OBJECT, 0, 22, 7);
+ * ```
+ */
+export function writeFrameWords(
+  target: Uint8Array,
+  offset: number,
+  kind: number,
+  flags: number,
+  length: number,
+  seq: number,
+): void {
+  if (offset < 0 || offset + FRAME_HEADER_SIZE > target.length) {
+    throw new RangeError(
+      `frame header at ${offset} overruns the ${target.length} bytes given`,
+    );
+  }
+  const w0 = ((kind << 24) | (flags << 16) | (WIRE_VERSION << 8)) >>> 0;
+  const w1 = length >>> 0;
+  const w2 = seq >>> 0;
+  // Byte by byte: a DataView per frame cost ~0.4 µs in Deno, more than the
+  // rest of the frame's work.
+  putWord(target, offset, w0);
+  putWord(target, offset + 4, w1);
+  putWord(target, offset + 8, w2);
+  putWord(target, offset + 12, checkWord(w0, w1, w2));
+}
+
+function putWord(target: Uint8Array, at: number, word: number): void {
+  target[at] = word >>> 24;
+  target[at + 1] = (word >>> 16) & 0xff;
+  target[at + 2] = (word >>> 8) & 0xff;
+  target[at + 3] = word & 0xff;
+}
+
+function getWord(source: Uint8Array, at: number): number {
+  return ((source[at] << 24) | (source[at + 1] << 16) |
+    (source[at + 2] << 8) | source[at + 3]) >>> 0;
 }
 
 /**
@@ -250,15 +291,15 @@ export function decodeFrameHeader(
   source: Uint8Array,
   offset: number,
 ): FrameHeader {
-  const view = new DataView(
-    source.buffer,
-    source.byteOffset + offset,
-    FRAME_HEADER_SIZE,
-  );
-  const w0 = view.getUint32(0);
-  const w1 = view.getUint32(4);
-  const w2 = view.getUint32(8);
-  const check = view.getUint32(12);
+  if (offset < 0 || offset + FRAME_HEADER_SIZE > source.length) {
+    throw new RangeError(
+      `frame header at ${offset} overruns the ${source.length} bytes given`,
+    );
+  }
+  const w0 = getWord(source, offset);
+  const w1 = getWord(source, offset + 4);
+  const w2 = getWord(source, offset + 8);
+  const check = getWord(source, offset + 12);
   const expected = checkWord(w0, w1, w2);
   if (check !== expected) {
     throw new TransportError(

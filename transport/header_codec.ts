@@ -91,6 +91,159 @@ function checkSize(size: number): void {
 }
 
 /**
+ * The fields of the header {@linkcode measureHeader} checked last, kept
+ * here until {@linkcode writeHeader} writes them: the stream encodes each
+ * header straight into its batch buffer, and a fresh typed array or
+ * `DataView` per header cost more than the rest of `send` (about 0.4 µs
+ * each in Deno).
+ */
+const prepared = {
+  name: "" as Field,
+  size: 0,
+  opaque: EMPTY as Uint8Array,
+  contentType: "" as Field,
+  cksumType: "" as Field,
+  cksumValue: "" as Field,
+  /** Custom keys and values, alternating; `pairCount` of them are live. */
+  pairs: [] as Field[],
+  pairCount: 0,
+};
+
+function customPairs(custom: Record<string, string>): void {
+  const keys = Object.keys(custom).sort();
+  if (keys.length > MAX_U16) {
+    throw new TransportError(
+      "obj-hdr-invalid",
+      `header has ${keys.length} custom attributes, expected at most ${MAX_U16}`,
+    );
+  }
+  const pairs = prepared.pairs;
+  for (const key of keys) {
+    const value = custom[key];
+    if (typeof value !== "string") {
+      throw new TransportError(
+        "obj-hdr-invalid",
+        `custom attribute ${
+          JSON.stringify(key)
+        } is ${typeof value}, expected a string`,
+      );
+    }
+    pairs[prepared.pairCount++] = utf8("custom key", key);
+    pairs[prepared.pairCount++] = utf8(`custom.${key}`, value);
+  }
+}
+
+/**
+ * Checks `header` with `size` (`-1` for unknown) and returns the length it
+ * encodes to; {@linkcode writeHeader} then writes it. Nothing may come
+ * between the two calls. Throws `obj-hdr-invalid` on a field that does not
+ * fit its length prefix.
+ *
+ * @example
+ * ```ts
+ * import { measureHeader, writeHeader } from "./header_codec.ts";
+ * const out = new Uint8Array(measureHeader({ name: "a" }, 3));
+ * writeHeader(out, 0);
+ * console.log(out.length); // 23
+ * ```
+ */
+export function measureHeader(header: ObjectHeader, size: number): number {
+  checkSize(size);
+  prepared.pairCount = 0;
+  prepared.size = size;
+  const name = prepared.name = utf8("name", header.name);
+  const opaque = header.opaque ?? EMPTY;
+  if (!(opaque instanceof Uint8Array)) {
+    throw new TransportError(
+      "obj-hdr-invalid",
+      `header field opaque is ${typeof opaque}, expected a Uint8Array`,
+    );
+  }
+  prepared.opaque = opaque;
+  const contentType = prepared.contentType = utf8(
+    "contentType",
+    header.contentType ?? "",
+  );
+  const checksum = header.checksum;
+  const cksumType = prepared.cksumType = utf8(
+    "checksum.type",
+    checksum?.type ?? "",
+  );
+  const cksumValue = prepared.cksumValue = utf8(
+    "checksum.value",
+    checksum?.value ?? "",
+  );
+  if (header.custom !== undefined) customPairs(header.custom);
+  let length = MIN_HEADER_SIZE + fieldLength(name) + opaque.length +
+    fieldLength(contentType) + fieldLength(cksumType) + fieldLength(cksumValue);
+  const pairs = prepared.pairs;
+  for (let i = 0; i < prepared.pairCount; i++) {
+    length += 2 + fieldLength(pairs[i]);
+  }
+  return length;
+}
+
+function putU16(out: Uint8Array, at: number, n: number): number {
+  out[at] = n >>> 8;
+  out[at + 1] = n & 0xff;
+  return at + 2;
+}
+
+function putU32(out: Uint8Array, at: number, n: number): number {
+  out[at] = n >>> 24;
+  out[at + 1] = (n >>> 16) & 0xff;
+  out[at + 2] = (n >>> 8) & 0xff;
+  out[at + 3] = n & 0xff;
+  return at + 4;
+}
+
+/** Writes a u16-length-prefixed field at `at`; returns the offset past it. */
+function putField(out: Uint8Array, at: number, field: Field): number {
+  const n = fieldLength(field);
+  at = putU16(out, at, n);
+  if (typeof field === "string") {
+    for (let i = 0; i < n; i++) out[at + i] = field.charCodeAt(i);
+  } else out.set(field, at);
+  return at + n;
+}
+
+/**
+ * Writes the header {@linkcode measureHeader} just checked into `out` at
+ * `at` (which must have room for the length it returned); returns the
+ * offset past it.
+ *
+ * @example
+ * ```ts
+ * import { measureHeader, writeHeader } from "./header_codec.ts";
+ * const length = measureHeader({ name: "a" }, 0);
+ * const out = new Uint8Array(64);
+ * console.log(writeHeader(out, 0) === length); // true
+ * ```
+ */
+export function writeHeader(out: Uint8Array, at: number): number {
+  const p = prepared;
+  at = putField(out, at, p.name);
+  if (p.size === -1) {
+    at = putU32(out, at, 0xffffffff);
+    at = putU32(out, at, 0xffffffff);
+  } else {
+    at = putU32(out, at, Math.floor(p.size / TWO_32));
+    at = putU32(out, at, p.size >>> 0);
+  }
+  at = putU32(out, at, p.opaque.length);
+  if (p.opaque.length > 0) out.set(p.opaque, at);
+  at += p.opaque.length;
+  at = putField(out, at, p.contentType);
+  at = putField(out, at, p.cksumType);
+  at = putField(out, at, p.cksumValue);
+  at = putU16(out, at, p.pairCount / 2);
+  for (let i = 0; i < p.pairCount; i++) at = putField(out, at, p.pairs[i]);
+  // Drop the caller's strings and bytes: the next header overwrites the rest.
+  p.opaque = EMPTY;
+  return at;
+}
+
+/**
  * Encodes an object header. `header.size` must be set (`-1` for unknown).
  * Throws `obj-hdr-invalid` on a field that does not fit its length prefix.
  *
@@ -104,73 +257,8 @@ function checkSize(size: number): void {
 export function encodeHeader(
   header: ObjectHeader & { size: number },
 ): Uint8Array<ArrayBuffer> {
-  checkSize(header.size);
-  const name = utf8("name", header.name);
-  const opaque = header.opaque ?? EMPTY;
-  if (!(opaque instanceof Uint8Array)) {
-    throw new TransportError(
-      "obj-hdr-invalid",
-      `header field opaque is ${typeof opaque}, expected a Uint8Array`,
-    );
-  }
-  const contentType = utf8("contentType", header.contentType ?? "");
-  const cksumType = utf8("checksum.type", header.checksum?.type ?? "");
-  const cksumValue = utf8("checksum.value", header.checksum?.value ?? "");
-  const pairs: Field[] = [];
-  if (header.custom !== undefined) {
-    const keys = Object.keys(header.custom).sort();
-    if (keys.length > MAX_U16) {
-      throw new TransportError(
-        "obj-hdr-invalid",
-        `header has ${keys.length} custom attributes, expected at most ${MAX_U16}`,
-      );
-    }
-    for (const key of keys) {
-      const value = header.custom[key];
-      if (typeof value !== "string") {
-        throw new TransportError(
-          "obj-hdr-invalid",
-          `custom attribute ${
-            JSON.stringify(key)
-          } is ${typeof value}, expected a string`,
-        );
-      }
-      pairs.push(utf8("custom key", key), utf8(`custom.${key}`, value));
-    }
-  }
-  let length = MIN_HEADER_SIZE + fieldLength(name) + opaque.length +
-    fieldLength(contentType) + fieldLength(cksumType) + fieldLength(cksumValue);
-  for (const pair of pairs) length += 2 + fieldLength(pair);
-  const out = new Uint8Array(length);
-  const view = new DataView(out.buffer);
-  let at = 0;
-  const putU16 = (field: Field) => {
-    const n = fieldLength(field);
-    view.setUint16(at, n);
-    at += 2;
-    if (typeof field === "string") {
-      for (let i = 0; i < n; i++) out[at + i] = field.charCodeAt(i);
-    } else out.set(field, at);
-    at += n;
-  };
-  putU16(name);
-  if (header.size === -1) {
-    view.setUint32(at, 0xffffffff);
-    view.setUint32(at + 4, 0xffffffff);
-  } else {
-    view.setUint32(at, Math.floor(header.size / TWO_32));
-    view.setUint32(at + 4, header.size >>> 0);
-  }
-  at += 8;
-  view.setUint32(at, opaque.length);
-  out.set(opaque, at + 4);
-  at += 4 + opaque.length;
-  putU16(contentType);
-  putU16(cksumType);
-  putU16(cksumValue);
-  view.setUint16(at, pairs.length / 2);
-  at += 2;
-  for (const pair of pairs) putU16(pair);
+  const out = new Uint8Array(measureHeader(header, header.size));
+  writeHeader(out, 0);
   return out;
 }
 

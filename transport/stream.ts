@@ -10,7 +10,7 @@
  */
 
 import { TransportError } from "./errors.ts";
-import { encodeHeader } from "./header_codec.ts";
+import { encodeHeader, measureHeader } from "./header_codec.ts";
 import { checkRequestHeaders, receiverUrl } from "./internal/request_target.ts";
 import { CopyRing, type RingSlot } from "./_copy_ring.ts";
 import { isFileBody, spansBuffer } from "./_bodies.ts";
@@ -45,6 +45,10 @@ const COMPRESSIONS: readonly TransportCompression[] = [
   "deflate",
   "deflate-raw",
 ];
+
+/** What `send` returns when the object was queued at once. */
+const QUEUED: Promise<void> = Promise.resolve();
+const NO_OPTIONS: SendOptions = Object.freeze({});
 
 /** Shared copy ring of a stream, made on the first kept large body. */
 const RING_BYTES = 16 * 1024 * 1024;
@@ -216,10 +220,68 @@ export class Stream {
    * objects or `maxInFlightBytes` body bytes are in flight. If it rejects,
    * the object's completion has already fired with the same error.
    */
-  async send(
+  send(
     header: ObjectHeader,
     body?: ObjectBody,
-    options: SendOptions = {},
+    options: SendOptions = NO_OPTIONS,
+  ): Promise<void> {
+    try {
+      if (
+        this.#state === "open" &&
+        (body === undefined || body === null ||
+          (body instanceof Uint8Array && body.byteLength <= PACK_LIMIT))
+      ) {
+        const queued = this.#sendSmall(header, body ?? null, options.onSent);
+        if (queued !== null) return queued;
+      }
+    } catch (error) {
+      // As from the async path: send never throws, it rejects.
+      return Promise.reject(error);
+    }
+    return this.#send(header, body, options);
+  }
+
+  /**
+   * Queues a small object (a packed body or none) that need not wait, with
+   * its header written straight into the batch: no promise, no copy of the
+   * header, no object but its completion entry. `null` if it must wait
+   * (then {@linkcode Stream.#send} takes it).
+   */
+  #sendSmall(
+    header: ObjectHeader,
+    body: Uint8Array | null,
+    onSent: SentCallback | undefined,
+  ): Promise<void> | null {
+    let size: number;
+    let length: number;
+    try {
+      size = this.#sizeOf(header, body);
+      length = measureHeader(header, size);
+      this.#checkHeaderLength(header, length);
+    } catch (error) {
+      return Promise.reject(this.#refused(header, body, onSent, error));
+    }
+    // Of unknown size (-1), it goes as PDUs: not framed whole here.
+    if (size < 0 || this.#mustWait(size)) return null;
+    const seq = this.#nextSeq++;
+    this.#completions.push({
+      seq,
+      header,
+      onSent,
+      budget: size,
+      ringCost: undefined,
+      body,
+    });
+    this.#sendQueue.addMeasured(seq, size, length, body);
+    this.#scheduleFlush();
+    return QUEUED;
+  }
+
+  /** {@linkcode Stream.send} of an object that may wait or travel on its own. */
+  async #send(
+    header: ObjectHeader,
+    body: ObjectBody,
+    options: SendOptions,
   ): Promise<void> {
     const onSent = options.onSent;
     const { encoded, size } = this.#encode(header, body, onSent);
@@ -281,26 +343,44 @@ export class Stream {
     try {
       const size = this.#sizeOf(header, body);
       const encoded = encodeHeader({ ...header, size });
-      if (encoded.byteLength > this.#maxHeaderSize) {
-        throw new TransportError(
-          "hdr-too-large",
-          `header of ${
-            JSON.stringify(header.name)
-          } encodes to ${encoded.byteLength} bytes, the limit (maxHeaderSize) is ${this.#maxHeaderSize}`,
-        );
-      }
+      this.#checkHeaderLength(header, encoded.byteLength);
       return { encoded, size };
     } catch (error) {
-      const failure = error instanceof TransportError
-        ? error
-        : new TransportError(
-          "obj-hdr-invalid",
-          `object header is invalid: ${(error as Error).message}`,
-          { cause: error },
-        );
-      this.#failEarly(header, body, onSent, failure);
-      throw failure;
+      throw this.#refused(header, body, onSent, error);
     }
+  }
+
+  /** Throws `hdr-too-large` if `length` is over `maxHeaderSize`. */
+  #checkHeaderLength(header: ObjectHeader, length: number): void {
+    if (length > this.#maxHeaderSize) {
+      throw new TransportError(
+        "hdr-too-large",
+        `header of ${
+          JSON.stringify(header.name)
+        } encodes to ${length} bytes, the limit (maxHeaderSize) is ${this.#maxHeaderSize}`,
+      );
+    }
+  }
+
+  /**
+   * The error `send` rejects with for an object it refused because of
+   * `error`; the object's completion has fired (or will, in its turn).
+   */
+  #refused(
+    header: ObjectHeader,
+    body: ObjectBody,
+    onSent: SentCallback | undefined,
+    error: unknown,
+  ): TransportError {
+    const failure = error instanceof TransportError
+      ? error
+      : new TransportError(
+        "obj-hdr-invalid",
+        `object header is invalid: ${(error as Error).message}`,
+        { cause: error },
+      );
+    this.#failEarly(header, body, onSent, failure);
+    return failure;
   }
 
   /** Whether an object of `budget` body bytes must wait for room. */
@@ -573,6 +653,9 @@ export class Stream {
     switch (message.t) {
       case "cmpl": {
         this.#stats = message.stats;
+        for (const buffer of message.spent ?? []) {
+          this.#sendQueue.recycle(buffer);
+        }
         const errors = new Map<number, TransportError>();
         for (const [seq, error] of message.errors) {
           errors.set(seq, fromWire(error, this.sessionId));

@@ -25,7 +25,7 @@ import { AUTH_HEADER, signRequest } from "../transport/internal/auth.ts";
 export interface Connection {
   /**
    * Sends `lead` (small, copied) then `chunk`; resolves when the socket took
-   * them. Inside a chunk that {@linkcode startChunk} opened, `chunk` is more
+   * them, and keeps neither after that (the caller reuses its buffers). Inside a chunk that {@linkcode startChunk} opened, `chunk` is more
    * of its payload (`lead` is not allowed there) and must fit in what is left.
    */
   write(chunk: Uint8Array, lead?: Uint8Array): Promise<void>;
@@ -93,6 +93,8 @@ const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 const CRLF_LAST_CHUNK = encoder.encode("\r\n0\r\n\r\n");
 /** Chunks up to this size are framed with one copy and one write. */
 const JOIN_LIMIT = 64 * 1024;
+/** Size of the buffer kept to join chunks in (a size line, a lead, a chunk). */
+const JOIN_BUFFER = JOIN_LIMIT + 64 * 1024 + 32;
 
 /**
  * A connector that writes each request itself over TCP (or TLS).
@@ -220,6 +222,8 @@ class Http1Connection implements Connection {
   #chunkLeft = 0;
   #compressor: WritableStreamDefaultWriter<BufferSource> | null = null;
   #pump: Promise<void> | null = null;
+  /** The buffer chunks are joined in, while no write uses it. */
+  #joined: ArrayBuffer | null = null;
 
   constructor(
     target: URL,
@@ -476,11 +480,15 @@ class Http1Connection implements Connection {
     this.#chunkOpen = true;
     try {
       if (chunk.byteLength <= JOIN_LIMIT) {
-        const framed = new Uint8Array(line.byteLength + size);
+        const framed = this.#joinBuffer(line.byteLength + size);
         framed.set(line);
         if (lead !== undefined) framed.set(lead, line.byteLength);
         framed.set(chunk, line.byteLength + leadSize);
-        await writeAll(conn, framed);
+        try {
+          await writeAll(conn, framed);
+        } finally {
+          this.#joined = framed.buffer as ArrayBuffer;
+        }
       } else {
         let head = line;
         if (leadSize > 0) {
@@ -494,6 +502,24 @@ class Http1Connection implements Connection {
     } catch (error) {
       throw this.#failure ?? await this.#failAfterWriteError(error);
     }
+  }
+
+  /**
+   * A buffer of `size` bytes to join a chunk in: the one kept from the
+   * last join (taken while in use, so that overlapping writes get their
+   * own), else a new one.
+   */
+  #joinBuffer(size: number): Uint8Array {
+    const kept = this.#joined;
+    this.#joined = null;
+    if (kept !== null && kept.byteLength >= size) {
+      return new Uint8Array(kept, 0, size);
+    }
+    return new Uint8Array(
+      new ArrayBuffer(Math.max(size, JOIN_BUFFER)),
+      0,
+      size,
+    );
   }
 
   async #pumpCompressed(compressed: ReadableStream<Uint8Array>): Promise<void> {

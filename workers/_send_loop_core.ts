@@ -13,15 +13,20 @@ import { TransportError } from "../transport/errors.ts";
 import {
   FLAG_PDU_LAST,
   FLAG_PDU_MODE,
+  FRAME_HEADER_SIZE,
   KIND_FIN,
   KIND_OBJECT,
   KIND_PDU,
 } from "../transport/framing.ts";
 import { Fifo } from "../transport/internal/fifo.ts";
 import {
-  batchObjects,
+  batchObject,
+  BODY_OTHER,
+  BODY_PACKED,
   type FromWorker,
   type InitMessage,
+  type ObjectsMessage,
+  STRIDE,
   type ToWorker,
   type WireError,
   type WireObject,
@@ -38,6 +43,17 @@ interface Item {
   packed: Uint8Array;
 }
 
+/** A batch of the send queue (AIStore's SQ), and how far the loop is in it. */
+interface QueuedBatch {
+  message: ObjectsMessage;
+  /** Objects in the batch. */
+  count: number;
+  /** The next object to send. */
+  next: number;
+  /** Index in `message.others` of the next body that is one of them. */
+  other: number;
+}
+
 /** An object on the wire (or failed in turn), not yet completed. */
 interface Pending {
   seq: number;
@@ -52,6 +68,8 @@ export type SendLoopMessage = Exclude<ToWorker, InitMessage | { t: "close" }>;
 
 /** Post completions at least this often (objects) while busy. */
 const POST_EVERY = 512;
+/** A run of framed objects written at once is at most this long (bytes). */
+const RUN_BYTES = 1024 * 1024;
 /** Post statistics at most this often (ms) while writing a body. */
 const PROGRESS_MS = 100;
 
@@ -76,12 +94,12 @@ function wire(error: TransportError): WireError {
 export class SendLoop {
   readonly #init: InitMessage;
   readonly #connector: Connector;
-  readonly #post: (message: FromWorker) => void;
+  readonly #post: (message: FromWorker, transfer?: Transferable[]) => void;
   /** The stream's shared copy ring, once it made one. */
   #ring: SharedArrayBuffer | null = null;
   #started = 0;
-  /** The send queue (AIStore's SQ): objects not yet written. */
-  #queue = new Fifo<Item>();
+  /** The send queue (AIStore's SQ): batches with objects not yet written. */
+  #queue = new Fifo<QueuedBatch>();
   #finRequested = false;
   #terminated: TransportError | null = null;
   #ended = false;
@@ -96,6 +114,8 @@ export class SendLoop {
   #through = -1;
   #postedThrough = -1;
   #errors: [number, WireError][] = [];
+  /** Packed buffers of batches sent in full, to hand back to the Stream. */
+  #spent: ArrayBuffer[] = [];
   #postTimer: ReturnType<typeof setTimeout> | undefined;
   #stats: WorkerStats = zeroStats();
   /** When statistics were last posted (the first body write posts at once). */
@@ -114,7 +134,7 @@ export class SendLoop {
   constructor(
     init: InitMessage,
     connector: Connector,
-    post: (message: FromWorker) => void,
+    post: (message: FromWorker, transfer?: Transferable[]) => void,
   ) {
     this.#init = init;
     this.#connector = connector;
@@ -136,8 +156,9 @@ export class SendLoop {
             this.#track(discardBody(body, this.#terminated));
           }
         } else {
-          for (const obj of batchObjects(message)) {
-            this.#queue.push({ obj, packed: message.packed });
+          const count = message.meta.length / STRIDE;
+          if (count > 0) {
+            this.#queue.push({ message, count, next: 0, other: 0 });
           }
         }
         this.#wakeUp();
@@ -199,12 +220,15 @@ export class SendLoop {
       this.#postTimer = undefined;
     }
     if (this.#ended || this.#through === this.#postedThrough) return;
+    const spent = this.#spent;
+    this.#spent = [];
     this.#post({
       t: "cmpl",
       through: this.#through,
       errors: this.#errors,
       stats: this.#snapshot(),
-    });
+      spent,
+    }, spent);
     this.#postedAt = performance.now();
     this.#postedThrough = this.#through;
     this.#errors = [];
@@ -351,8 +375,10 @@ export class SendLoop {
     if (this.#current !== null) this.#track(this.#current.cancel(error));
     this.#current = null;
     this.#settleAll(others);
-    for (const item of this.#queue.drain()) {
-      this.#track(discardBody(item.obj.body, others));
+    for (const batch of this.#queue.drain()) {
+      for (const [index, body] of batch.message.others) {
+        if (index >= batch.next) this.#track(discardBody(body, others));
+      }
     }
     this.#postCompletions();
     this.#post({
@@ -451,6 +477,78 @@ export class SendLoop {
   }
 
   /**
+   * Sends the next objects of `batch` (taking them from it): a run of
+   * framed ones, else one. `undefined` if that took no waiting.
+   */
+  #sendFrom(batch: QueuedBatch): Promise<void> | undefined {
+    const run = this.#framedRun(batch);
+    if (run > 0) return this.#sendRun(batch, run);
+    const index = batch.next++;
+    const meta = batch.message.meta;
+    const other = meta[index * STRIDE + 4] === BODY_OTHER
+      ? batch.message.others[batch.other++][1]
+      : null;
+    const item = {
+      obj: batchObject(meta, index, other),
+      packed: batch.message.packed,
+    };
+    return this.#stageObject(item) ? undefined : this.#sendObject(item);
+  }
+
+  /**
+   * How many objects from the next of `batch` on are framed (see
+   * {@linkcode STRIDE}) and lie side by side in its packed buffer, up to
+   * {@linkcode RUN_BYTES} of them (at least one if the next one is).
+   */
+  #framedRun(batch: QueuedBatch): number {
+    const meta = batch.message.meta;
+    let at = batch.next * STRIDE;
+    if (meta[at + 7] !== 1) return 0;
+    const start = meta[at + 2] - FRAME_HEADER_SIZE;
+    let end = start;
+    let count = 0;
+    for (let index = batch.next; index < batch.count; index++, at += STRIDE) {
+      if (meta[at + 7] !== 1 || meta[at + 2] - FRAME_HEADER_SIZE !== end) break;
+      const objectEnd = meta[at + 4] === BODY_PACKED
+        ? meta[at + 5] + meta[at + 6]
+        : meta[at + 2] + meta[at + 3];
+      if (count > 0 && objectEnd - start > RUN_BYTES) break;
+      end = objectEnd;
+      count++;
+    }
+    return count;
+  }
+
+  /**
+   * Writes the next `count` objects of `batch`, framed and side by side in
+   * its packed buffer, with one copy into the stage or one write: no
+   * promise, view or copy per object. `undefined` if that took no waiting.
+   */
+  #sendRun(batch: QueuedBatch, count: number): Promise<void> | undefined {
+    const { meta, packed } = batch.message;
+    const w = this.#openConnection();
+    let at = batch.next * STRIDE;
+    const start = meta[at + 2] - FRAME_HEADER_SIZE;
+    // Where byte `start` of the packed buffer lands in the writer's count.
+    const base = w.written - start;
+    let end = start;
+    for (let i = 0; i < count; i++, at += STRIDE) {
+      const seq = meta[at];
+      const size = meta[at + 1];
+      end = meta[at + 4] === BODY_PACKED
+        ? meta[at + 5] + meta[at + 6]
+        : meta[at + 2] + meta[at + 3];
+      this.#stats.sent += size;
+      this.#lastSeq = seq;
+      // Recorded before the write: if it fails, they fail with the stream.
+      this.#pending.push({ seq, end: base + end, bytes: size });
+    }
+    batch.next += count;
+    const bytes = packed.subarray(start, end);
+    return w.tryStageBytes(bytes) ? undefined : w.bytes(bytes);
+  }
+
+  /**
    * Sends a known-size object with a packed body (or none) by staging it
    * whole, if the stage has room; returns whether it did. Most small objects
    * go this way, without the promises of {@linkcode SendLoop.#sendObject}.
@@ -465,11 +563,27 @@ export class SendLoop {
       return false;
     }
     const w = this.#openConnection();
-    const staged = w.tryStage(
-      { kind: KIND_OBJECT, flags: 0, length: obj.hdrLen, seq: obj.seq },
-      packed.subarray(obj.hdrOff, obj.hdrOff + obj.hdrLen),
-      body === null ? null : packed.subarray(body.off, body.off + body.len),
-    );
+    const frame = {
+      kind: KIND_OBJECT,
+      flags: 0,
+      length: obj.hdrLen,
+      seq: obj.seq,
+    };
+    const hdrEnd = obj.hdrOff + obj.hdrLen;
+    // A batch packs a small body right behind its header: one copy of both.
+    const staged = body === null || body.off === hdrEnd
+      ? w.tryStageSlice(
+        frame,
+        packed,
+        obj.hdrOff,
+        body === null ? hdrEnd : hdrEnd + body.len,
+        body === null ? 0 : body.len,
+      )
+      : w.tryStage(
+        frame,
+        packed.subarray(obj.hdrOff, hdrEnd),
+        packed.subarray(body.off, body.off + body.len),
+      );
     if (!staged) return false;
     this.#stats.sent += obj.size;
     this.#lastSeq = obj.seq;
@@ -604,9 +718,16 @@ export class SendLoop {
   async #run(): Promise<void> {
     try {
       while (this.#terminated === null) {
-        const item = this.#queue.shift();
-        if (item !== undefined) {
-          if (!this.#stageObject(item)) await this.#sendObject(item);
+        const batch = this.#queue.peek();
+        if (batch !== undefined) {
+          const sending = this.#sendFrom(batch);
+          const last = batch.next === batch.count;
+          if (last) this.#queue.shift();
+          if (sending !== undefined) await sending;
+          // All of it went out (writes keep no buffer): the Stream reuses it.
+          if (last) {
+            this.#spent.push(batch.message.packed.buffer as ArrayBuffer);
+          }
           continue;
         }
         if (this.#writer !== null) {

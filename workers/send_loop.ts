@@ -29,7 +29,7 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
         caCerts: message.caCerts,
         confirm: message.confirm,
       }),
-      (out) => self.postMessage(out),
+      (out, transfer) => self.postMessage(out, transfer ?? []),
     );
     loop.start();
     return;

@@ -62,12 +62,20 @@ export interface ObjectsMessage {
   others: [index: number, body: WireBody][];
 }
 
-/** Numbers per object in a batch: seq, size, hdrOff, hdrLen, body kind, off, len. */
-const STRIDE = 7;
-const BODY_NONE = 0;
-const BODY_PACKED = 1;
-const BODY_RING = 2;
-const BODY_OTHER = 3;
+/**
+ * Numbers per object in a batch: seq, size, hdrOff, hdrLen, body kind, off,
+ * len, framed (1: the object's frame header is in the packed buffer right
+ * before its header, and its packed body, if any, right after it).
+ */
+export const STRIDE = 8;
+/** Body kinds of a batch's table: none. */
+export const BODY_NONE = 0;
+/** A slice of the packed buffer. */
+export const BODY_PACKED = 1;
+/** A slot of the copy ring. */
+export const BODY_RING = 2;
+/** One of the batch's `others`. */
+export const BODY_OTHER = 3;
 
 /** The objects of the next batch, as the numbers a message carries. */
 export class BatchTable {
@@ -82,6 +90,46 @@ export class BatchTable {
 
   /** Adds an object. */
   add(object: WireObject): void {
+    const body = object.body;
+    if (body === null) {
+      this.addNumbers(object.seq, object.size, object.hdrOff, object.hdrLen);
+    } else if (body.k === "packed" || body.k === "ring") {
+      this.addNumbers(
+        object.seq,
+        object.size,
+        object.hdrOff,
+        object.hdrLen,
+        body.k === "packed" ? BODY_PACKED : BODY_RING,
+        body.off,
+        body.len,
+      );
+    } else {
+      this.#others.push([this.#count, body]);
+      this.addNumbers(
+        object.seq,
+        object.size,
+        object.hdrOff,
+        object.hdrLen,
+        BODY_OTHER,
+      );
+    }
+  }
+
+  /**
+   * Adds an object whose body is none, `packed` or `ring` (`kind`, with
+   * its `off` and `len`) without an object per call: the send queue's way
+   * for small objects. `framed`: see {@linkcode STRIDE}.
+   */
+  addNumbers(
+    seq: number,
+    size: number,
+    hdrOff: number,
+    hdrLen: number,
+    kind: number = BODY_NONE,
+    off = 0,
+    len = 0,
+    framed = 0,
+  ): void {
     if ((this.#count + 1) * STRIDE > this.#meta.length) {
       const bigger = new Float64Array(this.#meta.length * 2);
       bigger.set(this.#meta);
@@ -89,20 +137,14 @@ export class BatchTable {
     }
     const meta = this.#meta;
     const at = this.#count * STRIDE;
-    meta[at] = object.seq;
-    meta[at + 1] = object.size;
-    meta[at + 2] = object.hdrOff;
-    meta[at + 3] = object.hdrLen;
-    const body = object.body;
-    if (body === null) meta[at + 4] = BODY_NONE;
-    else if (body.k === "packed" || body.k === "ring") {
-      meta[at + 4] = body.k === "packed" ? BODY_PACKED : BODY_RING;
-      meta[at + 5] = body.off;
-      meta[at + 6] = body.len;
-    } else {
-      meta[at + 4] = BODY_OTHER;
-      this.#others.push([this.#count, body]);
-    }
+    meta[at] = seq;
+    meta[at + 1] = size;
+    meta[at + 2] = hdrOff;
+    meta[at + 3] = hdrLen;
+    meta[at + 4] = kind;
+    meta[at + 5] = off;
+    meta[at + 6] = len;
+    meta[at + 7] = framed;
     this.#count++;
   }
 
@@ -130,28 +172,30 @@ export class BatchTable {
   }
 }
 
-/** The objects of a batch message. */
-export function batchObjects(message: ObjectsMessage): WireObject[] {
-  const { meta, others } = message;
-  const objects: WireObject[] = [];
-  let other = 0;
-  for (let at = 0, index = 0; at < meta.length; at += STRIDE, index++) {
-    const kind = meta[at + 4];
-    let body: WireBody = null;
-    if (kind === BODY_PACKED) {
-      body = { k: "packed", off: meta[at + 5], len: meta[at + 6] };
-    } else if (kind === BODY_RING) {
-      body = { k: "ring", off: meta[at + 5], len: meta[at + 6] };
-    } else if (kind === BODY_OTHER) body = others[other++][1];
-    objects.push({
-      seq: meta[at],
-      size: meta[at + 1],
-      hdrOff: meta[at + 2],
-      hdrLen: meta[at + 3],
-      body,
-    });
-  }
-  return objects;
+/**
+ * Object `index` of a batch message, whose body is `other` if it is one of
+ * the batch's `others`.
+ */
+export function batchObject(
+  meta: Float64Array,
+  index: number,
+  other: WireBody,
+): WireObject {
+  const at = index * STRIDE;
+  const kind = meta[at + 4];
+  let body: WireBody = null;
+  if (kind === BODY_PACKED) {
+    body = { k: "packed", off: meta[at + 5], len: meta[at + 6] };
+  } else if (kind === BODY_RING) {
+    body = { k: "ring", off: meta[at + 5], len: meta[at + 6] };
+  } else if (kind === BODY_OTHER) body = other;
+  return {
+    seq: meta[at],
+    size: meta[at + 1],
+    hdrOff: meta[at + 2],
+    hdrLen: meta[at + 3],
+    body,
+  };
 }
 
 /** Main → worker control. */
@@ -203,6 +247,11 @@ export interface CompletionsMessage {
   through: number;
   errors: [seq: number, error: WireError][];
   stats: WorkerStats;
+  /**
+   * Packed buffers of batches the loop sent in full (moved back): the
+   * `Stream` packs its next batches into them instead of new ones.
+   */
+  spent?: ArrayBuffer[];
 }
 
 /** Statistics while a body is being written (at most every 100 ms). */
