@@ -59,20 +59,7 @@ async function makeR3(urls: string[]): Promise<void> {
   }
 }
 
-/**
- * Opt-in (`SPOOL_TEST_NATS_CLUSTER=1`) until a known failure is fixed: under
- * the parallel suite's load node A once gave its own upload away during the
- * leader change (the client saw close 4409 "upload resumed on another
- * connection" and then "held by another node"), though the test passed 11
- * times in a row alone. Open in issue 14.
- */
-const CLUSTER_TEST = Deno.env.get("SPOOL_TEST_NATS_CLUSTER") === "1";
-
-Deno.test({
-  name:
-    "R3 stream: SIGKILLing the stream leader mid-upload loses and duplicates nothing; the upload completes on A and is followed whole on B",
-  ignore: !CLUSTER_TEST,
-}, async () => {
+Deno.test("R3 stream: SIGKILLing the stream leader mid-upload loses and duplicates nothing; the upload completes on A and is followed whole on B", async () => {
   await using cluster = await startNatsCluster(3);
   await within(HANG_MS, "making the R3 stream", makeR3(cluster.urls));
   const nc = await connect({ servers: cluster.urls, maxReconnectAttempts: -1 });
