@@ -9,6 +9,7 @@ import {
 } from "../server/mod.ts";
 import type { ResourceStatus } from "../protocol/mod.ts";
 import { encodeHex } from "@std/encoding/hex";
+import { newResourceId } from "../server/resource_id.ts";
 import { Lines } from "./_fault_actors.ts";
 
 export { randomBytes } from "../testing/seeded_random.ts";
@@ -154,4 +155,26 @@ export function uploadSocketUrl(server: URL): URL {
   const url = new URL("upload", server);
   url.protocol = "ws:";
   return url;
+}
+
+/**
+ * A status of a new resource for store-level tests: `INITIATED` with no
+ * byte unless `fields` say otherwise (a fresh id unless `fields.id`).
+ */
+export function testStatus(
+  name: string,
+  fields: Partial<ResourceStatus> = {},
+): ResourceStatus {
+  const now = new Date().toISOString();
+  return {
+    id: newResourceId(),
+    name,
+    mimeType: "application/octet-stream",
+    metadata: {},
+    status: "INITIATED",
+    size: 0,
+    createdAt: now,
+    updatedAt: now,
+    ...fields,
+  };
 }

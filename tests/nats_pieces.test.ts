@@ -20,7 +20,7 @@ import {
   SEGMENT_BYTES,
 } from "../server/nats/subjects.ts";
 import { newResourceId } from "../server/resource_id.ts";
-import { randomBytes, readAll, sha256 } from "./_helpers.ts";
+import { randomBytes, readAll, sha256, testStatus } from "./_helpers.ts";
 import { startNats } from "./_nats.ts";
 
 /** A piece to store: `[from, to)` of the data. */
@@ -52,17 +52,7 @@ const SHUFFLED: Span[] = [
 ];
 
 function statusOf(id: string, size: number): ResourceStatus {
-  const now = new Date().toISOString();
-  return {
-    id,
-    name: "pieces.bin",
-    mimeType: "application/octet-stream",
-    metadata: {},
-    status: "IN_PROGRESS",
-    size,
-    createdAt: now,
-    updatedAt: now,
-  };
+  return testStatus("pieces.bin", { id, status: "IN_PROGRESS", size });
 }
 
 /** Stores `spans` of `data` as pieces, in the order given, each one anew (no message id). */

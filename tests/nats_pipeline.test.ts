@@ -6,12 +6,11 @@
  */
 
 import { assert, assertEquals } from "@std/assert";
-import type { ResourceStatus } from "../protocol/status.ts";
 import { NatsEngine } from "../server/nats/engine.ts";
 import { JetStreamStore } from "../server/nats/jetstream_store.ts";
 import { newResourceId } from "../server/resource_id.ts";
 import type { ResourceStore } from "../server/store.ts";
-import { randomBytes, readAll, sha256 } from "./_helpers.ts";
+import { randomBytes, readAll, sha256, testStatus } from "./_helpers.ts";
 import { startNats } from "./_nats.ts";
 
 /** The writer's window, in pieces (`MAX_PIECES_IN_FLIGHT`). */
@@ -36,17 +35,7 @@ Deno.test("pipelined appends: a window of pieces goes out with no acknowledgemen
   await store.open?.();
   try {
     const id = newResourceId();
-    const now = new Date().toISOString();
-    const status: ResourceStatus = {
-      id,
-      name: "pipeline.bin",
-      mimeType: "application/octet-stream",
-      metadata: {},
-      status: "INITIATED",
-      size: 0,
-      createdAt: now,
-      updatedAt: now,
-    };
+    const status = testStatus("pipeline.bin", { id });
     const writer = await store.create(status);
     if (writer.enqueue === undefined) {
       throw new Error(

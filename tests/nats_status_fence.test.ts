@@ -11,20 +11,11 @@ import { StatusPublisher } from "../server/nats/_status_publisher.ts";
 import { FencedError } from "../server/nats/_publish.ts";
 import type { ResourceStatus } from "../protocol/status.ts";
 import { startNats } from "./_nats.ts";
+import { testStatus } from "./_helpers.ts";
 
 /** A status of resource `id` counting `size` bytes. */
 function statusOf(id: string, size: number): ResourceStatus {
-  const now = new Date().toISOString();
-  return {
-    id,
-    name: "fence.log",
-    mimeType: "text/plain",
-    metadata: {},
-    status: "IN_PROGRESS",
-    size,
-    createdAt: now,
-    updatedAt: now,
-  } as ResourceStatus;
+  return testStatus("fence.log", { id, status: "IN_PROGRESS", size });
 }
 
 Deno.test("nats fence: a status refused because this node's own earlier status is in its way is stored after it", async () => {

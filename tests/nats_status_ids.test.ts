@@ -10,13 +10,13 @@
 
 import { assertEquals, assertRejects } from "@std/assert";
 import { delay } from "@std/async/delay";
-import type { ResourceStatus } from "../protocol/status.ts";
 import { NatsEngine } from "../server/nats/engine.ts";
 import { JetStreamStore } from "../server/nats/jetstream_store.ts";
 import { LeaseSweeper } from "../server/nats/lease_sweeper.ts";
 import { newResourceId } from "../server/resource_id.ts";
 import { TakenOverError } from "../server/store.ts";
 import { startNats } from "./_nats.ts";
+import { testStatus } from "./_helpers.ts";
 
 /** Bounds the wait for the sweeper's `FAILED`. */
 const WAIT_MS = 10_000;
@@ -30,17 +30,7 @@ Deno.test("a node's FAILED for an upload whose lease stopped moving has its own 
     );
   const a = await connect(60_000), b = await connect(100);
   const id = newResourceId();
-  const now = new Date().toISOString();
-  const status: ResourceStatus = {
-    id,
-    name: "ids.bin",
-    mimeType: "application/octet-stream",
-    metadata: {},
-    status: "INITIATED",
-    size: 0,
-    createdAt: now,
-    updatedAt: now,
-  };
+  const status = testStatus("ids.bin", { id });
   const writer = await a.create(status);
   await writer.append(new Uint8Array(1000).fill(7));
   await writer.sync();
@@ -83,17 +73,7 @@ Deno.test("a node's status publishes for one resource made at once are stored on
     { ownsEngine: true },
   );
   const id = newResourceId();
-  const now = new Date().toISOString();
-  const status: ResourceStatus = {
-    id,
-    name: "ids.bin",
-    mimeType: "application/octet-stream",
-    metadata: {},
-    status: "INITIATED",
-    size: 0,
-    createdAt: now,
-    updatedAt: now,
-  };
+  const status = testStatus("ids.bin", { id });
   const writer = await store.create(status);
   // As a checkpoint timer's sync and the final one may overlap in a stall.
   const seqs = await Promise.all(

@@ -229,11 +229,7 @@ export function writeFrameWords(
   length: number,
   seq: number,
 ): void {
-  if (offset < 0 || offset + FRAME_HEADER_SIZE > target.length) {
-    throw new RangeError(
-      `frame header at ${offset} overruns the ${target.length} bytes given`,
-    );
-  }
+  checkRoom(target, offset);
   const w0 = ((kind << 24) | (flags << 16) | (WIRE_VERSION << 8)) >>> 0;
   const w1 = length >>> 0;
   const w2 = seq >>> 0;
@@ -243,6 +239,15 @@ export function writeFrameWords(
   putWord(target, offset + 4, w1);
   putWord(target, offset + 8, w2);
   putWord(target, offset + 12, checkWord(w0, w1, w2));
+}
+
+/** Throws unless a frame header fits in `bytes` at `offset`. */
+function checkRoom(bytes: Uint8Array, offset: number): void {
+  if (offset < 0 || offset + FRAME_HEADER_SIZE > bytes.length) {
+    throw new RangeError(
+      `frame header at ${offset} overruns the ${bytes.length} bytes given`,
+    );
+  }
 }
 
 function putWord(target: Uint8Array, at: number, word: number): void {
@@ -291,11 +296,7 @@ export function decodeFrameHeader(
   source: Uint8Array,
   offset: number,
 ): FrameHeader {
-  if (offset < 0 || offset + FRAME_HEADER_SIZE > source.length) {
-    throw new RangeError(
-      `frame header at ${offset} overruns the ${source.length} bytes given`,
-    );
-  }
+  checkRoom(source, offset);
   const w0 = getWord(source, offset);
   const w1 = getWord(source, offset + 4);
   const w2 = getWord(source, offset + 8);
