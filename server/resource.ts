@@ -146,6 +146,8 @@ export class Resource {
   #handedOver = false;
   readonly #handOver = Promise.withResolvers<void>();
   readonly #hash: Hash;
+  /** Bytes the hash covers: every byte taken, written or still queued. */
+  #hashed: number;
   readonly #recent: RecentBytes;
   readonly #tailLimit: number;
   /** A final status the store could not save yet, and its retry timer. */
@@ -167,6 +169,7 @@ export class Resource {
     this.#accepting = this.live;
     this.#written = options.resumed?.written ?? status.size;
     this.#hash = options.resumed?.hash ?? createHash("sha256");
+    this.#hashed = this.#written;
     this.#recent = new RecentBytes(this.#written);
     this.#tailLimit = options.tailBytes ?? DEFAULT_TAIL_BYTES;
     if (isTerminal(status)) this.#finished.resolve(status);
@@ -306,6 +309,7 @@ export class Resource {
   append(chunk: Uint8Array): boolean {
     if (!this.#accepting || this.#writeError) return false;
     this.#hash.update(chunk);
+    this.#hashed += chunk.byteLength;
     this.#queuedBytes += chunk.byteLength;
     if (this.#writing !== undefined && chunk.byteLength < BATCH_BELOW_BYTES) {
       this.#addToBatch(chunk);
@@ -508,6 +512,12 @@ export class Resource {
     this.#accepting = false;
     if (this.#writeError) {
       return this.fail(`store write failed: ${this.#writeError.message}`);
+    }
+    if (this.#hashed !== this.#written) {
+      // Never a COMPLETED whose checksum covers bytes the store lacks.
+      return this.fail(
+        `the upload took ${this.#hashed} bytes but ${this.#written} were stored; expected every byte taken to be stored before completion`,
+      );
     }
     const sha256 = this.#hash.digest("hex");
     if (expectedSha256 !== undefined && expectedSha256 !== sha256) {
