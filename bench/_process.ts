@@ -44,6 +44,16 @@ function stdoutLines(
     .pipeThrough<string>(new TextLineStream()).getReader();
 }
 
+/**
+ * `--cpu-prof` flags for servers and load generators when
+ * `BENCH_CPU_PROF_DIR` is set: each writes a V8 CPU profile there as it
+ * exits, to find where a benchmark's CPU goes process by process.
+ */
+function profileFlags(): string[] {
+  const dir = Deno.env.get("BENCH_CPU_PROF_DIR");
+  return dir ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [];
+}
+
 /** A subprocess that printed where it listens. */
 export interface Listening {
   process: Deno.ChildProcess;
@@ -124,6 +134,7 @@ export async function spawnListening(
       ...(Deno.env.get("BENCH_V8_FLAGS")
         ? [`--v8-flags=${Deno.env.get("BENCH_V8_FLAGS")}`]
         : []),
+      ...profileFlags(),
       new URL(script, HERE).pathname,
       ...args,
     ],
@@ -182,7 +193,13 @@ export interface Load {
 /** Starts `bench/_load.ts` with `args`. */
 export function startLoad(args: string[]): Load {
   const process = track(new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("_load.ts", HERE).pathname, ...args],
+    args: [
+      "run",
+      "-A",
+      ...profileFlags(),
+      new URL("_load.ts", HERE).pathname,
+      ...args,
+    ],
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",

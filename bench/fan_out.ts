@@ -53,6 +53,8 @@ interface FanOutRun {
   peakRss: number;
   /** Server + followers + producer, while the log grew and drained. */
   cpuSeconds: number;
+  /** The same CPU seconds process by process. */
+  cpuOf: { server: number; followers: number; producer: number };
   /** Bytes written (each follower should get them all). */
   bytes: number;
 }
@@ -153,18 +155,33 @@ async function unboundedRun(
 ): Promise<FanOutRun> {
   const load = startLoad(side.loadArgs(writeSize(options.rate)));
   const ready = await nextLine(load, what, "cpu");
-  const cpu = await CpuMeter.start([Deno.pid, side.server.pid]);
+  const serverCpu = await CpuMeter.start([side.server.pid]);
+  const producerCpu = await CpuMeter.start([Deno.pid]);
   const { peak, bytes } = await produce(side, options.rate, options.seconds);
   const ended = performance.now();
   await side.end(bytes);
   const result = await nextLine(load, what, "complete");
   const lagMs = performance.now() - ended;
-  const cpuSeconds = await cpu.stop() +
-    Number(result.cpu) - Number(ready.cpu);
+  const cpuOf = {
+    server: await serverCpu.stop(),
+    followers: Number(result.cpu) - Number(ready.cpu),
+    producer: await producerCpu.stop(),
+  };
   const status = await load.process.status;
   if (!status.success) {
     throw new BenchError(`fan-out ${what}: followers exited ${status.code}`);
   }
+  const p99 = (result.latency as LatencySummary).p99;
+  // Process by process, so that a run shows which one the 2 cores went to.
+  console.error(
+    `bench: fan-out ${what}: p99 ${p99.toFixed(0)} ms, lag ${
+      lagMs.toFixed(0)
+    } ms, peak RSS ${(peak / MIB).toFixed(0)} MiB, CPU-s server ${
+      cpuOf.server.toFixed(2)
+    } followers ${cpuOf.followers.toFixed(2)} producer ${
+      cpuOf.producer.toFixed(2)
+    }`,
+  );
   return {
     complete: Number(result.complete),
     firstFailure: typeof result.firstFailure === "string"
@@ -173,7 +190,8 @@ async function unboundedRun(
     lagMs,
     latency: result.latency as LatencySummary,
     peakRss: peak,
-    cpuSeconds,
+    cpuSeconds: cpuOf.server + cpuOf.followers + cpuOf.producer,
+    cpuOf,
     bytes,
   };
 }

@@ -55,6 +55,8 @@ export class FollowCursor {
   #readerEnd = 0;
   /** The store buffer, when reused. */
   #buffer: ArrayBuffer | undefined;
+  /** Stops counting this cursor as a reader of the resource. */
+  readonly #release: () => void;
 
   /**
    * A cursor at `start`. It does not watch the resource: its owner, who
@@ -65,6 +67,7 @@ export class FollowCursor {
     this.#position = start;
     this.#headroom = options.headroom ?? 0;
     this.#reuse = options.reuse ?? false;
+    this.#release = resource.openReader();
   }
 
   /** The next byte to read. */
@@ -127,8 +130,9 @@ export class FollowCursor {
     return value;
   }
 
-  /** Releases a store read in progress. */
+  /** Releases a store read in progress, and the resource's tail if it was the last reader. */
   async close(): Promise<void> {
+    this.#release();
     const reader = this.#reader;
     this.#reader = undefined;
     await reader?.cancel().catch((error) =>

@@ -119,6 +119,8 @@ export class Resource {
   #status: ResourceStatus;
   #statusMessage: string;
   readonly #watchers = new Set<StatusWatcher>();
+  /** Follow cursors open on this resource (see openReader()). */
+  #readers = 0;
   /** Whether appends are still taken (false once the upload is ending). */
   #accepting: boolean;
   /** Bytes the store has written; may run ahead of the checkpointed size. */
@@ -254,6 +256,21 @@ export class Resource {
   }
 
   /**
+   * Counts a reader (a follow cursor) until the returned function is called:
+   * a completed resource keeps its tail in memory while anyone reads it.
+   */
+  openReader(): () => void {
+    this.#readers++;
+    let open = true;
+    return () => {
+      if (!open) return;
+      open = false;
+      this.#readers--;
+      if (isTerminal(this.#status)) this.#releaseFinishedTail();
+    };
+  }
+
+  /**
    * Tells `observer` how far the store has written, from now on; it
    * replaces the previous observer (the socket holding the upload changed).
    */
@@ -298,6 +315,17 @@ export class Resource {
       MAX_TAIL_BYTES,
       Math.max(this.#tailLimit, this.#watchers.size * TAIL_BYTES_PER_WATCHER),
     );
+  }
+
+  /**
+   * A completed resource keeps its tail only while someone reads it, and
+   * lets it go once the last reader is done: followers that were behind at
+   * the end (a thousand of them, seconds behind, in the fan-out benchmark)
+   * go on copying from memory instead of each reading the rest from the
+   * store in frame-sized reads.
+   */
+  #releaseFinishedTail(): void {
+    if (this.#readers === 0) this.#recent.clear(this.#written);
   }
 
   /**
@@ -548,10 +576,14 @@ export class Resource {
     outcome: Pick<ResourceStatus, "status" | "sha256" | "error">,
   ): Promise<ResourceStatus> {
     this.#finishing ??= this.#finishNow(outcome).then((status) => {
+      // Failed after all (the store): its bytes are read from the store.
+      if (status.status !== "COMPLETED") this.#recent.clear(this.#written);
+      else this.#releaseFinishedTail();
       // Handed over: the final status is the other node's, told by mirror().
       if (!this.#handedOver) this.#finished.resolve(status);
       return status;
     }, (error) => {
+      this.#recent.clear(this.#written);
       // Whoever waits for the end must not wait forever; callers get the error.
       this.#finished.resolve(this.#status);
       throw error;
@@ -566,8 +598,9 @@ export class Resource {
     this.#checkpointTimer = undefined;
     const writer = this.#writer!;
     this.#writer = undefined;
-    // Finished resources are read from the store; the tail was for live readers.
-    this.#recent.clear(this.#written);
+    // A resource that fails is read from the store; one that completes keeps
+    // its tail for the followers still behind (see finish()).
+    if (outcome.status !== "COMPLETED") this.#recent.clear(this.#written);
     const now = new Date().toISOString();
     let status: ResourceStatus = {
       ...this.#status,

@@ -83,3 +83,47 @@ Deno.test("200 followers at the head get identical bytes from memory; a laggard 
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("a follower behind when the upload completes gets the rest from memory; the tail goes once no one reads it", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "spool-test-" });
+  const store = new CountingStore(dataDir);
+  try {
+    await using server = await startTestServer({ dataDir, store });
+    // Within the default tail (512 KiB), far beyond the follower's credit.
+    const data = randomBytes(6 * CHUNK, 16);
+    const expected = await sha256(data);
+    const upload = await startUpload(server.url, { name: "behind.log" });
+    await using behind = await openDownload(upload.reference, {
+      window: CHUNK,
+    });
+    // Nothing is read yet: the server stops at the follower's credit.
+    const reader = behind.follow().getReader();
+    for (let i = 0; i < 6; i++) {
+      await upload.write(data.subarray(i * CHUNK, (i + 1) * CHUNK));
+    }
+    assertEquals((await upload.finish()).status, "COMPLETED");
+    await upload.closed();
+    const readAll = async (
+      stream: ReadableStreamDefaultReader<Uint8Array>,
+    ): Promise<string> => {
+      const parts: Uint8Array<ArrayBuffer>[] = [];
+      for (
+        let next = await stream.read();
+        !next.done;
+        next = await stream.read()
+      ) {
+        parts.push(next.value as Uint8Array<ArrayBuffer>);
+      }
+      return await sha256(new Uint8Array(await new Blob(parts).arrayBuffer()));
+    };
+    assertEquals(await readAll(reader), expected);
+    assertEquals(store.reads, [], "the rest came from memory");
+    // Its follow is over, so no one reads the resource: the tail is gone,
+    // and a later reader gets the bytes from the store.
+    await using later = await openDownload(upload.reference);
+    assertEquals(await readAll(later.follow().getReader()), expected);
+    assertEquals(store.reads, [{ start: 0, end: data.byteLength }]);
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
