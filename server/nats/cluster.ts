@@ -18,6 +18,7 @@ import { sanitizeStoredStatus } from "../_stored_status.ts";
 import type { JetStreamStore } from "./jetstream_store.ts";
 import { LeaseSweeper } from "./lease_sweeper.ts";
 import { RemoteResource } from "./remote_resource.ts";
+import { pieceSubscriber } from "./_piece_subscription.ts";
 import { StatusFeed } from "./status_feed.ts";
 import { DEFAULT_CHECKPOINT_MS, DEFAULT_LEASE_SWEEP_MS } from "../defaults.ts";
 
@@ -219,6 +220,10 @@ async function mirror(
     for (const change of changes) {
       console.warn(`spool: resource ${status.id}: ${change}`);
     }
-    registry.adopt(new RemoteResource(store, status));
+    registry.adopt(
+      new RemoteResource(store, status, {
+        pieces: pieceSubscriber(store.engine.nc),
+      }),
+    );
   } else known.mirror(status);
 }

@@ -2,7 +2,10 @@
  * A resource whose upload another node holds (or held): its statuses come
  * from the engine's status feed, its bytes from the engine store. To the
  * routes, sockets and watchers of this node it is a {@linkcode Resource}
- * like any other.
+ * like any other. While it is live and watched, one data subscription
+ * (`_piece_subscription.ts`) fills an in-memory tail that every follower
+ * on this node reads from, up to the checkpoint; what the tail lacks is
+ * read by direct get.
  *
  * @module
  */
@@ -11,6 +14,16 @@ import { isTerminal, type ResourceStatus } from "../../protocol/status.ts";
 import { Resource, type StatusWatcher } from "../resource.ts";
 import { isNewer } from "../_status_order.ts";
 import type { ResourceStore } from "../store.ts";
+import type { PieceSubscriber } from "./_piece_subscription.ts";
+import { AHEAD_BYTES, readThroughTail, RemoteTail } from "./_remote_tail.ts";
+
+/**
+ * Tail kept at or below the checkpoint: the bound of a live resource's own
+ * tail (`resource.ts`), 512 KiB plus 8 KiB per watcher, at most 16 MiB.
+ */
+const BEHIND_BYTES = 512 * 1024;
+const BEHIND_BYTES_PER_WATCHER = 8 * 1024;
+const MAX_BEHIND_BYTES = 16 * 1024 * 1024;
 
 function statusMessage(status: ResourceStatus): string {
   return JSON.stringify({ type: "status", resource: status });
@@ -23,7 +36,9 @@ export { isNewer } from "../_status_order.ts";
  *
  * @example
  * ```ts ignore
- * const resource = new RemoteResource(store, status);
+ * const resource = new RemoteResource(store, status, {
+ *   pieces: pieceSubscriber(engine.nc),
+ * });
  * resource.mirror(newerStatus); // watchers hear it
  * ```
  */
@@ -32,10 +47,22 @@ export class RemoteResource extends Resource {
   #message: string;
   readonly #watchers = new Set<StatusWatcher>();
   readonly #finished = Promise.withResolvers<ResourceStatus>();
+  readonly #pieces: PieceSubscriber | undefined;
+  readonly #tail = new RemoteTail();
+  /** Stops the data subscription while one runs. */
+  #unsubscribe: (() => void) | undefined;
 
-  /** Mirrors `status`, read through `store`. */
-  constructor(store: ResourceStore, status: ResourceStatus) {
+  /**
+   * Mirrors `status`, read through `store`; with `pieces`, followers read
+   * the live bytes from a tail that subscription fills.
+   */
+  constructor(
+    store: ResourceStore,
+    status: ResourceStatus,
+    options: { pieces?: PieceSubscriber } = {},
+  ) {
     super(store, status, { checkpointMs: 0 });
+    this.#pieces = options.pieces;
     this.#status = status;
     this.#message = statusMessage(status);
     if (isTerminal(status)) this.#finished.resolve(status);
@@ -64,15 +91,77 @@ export class RemoteResource extends Resource {
   /** Calls `watcher` with the latest status now and with every later one. */
   override watch(watcher: StatusWatcher): () => void {
     this.#watchers.add(watcher);
+    this.#subscribe();
     watcher(this.#status, this.#message);
-    return () => this.#watchers.delete(watcher);
+    return () => {
+      if (!this.#watchers.delete(watcher) || this.#watchers.size > 0) return;
+      // Nobody follows here any more: no subscription, no tail.
+      this.#unsubscribeNow();
+      this.#tail.clear(this.#status.size);
+    };
+  }
+
+  /** Starts the one data subscription, if live and not yet running. */
+  #subscribe(): void {
+    if (this.#pieces === undefined || this.#unsubscribe !== undefined) return;
+    if (isTerminal(this.#status)) return;
+    this.#unsubscribe = this.#pieces(
+      this.#status.id,
+      (offset, bytes) =>
+        this.#tail.add(offset, bytes, this.#behindBytes() + AHEAD_BYTES),
+    );
+  }
+
+  #unsubscribeNow(): void {
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+  }
+
+  /** Tail to keep below the checkpoint: more when many watch, as a live resource's. */
+  #behindBytes(): number {
+    return Math.min(
+      MAX_BEHIND_BYTES,
+      Math.max(
+        BEHIND_BYTES,
+        this.#watchers.size * BEHIND_BYTES_PER_WATCHER,
+      ),
+    );
+  }
+
+  /** Checkpointed bytes `[start, end)`: from the tail where it holds them. */
+  override read(start: number, end: number): ReadableStream<Uint8Array> {
+    if (this.#tail.held === 0) return super.read(start, end);
+    return readThroughTail(
+      this.#tail,
+      (from, to) => super.read(from, to),
+      start,
+      end,
+    );
+  }
+
+  /** `[start, end)` as views on the tail, if it holds them all and they are checkpointed. */
+  override recent(start: number, end: number): Uint8Array[] | undefined {
+    if (end > this.#status.size) return undefined;
+    return this.#tail.views(start, end);
+  }
+
+  /** Copies tail bytes from `position` on, never past the checkpoint. */
+  override copyRecent(position: number, target: Uint8Array): number {
+    const room = Math.min(target.byteLength, this.#status.size - position);
+    if (room <= 0) return 0;
+    return this.#tail.copy(position, target.subarray(0, room));
   }
 
   /** Takes `status` if it is newer and tells the watchers; returns whether it was. */
   override mirror(status: ResourceStatus): boolean {
     if (!isNewer(this.#status, status)) return false;
+    // Bytes the previous checkpoint served are kept within the bound; those
+    // this one counts are what the followers are about to read.
+    this.#tail.trim(this.#status.size, this.#behindBytes());
     this.#status = status;
     this.#message = statusMessage(status);
+    // Ended: the final bytes are stored; the tail serves the watchers left.
+    if (isTerminal(status)) this.#unsubscribeNow();
     for (const watcher of this.#watchers) watcher(status, this.#message);
     if (isTerminal(status)) this.#finished.resolve(status);
     return true;
