@@ -177,6 +177,10 @@ Deno.test("the tail of node B places pieces stored out of order and twice by off
     const resource = new RemoteResource(b, statusOf(id, 0), {
       pieces: pieceSubscriber(b.engine.nc),
     });
+    // A listing's watch brings no bytes here.
+    const listing = resource.watch(() => {}, { statusOnly: true });
+    await b.engine.nc.flush();
+    assertEquals(await dataSubscriptions(nats.monitorUrl!), 0);
     const unwatch = resource.watch(() => {});
     // The server has the subscription once it answered a ping after it.
     await b.engine.nc.flush();
@@ -229,6 +233,7 @@ Deno.test("the tail of node B places pieces stored out of order and twice by off
       await sha256(data.subarray(150_000, 3 * S + 1000)),
     );
     unwatch();
+    listing();
     await b.engine.nc.flush();
     assertEquals(await dataSubscriptions(nats.monitorUrl!), 0);
     assertEquals(resource.copyRecent(0, new Uint8Array(10)), 0, "no tail");

@@ -2,7 +2,8 @@
  * A resource whose upload another node holds (or held): its statuses come
  * from the engine's status feed, its bytes from the engine store. To the
  * routes, sockets and watchers of this node it is a {@linkcode Resource}
- * like any other. While it is live and watched, one data subscription
+ * like any other. While it is live and followed (watched by a reader of
+ * its bytes, not by a listing), one data subscription
  * (`_piece_subscription.ts`) fills an in-memory tail that every follower
  * on this node reads from, up to the checkpoint; what the tail lacks is
  * read by direct get.
@@ -11,7 +12,11 @@
  */
 
 import { isTerminal, type ResourceStatus } from "../../protocol/status.ts";
-import { Resource, type StatusWatcher } from "../resource.ts";
+import {
+  Resource,
+  type StatusWatcher,
+  type WatchOptions,
+} from "../resource.ts";
 import { isNewer } from "../_status_order.ts";
 import type { ResourceStore } from "../store.ts";
 import type { PieceSubscriber } from "./_piece_subscription.ts";
@@ -19,7 +24,7 @@ import { AHEAD_BYTES, readThroughTail, RemoteTail } from "./_remote_tail.ts";
 
 /**
  * Tail kept at or below the checkpoint: the bound of a live resource's own
- * tail (`resource.ts`), 512 KiB plus 8 KiB per watcher, at most 16 MiB.
+ * tail (`resource.ts`), 512 KiB plus 8 KiB per follower, at most 16 MiB.
  */
 const BEHIND_BYTES = 512 * 1024;
 const BEHIND_BYTES_PER_WATCHER = 8 * 1024;
@@ -49,6 +54,8 @@ export class RemoteResource extends Resource {
   readonly #finished = Promise.withResolvers<ResourceStatus>();
   readonly #pieces: PieceSubscriber | undefined;
   readonly #tail = new RemoteTail();
+  /** Watchers that read bytes (not a listing's). */
+  #followers = 0;
   /** Stops the data subscription while one runs. */
   #unsubscribe: (() => void) | undefined;
 
@@ -88,13 +95,25 @@ export class RemoteResource extends Resource {
     return this.#watchers.size;
   }
 
-  /** Calls `watcher` with the latest status now and with every later one. */
-  override watch(watcher: StatusWatcher): () => void {
+  /**
+   * Calls `watcher` with the latest status now and with every later one.
+   * The first watcher that reads bytes starts the data subscription; the
+   * last one leaving stops it and drops the tail.
+   */
+  override watch(
+    watcher: StatusWatcher,
+    options: WatchOptions = {},
+  ): () => void {
     this.#watchers.add(watcher);
-    this.#subscribe();
+    const follows = !options.statusOnly;
+    if (follows) {
+      this.#followers++;
+      this.#subscribe();
+    }
     watcher(this.#status, this.#message);
     return () => {
-      if (!this.#watchers.delete(watcher) || this.#watchers.size > 0) return;
+      if (!this.#watchers.delete(watcher) || !follows) return;
+      if (--this.#followers > 0) return;
       // Nobody follows here any more: no subscription, no tail.
       this.#unsubscribeNow();
       this.#tail.clear(this.#status.size);
@@ -117,13 +136,13 @@ export class RemoteResource extends Resource {
     this.#unsubscribe = undefined;
   }
 
-  /** Tail to keep below the checkpoint: more when many watch, as a live resource's. */
+  /** Tail to keep below the checkpoint: more when many follow, as a live resource's. */
   #behindBytes(): number {
     return Math.min(
       MAX_BEHIND_BYTES,
       Math.max(
         BEHIND_BYTES,
-        this.#watchers.size * BEHIND_BYTES_PER_WATCHER,
+        this.#followers * BEHIND_BYTES_PER_WATCHER,
       ),
     );
   }
