@@ -17,6 +17,7 @@ import { NatsEngine } from "../server/nats/engine.ts";
 import { JetStreamStore } from "../server/nats/jetstream_store.ts";
 import { RemoteResource } from "../server/nats/remote_resource.ts";
 import { pieceSubscriber } from "../server/nats/_piece_subscription.ts";
+import { RemoteTail, TailBudget } from "../server/nats/_remote_tail.ts";
 import {
   dataSubject,
   OFFSET_HEADER,
@@ -241,4 +242,41 @@ Deno.test("the tail of node B places pieces stored out of order and twice by off
     await a.close();
     await b.close();
   }
+});
+
+Deno.test("a remote tail keeps each byte once whatever the order of its pieces, drops the oldest beyond its bound and the node's, and takes nothing below what it dropped", () => {
+  const data = randomBytes(10_000, 1503);
+  const budget = new TailBudget(1_000_000);
+  const tail = new RemoteTail(budget, 8000);
+  const add = (from: number, to: number) =>
+    tail.add(from, data.subarray(from, to));
+  add(4000, 6000);
+  add(0, 1000);
+  add(500, 4500); // overlaps both
+  add(0, 6000); // all held already
+  assertEquals(tail.held, 6000);
+  assertEquals(budget.used, 6000);
+  const out = new Uint8Array(6000);
+  assertEquals(tail.copy(0, out), 6000);
+  assertEquals(out, data.subarray(0, 6000));
+  assertEquals(tail.views(1000, 5000)?.reduce((n, v) => n + v.length, 0), 4000);
+  add(7000, 8000);
+  assertEquals(tail.copy(5000, new Uint8Array(5000)), 1000, "stops at a hole");
+  assertEquals(tail.views(5000, 7500), undefined);
+  assertEquals(tail.nextHeld(6500), 7000);
+  // Beyond its bound the oldest chunk goes; a piece below it is not taken.
+  add(8000, 10_000);
+  assertEquals(tail.held, 8000);
+  assertEquals(tail.copy(0, new Uint8Array(10)), 0);
+  add(0, 1000);
+  assertEquals(tail.copy(0, new Uint8Array(10)), 0);
+  assertEquals(tail.copy(1000, new Uint8Array(10)), 10);
+  tail.clear(10_000);
+  assertEquals([tail.held, budget.used], [0, 0]);
+  // Two tails of one node share its budget.
+  const small = new TailBudget(3000);
+  const first = new RemoteTail(small), second = new RemoteTail(small);
+  first.add(0, data.subarray(0, 2000));
+  second.add(0, data.subarray(0, 2000));
+  assertEquals([first.held, second.held, small.used], [2000, 0, 2000]);
 });

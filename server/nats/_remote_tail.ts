@@ -23,17 +23,42 @@ function endOf(chunk: Chunk): number {
 }
 
 /**
- * Bytes above the checkpoint kept at most: they cannot be served yet, but
- * every follower wants them as soon as the next checkpoint comes, and each
- * one dropped costs every follower a direct get. One checkpoint interval of
- * a fast upload (64 MiB in 250 ms was measured) fits.
+ * Bytes one resource's tail keeps at most: a checkpoint interval of a fast
+ * upload (64 MiB in 250 ms was measured), so that followers still reading
+ * one checkpoint's bytes when the next comes find them here. A node's local
+ * tail can be small (its store reads are cheap), a remote one cannot: each
+ * byte it lacks costs every follower a direct get.
  */
-export const AHEAD_BYTES = 64 * 1024 * 1024;
+export const TAIL_BYTES = 64 * 1024 * 1024;
+/** Bytes all the remote tails of one node keep at most, together. */
+export const NODE_TAIL_BYTES = 256 * 1024 * 1024;
 
 /**
- * Disjoint chunks of a resource, bounded: at most `behind` bytes at or
- * below the checkpoint (like a live resource's own tail) plus
- * {@linkcode AHEAD_BYTES} above it; the oldest go first.
+ * The bytes every remote tail of a node holds, against their bound: a tail
+ * adding beyond it drops its own oldest bytes.
+ *
+ * @example
+ * ```ts ignore
+ * const budget = new TailBudget(NODE_TAIL_BYTES);
+ * const tail = new RemoteTail(budget);
+ * ```
+ */
+export class TailBudget {
+  /** Bytes held by every tail. */
+  used = 0;
+  /** The most they may hold. */
+  readonly limit: number;
+
+  /** A budget of `limit` bytes. */
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+}
+
+/**
+ * Disjoint chunks of a resource, bounded: at most {@linkcode TAIL_BYTES}
+ * of it, and no more than its node's {@linkcode TailBudget} allows; the
+ * oldest go first.
  */
 export class RemoteTail {
   /** Sorted by offset, disjoint. */
@@ -41,6 +66,14 @@ export class RemoteTail {
   #held = 0;
   /** Bytes below this are never taken again (dropped, or passed). */
   #floor = 0;
+  readonly #budget: TailBudget;
+  readonly #limit: number;
+
+  /** An empty tail within `budget`, of at most `limit` bytes. */
+  constructor(budget: TailBudget, limit = TAIL_BYTES) {
+    this.#budget = budget;
+    this.#limit = limit;
+  }
 
   /** Bytes held. */
   get held(): number {
@@ -61,16 +94,16 @@ export class RemoteTail {
   /**
    * Places the piece at `offset`; only the bytes no chunk holds yet are
    * kept (a byte is the same in every piece holding it). Then drops the
-   * oldest chunks while more than `limit` bytes are held.
+   * oldest chunks while the bound is exceeded.
    */
-  add(offset: number, bytes: Uint8Array, limit: number): void {
+  add(offset: number, bytes: Uint8Array): void {
     const end = offset + bytes.byteLength;
     let at = Math.max(offset, this.#floor);
     if (at >= end) return;
     const last = this.#chunks.at(-1);
     if (last === undefined || endOf(last) <= at) {
       this.#chunks.push({ offset: at, bytes: bytes.subarray(at - offset) });
-      this.#held += end - at;
+      this.#hold(end - at);
     } else {
       // Out of order or overlapping: fill the holes between held chunks.
       const parts: Chunk[] = [];
@@ -88,38 +121,30 @@ export class RemoteTail {
       }
       for (const part of parts) {
         this.#chunks.splice(this.#after(part.offset), 0, part);
-        this.#held += part.bytes.byteLength;
+        this.#hold(part.bytes.byteLength);
       }
     }
-    while (this.#held > limit) this.#dropOldest();
+    while (
+      this.#chunks.length > 0 &&
+      (this.#held > this.#limit || this.#budget.used > this.#budget.limit)
+    ) this.#dropOldest();
+  }
+
+  #hold(bytes: number): void {
+    this.#held += bytes;
+    this.#budget.used += bytes;
   }
 
   #dropOldest(): void {
     const oldest = this.#chunks.shift()!;
-    this.#held -= oldest.bytes.byteLength;
+    this.#hold(-oldest.bytes.byteLength);
     this.#floor = Math.max(this.#floor, endOf(oldest));
-  }
-
-  /**
-   * The checkpoint moved to `checkpoint`: drops the oldest chunks wholly
-   * below it while more than `behind` bytes below it are held.
-   */
-  trim(checkpoint: number, behind: number): void {
-    let below = 0;
-    for (const chunk of this.#chunks) {
-      if (chunk.offset >= checkpoint) break;
-      below += Math.min(checkpoint, endOf(chunk)) - chunk.offset;
-    }
-    while (below > behind && endOf(this.#chunks[0]) <= checkpoint) {
-      below -= this.#chunks[0].bytes.byteLength;
-      this.#dropOldest();
-    }
   }
 
   /** Drops every chunk; nothing below `floor` is taken again. */
   clear(floor: number): void {
     this.#chunks = [];
-    this.#held = 0;
+    this.#hold(-this.#held);
     this.#floor = Math.max(this.#floor, floor);
   }
 

@@ -20,15 +20,12 @@ import {
 import { isNewer } from "../_status_order.ts";
 import type { ResourceStore } from "../store.ts";
 import type { PieceSubscriber } from "./_piece_subscription.ts";
-import { AHEAD_BYTES, readThroughTail, RemoteTail } from "./_remote_tail.ts";
-
-/**
- * Tail kept at or below the checkpoint: the bound of a live resource's own
- * tail (`resource.ts`), 512 KiB plus 8 KiB per follower, at most 16 MiB.
- */
-const BEHIND_BYTES = 512 * 1024;
-const BEHIND_BYTES_PER_WATCHER = 8 * 1024;
-const MAX_BEHIND_BYTES = 16 * 1024 * 1024;
+import {
+  NODE_TAIL_BYTES,
+  readThroughTail,
+  RemoteTail,
+  TailBudget,
+} from "./_remote_tail.ts";
 
 function statusMessage(status: ResourceStatus): string {
   return JSON.stringify({ type: "status", resource: status });
@@ -53,7 +50,7 @@ export class RemoteResource extends Resource {
   readonly #watchers = new Set<StatusWatcher>();
   readonly #finished = Promise.withResolvers<ResourceStatus>();
   readonly #pieces: PieceSubscriber | undefined;
-  readonly #tail = new RemoteTail();
+  readonly #tail: RemoteTail;
   /** Watchers that read bytes (not a listing's). */
   #followers = 0;
   /** Stops the data subscription while one runs. */
@@ -61,15 +58,19 @@ export class RemoteResource extends Resource {
 
   /**
    * Mirrors `status`, read through `store`; with `pieces`, followers read
-   * the live bytes from a tail that subscription fills.
+   * the live bytes from a tail that subscription fills, within `budget`
+   * (the node's, shared by its remote resources).
    */
   constructor(
     store: ResourceStore,
     status: ResourceStatus,
-    options: { pieces?: PieceSubscriber } = {},
+    options: { pieces?: PieceSubscriber; budget?: TailBudget } = {},
   ) {
     super(store, status, { checkpointMs: 0 });
     this.#pieces = options.pieces;
+    this.#tail = new RemoteTail(
+      options.budget ?? new TailBudget(NODE_TAIL_BYTES),
+    );
     this.#status = status;
     this.#message = statusMessage(status);
     if (isTerminal(status)) this.#finished.resolve(status);
@@ -126,25 +127,13 @@ export class RemoteResource extends Resource {
     if (isTerminal(this.#status)) return;
     this.#unsubscribe = this.#pieces(
       this.#status.id,
-      (offset, bytes) =>
-        this.#tail.add(offset, bytes, this.#behindBytes() + AHEAD_BYTES),
+      (offset, bytes) => this.#tail.add(offset, bytes),
     );
   }
 
   #unsubscribeNow(): void {
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
-  }
-
-  /** Tail to keep below the checkpoint: more when many follow, as a live resource's. */
-  #behindBytes(): number {
-    return Math.min(
-      MAX_BEHIND_BYTES,
-      Math.max(
-        BEHIND_BYTES,
-        this.#followers * BEHIND_BYTES_PER_WATCHER,
-      ),
-    );
   }
 
   /** Checkpointed bytes `[start, end)`: from the tail where it holds them. */
@@ -174,9 +163,6 @@ export class RemoteResource extends Resource {
   /** Takes `status` if it is newer and tells the watchers; returns whether it was. */
   override mirror(status: ResourceStatus): boolean {
     if (!isNewer(this.#status, status)) return false;
-    // Bytes the previous checkpoint served are kept within the bound; those
-    // this one counts are what the followers are about to read.
-    this.#tail.trim(this.#status.size, this.#behindBytes());
     this.#status = status;
     this.#message = statusMessage(status);
     // Ended: the final bytes are stored; the tail serves the watchers left.
