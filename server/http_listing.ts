@@ -140,7 +140,7 @@ class ListingFeed {
     const unwatch = resource.watch((status) => {
       this.#pending.set(status.id, status);
       this.#changed.notify();
-    });
+    }, { statusOnly: true });
     this.#unwatch.set(resource.status.id, unwatch);
   }
 

@@ -29,6 +29,7 @@ export {
   type LiveResourceOptions,
   Resource,
   type StatusWatcher,
+  type WatchOptions,
   type WriteObserver,
 } from "./resource.ts";
 export { DISCONNECTED_REASON } from "./upload_socket.ts";

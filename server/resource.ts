@@ -31,6 +31,24 @@ import { isNewer } from "./_status_order.ts";
 export type StatusWatcher = (status: ResourceStatus, message: string) => void;
 
 /**
+ * How a watcher watches.
+ *
+ * @example
+ * ```ts
+ * import type { WatchOptions } from "./resource.ts";
+ * // A listing: statuses only, never the bytes.
+ * const listing: WatchOptions = { statusOnly: true };
+ * ```
+ */
+export interface WatchOptions {
+  /**
+   * The watcher reads no bytes (a listing): a resource another node holds
+   * does not bring its bytes to this node for it. Default `false`.
+   */
+  statusOnly?: boolean;
+}
+
+/**
  * Learns how far the store has written a resource's appends: the upload
  * socket holding the resource acknowledges bytes from it.
  *
@@ -249,7 +267,7 @@ export class Resource {
   }
 
   /** Calls `watcher` with the latest status now and with every later one. */
-  watch(watcher: StatusWatcher): () => void {
+  watch(watcher: StatusWatcher, _options: WatchOptions = {}): () => void {
     this.#watchers.add(watcher);
     watcher(this.#status, this.#statusMessage);
     return () => this.#watchers.delete(watcher);

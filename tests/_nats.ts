@@ -18,6 +18,8 @@ export interface NatsServer {
   pid: number;
   /** Its JetStream store dir. */
   dir: string;
+  /** `http://127.0.0.1:PORT` of its monitoring endpoint, when asked for. */
+  monitorUrl?: string;
   /** Kills it (SIGKILL with `kill: true`) and waits for it to exit. */
   stop(options?: { kill?: boolean }): Promise<void>;
   /** Stops it and removes its store dir. */
@@ -37,13 +39,21 @@ export function freePort(): number {
  * new temporary dir); resolves once it logs that it is ready.
  */
 export async function startNats(
-  options: { port?: number; dir?: string } = {},
+  options: { port?: number; dir?: string; monitor?: boolean } = {},
 ): Promise<NatsServer> {
   const port = options.port ?? freePort();
   const dir = options.dir ?? await Deno.makeTempDir({ prefix: "spool-nats-" });
-  const server = await spawnNats(port, dir, []);
+  const monitorPort = options.monitor ? freePort() : undefined;
+  const server = await spawnNats(
+    port,
+    dir,
+    monitorPort === undefined ? [] : ["-m", String(monitorPort)],
+  );
   return {
     ...server,
+    monitorUrl: monitorPort === undefined
+      ? undefined
+      : `http://127.0.0.1:${monitorPort}`,
     async [Symbol.asyncDispose]() {
       await server.stop();
       if (!options.dir) await Deno.remove(dir, { recursive: true });

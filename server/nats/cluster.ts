@@ -18,6 +18,8 @@ import { sanitizeStoredStatus } from "../_stored_status.ts";
 import type { JetStreamStore } from "./jetstream_store.ts";
 import { LeaseSweeper } from "./lease_sweeper.ts";
 import { RemoteResource } from "./remote_resource.ts";
+import { pieceSubscriber } from "./_piece_subscription.ts";
+import { NODE_TAIL_BYTES, TailBudget } from "./_remote_tail.ts";
 import { StatusFeed } from "./status_feed.ts";
 import { DEFAULT_CHECKPOINT_MS, DEFAULT_LEASE_SWEEP_MS } from "../defaults.ts";
 
@@ -75,8 +77,10 @@ export async function joinCluster(
   registry: ResourceRegistry,
   options: ClusterOptions,
 ): Promise<Cluster> {
+  // One bound for the tails of every resource this node follows.
+  const tails = new TailBudget(NODE_TAIL_BYTES);
   const feed = await StatusFeed.start(store.engine, {
-    status: (status) => mirror(store, registry, status),
+    status: (status) => mirror(store, registry, status, tails),
     deleted(id) {
       const resource = registry.get(id);
       if (resource?.live) return;
@@ -85,7 +89,7 @@ export async function joinCluster(
       if (resource) options.onDeleted?.(resource);
     },
   });
-  registry.lookUpWith((id) => lookUpElsewhere(store, registry, id));
+  registry.lookUpWith((id) => lookUpElsewhere(store, registry, id, tails));
   const sweeper = new LeaseSweeper(store, {
     graceMs: options.graceMs,
     sweepMs: options.sweepMs ?? DEFAULT_LEASE_SWEEP_MS,
@@ -185,6 +189,7 @@ async function lookUpElsewhere(
   store: JetStreamStore,
   registry: ResourceRegistry,
   id: string,
+  tails: TailBudget,
 ): Promise<Resource | undefined> {
   let status: ResourceStatus | undefined;
   try {
@@ -197,7 +202,7 @@ async function lookUpElsewhere(
       }; expected the engine to answer (try again)`,
     );
   }
-  if (status !== undefined) await mirror(store, registry, status);
+  if (status !== undefined) await mirror(store, registry, status, tails);
   return registry.get(id);
 }
 
@@ -206,6 +211,7 @@ async function mirror(
   store: JetStreamStore,
   registry: ResourceRegistry,
   stored: ResourceStatus,
+  tails: TailBudget,
 ): Promise<void> {
   if (!isResourceId(stored.id)) return;
   const known = registry.get(stored.id);
@@ -219,6 +225,11 @@ async function mirror(
     for (const change of changes) {
       console.warn(`spool: resource ${status.id}: ${change}`);
     }
-    registry.adopt(new RemoteResource(store, status));
+    registry.adopt(
+      new RemoteResource(store, status, {
+        pieces: pieceSubscriber(store.engine.nc),
+        budget: tails,
+      }),
+    );
   } else known.mirror(status);
 }
