@@ -108,8 +108,8 @@ export async function serveGrpc(
  * not one per call: closing a channel closes its HTTP/2 session, which sends
  * the server a GOAWAY, and Deno 2.9.6's `node:http2` has aborted the
  * server's process on it (an nghttp2 assertion in
- * `find_stream_on_goaway_func`, or `free(): invalid pointer`; denoland/deno
- * issue 36788), right after the first call of a bench run. So the channel
+ * `find_stream_on_goaway_func`, as in denoland/deno issue 36788; see
+ * bench/ANALYSIS.md), right after the first call of a bench run. So the channel
  * stays open until the server's process has exited (see
  * `bench/_transport_receiver.ts`, which exits without a GOAWAY too).
  */
