@@ -52,6 +52,11 @@ const PUT: grpc.MethodDefinition<Uint8Array, number> = {
 /** A running gRPC server. */
 export interface GrpcServing {
   port: number;
+  /**
+   * A graceful shutdown: it sends every client a GOAWAY, which Deno's
+   * `node:http2` has aborted on (see {@linkcode GrpcChannel}), so the
+   * bench's receiver exits without it.
+   */
   close(): Promise<void>;
 }
 
@@ -99,63 +104,98 @@ export async function serveGrpc(
 }
 
 /**
- * One client-streaming `Objects/Put` call to `127.0.0.1:port`: writes
- * `next()` until it returns `null` (waiting for `drain` whenever grpc-js's
- * buffer is full), then ends the call; resolves with how many messages the
- * server counted.
+ * One gRPC channel to `127.0.0.1:port`, for every run of a benchmark. Why
+ * not one per call: closing a channel closes its HTTP/2 session, which sends
+ * the server a GOAWAY, and Deno 2.9.6's `node:http2` has aborted the
+ * server's process on it (an nghttp2 assertion in
+ * `find_stream_on_goaway_func`, as in denoland/deno issue 36788; see
+ * bench/ANALYSIS.md), right after the first call of a bench run. So the channel
+ * stays open until the server's process has exited (see
+ * `bench/_transport_receiver.ts`, which exits without a GOAWAY too).
+ */
+export interface GrpcChannel {
+  /**
+   * One client-streaming `Objects/Put` call: writes `next()` until it
+   * returns `null` (waiting for `drain` whenever grpc-js's buffer is full),
+   * then ends the call; resolves with how many messages the server counted.
+   */
+  stream(next: () => Uint8Array | null, signal: AbortSignal): Promise<number>;
+  /** Closes the channel: only once the server's process has exited. */
+  close(): void;
+}
+
+/**
+ * Opens a {@linkcode GrpcChannel} and waits until it is connected, so that
+ * no measured call includes connecting.
  *
  * @example
  * ```ts ignore
+ * const channel = await openGrpc(port);
  * let left = 3;
- * const count = await streamGrpc(port, () => left-- > 0 ? new Uint8Array(1) : null, signal);
+ * const count = await channel.stream(() => left-- > 0 ? new Uint8Array(1) : null, signal);
  * ```
  */
-export async function streamGrpc(
-  port: number,
-  next: () => Uint8Array | null,
-  signal: AbortSignal,
-): Promise<number> {
+export async function openGrpc(port: number): Promise<GrpcChannel> {
   const client = new grpc.Client(
     `127.0.0.1:${port}`,
     grpc.credentials.createInsecure(),
     CHANNEL_OPTIONS,
   );
   try {
-    let call: grpc.ClientWritableStream<Uint8Array> | undefined;
-    const answer = new Promise<number>((resolve, reject) => {
-      call = client.makeClientStreamRequest(
-        PUT.path,
-        PUT.requestSerialize,
-        PUT.responseDeserialize,
-        (error: grpc.ServiceError | null, count?: number) =>
-          error ? reject(error) : resolve(count!),
-      );
-    });
-    // Awaited below; until then a failed call must not count as unhandled.
-    answer.catch(() => {});
-    const onAbort = () => call!.cancel();
-    signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      let written = 0;
-      for (let message = next(); message !== null; message = next()) {
-        if (!call!.write(message)) {
-          // A call that fails meanwhile never drains: its answer rejects.
-          await Promise.race([
-            new Promise((resolve) => call!.once("drain", resolve)),
-            answer,
-          ]);
-        } else if (++written % YIELD_EVERY === 0) {
-          // write() may accept without pushing back for a long time: let
-          // the event loop move the bytes (as a real producer would).
-          await new Promise((resolve) => setTimeout(resolve, 0));
-        }
-      }
-      call!.end();
-      return await answer;
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-    }
-  } finally {
+    await new Promise<void>((resolve, reject) =>
+      client.waitForReady(
+        Date.now() + 10_000,
+        (error) => error ? reject(error) : resolve(),
+      )
+    );
+  } catch (error) {
     client.close();
+    throw error;
+  }
+  return {
+    stream: (next, signal) => streamCall(client, next, signal),
+    close: () => client.close(),
+  };
+}
+
+/** {@linkcode GrpcChannel.stream} on `client`. */
+async function streamCall(
+  client: grpc.Client,
+  next: () => Uint8Array | null,
+  signal: AbortSignal,
+): Promise<number> {
+  let call: grpc.ClientWritableStream<Uint8Array> | undefined;
+  const answer = new Promise<number>((resolve, reject) => {
+    call = client.makeClientStreamRequest(
+      PUT.path,
+      PUT.requestSerialize,
+      PUT.responseDeserialize,
+      (error: grpc.ServiceError | null, count?: number) =>
+        error ? reject(error) : resolve(count!),
+    );
+  });
+  // Awaited below; until then a failed call must not count as unhandled.
+  answer.catch(() => {});
+  const onAbort = () => call!.cancel();
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    let written = 0;
+    for (let message = next(); message !== null; message = next()) {
+      if (!call!.write(message)) {
+        // A call that fails meanwhile never drains: its answer rejects.
+        await Promise.race([
+          new Promise((resolve) => call!.once("drain", resolve)),
+          answer,
+        ]);
+      } else if (++written % YIELD_EVERY === 0) {
+        // write() may accept without pushing back for a long time: let
+        // the event loop move the bytes (as a real producer would).
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+    }
+    call!.end();
+    return await answer;
+  } finally {
+    signal.removeEventListener("abort", onAbort);
   }
 }

@@ -30,6 +30,11 @@
  *
  * Closing stdin closes the server and ends the process.
  *
+ * For the bench's smoke test, `BENCH_GRPC_ABORT` makes a `--mode grpc`
+ * receiver abort itself (SIGABRT) on the first message of a call, as Deno's
+ * `node:http2` has done on its own: `always`, or a file path (only the
+ * first receiver that creates that file aborts, so a restarted one lives).
+ *
  * Bodies the benchmarks send start with a stamp: their slot index in the
  * sender's pool and the pool's slot count (two little-endian u32). Object
  * `name` is its index in the run, so the handler can check that every body
@@ -350,6 +355,18 @@ function serveWebSocket(): Served {
   };
 }
 
+/** Whether `BENCH_GRPC_ABORT` (see the module doc) says: abort now. */
+function abortsNow(abort: string): boolean {
+  if (abort === "always") return true;
+  try {
+    Deno.writeFileSync(abort, new Uint8Array(), { createNew: true });
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) return false;
+    throw error;
+  }
+}
+
 /** One object per message of a gRPC client stream (`bench/_grpc_peer.ts`). */
 async function serveGrpcPeer(): Promise<Served> {
   // A computed specifier: only this mode loads the bench-only package.
@@ -361,8 +378,12 @@ async function serveGrpcPeer(): Promise<Served> {
   } = await import(module);
   const counts = new Map<number, number>();
   const decoder = new TextDecoder();
+  const abort = Deno.env.get("BENCH_GRPC_ABORT");
   const server = await peer.serveGrpc((message, call) => {
     const count = counts.get(call) ?? 0;
+    if (count === 0 && abort !== undefined && abortsNow(abort)) {
+      Deno.kill(Deno.pid, "SIGABRT");
+    }
     checkName(decoder.decode(message), count, `gRPC call ${call}`);
     counts.set(call, count + 1);
     counters.objects++;
@@ -370,7 +391,11 @@ async function serveGrpcPeer(): Promise<Served> {
   return {
     url: new URL(`http://127.0.0.1:${server.port}/`),
     refresh() {},
-    close: () => server.close(),
+    // Not server.close(): a graceful shutdown sends the bench's client a
+    // GOAWAY, on which Deno's node:http2 has aborted the receiving process
+    // (see `GrpcChannel` in bench/_grpc_peer.ts). Exiting closes the
+    // sockets without one; the bench has read every count by then.
+    close: () => Promise.resolve(),
   };
 }
 

@@ -452,12 +452,20 @@ async function sendWebSocket(
 /** What this file uses of `bench/_grpc_peer.ts`. */
 interface GrpcPeer {
   GRPC_PACKAGE: string;
-  streamGrpc(
-    port: number,
-    next: () => Uint8Array | null,
-    signal: AbortSignal,
-  ): Promise<number>;
+  openGrpc(port: number): Promise<GrpcChannel>;
 }
+
+/** What this file uses of `GrpcChannel` in `bench/_grpc_peer.ts`. */
+interface GrpcChannel {
+  stream(next: () => Uint8Array | null, signal: AbortSignal): Promise<number>;
+  close(): void;
+}
+
+/**
+ * The open channel to each gRPC receiver, by its URL: one for all of its
+ * runs, closed only once it has exited (see {@linkcode GrpcReceiver}).
+ */
+const grpcChannels = new Map<string, GrpcChannel>();
 
 /** The npm package the gRPC peer needs (as `bench/_grpc_peer.ts` says). */
 const GRPC_PACKAGE = "@grpc/grpc-js";
@@ -488,8 +496,10 @@ async function sendGrpc(
   limits: RunLimits,
   signal: AbortSignal,
 ): Promise<Sent> {
-  const peer = await loadGrpcPeer();
-  if (typeof peer === "string") throw new BenchError(peer);
+  const channel = grpcChannels.get(url.href);
+  if (channel === undefined) {
+    throw new BenchError(`gRPC peer: no channel open to ${url.href}`);
+  }
   if (pool.size !== 0) {
     throw new BenchError(
       `gRPC peer: sends header-only objects, got ${pool.size}-byte bodies`,
@@ -499,7 +509,7 @@ async function sendGrpc(
   const started = performance.now();
   const stopAt = started + limits.seconds * 1000;
   let sent = 0;
-  const count = await peer.streamGrpc(Number(url.port), () => {
+  const count = await channel.stream(() => {
     if (
       sent >= limits.objects ||
       (checkClock(pool, sent) && sent > 0 && performance.now() >= stopAt)
@@ -542,6 +552,13 @@ interface Side {
   sender: Sender;
   receiver: Serving;
   limits: RunLimits;
+  /**
+   * For a peer whose receiver may die of a bug not ours: after a failed
+   * run, resolves with why its receiver died if it did (a new one then
+   * serves as `receiver`, and the run is made again, once), else `null`
+   * (the failure stands).
+   */
+  revive?: () => Promise<string | null>;
 }
 
 /** Senders whose receiver counts one object per object (not per request). */
@@ -677,10 +694,111 @@ async function interleavedRuns(
   const measured: Measured[][] = sides.map(() => []);
   for (let i = 0; i < runs; i++) {
     for (const [index, side] of sides.entries()) {
-      measured[index].push(await measure(side, pool));
+      measured[index].push(await measureOrRevive(side, pool));
     }
   }
   return measured;
+}
+
+/**
+ * {@linkcode measure}, and once more if the run failed because `side`'s
+ * receiver died and {@linkcode Side.revive} started a new one.
+ */
+async function measureOrRevive(side: Side, pool: Pool): Promise<Measured> {
+  try {
+    return await measure(side, pool);
+  } catch (error) {
+    const died = await side.revive?.();
+    if (died === undefined || died === null) throw error;
+    console.error(
+      `bench: ${side.what}: the run failed (${
+        describe(error)
+      }): ${died}; that run again, once, with a new receiver`,
+    );
+    try {
+      return await measure(side, pool);
+    } catch (again) {
+      const diedAgain = await side.revive?.();
+      throw diedAgain === null || diedAgain === undefined
+        ? again
+        : new PeerDied(`${died}, and again in the same run: ${diedAgain}`);
+    }
+  }
+}
+
+/** A peer's receiver died twice in one run: the peer is dropped. */
+class PeerDied extends Error {}
+
+/** How `process` ended, if it has ended or does within `ms`; else `null`. */
+async function exitedWithin(
+  process: Deno.ChildProcess,
+  ms: number,
+): Promise<string | null> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const alive = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), ms);
+  });
+  const status = await Promise.race([process.status, alive]);
+  clearTimeout(timer);
+  if (status === null) return null;
+  return status.signal !== null
+    ? `signal ${status.signal}`
+    : `exit code ${status.code}`;
+}
+
+/**
+ * The gRPC peer's receiver process and the one channel the bench keeps open
+ * to it (see `GrpcChannel` in bench/_grpc_peer.ts: no GOAWAY reaches a live
+ * process of either side). If it dies (Deno's `node:http2` has aborted in
+ * nghttp2), {@linkcode GrpcReceiver.revive} starts another, and
+ * {@linkcode GrpcReceiver.deaths} says why, for the row's note.
+ */
+class GrpcReceiver {
+  serving!: Serving;
+  readonly deaths: string[] = [];
+  private constructor(private readonly peer: GrpcPeer) {}
+
+  static async start(peer: GrpcPeer): Promise<GrpcReceiver> {
+    const receiver = new GrpcReceiver(peer);
+    await receiver.spawn();
+    return receiver;
+  }
+
+  private async spawn(): Promise<void> {
+    const serving = await spawnServing(
+      "_transport_receiver.ts",
+      RECEIVER_ARGS.grpc,
+    );
+    try {
+      grpcChannels.set(
+        serving.url.href,
+        await this.peer.openGrpc(Number(serving.url.port)),
+      );
+    } catch (error) {
+      await serving.stop();
+      throw error;
+    }
+    this.serving = serving;
+  }
+
+  /** See {@linkcode Side.revive}. */
+  async revive(): Promise<string | null> {
+    // A receiver whose pipes broke is gone or going: 5 s is ample.
+    const how = await exitedWithin(this.serving.process, 5_000);
+    if (how === null) return null;
+    const why = `the gRPC receiver process died (${how})`;
+    this.deaths.push(why);
+    await this.stop();
+    await this.spawn();
+    return why;
+  }
+
+  /** Stops the receiver, then closes the channel: no GOAWAY reaches it. */
+  async stop(): Promise<void> {
+    await this.serving.stop();
+    grpcChannels.get(this.serving.url.href)?.close();
+    grpcChannels.delete(this.serving.url.href);
+  }
 }
 
 const megabytesPerSecond = (run: Measured): number =>
@@ -823,6 +941,8 @@ interface ObjectRuns {
   ws: Measured[];
   /** The gRPC peer's runs, or why it was skipped; `null` if not asked for. */
   grpc: Measured[] | string | null;
+  /** Why a gRPC run was made again, one entry per run made again. */
+  grpcDeaths: string[];
 }
 
 /**
@@ -837,13 +957,11 @@ async function objectRuns(
 ): Promise<ObjectRuns> {
   const pool = makePool(size);
   const label = size === 0 ? "header-only" : `${size / KIB} KiB`;
-  const grpcPeer = withGrpc ? await loadGrpcPeer() : null;
-  const grpcMissing = typeof grpcPeer === "string" ? grpcPeer : null;
-  if (grpcMissing !== null) {
-    console.error(`bench: skipping gRPC peer: ${grpcMissing}`);
+  const peer = withGrpc ? await loadGrpcPeer() : null;
+  if (typeof peer === "string") {
+    console.error(`bench: skipping gRPC peer: ${peer}`);
   }
   const kinds: ReceiverKind[] = ["transport", "drain", "ws"];
-  if (withGrpc && grpcMissing === null) kinds.push("grpc");
   return await withReceivers(kinds, async (receivers) => {
     const sides: Side[] = [
       {
@@ -865,29 +983,50 @@ async function objectRuns(
         limits: options.transport,
       },
     ];
-    if (kinds.includes("grpc")) {
-      sides.push({
-        what: `gRPC client streaming, one message per ${label} object`,
-        sender: sendGrpc,
-        receiver: receivers.grpc,
-        // grpc-js takes writes without pushing back and buffers them: past
-        // ~100k buffered messages a stream took 10-38 s to drain here, so
-        // its runs are capped like fetch's.
-        limits: options.baseline,
-      });
+    const grpc = peer !== null && typeof peer !== "string"
+      ? await GrpcReceiver.start(peer)
+      : null;
+    try {
+      if (grpc !== null) sides.push(grpcSide(label, grpc, options));
+      const [fetched, ws, ours, grpcRuns] = await interleavedRuns(
+        sides,
+        pool,
+        options.runs,
+      );
+      return {
+        ours,
+        fetched,
+        ws,
+        grpc: withGrpc ? (grpcRuns ?? peer as string) : null,
+        grpcDeaths: grpc?.deaths ?? [],
+      };
+    } finally {
+      await grpc?.stop();
     }
-    const [fetched, ws, ours, grpc] = await interleavedRuns(
-      sides,
-      pool,
-      options.runs,
-    );
-    return {
-      ours,
-      fetched,
-      ws,
-      grpc: withGrpc ? (grpc ?? grpcMissing) : null,
-    };
   });
+}
+
+/** The gRPC peer's side of {@linkcode objectRuns}. */
+function grpcSide(
+  label: string,
+  grpc: GrpcReceiver,
+  options: TransportBenchOptions,
+): Side {
+  const side: Side = {
+    what: `gRPC client streaming, one message per ${label} object`,
+    sender: sendGrpc,
+    receiver: grpc.serving,
+    // grpc-js takes writes without pushing back and buffers them: past
+    // ~100k buffered messages a stream took 10-38 s to drain here, so
+    // its runs are capped like fetch's.
+    limits: options.baseline,
+    async revive() {
+      const why = await grpc.revive();
+      side.receiver = grpc.serving;
+      return why;
+    },
+  };
+  return side;
 }
 
 const WS_BASELINE =
@@ -934,10 +1073,15 @@ export async function benchTransportSmall(
   ];
 }
 
-/** The header-only row against the gRPC peer, or the row saying it was skipped. */
+/**
+ * The header-only row against the gRPC peer, or the row saying it was
+ * skipped; its note says which runs were made again after the peer's
+ * receiver died (`deaths`).
+ */
 function grpcRow(
   ours: Measured[],
   grpc: Measured[] | string,
+  deaths: string[],
   note: string,
 ): BenchRow {
   const figure =
@@ -960,8 +1104,17 @@ function grpcRow(
     baseline:
       "one client-streaming call, one message (the object's name) per object, the server's count as the answer",
     goal: 4,
-    note,
+    note: deaths.length === 0 ? note : `${note}; ${deathsText(deaths, grpc)}`,
   };
+}
+
+/** The note on gRPC runs made again after its receiver died. */
+function deathsText(deaths: string[], runs: Measured[]): string {
+  return `${deaths.length} of the ${runs.length} gRPC runs ${
+    deaths.length === 1 ? "was" : "were"
+  } made again, once each, with a new receiver, because ${
+    deaths.join("; ")
+  } (Deno's node:http2 has aborted in nghttp2 on a GOAWAY, see bench/ANALYSIS.md; the receiver's own message is in the bench's stderr); the failed attempts are not counted`;
 }
 
 /**
@@ -977,7 +1130,10 @@ async function objectRunsPeerMayFail(
     return await objectRuns(0, options, true);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    if (!message.includes("--mode grpc")) throw error;
+    // PeerDied: twice in one run; the message: while starting.
+    if (!(error instanceof PeerDied) && !message.includes("--mode grpc")) {
+      throw error;
+    }
     console.error(`bench: the gRPC peer failed (${message}); again without it`);
     const runs = await objectRuns(0, options, false);
     return { ...runs, grpc: `the gRPC peer's receiver died (${message})` };
@@ -992,7 +1148,9 @@ async function objectRunsPeerMayFail(
 export async function benchTransportHeaderOnly(
   options: TransportBenchOptions,
 ): Promise<BenchRow[]> {
-  const { ours, fetched, ws, grpc } = await objectRunsPeerMayFail(options);
+  const { ours, fetched, ws, grpc, grpcDeaths } = await objectRunsPeerMayFail(
+    options,
+  );
   const note = `${runsText(options.runs)}; transport and WebSocket ${
     limitsText(options.transport)
   } (largest transport run: ${mostObjects(ours)} objects), fetch and gRPC ${
@@ -1028,6 +1186,6 @@ export async function benchTransportHeaderOnly(
       goal: 1.5,
       note,
     },
-    grpcRow(ours, grpc!, note),
+    grpcRow(ours, grpc!, grpcDeaths, note),
   ];
 }

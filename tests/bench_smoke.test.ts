@@ -116,3 +116,70 @@ Deno.test("bench cross-node without nats-server reports every row as skipped and
     );
   }
 });
+
+/** Why the gRPC peer cannot run here (its npm package), or `null` if it can. */
+const grpcMissing = await import("../bench/_grpc_peer.ts").then(
+  () => null,
+  (error) => String(error),
+);
+
+/** The header-only row against the gRPC peer in `stdout`'s table. */
+function grpcRowOf(stdout: string): string {
+  const line = stdout.split("\n").find((l) =>
+    l.startsWith("| transport header-only") && l.includes("vs gRPC")
+  );
+  if (line === undefined) throw new Error(`no gRPC row:\n${stdout}`);
+  return line;
+}
+
+Deno.test({
+  name:
+    "bench header-only: a gRPC receiver that dies is replaced, that run is made again once, and the row's note says so",
+  ignore: grpcMissing !== null,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "spool-bench-test-" });
+    try {
+      const { code, stdout, stderr } = await runBench(
+        ["--quick", "--only", "header-only"],
+        { BENCH_GRPC_ABORT: `${dir}/aborted` },
+      );
+      assertEquals(code, 0, `bench exited with ${code}:\n${stderr}`);
+      const row = grpcRowOf(stdout);
+      assert(!row.includes("SKIPPED"), row);
+      assert(/\d+ objects\/s \(\d+–\d+, 3 runs\)/.test(row), row);
+      // The notes below the table are wrapped.
+      assert(
+        stdout.replace(/\s+/g, " ").includes(
+          "1 of the 3 gRPC runs was made again, once each, with a new receiver, because the gRPC receiver process died (signal SIGABRT)",
+        ),
+        stdout,
+      );
+      assert(stderr.includes("that run again, once"), stderr);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "bench header-only: a gRPC receiver that dies again in the run made again drops the peer, and its row says why",
+  ignore: grpcMissing !== null,
+  async fn() {
+    const { code, stdout, stderr } = await runBench(
+      ["--quick", "--only", "header-only"],
+      { BENCH_GRPC_ABORT: "always" },
+    );
+    assertEquals(code, 0, `bench exited with ${code}:\n${stderr}`);
+    const row = grpcRowOf(stdout);
+    assert(row.includes("SKIPPED"), row);
+    assert(
+      row.includes(
+        "the gRPC receiver process died (signal SIGABRT), and again in the same run",
+      ),
+      row,
+    );
+    // The other rows still come from their own runs.
+    assert(/vs a Deno WebSocket.*\d+ objects\/s \(/.test(stdout), stdout);
+  },
+});
