@@ -22,7 +22,7 @@ import { stampedWrite, summarize, WriteLatencies } from "./_stamps.ts";
 const MIB = 1024 * 1024;
 /** Debian's nats-server; `NATS_SERVER` overrides it. */
 const NATS_SERVER = Deno.env.get("NATS_SERVER") ?? "/usr/sbin/nats-server";
-/** Memory limit of nats-server, as docs/multi-node.md advises. */
+/** Memory limit of nats-server, as docs/cluster.md advises. */
 const NATS_GOMEMLIMIT = "256MiB";
 /** Bytes per upload write of the throughput runs. */
 const WRITE_BYTES = 256 * 1024;

@@ -58,7 +58,7 @@ Options:
                       later requests get "gone" (default 0: keep forever)
   --nats URL[,URL]    keep resources in NATS JetStream (nats-server -js,
                       2.9 or newer), shared with every node on the same
-                      servers, instead of in --data-dir (docs/multi-node.md)
+                      servers, instead of in --data-dir (docs/cluster.md)
   --lease-ms N        with --nats: an upload whose node renewed its lease
                       N ms ago counts as lost; FAILED after N + the resume
                       grace (default ${DEFAULT_LEASE_MS})

@@ -1,6 +1,6 @@
 /**
  * Spool nodes on a 3-server NATS cluster with the stream and the lease
- * bucket made with 3 replicas (as docs/multi-node.md's deployment asks):
+ * bucket made with 3 replicas (as docs/cluster.md's deployment asks):
  * the stream leader is SIGKILLed mid-upload, the upload completes, and
  * node B's follower gets every byte exactly once. Real nats-servers and
  * real Spool servers on loopback.
