@@ -230,8 +230,8 @@ export class Upload {
   #head = 0;
   /**
    * Copies of acknowledged full frames, for the next frames' copies: a fresh
-   * 1 MiB buffer per frame is zeroed, faulted in and collected, which cost
-   * the client more than the copy itself. At most a window of them exists.
+   * buffer per frame is zeroed, faulted in and collected, which cost the
+   * client more than the copy itself. At most a window of them exists.
    */
   #spareCopies: Uint8Array[] = [];
   #failure: Error | undefined;
