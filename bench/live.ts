@@ -87,8 +87,8 @@ export async function benchTransfer(
     // otherwise pay for the first one's dirty pages (writeback throttling
     // moved the same upload between 307 and 885 MiB/s on this disk). And
     // the order alternates: the upload right after the baseline's (whose
-    // server buffers the whole upload) cost its server 1.2-1.7x the CPU of
-    // the same upload run first.
+    // server buffers the whole upload) cost its server 1.3-1.45x the CPU
+    // of the same upload run first (medians, bench/ANALYSIS.md).
     const baseUp: TransferRun[] = [], spoolUp: TransferRun[] = [];
     const baseDown: TransferRun[] = [], spoolDown: TransferRun[] = [];
     const uploadBaseline = async () => {
