@@ -54,7 +54,7 @@ export interface ServerOptions {
    * Bytes an uploader may have sent and not yet seen acknowledged (each
    * frame also costs 64 bytes of it); the server acknowledges once the
    * store wrote them, so one upload holds at most this much in server
-   * memory. Default 8 MiB; at least 64 KiB.
+   * memory. Default 8 MiB; at least 1 KiB.
    */
   uploadWindow?: number;
   /**

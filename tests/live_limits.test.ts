@@ -191,13 +191,13 @@ Deno.test("limit: bad limit values are refused with the flag named", async () =>
   );
 });
 
-Deno.test("limit: an upload window under 64 KiB is refused, named", async () => {
+Deno.test("limit: an upload window under 1 KiB is refused, named", async () => {
   const error = await assertRejects(
     () => startTestServer({ uploadWindow: 1000 }),
     SpoolError,
   );
   assertEquals(
     [error.code, error.message],
-    ["invalid-argument", "uploadWindow is 1000; expected an integer >= 65536"],
+    ["invalid-argument", "uploadWindow is 1000; expected an integer >= 1024"],
   );
 });
