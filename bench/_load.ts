@@ -31,6 +31,7 @@
  * transfer commands report `cpuSeconds`, their CPU since their clock started.
  */
 
+import { createHash } from "node:crypto";
 import { cpuUsage } from "node:process";
 import { openDownload, startUpload } from "../mod.ts";
 import { ownCpuSeconds } from "../testing/process_cpu.ts";
@@ -75,6 +76,9 @@ async function spoolUpload(server: string, mib: number): Promise<void> {
 async function wsUpload(url: string, mib: number): Promise<void> {
   const chunk = payload(CHUNK);
   const cpu = cpuUsage();
+  // Hashed as sent and checked against the server's hash, as Spool's client
+  // (checksum on, its default) sends its hash for the server to check.
+  const hash = createHash("sha256");
   const started = performance.now();
   const socket = new WebSocket(url);
   await new Promise((resolve) => socket.onopen = resolve);
@@ -86,16 +90,17 @@ async function wsUpload(url: string, mib: number): Promise<void> {
       await new Promise((r) => setTimeout(r, 1));
     }
     socket.send(chunk);
+    hash.update(chunk);
   }
   socket.send("end");
-  const answer = await done;
+  const [, bytes, received] = (await done).split(" ");
+  const sent = hash.digest("hex");
   const ms = performance.now() - started;
   socket.close();
-  report({
-    ms,
-    bytes: Number(answer.split(" ")[1]),
-    cpuSeconds: cpuSeconds(cpu),
-  });
+  if (received !== sent) {
+    throw new Error(`the server hashed ${received}; expected ${sent}`);
+  }
+  report({ ms, bytes: Number(bytes), cpuSeconds: cpuSeconds(cpu) });
 }
 
 async function spoolDownload(reference: string): Promise<void> {

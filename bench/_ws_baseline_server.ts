@@ -2,11 +2,14 @@
  * Baseline for the live-resource benchmarks: a plain WebSocket server on
  * `Deno.serve` doing the same disk work as Spool without its protocol.
  * `/up` appends binary frames to a new file and answers the text `end` with
- * `done N`; `/down?bytes=N` streams the first N bytes of the latest file in 256 KiB
+ * `done N SHA256`, the hash of the bytes received, as Spool's server hashes
+ * every upload (the client checks it, as Spool's client does); `/down?bytes=N` streams the first N bytes of the latest file in 256 KiB
  * frames paced by `bufferedAmount`, then sends `end`. `/fan` sockets receive
  * every binary frame sent to `/produce` (a bare broadcast; `end` is relayed
  * too), the floor for fan-out.
  */
+
+import { createHash } from "node:crypto";
 
 const FRAME = 256 * 1024;
 const HIGH_WATER = 1024 * 1024;
@@ -32,6 +35,7 @@ function serveUpload(socket: WebSocket): void {
   let file: Deno.FsFile | undefined;
   let chain = Promise.resolve();
   let bytes = 0;
+  const hash = createHash("sha256");
   socket.onopen = () => {
     path = `${dir}/data-${++uploads}`;
     file = Deno.openSync(path, { write: true, create: true, truncate: true });
@@ -40,11 +44,13 @@ function serveUpload(socket: WebSocket): void {
     if (typeof event.data === "string") {
       chain = chain.then(() => {
         file?.close();
-        socket.send(`done ${bytes}`);
+        socket.send(`done ${bytes} ${hash.digest("hex")}`);
       });
       return;
     }
     const chunk = new Uint8Array(event.data as ArrayBuffer);
+    // On receipt, as Spool's server hashes each frame as it appends it.
+    hash.update(chunk);
     chain = chain.then(async () => {
       let written = 0;
       while (written < chunk.byteLength) {

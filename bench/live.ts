@@ -85,14 +85,19 @@ export async function benchTransfer(
     downWs.protocol = "ws:";
     // Interleaved, each run after a `sync`: whoever writes second would
     // otherwise pay for the first one's dirty pages (writeback throttling
-    // moved the same upload between 307 and 885 MiB/s on this disk).
+    // moved the same upload between 307 and 885 MiB/s on this disk). And
+    // the order alternates: the upload right after the baseline's (whose
+    // server buffers the whole upload) cost its server 1.3-1.45x the CPU
+    // of the same upload run first (medians, bench/ANALYSIS.md).
     const baseUp: TransferRun[] = [], spoolUp: TransferRun[] = [];
     const baseDown: TransferRun[] = [], spoolDown: TransferRun[] = [];
-    for (let i = 0; i < runs; i++) {
+    const uploadBaseline = async () => {
       await flushDirtyPages();
       baseUp.push(
         await transferRun(baseline, ["ws-upload", upWs.href, String(mib)]),
       );
+    };
+    const uploadSpool = async () => {
       await flushDirtyPages();
       const up = await transferRun(spool, [
         "spool-upload",
@@ -101,6 +106,10 @@ export async function benchTransfer(
       ]);
       reference = up.reference!;
       spoolUp.push(up);
+    };
+    for (let i = 0; i < runs; i++) {
+      if (i % 2 === 0) await uploadBaseline().then(uploadSpool);
+      else await uploadSpool().then(uploadBaseline);
     }
     await flushDirtyPages();
     for (let i = 0; i < runs; i++) {
@@ -108,13 +117,14 @@ export async function benchTransfer(
       spoolDown.push(await transferRun(spool, ["spool-download", reference]));
     }
     const note =
-      `median of ${runs} interleaved runs per side (min–max in the cell), each upload after a \`sync\`; CPU is user + system seconds of the server (from /proc/PID/stat) and of the client process (its own report) over each transfer, per GB moved`;
+      `median of ${runs} interleaved runs per side (min–max in the cell), each upload after a \`sync\`, which side goes first alternating; both upload sides hash the bytes (SHA-256) on both ends and check the hashes; CPU is user + system seconds of the server (from /proc/PID/stat) and of the client process (its own report) over each transfer, per GB moved`;
     return [
       {
         figure: `live upload, ${mib} MiB`,
         ...transferFigures(spoolUp, baseUp),
         unit: "MiB/s",
-        baseline: "plain WebSocket blast, bufferedAmount pacing",
+        baseline:
+          "plain WebSocket blast, bufferedAmount pacing, SHA-256 on both ends",
         // Issue 15: the median of 5 interleaved runs at least 0.9×.
         goal: 0.9,
         note,

@@ -27,6 +27,8 @@ import {
   DEFAULT_PORT,
   DEFAULT_RESUME_GRACE_MS,
   DEFAULT_RETENTION_MS,
+  DEFAULT_UPLOAD_WINDOW,
+  MIN_UPLOAD_WINDOW,
 } from "../server/defaults.ts";
 import { HEARTBEAT_MAX_INTERVAL_MS } from "../protocol/heartbeat.ts";
 
@@ -49,6 +51,10 @@ Options:
   --data-dir D        directory of the store (default ${DEFAULT_DATA_DIR})
   --checkpoint-ms N   checkpoint interval of live uploads in ms;
                       0 = after every write (default ${DEFAULT_CHECKPOINT_MS})
+  --upload-window N   bytes an uploader may send ahead of the server's
+                      acknowledgements (written to the store); one upload
+                      holds at most this much in server memory
+                      (default ${DEFAULT_UPLOAD_WINDOW}, at least ${MIN_UPLOAD_WINDOW})
   --public-url URL    base URL put in references (default: the URL
                       the uploader connected to)
   --durable           fdatasync the store at every checkpoint
@@ -127,6 +133,7 @@ function parseServerFlags(args: string[]): ParsedFlags {
       "port",
       "data-dir",
       "checkpoint-ms",
+      "upload-window",
       "public-url",
       "resume-grace-ms",
       "retention-ms",
@@ -179,6 +186,10 @@ async function serverOptions(flags: ParsedFlags): Promise<ServerOptions> {
     dataDir: strings["data-dir"],
     checkpointMs: integerFlag(strings, "checkpoint-ms", {
       fallback: DEFAULT_CHECKPOINT_MS,
+    }),
+    uploadWindow: integerFlag(strings, "upload-window", {
+      min: MIN_UPLOAD_WINDOW,
+      fallback: DEFAULT_UPLOAD_WINDOW,
     }),
     resumeGraceMs: integerFlag(strings, "resume-grace-ms", {
       fallback: DEFAULT_RESUME_GRACE_MS,

@@ -17,8 +17,13 @@ export const DEFAULT_CHECKPOINT_MS = 250;
 export const DEFAULT_RESUME_GRACE_MS = 10_000;
 /** How long finished resources are kept, in ms; 0 keeps them forever. */
 export const DEFAULT_RETENTION_MS = 0;
-/** Bytes an uploader may have unacknowledged. */
+/** Bytes an uploader may have unacknowledged (`--upload-window`). */
 export const DEFAULT_UPLOAD_WINDOW = 8 * 1024 * 1024;
+/**
+ * Smallest upload window: room for frames of some size beyond the 64 bytes
+ * of window each costs (a client splits its frames to fit the window).
+ */
+export const MIN_UPLOAD_WINDOW = 1024;
 /**
  * Largest payload of a download data frame: a lone download sends a
  * quarter of the frames it would at 64 KiB (1.24× the plain-WebSocket

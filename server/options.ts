@@ -21,6 +21,7 @@ import {
   DEFAULT_RETENTION_MS,
   DEFAULT_SEND_BUFFER_BUDGET,
   DEFAULT_UPLOAD_WINDOW,
+  MIN_UPLOAD_WINDOW,
 } from "./defaults.ts";
 
 /**
@@ -49,7 +50,12 @@ export interface ServerOptions {
   checkpointMs?: number;
   /** Base URL put in references, e.g. `https://spool.example.com/`. Default: the URL the uploader connected to. */
   publicUrl?: string | URL;
-  /** Bytes an uploader may have unacknowledged. Default 8 MiB. */
+  /**
+   * Bytes an uploader may have sent and not yet seen acknowledged (each
+   * frame also costs 64 bytes of it); the server acknowledges once the
+   * store wrote them, so one upload holds at most this much in server
+   * memory. Default 8 MiB; at least 1 KiB.
+   */
   uploadWindow?: number;
   /**
    * Largest payload of a download data frame. Default 256 KiB: a lone
@@ -199,7 +205,7 @@ export async function resolveOptions(
     checkpointMs: whole(options, "checkpointMs", DEFAULT_CHECKPOINT_MS),
     resumeGraceMs: whole(options, "resumeGraceMs", DEFAULT_RESUME_GRACE_MS),
     retentionMs: whole(options, "retentionMs", DEFAULT_RETENTION_MS),
-    uploadWindow: options.uploadWindow ?? DEFAULT_UPLOAD_WINDOW,
+    uploadWindow: uploadWindow(options.uploadWindow),
     frameSize: options.frameSize ?? DEFAULT_FRAME_SIZE,
     readWindow: options.readWindow ?? DEFAULT_READ_WINDOW,
     sendBufferBudget: options.sendBufferBudget ?? DEFAULT_SEND_BUFFER_BUDGET,
@@ -258,6 +264,17 @@ function whole(
     throw new SpoolError(
       "invalid-argument",
       `${name} is ${value}; expected an integer >= 0`,
+    );
+  }
+  return value;
+}
+
+/** The upload window, checked: a window under one frame would stall uploads. */
+function uploadWindow(value = DEFAULT_UPLOAD_WINDOW): number {
+  if (!Number.isInteger(value) || value < MIN_UPLOAD_WINDOW) {
+    throw new SpoolError(
+      "invalid-argument",
+      `uploadWindow is ${value}; expected an integer >= ${MIN_UPLOAD_WINDOW}`,
     );
   }
   return value;

@@ -384,6 +384,25 @@ Deno.test("a fast uploader on a slow disk keeps the server within the window", a
   await Deno.remove(dataDir, { recursive: true });
 });
 
+Deno.test("a window smaller than a frame: the client splits its writes to fit", async () => {
+  const window = 64 * 1024;
+  await using server = await startTestServer({ uploadWindow: window });
+  // Bounds a client that would wait forever for room a 1 MiB frame never
+  // gets: the upload is then aborted and the write rejects.
+  const up = await startUpload(server.url, {
+    name: "small-window",
+    signal: AbortSignal.timeout(20_000),
+  });
+  const data = randomBytes(1024 * 1024 + 5, 17);
+  await up.write(data);
+  const final = await up.finish();
+  await up.closed();
+  assertEquals([final.size, final.sha256], [
+    data.byteLength,
+    await sha256(data),
+  ]);
+});
+
 Deno.test("a failed resource does not affect another upload in progress", async () => {
   await using server = await startTestServer();
   const healthy = await startUpload(server.url, { name: "healthy" });

@@ -190,3 +190,14 @@ Deno.test("limit: bad limit values are refused with the flag named", async () =>
     ["invalid-argument", "limit maxUploads is 0; expected a positive integer"],
   );
 });
+
+Deno.test("limit: an upload window under 1 KiB is refused, named", async () => {
+  const error = await assertRejects(
+    () => startTestServer({ uploadWindow: 1000 }),
+    SpoolError,
+  );
+  assertEquals(
+    [error.code, error.message],
+    ["invalid-argument", "uploadWindow is 1000; expected an integer >= 1024"],
+  );
+});
