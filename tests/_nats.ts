@@ -4,6 +4,13 @@
  * by pid.
  */
 
+import { headers } from "@nats-io/transport-node";
+import type { NatsEngine } from "../server/nats/engine.ts";
+import {
+  dataSubject,
+  OFFSET_HEADER,
+  SEGMENT_BYTES,
+} from "../server/nats/subjects.ts";
 import { Lines } from "./_lines.ts";
 
 /** Debian's nats-server (2.9.10 here); `NATS_SERVER` overrides it. */
@@ -227,4 +234,26 @@ async function spawnNats(
     throw error;
   }
   return server;
+}
+
+/**
+ * Stores `spans` (`[from, to)`) of `data` as pieces of resource `id`, in the
+ * order given, each one anew (no message id): a test's way to store pieces
+ * out of order, twice or overlapping, as a leader change or a retry can.
+ */
+export async function publishPieces(
+  engine: NatsEngine,
+  id: string,
+  data: Uint8Array,
+  spans: [number, number][],
+): Promise<void> {
+  for (const [from, to] of spans) {
+    const header = headers();
+    header.set(OFFSET_HEADER, String(from));
+    await engine.js.publish(
+      dataSubject(id, Math.floor(from / SEGMENT_BYTES)),
+      data.subarray(from, to),
+      { headers: header },
+    );
+  }
 }

@@ -10,18 +10,13 @@
 
 import { assertEquals, assertRejects } from "@std/assert";
 import { createHash } from "node:crypto";
-import { headers } from "@nats-io/transport-node";
 import type { ResourceStatus } from "../protocol/status.ts";
 import { NatsEngine } from "../server/nats/engine.ts";
 import { JetStreamStore } from "../server/nats/jetstream_store.ts";
-import {
-  dataSubject,
-  OFFSET_HEADER,
-  SEGMENT_BYTES,
-} from "../server/nats/subjects.ts";
+import { SEGMENT_BYTES } from "../server/nats/subjects.ts";
 import { newResourceId } from "../server/resource_id.ts";
 import { randomBytes, readAll, sha256, testStatus } from "./_helpers.ts";
-import { startNats } from "./_nats.ts";
+import { publishPieces, startNats } from "./_nats.ts";
 
 /** A piece to store: `[from, to)` of the data. */
 type Span = [from: number, to: number];
@@ -53,24 +48,6 @@ const SHUFFLED: Span[] = [
 
 function statusOf(id: string, size: number): ResourceStatus {
   return testStatus("pieces.bin", { id, status: "IN_PROGRESS", size });
-}
-
-/** Stores `spans` of `data` as pieces, in the order given, each one anew (no message id). */
-async function publishPieces(
-  engine: NatsEngine,
-  id: string,
-  data: Uint8Array,
-  spans: Span[],
-): Promise<void> {
-  for (const [from, to] of spans) {
-    const header = headers();
-    header.set(OFFSET_HEADER, String(from));
-    await engine.js.publish(
-      dataSubject(id, Math.floor(from / S)),
-      data.subarray(from, to),
-      { headers: header },
-    );
-  }
 }
 
 /** Reads `[start, end)` through a BYOB reader with a small buffer (as a follower's cursor does). */

@@ -9,7 +9,6 @@
  */
 
 import { assert, assertEquals } from "@std/assert";
-import { headers } from "@nats-io/transport-node";
 import { openDownload, startUpload } from "../mod.ts";
 import type { ResourceStatus } from "../protocol/status.ts";
 import { FollowCursor } from "../server/follow_cursor.ts";
@@ -18,11 +17,7 @@ import { JetStreamStore } from "../server/nats/jetstream_store.ts";
 import { RemoteResource } from "../server/nats/remote_resource.ts";
 import { pieceSubscriber } from "../server/nats/_piece_subscription.ts";
 import { RemoteTail, TailBudget } from "../server/nats/_remote_tail.ts";
-import {
-  dataSubject,
-  OFFSET_HEADER,
-  SEGMENT_BYTES,
-} from "../server/nats/subjects.ts";
+import { SEGMENT_BYTES } from "../server/nats/subjects.ts";
 import { newResourceId } from "../server/resource_id.ts";
 import {
   onNode,
@@ -31,7 +26,7 @@ import {
   sha256,
   startTestServer,
 } from "./_helpers.ts";
-import { startNats } from "./_nats.ts";
+import { publishPieces, startNats } from "./_nats.ts";
 
 /** What nats-server's `/connz?subs=1` tells of one client connection. */
 interface Connection {
@@ -121,23 +116,6 @@ function statusOf(id: string, size: number): ResourceStatus {
     createdAt: now,
     updatedAt: now,
   };
-}
-
-async function publishPieces(
-  engine: NatsEngine,
-  id: string,
-  data: Uint8Array,
-  spans: [number, number][],
-): Promise<void> {
-  for (const [from, to] of spans) {
-    const header = headers();
-    header.set(OFFSET_HEADER, String(from));
-    await engine.js.publish(
-      dataSubject(id, Math.floor(from / S)),
-      data.subarray(from, to),
-      { headers: header },
-    );
-  }
 }
 
 /** Follows `resource` from 0 to `end` in small reads, as a follower's cursor does. */
