@@ -34,6 +34,8 @@ const LINE_EVERY_MS = 5;
 const CHECKPOINT_MS = DEFAULT_CHECKPOINT_MS;
 /** Issue 14's goal for the p99 across nodes: the interval + 20 ms. */
 const LATENCY_GOAL_MS = CHECKPOINT_MS + 20;
+/** Issue 14's goal for the p99 across nodes at checkpoint 0, in ms. */
+const LATENCY_GOAL_AT_ZERO_MS = 20;
 /** Longest one upload + follow may take before the run gives up, in ms. */
 const RUN_TIMEOUT_MS = 120_000;
 
@@ -41,10 +43,10 @@ const RUN_TIMEOUT_MS = 120_000;
 export function crossNodeRows(mib: number): string[] {
   const figure =
     `cross-node follow, ${mib} MiB: upload on node A, follower on node B`;
-  const latency = (p: string) =>
+  const latency = (p: string, interval = CHECKPOINT_MS) =>
     `cross-node follow latency ${p}, ${
       LINE_BYTES / 1024
-    } KiB writes every ${LINE_EVERY_MS} ms, checkpoint ${CHECKPOINT_MS} ms: upload on node A, follower on node B`;
+    } KiB writes every ${LINE_EVERY_MS} ms, checkpoint ${interval} ms: upload on node A, follower on node B`;
   const memory = (who: string) =>
     `cross-node follow, ${mib} MiB: ${who} peak RSS, vs a single node on its file store`;
   return [
@@ -57,6 +59,8 @@ export function crossNodeRows(mib: number): string[] {
     memory("nats-server"),
     memory("node A (uploader's)"),
     memory("node B (follower's)"),
+    `${latency("p50", 0)}, vs the follower on node A`,
+    `${latency("p99", 0)}, vs the follower on node A`,
   ];
 }
 
@@ -246,6 +250,9 @@ interface Runs {
   latencyB: LatencyRun[];
   latencyA: LatencyRun[];
   latencyAlone: LatencyRun[];
+  /** The same at checkpoint 0, on nodes A0 and B0. */
+  latencyB0: LatencyRun[];
+  latencyA0: LatencyRun[];
 }
 
 /** Three Spool nodes: two on one nats-server (A, B) and one on its file store. */
@@ -254,6 +261,9 @@ interface Cluster {
   a: Listening;
   b: Listening;
   alone: Listening;
+  /** Two more nodes on the same nats-server, at checkpoint 0. */
+  a0: Listening;
+  b0: Listening;
 }
 
 /** `runs` rounds, each one run of every side in turn. */
@@ -261,7 +271,7 @@ async function runAll(
   cluster: Cluster,
   options: { mib: number; runs: number; lineWrites: number },
 ): Promise<Runs> {
-  const { a, b, alone } = cluster;
+  const { a, b, alone, a0, b0 } = cluster;
   const data = new Uint8Array(MIB);
   // getRandomValues fills at most 64 KiB per call.
   for (let at = 0; at < MIB; at += 65536) {
@@ -275,6 +285,8 @@ async function runAll(
     latencyB: [],
     latencyA: [],
     latencyAlone: [],
+    latencyB0: [],
+    latencyA0: [],
   };
   const crossPids = [cluster.natsPid, a.process.pid, b.process.pid];
   for (let i = 0; i < options.runs; i++) {
@@ -293,6 +305,8 @@ async function runAll(
     all.latencyAlone.push(
       await latencyRun(alone.url, alone.url, options.lineWrites),
     );
+    all.latencyB0.push(await latencyRun(a0.url, b0.url, options.lineWrites));
+    all.latencyA0.push(await latencyRun(a0.url, a0.url, options.lineWrites));
   }
   return all;
 }
@@ -364,9 +378,34 @@ function latencyRows(
   );
 }
 
+/** The two latency rows at checkpoint 0: B's p50 and p99 against A's. */
+function latencyRowsAtZero(
+  mib: number,
+  options: { runs: number; lineWrites: number },
+  all: Runs,
+): BenchRow[] {
+  const figures = crossNodeRows(mib).slice(9, 11);
+  const note =
+    `two more nodes A0 and B0 on the same nats-server with --checkpoint-ms 0 (every write is checkpointed at once); ${options.lineWrites} writes of ${LINE_BYTES} bytes every ${LINE_EVERY_MS} ms on A0, stamped (bench/_stamps.ts); p50 and p99 per run, median of ${options.runs} runs per side interleaved with the other runs (min–max in the cell); goal: issue 14's p99 across nodes ≤ ${LATENCY_GOAL_AT_ZERO_MS} ms at checkpoint 0`;
+  return (["p50", "p99"] as const).map((key, j): BenchRow => {
+    const value = spreadOf(all.latencyB0.map((run) => run[key]));
+    const baseline = spreadOf(all.latencyA0.map((run) => run[key]));
+    return {
+      figure: figures[j],
+      value: value.median,
+      unit: "ms",
+      baseline: "the same follower on node A0",
+      baselineValue: baseline.median,
+      spread: { value, baseline },
+      goal: key === "p99" ? { valueAtMost: LATENCY_GOAL_AT_ZERO_MS } : "info",
+      note,
+    };
+  });
+}
+
 /** The three memory rows: nats-server, A and B against the lone node. */
 function memoryRows(mib: number, runs: number, all: Runs): BenchRow[] {
-  const figures = crossNodeRows(mib).slice(6);
+  const figures = crossNodeRows(mib).slice(6, 9);
   const peaks = (side: ThroughputRun[], at: number): Spread =>
     spreadOf(side.map((run) => run.peaks[at] / MIB));
   const baseline = peaks(all.alone, 0);
@@ -431,13 +470,16 @@ export async function benchCrossNode(
       "--secret-file",
       await writeSecret(secretDir),
     ];
+    const atZero = ["--checkpoint-ms", "0", ...args.slice(interval.length)];
     nodes.push(
       await spawnSpool(args),
       await spawnSpool(args),
       await spawnSpool(interval),
+      await spawnSpool(atZero),
+      await spawnSpool(atZero),
     );
-    const [a, b, alone] = nodes;
-    const all = await runAll({ natsPid: nats.pid, a, b, alone }, {
+    const [a, b, alone, a0, b0] = nodes;
+    const all = await runAll({ natsPid: nats.pid, a, b, alone, a0, b0 }, {
       mib,
       ...options,
     });
@@ -445,6 +487,7 @@ export async function benchCrossNode(
       ...throughputRows(mib, options.runs, all),
       ...latencyRows(mib, options, all),
       ...memoryRows(mib, options.runs, all),
+      ...latencyRowsAtZero(mib, options, all),
     ];
   } finally {
     for (const node of nodes) await node.stop();

@@ -206,10 +206,11 @@ function crossNodeGroup(
     name: "live cross-node follow",
     rows: crossNodeRows(mib),
     // Per run three uploads, each bounded by its follower's timeout, and
-    // three latency runs of 4 KiB every 5 ms (generously 20 ms per write).
+    // five latency runs of 4 KiB every 5 ms (generously 20 ms per write).
     timeoutMs: 60_000 +
       runs * 3 * (Math.max(30_000, (mib / 10) * 1000) + 30_000 +
-          lineWrites * 20),
+          lineWrites * 20) +
+      runs * 2 * (30_000 + lineWrites * 20),
     run: () => benchCrossNode(mib, { runs, lineWrites }),
   };
 }
