@@ -90,3 +90,24 @@ export class RawSocket {
     await this.closed;
   }
 }
+
+/**
+ * Resumes upload `id` on the upload socket `url` with a wrong write token;
+ * resolves once the server refused it as `forbidden`, naming the token.
+ */
+export async function expectWrongTokenRefused(
+  url: string | URL,
+  id: unknown,
+): Promise<void> {
+  const thief = await RawSocket.open(url);
+  thief.send({ type: "resume-upload", id, token: "x".repeat(22) });
+  const refused = await thief.expect("error");
+  await thief.close();
+  const expected =
+    `wrong write token for upload ${id}; expected the token of its ready-for-upload`;
+  if (refused.code !== "forbidden" || refused.message !== expected) {
+    throw new Error(
+      `expected forbidden "${expected}", got ${JSON.stringify(refused)}`,
+    );
+  }
+}

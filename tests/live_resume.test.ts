@@ -12,7 +12,7 @@ import {
   uploadSocketUrl,
 } from "./_helpers.ts";
 import { CuttableProxy } from "./_proxy.ts";
-import { RawSocket } from "./_raw_socket.ts";
+import { expectWrongTokenRefused, RawSocket } from "./_raw_socket.ts";
 
 Deno.test("resume: uploads survive cut connections; followers get every byte exactly once", async () => {
   await using server = await startTestServer({
@@ -100,15 +100,7 @@ Deno.test("resume: wrong tokens are refused; the rightful uploader takes over a 
   first.send(new Uint8Array([1, 2, 3]));
   await first.expect("ack");
 
-  const thief = await RawSocket.open(uploadSocketUrl(server.url));
-  thief.send({ type: "resume-upload", id: ready.id, token: "x".repeat(22) });
-  const refused = await thief.expect("error");
-  assertEquals(refused.code, "forbidden");
-  assertEquals(
-    refused.message,
-    `wrong write token for upload ${ready.id}; expected the token of its ready-for-upload`,
-  );
-  await thief.close();
+  await expectWrongTokenRefused(uploadSocketUrl(server.url), ready.id);
 
   const second = await RawSocket.open(uploadSocketUrl(server.url));
   second.send({ type: "resume-upload", id: ready.id, token: ready.token });

@@ -21,7 +21,7 @@ import {
 } from "./_helpers.ts";
 import { startNats } from "./_nats.ts";
 import { CuttableProxy } from "./_proxy.ts";
-import { RawSocket } from "./_raw_socket.ts";
+import { expectWrongTokenRefused, RawSocket } from "./_raw_socket.ts";
 
 /** Two nodes on one engine with one token secret. */
 function nodeOptions(nats: string, settings: Record<string, number>) {
@@ -207,15 +207,7 @@ Deno.test("resume on node B: the exact durable offset, a wrong write token refus
   assertEquals((await first.expect("ack")).offset, 7);
   await first.close(); // not an abort: the upload waits for a resume
 
-  const thief = await RawSocket.open(uploadSocketUrl(b.url));
-  thief.send({ type: "resume-upload", id: ready.id, token: "x".repeat(22) });
-  const refused = await thief.expect("error");
-  assertEquals(refused.code, "forbidden");
-  assertEquals(
-    refused.message,
-    `wrong write token for upload ${ready.id}; expected the token of its ready-for-upload`,
-  );
-  await thief.close();
+  await expectWrongTokenRefused(uploadSocketUrl(b.url), ready.id);
   assertFalse(b.registry.get(String(ready.id))?.live, "B took nothing over");
 
   const second = await RawSocket.open(uploadSocketUrl(b.url));
