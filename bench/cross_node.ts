@@ -17,6 +17,7 @@ import { DEFAULT_CHECKPOINT_MS } from "../server/defaults.ts";
 import { type Listening, sampleRss, spawnSpool, track } from "./_process.ts";
 import { type BenchRow, type Spread, spreadOf } from "./_row.ts";
 import { BenchError } from "./_bounded.ts";
+import { cpuSecondsOf } from "../testing/process_cpu.ts";
 import { stampedWrite, summarize, WriteLatencies } from "./_stamps.ts";
 
 const MIB = 1024 * 1024;
@@ -136,6 +137,8 @@ interface ThroughputRun {
   mibPerSecond: number;
   /** Peak RSS in bytes of each process sampled, from first write to last byte. */
   peaks: number[];
+  /** CPU-seconds per GB uploaded of the processes metered (this one included). */
+  cpuPerGb: number;
 }
 
 /**
@@ -148,11 +151,13 @@ async function followRun(
   uploadNode: URL,
   followNode: URL,
   data: Uint8Array,
-  options: { mib: number; sampled: number[] },
+  options: { mib: number; sampled: number[]; metered: number[] },
 ): Promise<ThroughputRun> {
   const upload = await startUpload(uploadNode, { name: "cross-node.bin" });
   const follower = await openDownload(onNode(upload.reference, followNode));
   const sampler = sampleRss(options.sampled);
+  const metered = [Deno.pid, ...options.metered];
+  const cpuBefore = await Promise.all(metered.map(cpuSecondsOf));
   const started = performance.now();
   const reading = (async () => {
     const hash = createHash("sha256");
@@ -173,6 +178,10 @@ async function followRun(
     reading,
     `the follower on ${followNode.host}`,
   );
+  const cpuOf = (await Promise.all(metered.map(cpuSecondsOf))).map((
+    seconds,
+    i,
+  ) => seconds - cpuBefore[i]);
   const peaks = await sampler.stop();
   await Promise.all([upload.closed(), follower.close()]);
   if (read.bytes !== status.size || read.sha256 !== status.sha256) {
@@ -180,9 +189,18 @@ async function followRun(
       `cross-node: the follower on ${followNode.host} read ${read.bytes} bytes (SHA-256 ${read.sha256}); expected the upload's ${status.size} bytes (SHA-256 ${status.sha256})`,
     );
   }
+  const mibPerSecond = options.mib / ((read.at - started) / 1000);
+  // Process by process (this one first), to show where the cores went.
+  console.error(
+    `bench: cross-node ${uploadNode.host} → ${followNode.host}: ${
+      mibPerSecond.toFixed(1)
+    } MiB/s, CPU-s ${cpuOf.map((seconds) => seconds.toFixed(2)).join(" ")}`,
+  );
   return {
-    mibPerSecond: options.mib / ((read.at - started) / 1000),
+    mibPerSecond,
     peaks,
+    cpuPerGb: cpuOf.reduce((sum, seconds) => sum + seconds, 0) /
+      (options.mib * MIB / 1e9),
   };
 }
 
@@ -289,15 +307,27 @@ async function runAll(
     latencyA0: [],
   };
   const crossPids = [cluster.natsPid, a.process.pid, b.process.pid];
+  const alonePids = [alone.process.pid];
   for (let i = 0; i < options.runs; i++) {
     all.cross.push(
-      await followRun(a.url, b.url, data, { mib, sampled: crossPids }),
+      await followRun(a.url, b.url, data, {
+        mib,
+        sampled: crossPids,
+        metered: crossPids,
+      }),
     );
-    all.nodeA.push(await followRun(a.url, a.url, data, { mib, sampled: [] }));
+    all.nodeA.push(
+      await followRun(a.url, a.url, data, {
+        mib,
+        sampled: [],
+        metered: crossPids.slice(0, 2),
+      }),
+    );
     all.alone.push(
       await followRun(alone.url, alone.url, data, {
         mib,
-        sampled: [alone.process.pid],
+        sampled: alonePids,
+        metered: alonePids,
       }),
     );
     all.latencyB.push(await latencyRun(a.url, b.url, options.lineWrites));
@@ -318,10 +348,13 @@ function throughputRows(mib: number, runs: number, all: Runs): BenchRow[] {
   const value = mibs(all.cross), baseline = mibs(all.nodeA);
   const fileStore = mibs(all.alone);
   const [vsNodeA, vsFileStore] = crossNodeRows(mib);
+  const cpu = (side: ThroughputRun[]) =>
+    spreadOf(side.map((run) => run.cpuPerGb)).median;
+  const unit = "CPU-s/GB";
   const note =
     `two Spool nodes on one nats-server (JetStream, file store, GOMEMLIMIT=${NATS_GOMEMLIMIT}), checkpoint ${CHECKPOINT_MS} ms (the default); MiB/s from the first write (${
       WRITE_BYTES / 1024
-    } KiB each) to the follower's last byte, follower's SHA-256 checked; median of ${runs} interleaved runs per side (min–max in the cell); the file-store node is a third server without --nats`;
+    } KiB each) to the follower's last byte, follower's SHA-256 checked; median of ${runs} interleaved runs per side (min–max in the cell); the file-store node is a third server without --nats; CPU is user + system seconds from the first write to the last byte, per GB uploaded, of this process (uploader and follower) and the servers of the side: nats-server, A and B (A → A: nats-server and A; the lone node: itself)`;
   return [{
     figure: vsNodeA,
     value: value.median,
@@ -329,6 +362,7 @@ function throughputRows(mib: number, runs: number, all: Runs): BenchRow[] {
     baseline: "the same upload followed on node A",
     baselineValue: baseline.median,
     spread: { value, baseline },
+    cpu: { unit, value: cpu(all.cross), baseline: cpu(all.nodeA) },
     goal: "info",
     note,
   }, {
@@ -338,6 +372,7 @@ function throughputRows(mib: number, runs: number, all: Runs): BenchRow[] {
     baseline: "the same upload and follow on one node with its file store",
     baselineValue: fileStore.median,
     spread: { value, baseline: fileStore },
+    cpu: { unit, value: cpu(all.cross), baseline: cpu(all.alone) },
     // Issue 14: throughput A→B at least 0.6× a single node.
     goal: 0.6,
     note,

@@ -43,19 +43,20 @@ export function freePort(): number {
 
 /**
  * Starts nats-server on `port` (default: a free one) with `dir` (default: a
- * new temporary dir); resolves once it logs that it is ready.
+ * new temporary dir) and any more `args`; resolves once it logs that it is
+ * ready.
  */
 export async function startNats(
-  options: { port?: number; dir?: string; monitor?: boolean } = {},
+  options: { port?: number; dir?: string; monitor?: boolean; args?: string[] } =
+    {},
 ): Promise<NatsServer> {
   const port = options.port ?? freePort();
   const dir = options.dir ?? await Deno.makeTempDir({ prefix: "spool-nats-" });
   const monitorPort = options.monitor ? freePort() : undefined;
-  const server = await spawnNats(
-    port,
-    dir,
-    monitorPort === undefined ? [] : ["-m", String(monitorPort)],
-  );
+  const server = await spawnNats(port, dir, [
+    ...(monitorPort === undefined ? [] : ["-m", String(monitorPort)]),
+    ...(options.args ?? []),
+  ]);
   return {
     ...server,
     monitorUrl: monitorPort === undefined

@@ -22,6 +22,8 @@ import { publishPieces, startNats } from "./_nats.ts";
 type Span = [from: number, to: number];
 
 const S = SEGMENT_BYTES;
+/** A sixteenth of a segment: the pieces below are laid out in these. */
+const U = S / 16;
 /** Three whole segments and part of a fourth. */
 const SIZE = 3 * S + 5000;
 
@@ -30,16 +32,16 @@ const SIZE = 3 * S + 5000;
  * each segment, some twice, one overlapping two others at other boundaries.
  */
 const SHUFFLED: Span[] = [
-  [200_000, S],
-  [50_000, 150_000],
-  [100_000, 200_000],
-  [0, 100_000],
-  [0, 100_000],
-  [100_000, 200_000],
-  [400_000, 2 * S],
-  [300_000, 400_000],
-  [300_000, 400_000],
-  [S, 300_000],
+  [12 * U, S],
+  [3 * U, 9 * U],
+  [6 * U, 12 * U],
+  [0, 6 * U],
+  [0, 6 * U],
+  [6 * U, 12 * U],
+  [S + 8 * U, 2 * S],
+  [S + 2 * U, S + 8 * U],
+  [S + 2 * U, S + 8 * U],
+  [S, S + 2 * U],
   [2 * S, 3 * S],
   [2 * S, 3 * S],
   [3 * S + 2000, SIZE],
@@ -113,10 +115,13 @@ Deno.test("JetStream readers: pieces stored out of offset order and twice within
     await sha256(data),
   );
   for (
-    const [start, end] of [[0, 1], [99_999, 200_001], [S - 1, 2 * S + 1], [
-      150_000,
-      SIZE,
-    ], [SIZE - 1, SIZE]]
+    const [start, end] of [
+      [0, 1],
+      [6 * U - 1, 12 * U + 1],
+      [S - 1, 2 * S + 1],
+      [9 * U, SIZE],
+      [SIZE - 1, SIZE],
+    ]
   ) {
     assertEquals(
       await sha256(await readByob(b, id, start, end)),
@@ -147,28 +152,27 @@ Deno.test("JetStream readers: a gap below a segment's later pieces ends the stor
   await using nodes = await twoNodes();
   const { a, b, id } = nodes;
   const data = randomBytes(SIZE, 43);
-  // [100000, 200000) is missing; pieces after it are stored, before it too.
-  const spans: Span[] = [[200_000, S], [S, 2 * S], [0, 100_000], [
-    50_000,
-    90_000,
-  ]];
+  // [6U, 12U) is missing; pieces after it are stored, before it too.
+  const spans: Span[] = [[12 * U, S], [S, 2 * S], [0, 6 * U], [3 * U, 5 * U]];
   await publishPieces(a.engine, id, data, spans);
-  await a.save(statusOf(id, 100_000));
+  await a.save(statusOf(id, 6 * U));
   assertEquals(
-    await sha256(await readByob(b, id, 0, 100_000)),
-    await sha256(data.subarray(0, 100_000)),
+    await sha256(await readByob(b, id, 0, 6 * U)),
+    await sha256(data.subarray(0, 6 * U)),
   );
   await assertRejects(
-    () => readAll(b.read(id, 50_000, 300_000)),
+    () => readAll(b.read(id, 3 * U, S + 2 * U)),
     Error,
-    "has a gap: no piece holds byte 100000, the next one stored starts at 200000",
+    `has a gap: no piece holds byte ${6 * U}, the next one stored starts at ${
+      12 * U
+    }`,
   );
   const taken = await b.takeOver(id);
   if (taken === undefined) {
     throw new Error("expected node B to take the live upload over");
   }
-  assertEquals(taken.written, 100_000);
-  const expected = createHash("sha256").update(data.subarray(0, 100_000));
+  assertEquals(taken.written, 6 * U);
+  const expected = createHash("sha256").update(data.subarray(0, 6 * U));
   assertEquals(taken.hash.digest("hex"), expected.digest("hex"));
   await taken.writer.close();
 });

@@ -1,7 +1,8 @@
 /**
  * Pipelined appends on the JetStream store: pieces go out without waiting
- * for each acknowledgement, within a bounded window; `stored` resolves in
- * offset order and `sync` waits for every acknowledgement. The engine is a
+ * for each acknowledgement, within a bounded window, appends joined into
+ * pieces while others are in flight; `stored` resolves in offset order and
+ * `sync` waits for every acknowledgement. The engine is a
  * real nats-server, paused with SIGSTOP so that no acknowledgement can come.
  */
 
@@ -12,10 +13,32 @@ import { newResourceId } from "../server/resource_id.ts";
 import type { ResourceStore } from "../server/store.ts";
 import { randomBytes, readAll, sha256, testStatus } from "./_helpers.ts";
 import { startNats } from "./_nats.ts";
+import {
+  dataSubjects,
+  SEGMENT_BYTES,
+  STREAM,
+} from "../server/nats/subjects.ts";
 
-/** The writer's window, in pieces (`MAX_PIECES_IN_FLIGHT`). */
-const WINDOW = 16;
-const PIECE = 64 * 1024;
+/** The writer's window, in bytes (`MAX_BYTES_IN_FLIGHT`). */
+const WINDOW_BYTES = 4 * 1024 * 1024;
+/** Appends of this size, as an uploader's frames. */
+const APPEND = 64 * 1024;
+const S = SEGMENT_BYTES;
+
+/** Pieces stored per data subject of `id`, by segment number. */
+async function piecesBySegment(
+  engine: NatsEngine,
+  id: string,
+): Promise<Record<string, number>> {
+  const info = await engine.jsm.streams.info(STREAM, {
+    subjects_filter: dataSubjects(id),
+  });
+  const counts: Record<string, number> = {};
+  for (const [subject, count] of Object.entries(info.state.subjects ?? {})) {
+    counts[subject.slice(subject.lastIndexOf(".") + 1)] = count;
+  }
+  return counts;
+}
 
 /** Spins until `pid` is stopped (state T in /proc), bounded in reads. */
 function waitStopped(pid: number): void {
@@ -26,7 +49,7 @@ function waitStopped(pid: number): void {
   throw new Error(`nats-server ${pid} did not stop after SIGSTOP`);
 }
 
-Deno.test("pipelined appends: a window of pieces goes out with no acknowledgement, the next waits for the oldest one's, and each is stored in offset order", async () => {
+Deno.test("pipelined appends: with no acknowledgement the first append goes at once, later ones are joined into pieces that end at segment ends, the window holds the next piece until the oldest is acknowledged, and every byte is stored in offset order", async () => {
   await using nats = await startNats();
   const engine = await NatsEngine.connect({ servers: [nats.url] });
   const store: ResourceStore = new JetStreamStore(engine, {
@@ -43,42 +66,85 @@ Deno.test("pipelined appends: a window of pieces goes out with no acknowledgemen
       );
     }
     const enqueue = writer.enqueue.bind(writer);
-    const data = randomBytes((WINDOW + 1) * PIECE, 14);
+    // Pieces of [0, 64K), [64K, S), then whole segments: the fifth whole
+    // one no longer fits the window beside the four before it.
+    const appends = Math.ceil(5 * S / APPEND);
+    const blocked = Math.floor(5 * S / APPEND);
+    assert(4 * S <= WINDOW_BYTES && 5 * S > WINDOW_BYTES);
+    const data = randomBytes(appends * APPEND, 14);
     const events: string[] = [];
     Deno.kill(nats.pid, "SIGSTOP");
     waitStopped(nats.pid);
     let paused = true;
     try {
       const stored: Promise<void>[] = [];
-      for (let i = 0; i < WINDOW; i++) {
-        const piece = data.subarray(i * PIECE, (i + 1) * PIECE);
-        const queued = await enqueue(piece);
+      for (let i = 0; i < blocked; i++) {
+        const queued = await enqueue(
+          data.subarray(i * APPEND, (i + 1) * APPEND),
+        );
         stored.push(queued.stored.then(() => void events.push(`stored ${i}`)));
       }
       // Every enqueue returned while the engine could not answer one.
       assertEquals(events, []);
-      const last = enqueue(data.subarray(WINDOW * PIECE)).then(
-        (queued) => {
-          events.push(`enqueued ${WINDOW}`);
-          return queued.stored;
-        },
-      );
+      const last = enqueue(data.subarray(blocked * APPEND)).then((queued) => {
+        events.push(`enqueued ${blocked}`);
+        return queued.stored;
+      });
       Deno.kill(nats.pid, "SIGCONT");
       paused = false;
       await Promise.all([...stored, last]);
-      // The 17th piece went out only once the oldest one was acknowledged.
+      // The append that fills the fifth segment waited for an acknowledgement.
       assertEquals(events[0], "stored 0");
-      assert(events.indexOf(`enqueued ${WINDOW}`) > 0, events.join(", "));
+      assert(events.indexOf(`enqueued ${blocked}`) > 0, events.join(", "));
       assertEquals(
         events.filter((event) => event.startsWith("stored")),
-        Array.from({ length: WINDOW }, (_, i) => `stored ${i}`),
+        Array.from({ length: blocked }, (_, i) => `stored ${i}`),
       );
     } finally {
       if (paused) Deno.kill(nats.pid, "SIGCONT");
     }
     await writer.sync();
+    // Segment 0: the first append alone, then the rest of the segment.
+    assertEquals(await piecesBySegment(engine, id), {
+      "0": 2,
+      "1": 1,
+      "2": 1,
+      "3": 1,
+      "4": 1,
+      "5": 1,
+    });
     await store.save({ ...status, status: "COMPLETED", size: data.length });
     assertEquals(await store.dataSize(id), data.length);
+    assertEquals(
+      await sha256(await readAll(store.read(id, 0, data.length))),
+      await sha256(data),
+    );
+    await writer.close();
+  } finally {
+    await store.close?.();
+  }
+});
+
+Deno.test("pipelined appends: an engine that acknowledges each append before the next gets each as a piece of its own, at once", async () => {
+  await using nats = await startNats();
+  const engine = await NatsEngine.connect({ servers: [nats.url] });
+  const store: ResourceStore = new JetStreamStore(engine, {
+    ownsEngine: true,
+  });
+  await store.open?.();
+  try {
+    const id = newResourceId();
+    const status = testStatus("idle.log", { id });
+    const writer = await store.create(status);
+    const data = randomBytes(3000, 15);
+    for (let at = 0; at < data.length; at += 1000) {
+      const { stored } = await writer.enqueue!(data.subarray(at, at + 1000));
+      // Not held back for company: stored without a checkpoint.
+      await stored;
+    }
+    assertEquals(await piecesBySegment(engine, id), { "0": 3 });
+    await writer.sync();
+    await store.save({ ...status, status: "COMPLETED", size: data.length });
     assertEquals(
       await sha256(await readAll(store.read(id, 0, data.length))),
       await sha256(data),

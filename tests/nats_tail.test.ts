@@ -102,6 +102,8 @@ Deno.test("five followers on node B of an upload on node A cost one data subscri
 });
 
 const S = SEGMENT_BYTES;
+/** A sixteenth of a segment: the pieces below are laid out in these. */
+const U = S / 16;
 const SIZE = 3 * S + 5000;
 
 function statusOf(id: string, size: number): ResourceStatus {
@@ -149,9 +151,9 @@ Deno.test("the tail of node B places pieces stored out of order and twice by off
       .close();
     const data = randomBytes(SIZE, 1502);
     // Stored before node B subscribes: only the engine has them.
-    await publishPieces(a.engine, id, data, [[100_000, 200_000], [
+    await publishPieces(a.engine, id, data, [[6 * U, 12 * U], [
       S,
-      300_000,
+      S + 2 * U,
     ]]);
     const resource = new RemoteResource(b, statusOf(id, 0), {
       pieces: pieceSubscriber(b.engine.nc),
@@ -165,13 +167,13 @@ Deno.test("the tail of node B places pieces stored out of order and twice by off
     await b.engine.nc.flush();
     assertEquals(await dataSubscriptions(nats.monitorUrl!), 1);
     await publishPieces(a.engine, id, data, [
-      [200_000, S],
-      [50_000, 150_000],
-      [0, 100_000],
-      [0, 100_000],
-      [400_000, 2 * S],
-      [300_000, 400_000],
-      [300_000, 400_000],
+      [12 * U, S],
+      [3 * U, 9 * U],
+      [0, 6 * U],
+      [0, 6 * U],
+      [S + 8 * U, 2 * S],
+      [S + 2 * U, S + 8 * U],
+      [S + 2 * U, S + 8 * U],
       [2 * S, 3 * S],
       [2 * S, 3 * S],
       [3 * S + 2000, SIZE],
@@ -187,8 +189,8 @@ Deno.test("the tail of node B places pieces stored out of order and twice by off
     assertEquals(resource.copyRecent(checkpoint, new Uint8Array(100)), 0);
     assertEquals(resource.recent(0, checkpoint + 1), undefined);
     // The tail holds what the subscription got, not what was stored before.
-    assert(resource.recent(50_000, 150_000) !== undefined);
-    assertEquals(resource.recent(150_000, 150_001), undefined);
+    assert(resource.recent(3 * U, 9 * U) !== undefined);
+    assertEquals(resource.recent(9 * U, 9 * U + 1), undefined);
     assertEquals(resource.recent(S, S + 1), undefined);
     const part = await follow(resource, checkpoint);
     assertEquals(

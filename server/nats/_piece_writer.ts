@@ -1,7 +1,11 @@
 /**
  * The writer of one upload on the engine: appends become pieces on the
  * resource's segment subjects, published without waiting for each
- * acknowledgement (a bounded window in flight); an append counts as stored
+ * acknowledgement (a bounded window in flight). While pieces are in flight,
+ * appends are joined into the next piece (up to the segment's end), as
+ * Nagle's algorithm joins writes: per byte, a few large messages cost the
+ * engine and both nodes less than many smaller ones, and an idle engine
+ * gets each append at once. An append counts as stored
  * once the stream acknowledged it and every piece before it, and each
  * `sync` publishes the checkpoint status only after that. Each piece is
  * retried on its own, so the stream may store a segment's pieces out of
@@ -62,6 +66,11 @@ export class PieceWriter implements ResourceWriter {
   readonly #inFlight: Promise<unknown>[] = [];
   #inFlightBytes = 0;
   #failure: Error | undefined;
+  /** Appends joined into the next piece, which starts at `#offset - #stagedBytes`. */
+  #staged: Uint8Array[] = [];
+  #stagedBytes = 0;
+  /** Settles once the staged bytes are stored (rejects if they never are). */
+  #stagedStored: PromiseWithResolvers<void> | undefined;
   /** Resolves once another node took the upload over (its lease, or a fenced status). */
   readonly lost: Promise<TakenOverError>;
   readonly #lost = Promise.withResolvers<TakenOverError>();
@@ -79,6 +88,7 @@ export class PieceWriter implements ResourceWriter {
   /** Another node holds the upload now; returns the error saying so. */
   #yield(detail: string): TakenOverError {
     const error = new TakenOverError(this.#status.id, detail);
+    this.#dropStaged(error);
     this.#lost.resolve(error);
     this.#parts.yielded();
     return error;
@@ -104,33 +114,84 @@ export class PieceWriter implements ResourceWriter {
   }
 
   /**
-   * Publishes `chunk` as pieces without waiting for their acknowledgements
-   * (waiting only for room in the window); `stored` resolves once the stream
-   * stored them and every piece before, and rejects if it could not.
+   * Takes `chunk` for the next pieces without waiting for their
+   * acknowledgements (waiting only for room in the window); `stored`
+   * resolves once the stream stored it and every byte before, and rejects
+   * if it could not.
    */
   async enqueue(chunk: Uint8Array): Promise<{ stored: Promise<void> }> {
     this.#checkLease();
     if (this.#failure) throw this.#failure;
-    const id = this.#status.id;
     let at = 0;
     while (at < chunk.byteLength) {
-      const offset = this.#offset;
-      const room = SEGMENT_BYTES - (offset % SEGMENT_BYTES);
-      const piece = chunk.subarray(at, at + room);
-      await this.#room(piece.byteLength);
+      const room = SEGMENT_BYTES - (this.#offset % SEGMENT_BYTES);
+      const part = chunk.subarray(at, at + room);
+      this.#stage(part);
+      at += part.byteLength;
+      // A piece never crosses a segment's end: the full one goes now.
+      if (this.#offset % SEGMENT_BYTES === 0) {
+        await this.#flush();
+        this.#checkLease();
+        if (this.#failure) throw this.#failure;
+      }
+    }
+    const stored = this.#stagedStored?.promise ?? this.#stored;
+    // Nothing in flight: waiting would only delay these bytes.
+    if (this.#inFlight.length === 0) await this.#flush();
+    return { stored };
+  }
+
+  #stage(part: Uint8Array): void {
+    if (this.#stagedStored === undefined) {
+      this.#stagedStored = Promise.withResolvers<void>();
+      // Its caller may await `stored` late: the failure is also the next append's.
+      this.#stagedStored.promise.catch(() => {});
+    }
+    this.#staged.push(part);
+    this.#stagedBytes += part.byteLength;
+    this.#offset += part.byteLength;
+  }
+
+  /** Publishes the staged bytes as one piece, once the window has room. */
+  async #flush(): Promise<void> {
+    if (this.#stagedBytes === 0) return;
+    await this.#room(this.#stagedBytes);
+    // Another flush (an acknowledgement's) may have taken them meanwhile.
+    const staged = this.#stagedStored;
+    if (this.#stagedBytes === 0 || staged === undefined) return;
+    try {
       this.#checkLease();
       if (this.#failure) throw this.#failure;
-      const header = headers();
-      header.set(OFFSET_HEADER, String(offset));
-      this.#publish(
-        dataSubject(id, Math.floor(offset / SEGMENT_BYTES)),
-        piece,
-        { msgID: `${id}:${offset}:${piece.byteLength}`, headers: header },
-      );
-      this.#offset += piece.byteLength;
-      at += piece.byteLength;
+    } catch (error) {
+      this.#dropStaged(error as Error);
+      return;
     }
-    return { stored: this.#stored };
+    const piece = joined(this.#staged, this.#stagedBytes);
+    const offset = this.#offset - this.#stagedBytes;
+    this.#staged = [];
+    this.#stagedBytes = 0;
+    this.#stagedStored = undefined;
+    const id = this.#status.id;
+    const header = headers();
+    header.set(OFFSET_HEADER, String(offset));
+    this.#publish(
+      dataSubject(id, Math.floor(offset / SEGMENT_BYTES)),
+      piece,
+      { msgID: `${id}:${offset}:${piece.byteLength}`, headers: header },
+    );
+    staged.resolve(this.#stored);
+  }
+
+  /**
+   * The staged bytes will never be stored: their `stored` rejects, and so
+   * does every later append and checkpoint (they would count a gap).
+   */
+  #dropStaged(error: Error): void {
+    this.#failure ??= error;
+    this.#stagedStored?.reject(error);
+    this.#stagedStored = undefined;
+    this.#staged = [];
+    this.#stagedBytes = 0;
   }
 
   /** Publishes `chunk` as pieces; resolves once the stream stored all. */
@@ -160,6 +221,10 @@ export class PieceWriter implements ResourceWriter {
     const settled = ack.finally(() => {
       this.#inFlight.splice(this.#inFlight.indexOf(settled), 1);
       this.#inFlightBytes -= piece.byteLength;
+      // The last piece in flight is stored: what was joined meanwhile goes.
+      if (this.#inFlight.length === 0) {
+        this.#flush().catch((error) => this.#failure ??= error);
+      }
     });
     // Its rejection is taken (in order) by `stored` below.
     settled.catch(() => {});
@@ -174,7 +239,10 @@ export class PieceWriter implements ResourceWriter {
   /** Publishes the checkpoint: `IN_PROGRESS` with every byte stored so far. */
   async sync(): Promise<void> {
     this.#checkLease();
-    const size = this.#offset;
+    await this.#flush();
+    if (this.#failure) throw this.#failure;
+    // Bytes staged since (by appends during the flush) are the next one's.
+    const size = this.#offset - this.#stagedBytes;
     // A status counts only bytes the stream acknowledged, all of them.
     await this.#stored;
     if (size === this.#checkpointed) return;
@@ -197,4 +265,16 @@ export class PieceWriter implements ResourceWriter {
   close(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/** `parts` as one piece: the only part itself, or their bytes joined. */
+function joined(parts: Uint8Array[], bytes: number): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const piece = new Uint8Array(bytes);
+  let at = 0;
+  for (const part of parts) {
+    piece.set(part, at);
+    at += part.byteLength;
+  }
+  return piece;
 }

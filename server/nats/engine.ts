@@ -12,9 +12,17 @@ import {
   type JetStreamManager,
   jetstreamManager,
   StorageType,
+  type StreamInfo,
 } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
-import { LEASE_BUCKET, STREAM, STREAM_SUBJECTS } from "./subjects.ts";
+import {
+  DATA_MODEL,
+  LEASE_BUCKET,
+  PIECE_HEADER_ROOM,
+  SEGMENT_BYTES,
+  STREAM,
+  STREAM_SUBJECTS,
+} from "./subjects.ts";
 
 /**
  * Options of {@linkcode NatsEngine.connect}.
@@ -60,6 +68,28 @@ export class EngineUnreachableError extends Error {
       } (${cause}); expected a nats-server with JetStream (-js) listening there`,
     );
     this.name = "EngineUnreachableError";
+  }
+}
+
+/**
+ * Thrown at start when the engine is reachable but cannot take this node's
+ * data as it is laid out: its `max_payload` is below a piece, or its stream
+ * holds messages of another data model. Says what to change.
+ *
+ * @example
+ * ```ts
+ * import { EngineMismatchError } from "./engine.ts";
+ * const error = new EngineMismatchError("max_payload is 65536 bytes");
+ * console.log(error.code); // engine-mismatch
+ * ```
+ */
+export class EngineMismatchError extends Error {
+  /** The error's code. */
+  readonly code = "engine-mismatch";
+  /** Creates the error; `detail` says what was found and what to do. */
+  constructor(detail: string) {
+    super(`NATS cannot take Spool's data as it is: ${detail}`);
+    this.name = "EngineMismatchError";
   }
 }
 
@@ -114,6 +144,9 @@ export class NatsEngine {
         // A restarted engine is back in ~30 ms: look for it often.
         reconnectTimeWait: RECONNECT_WAIT_MS,
         name: "spool",
+        // Else every request (each piece's publish) builds an Error for its
+        // stack up front: a tenth of an uploading node's CPU in a profile.
+        noAsyncTraces: true,
       });
     } catch (error) {
       throw new EngineUnreachableError(
@@ -122,6 +155,7 @@ export class NatsEngine {
       );
     }
     try {
+      checkMaxPayload(nc.info?.max_payload);
       const jsm = await jetstreamManager(nc);
       const replicas = options.replicas ?? 1;
       await ensureStream(jsm, replicas);
@@ -132,6 +166,7 @@ export class NatsEngine {
       return new NatsEngine(nc, jsm, leases);
     } catch (error) {
       await nc.close();
+      if (error instanceof EngineMismatchError) throw error;
       throw new Error(
         `NATS at ${options.servers.join(",")} cannot hold Spool's stream: ${
           (error as Error).message
@@ -156,24 +191,61 @@ export class NatsEngine {
   }
 }
 
-/** Adds the stream, or leaves the one there (made by another node). */
+/** Refuses a server whose messages cannot hold a whole piece. */
+function checkMaxPayload(maxPayload: number | undefined): void {
+  const needed = SEGMENT_BYTES + PIECE_HEADER_ROOM;
+  if (maxPayload === undefined || maxPayload >= needed) return;
+  throw new EngineMismatchError(
+    `its max_payload is ${maxPayload} bytes; expected at least ${needed} (a piece of ${SEGMENT_BYTES} bytes and its headers): set max_payload to 1MB or more in nats-server's configuration`,
+  );
+}
+
+/** Adds the stream, or checks the one there (made by another node or the operator). */
 async function ensureStream(
   jsm: JetStreamManager,
   replicas: number,
 ): Promise<void> {
+  let info: StreamInfo;
   try {
-    await jsm.streams.info(STREAM);
-    return;
+    info = await jsm.streams.info(STREAM);
   } catch (error) {
     // Only a missing stream is made here; anything else is the caller's.
     if (!/stream not found/i.test((error as Error).message)) throw error;
+    await jsm.streams.add({
+      name: STREAM,
+      description: DATA_MODEL,
+      subjects: [STREAM_SUBJECTS],
+      storage: StorageType.File,
+      num_replicas: replicas,
+      allow_direct: true,
+      duplicate_window: DUPLICATE_WINDOW_NS,
+    });
+    return;
   }
-  await jsm.streams.add({
-    name: STREAM,
-    subjects: [STREAM_SUBJECTS],
-    storage: StorageType.File,
-    num_replicas: replicas,
-    allow_direct: true,
-    duplicate_window: DUPLICATE_WINDOW_NS,
-  });
+  await adoptStream(jsm, info);
+}
+
+/**
+ * Takes a stream made elsewhere if it has this data model, or is empty
+ * (an operator's, made with its own replicas): it is then marked with it.
+ */
+async function adoptStream(
+  jsm: JetStreamManager,
+  info: StreamInfo,
+): Promise<void> {
+  const found = info.config.description ?? "";
+  if (found === DATA_MODEL) return;
+  if (!found.startsWith("spool data model") && info.state.messages === 0) {
+    await jsm.streams.update(STREAM, {
+      ...info.config,
+      description: DATA_MODEL,
+    });
+    return;
+  }
+  const laidOut = found === ""
+    ? "by an earlier Spool (no data model named: 256 KiB segments)"
+    : `as "${found}"`;
+  throw new EngineMismatchError(
+    `stream ${STREAM} holds ${info.state.messages} messages laid out ${laidOut}; expected "${DATA_MODEL}": run the Spool that wrote them, or remove the stream once nothing in it is needed (nats stream rm ${STREAM})`,
+  );
 }

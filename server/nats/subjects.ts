@@ -28,11 +28,23 @@ export const OFFSET_HEADER = "Spool-Offset";
 export const DELETED_HEADER = "Spool-Deleted";
 /**
  * Bytes per segment subject. Pieces are at most this long and never cross
- * a segment boundary, so a segment holds few pieces (one when appends are
- * large) and a range starts at a known subject. 256 KiB stays well under
- * the 1 MiB `max_payload` of a default server.
+ * a segment boundary, so a segment holds few pieces (one under load, when
+ * the writer joins appends) and a range starts at a known subject. 1020
+ * KiB: the largest whole KiB that leaves {@linkcode PIECE_HEADER_ROOM}
+ * under the 1 MiB `max_payload` of a default server. Fewer, larger
+ * messages cost the engine and both nodes less per byte than 256 KiB
+ * ones (bench/ANALYSIS.md, "Cross-node follow").
  */
-export const SEGMENT_BYTES = 256 * 1024;
+export const SEGMENT_BYTES = 1020 * 1024;
+/** Room a piece's headers get within `max_payload` (theirs are ~100 bytes). */
+export const PIECE_HEADER_ROOM = 4 * 1024;
+/**
+ * The stream's description, naming the data model: a node refuses a stream
+ * whose messages were laid out otherwise (e.g. an earlier Spool's 256 KiB
+ * segments) rather than misread them.
+ */
+export const DATA_MODEL =
+  `spool data model 2: segments of ${SEGMENT_BYTES} bytes`;
 
 /**
  * The subject of segment `segment` of resource `id`.
