@@ -5,7 +5,7 @@
  * @module
  */
 
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import {
   jetstream,
   type JetStreamClient,
@@ -15,6 +15,7 @@ import {
   type StreamInfo,
 } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
+import { connectGathering } from "./_gathering_transport.ts";
 import {
   DATA_MODEL,
   LEASE_BUCKET,
@@ -137,7 +138,7 @@ export class NatsEngine {
   static async connect(options: EngineOptions): Promise<NatsEngine> {
     let nc: NatsConnection;
     try {
-      nc = await connect({
+      nc = await connectGathering({
         servers: options.servers,
         timeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
         maxReconnectAttempts: -1,
