@@ -6,6 +6,7 @@
  */
 
 import { assert, assertEquals } from "@std/assert";
+import { concat } from "@std/bytes/concat";
 import { MessageGatherer } from "../server/nats/_gathering_transport.ts";
 import { NatsEngine } from "../server/nats/engine.ts";
 import { SEGMENT_BYTES } from "../server/nats/subjects.ts";
@@ -22,37 +23,27 @@ function protocolStream(): { bytes: Uint8Array; ends: number[] } {
   const parts: Uint8Array[] = [
     text.encode('INFO {"server_id":"x","max_payload":1048576}\r\n'),
     text.encode("PING\r\n"),
-    concat(text.encode("MSG spool.d.a.0 7 3000\r\n"), payload, crlf()),
+    concat([text.encode("MSG spool.d.a.0 7 3000\r\n"), payload, crlf()]),
     text.encode("+OK\r\n"),
-    concat(
+    concat([
       text.encode("HMSG spool.d.a.1 7 _INBOX.r 18 1018\r\n"),
       text.encode("NATS/1.0\r\nA: b\r\n\r\n"),
       payload.subarray(0, 1000),
       crlf(),
-    ),
-    concat(text.encode("MSG s 1 0\r\n"), crlf()),
+    ]),
+    concat([text.encode("MSG s 1 0\r\n"), crlf()]),
     text.encode("-ERR 'Unknown Protocol Operation'\r\n"),
-    concat(text.encode("MSG s 2 r 3\r\n"), text.encode("\r\r\n"), crlf()),
+    concat([text.encode("MSG s 2 r 3\r\n"), text.encode("\r\r\n"), crlf()]),
     text.encode("PONG\r\n"),
   ];
   const ends: number[] = [];
   let at = 0;
   for (const part of parts) ends.push(at += part.byteLength);
-  return { bytes: concat(...parts), ends };
+  return { bytes: concat(parts), ends };
 }
 
 function crlf(): Uint8Array {
   return text.encode("\r\n");
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const bytes = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const part of parts) {
-    bytes.set(part, at);
-    at += part.byteLength;
-  }
-  return bytes;
 }
 
 /** Feeds `bytes` cut at `cuts`; checks the units against `ends`. */
@@ -64,7 +55,7 @@ function checkSplit(bytes: Uint8Array, cuts: number[], ends: number[]): void {
     units.push(...gatherer.push(bytes.subarray(from, cut)));
     from = cut;
   }
-  assertEquals(concat(...units), bytes, `cut at ${cuts}`);
+  assertEquals(concat(units), bytes, `cut at ${cuts}`);
   let at = 0;
   for (const unit of units) {
     at += unit.byteLength;
@@ -113,7 +104,7 @@ Deno.test("gathering transport: a message that spans reads arrives as one unit o
   assertEquals(message.byteLength, third);
   assertEquals(message, bytes.subarray(start, start + third));
   assertEquals(rest.buffer, bytes.buffer, "what follows: a view");
-  assertEquals(concat(first[0], message, rest), bytes);
+  assertEquals(concat([first[0], message, rest]), bytes);
 });
 
 Deno.test("gathering transport: a node's connection carries whole-segment pieces through the engine byte-identical", async () => {

@@ -21,6 +21,7 @@ import {
   nodeResolveHost,
   NodeTransport,
 } from "@nats-io/transport-node/lib/node_transport.js";
+import { concat } from "@std/bytes/concat";
 
 const CR = 13;
 const LF = 10;
@@ -68,7 +69,7 @@ export class MessageGatherer {
       this.#message = undefined;
       data = data.subarray(taken);
     } else if (this.#carry !== undefined) {
-      data = joined(this.#carry, data);
+      data = concat([this.#carry, data]);
       this.#carry = undefined;
     }
     this.#scan(data, units);
@@ -133,13 +134,6 @@ function payloadBytes(data: Uint8Array, start: number, eol: number): number {
     return 0;
   }
   return size + 2;
-}
-
-function joined(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const bytes = new Uint8Array(a.byteLength + b.byteLength);
-  bytes.set(a);
-  bytes.set(b, a.byteLength);
-  return bytes;
 }
 
 /** nats.js's Node transport, its reads regrouped by a {@linkcode MessageGatherer}. */

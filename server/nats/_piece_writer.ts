@@ -16,6 +16,7 @@
  */
 
 import { headers } from "@nats-io/transport-node";
+import { concat } from "@std/bytes/concat";
 import type { ResourceStatus } from "../../protocol/status.ts";
 import { type ResourceWriter, TakenOverError } from "../store.ts";
 import type { Lease } from "./lease.ts";
@@ -166,7 +167,10 @@ export class PieceWriter implements ResourceWriter {
       this.#dropStaged(error as Error);
       return;
     }
-    const piece = joined(this.#staged, this.#stagedBytes);
+    // One part (an engine keeping up) goes as it is; several are joined.
+    const piece = this.#staged.length === 1
+      ? this.#staged[0]
+      : concat(this.#staged);
     const offset = this.#offset - this.#stagedBytes;
     this.#staged = [];
     this.#stagedBytes = 0;
@@ -265,16 +269,4 @@ export class PieceWriter implements ResourceWriter {
   close(): Promise<void> {
     return Promise.resolve();
   }
-}
-
-/** `parts` as one piece: the only part itself, or their bytes joined. */
-function joined(parts: Uint8Array[], bytes: number): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const piece = new Uint8Array(bytes);
-  let at = 0;
-  for (const part of parts) {
-    piece.set(part, at);
-    at += part.byteLength;
-  }
-  return piece;
 }
