@@ -15,11 +15,14 @@ import {
   STREAM_SUBJECTS,
 } from "../server/nats/subjects.ts";
 import { startNats } from "./_nats.ts";
+import { JetStreamStore } from "../server/nats/jetstream_store.ts";
+import { newResourceId } from "../server/resource_id.ts";
+import { randomBytes, readAll, testStatus } from "./_helpers.ts";
 
 /** Makes the stream as an operator (or an earlier Spool) would, with `messages` in it. */
 async function makeStream(
   url: string,
-  options: { description?: string; messages: number },
+  options: { description?: string; messages: number; maxMessage?: number },
 ): Promise<void> {
   const nc = await connect({ servers: [url] });
   try {
@@ -29,6 +32,10 @@ async function makeStream(
       subjects: [STREAM_SUBJECTS],
       storage: StorageType.File,
       max_age: 3600 * 1e9,
+      // An operator's stream need not have what Spool relies on.
+      allow_direct: false,
+      duplicate_window: 10 * 1e9,
+      ...(options.maxMessage ? { max_msg_size: options.maxMessage } : {}),
       ...(options.description ? { description: options.description } : {}),
     });
     for (let i = 0; i < options.messages; i++) {
@@ -60,20 +67,47 @@ Deno.test("a node refuses a stream of another data model, even an empty one", as
   );
 });
 
-Deno.test("an empty stream the operator made is taken and marked with the data model, its own settings kept", async () => {
+Deno.test("an empty stream the operator made is taken and marked with the data model, direct get and the duplicate window made so, its other settings kept, and it carries an upload", async () => {
   await using nats = await startNats();
   await makeStream(nats.url, { messages: 0 });
-  const engine = await NatsEngine.connect({ servers: [nats.url] });
+  const store = new JetStreamStore(
+    await NatsEngine.connect({ servers: [nats.url] }),
+    { ownsEngine: true },
+  );
+
   try {
-    const info = await engine.jsm.streams.info(STREAM);
+    const info = await store.engine.jsm.streams.info(STREAM);
     assertEquals(info.config.description, DATA_MODEL);
+    assertEquals(info.config.allow_direct, true);
+    assertEquals(info.config.duplicate_window, 120 * 1e9);
     assertEquals(info.config.max_age, 3600 * 1e9);
+    // Read by direct get: without allow_direct this read never ended.
+    const status = testStatus("adopted.bin", { id: newResourceId() });
+    const writer = await store.create(status);
+    const data = randomBytes(5000, 3);
+    await writer.append(data);
+    await writer.sync();
+    await store.save({ ...status, status: "COMPLETED", size: data.length });
+    assertEquals(await readAll(store.read(status.id, 0, data.length)), data);
+    await writer.close();
   } finally {
-    await engine.close();
+    await store.close();
   }
   // The next node (or this one restarted) takes it as its own.
   const again = await NatsEngine.connect({ servers: [nats.url] });
   await again.close();
+});
+
+Deno.test("a stream whose max_msg_size cannot hold a piece is refused at start, naming the setting", async () => {
+  await using nats = await startNats();
+  await makeStream(nats.url, { messages: 0, maxMessage: 65536 });
+  await assertRejects(
+    () => NatsEngine.connect({ servers: [nats.url] }),
+    EngineMismatchError,
+    `stream ${STREAM} takes messages of at most 65536 bytes (max_msg_size); expected at least ${
+      SEGMENT_BYTES + 4096
+    }`,
+  );
 });
 
 Deno.test("a server whose max_payload cannot hold a piece is refused at start, naming the setting", async () => {

@@ -6,7 +6,7 @@
  * real nats-server, paused with SIGSTOP so that no acknowledgement can come.
  */
 
-import { assert, assertEquals } from "@std/assert";
+import { assert, assertEquals, assertRejects } from "@std/assert";
 import { NatsEngine } from "../server/nats/engine.ts";
 import { JetStreamStore } from "../server/nats/jetstream_store.ts";
 import { newResourceId } from "../server/resource_id.ts";
@@ -166,4 +166,36 @@ Deno.test("pipelined appends: an engine that acknowledges each append before the
     assertEquals(await piecesBySegment(engine, status.id), { "0": 3 });
     return data;
   });
+});
+
+Deno.test("pipelined appends: once the stream refuses a piece, the appends joined behind it are never published, and they, the refused one and the checkpoint all fail naming the refusal", async () => {
+  await using nats = await startNats();
+  const engine = await NatsEngine.connect({ servers: [nats.url] });
+  const store = new JetStreamStore(engine, { ownsEngine: true });
+
+  try {
+    const status = testStatus("refused.bin", { id: newResourceId() });
+    const writer = await store.create(status);
+    // An operator lowers the stream's message size while the upload runs.
+    const info = await engine.jsm.streams.info(STREAM);
+    await engine.jsm.streams.update(STREAM, {
+      ...info.config,
+      max_msg_size: 1000,
+    });
+    const refused = await writer.enqueue!(randomBytes(2000, 16));
+    // Joined while the first is in flight; alone it would fit the limit.
+    const behind = await writer.enqueue!(randomBytes(100, 17));
+    for (const stored of [refused.stored, behind.stored]) {
+      await assertRejects(() => stored, Error, "message size exceeds maximum");
+    }
+    await assertRejects(
+      () => writer.sync(),
+      Error,
+      "message size exceeds maximum",
+    );
+    assertEquals(await piecesBySegment(engine, status.id), {});
+    await writer.close();
+  } finally {
+    await store.close();
+  }
 });

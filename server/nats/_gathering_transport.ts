@@ -149,8 +149,10 @@ class GatheringTransport extends NodeTransport {
 
 /**
  * Connects like `connect` of `@nats-io/transport-node`, over a transport
- * that hands the parser whole messages (one per connection, reconnects
- * included).
+ * that hands the parser whole messages (a new one per dial, reconnects
+ * included). nats.js's transport factory is global to the process: a later
+ * plain `connect` elsewhere in it (tests make some; the server does not)
+ * makes this connection's reconnects plain again, slower but correct.
  */
 export function connectGathering(
   options: ConnectionOptions,

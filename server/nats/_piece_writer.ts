@@ -222,16 +222,21 @@ export class PieceWriter implements ResourceWriter {
    */
   #publish(subject: string, piece: Uint8Array, options: PublishOptions): void {
     const ack = publishReliably(this.#parts.js, subject, piece, options);
-    const settled = ack.finally(() => {
+    const leave = () => {
       this.#inFlight.splice(this.#inFlight.indexOf(settled), 1);
       this.#inFlightBytes -= piece.byteLength;
+    };
+    const settled = ack.then(() => {
+      leave();
       // The last piece in flight is stored: what was joined meanwhile goes.
       if (this.#inFlight.length === 0) {
         this.#flush().catch((error) => this.#failure ??= error);
       }
+    }, (error) => {
+      leave();
+      // Nothing after a missing piece can ever be counted: none goes out.
+      this.#dropStaged(error);
     });
-    // Its rejection is taken (in order) by `stored` below.
-    settled.catch(() => {});
     const stored = Promise.all([this.#stored, ack]).then(() => {});
     // The failure is kept for the next append; `stored` also carries it.
     stored.catch((error) => this.#failure ??= error);

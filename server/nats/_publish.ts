@@ -57,7 +57,8 @@ export class FencedError extends Error {
 /** An answer from the stream that retrying cannot change. */
 function isRefusal(error: unknown): boolean {
   const message = (error as Error).message ?? "";
-  return /wrong last sequence|wrong last msg|maximum payload/i.test(message);
+  return /wrong last sequence|wrong last msg|maximum payload|message size exceeds maximum/i
+    .test(message);
 }
 
 /**

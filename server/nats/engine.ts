@@ -229,24 +229,49 @@ async function ensureStream(
 /**
  * Takes a stream made elsewhere if it has this data model, or is empty
  * (an operator's, made with its own replicas): it is then marked with it.
+ * Either way the settings Spool relies on are made so (direct get, the
+ * duplicate window, its subjects), and a message size limit below a piece
+ * is refused; the operator's other settings stay.
  */
 async function adoptStream(
   jsm: JetStreamManager,
   info: StreamInfo,
 ): Promise<void> {
   const found = info.config.description ?? "";
-  if (found === DATA_MODEL) return;
-  if (!found.startsWith("spool data model") && info.state.messages === 0) {
-    await jsm.streams.update(STREAM, {
-      ...info.config,
-      description: DATA_MODEL,
-    });
-    return;
+  const ours = found === DATA_MODEL;
+  if (
+    !ours && (found.startsWith("spool data model") || info.state.messages > 0)
+  ) {
+    const laidOut = found === ""
+      ? "by an earlier Spool (no data model named: 256 KiB segments)"
+      : `as "${found}"`;
+    throw new EngineMismatchError(
+      `stream ${STREAM} holds ${info.state.messages} messages laid out ${laidOut}; expected "${DATA_MODEL}": run the Spool that wrote them, or remove the stream once nothing in it is needed (nats stream rm ${STREAM})`,
+    );
   }
-  const laidOut = found === ""
-    ? "by an earlier Spool (no data model named: 256 KiB segments)"
-    : `as "${found}"`;
-  throw new EngineMismatchError(
-    `stream ${STREAM} holds ${info.state.messages} messages laid out ${laidOut}; expected "${DATA_MODEL}": run the Spool that wrote them, or remove the stream once nothing in it is needed (nats stream rm ${STREAM})`,
-  );
+  const config = info.config;
+  const needed = SEGMENT_BYTES + PIECE_HEADER_ROOM;
+  const maxMessage = config.max_msg_size ?? -1;
+  if (maxMessage >= 0 && maxMessage < needed) {
+    throw new EngineMismatchError(
+      `stream ${STREAM} takes messages of at most ${maxMessage} bytes (max_msg_size); expected at least ${needed} (a piece and its headers), or no limit (-1)`,
+    );
+  }
+  const subjects = config.subjects ?? [];
+  const fits = ours && config.allow_direct === true &&
+    (config.duplicate_window ?? 0) >= DUPLICATE_WINDOW_NS &&
+    subjects.includes(STREAM_SUBJECTS);
+  if (fits) return;
+  await jsm.streams.update(STREAM, {
+    ...config,
+    description: DATA_MODEL,
+    allow_direct: true,
+    duplicate_window: Math.max(
+      config.duplicate_window ?? 0,
+      DUPLICATE_WINDOW_NS,
+    ),
+    subjects: subjects.includes(STREAM_SUBJECTS)
+      ? subjects
+      : [...subjects, STREAM_SUBJECTS],
+  });
 }
