@@ -246,7 +246,9 @@ async function adoptStream(
       ? "by an earlier Spool (no data model named: 256 KiB segments)"
       : `as "${found}"`;
     throw new EngineMismatchError(
-      `stream ${STREAM} holds ${info.state.messages} messages laid out ${laidOut}; expected "${DATA_MODEL}": run the Spool that wrote them, or remove the stream once nothing in it is needed (nats stream rm ${STREAM})`,
+      `stream ${STREAM} holds ${info.state.messages} message${
+        info.state.messages === 1 ? "" : "s"
+      } laid out ${laidOut}; expected "${DATA_MODEL}": run the Spool that wrote them, or remove the stream once nothing in it is needed (nats stream rm ${STREAM})`,
     );
   }
   const config = info.config;
