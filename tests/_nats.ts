@@ -4,7 +4,8 @@
  * by pid.
  */
 
-import { headers } from "@nats-io/transport-node";
+import { connect, headers } from "@nats-io/transport-node";
+import { delay } from "@std/async/delay";
 import type { NatsEngine } from "../server/nats/engine.ts";
 import {
   dataSubject,
@@ -89,8 +90,9 @@ export interface NatsCluster {
 /**
  * Starts `size` (default 3) clustered nats-servers with JetStream on free
  * ports, each with its own temporary store dir; resolves once every server
- * is ready and each logged which server leads the JetStream metadata
- * (before that, a stream cannot be made).
+ * is ready and answers JetStream's account info, which it can only once it
+ * knows the metadata leader (before that, a stream cannot be made).
+ * Throws, naming the servers, if that takes over {@linkcode CLUSTER_READY_MS}.
  */
 export async function startNatsCluster(size = 3): Promise<NatsCluster> {
   const ports = Array.from({ length: size }, () => freePort());
@@ -118,8 +120,10 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
       ], (server) => running.push({ ...server, name }));
       return { ...server, name };
     }));
-    // Every server knows the leader: a stream with a replica on each can be placed.
-    await Promise.all(started.map((s) => s.saw(/metadata leader/)));
+    // Every server knows the leader: a stream with a replica on each can be
+    // placed. Asked, not read from the log: a server that learns the leader
+    // while catching up need not log it (one never did: the wait hung).
+    await Promise.all(started.map((server) => jetStreamReady(server)));
   } catch (error) {
     await dispose();
     throw error;
@@ -149,6 +153,42 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
     },
     [Symbol.asyncDispose]: dispose,
   };
+}
+
+/** How long a new cluster may take until every server answers JetStream requests. */
+export const CLUSTER_READY_MS = 30_000;
+
+/**
+ * Resolves once `server` answers `$JS.API.INFO` (each attempt waits up to a
+ * second for the answer); throws, with the last answer or error, after
+ * {@linkcode CLUSTER_READY_MS}.
+ */
+async function jetStreamReady(
+  server: { url: string; name: string },
+): Promise<void> {
+  const nc = await connect({ servers: [server.url] });
+  const deadline = performance.now() + CLUSTER_READY_MS;
+  let last = "no answer yet";
+  try {
+    while (performance.now() < deadline) {
+      try {
+        const reply = await nc.request("$JS.API.INFO", "", { timeout: 1000 });
+        const answer = JSON.parse(new TextDecoder().decode(reply.data));
+        if (answer.error === undefined) return;
+        last = JSON.stringify(answer.error);
+      } catch (error) {
+        // No metadata leader yet: the request times out or finds no responder.
+        last = (error as Error).message;
+      }
+      // A status polled, bounded by the deadline: asked again shortly.
+      await delay(100);
+    }
+  } finally {
+    await nc.close();
+  }
+  throw new Error(
+    `nats-server ${server.name} (${server.url}) did not answer JetStream requests within ${CLUSTER_READY_MS} ms (last: ${last}); expected the cluster to elect a metadata leader`,
+  );
 }
 
 /** Resolves with the first line (said so far or later) matching a pattern; rejects if the server exits first. */
