@@ -13,6 +13,7 @@ import {
   SEGMENT_BYTES,
 } from "../server/nats/subjects.ts";
 import { Lines } from "./_lines.ts";
+import { within } from "./_fault_actors.ts";
 
 /** Debian's nats-server (2.9.10 here); `NATS_SERVER` overrides it. */
 const NATS_SERVER = Deno.env.get("NATS_SERVER") ?? "/usr/sbin/nats-server";
@@ -269,9 +270,14 @@ async function spawnNats(
   };
   spawned?.(server);
   try {
-    await saw(/Server is ready/);
+    await within(
+      CLUSTER_READY_MS,
+      `nats-server on port ${port} logging that it is ready`,
+      saw(/Server is ready/),
+    );
   } catch (error) {
-    await child.status;
+    // Exited (it said why), or still starting after the bound: stopped.
+    await stop({ kill: true });
     throw error;
   }
   return server;
