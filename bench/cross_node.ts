@@ -396,21 +396,37 @@ function latencyRows(
     },
   ];
   return baselines.flatMap((side, i) =>
-    (["p50", "p99"] as const).map((key, j): BenchRow => {
-      const value = spreadOf(all.latencyB.map((run) => run[key]));
-      const baseline = spreadOf(side.runs.map((run) => run[key]));
-      return {
-        figure: figures[i * 2 + j],
-        value: value.median,
-        unit: "ms",
-        baseline: side.name,
-        baselineValue: baseline.median,
-        spread: { value, baseline },
-        goal: key === "p99" ? { valueAtMost: LATENCY_GOAL_MS } : "info",
-        note,
-      };
+    latencyPair(figures.slice(i * 2, i * 2 + 2), all.latencyB, side, {
+      goalMs: LATENCY_GOAL_MS,
+      note,
     })
   );
+}
+
+/**
+ * A p50 row and a p99 row (`figures`, in that order) of `runs` against
+ * `side`'s runs; the p99 row has the goal `goalMs`.
+ */
+function latencyPair(
+  figures: string[],
+  runs: LatencyRun[],
+  side: { name: string; runs: LatencyRun[] },
+  options: { goalMs: number; note: string },
+): BenchRow[] {
+  return (["p50", "p99"] as const).map((key, j): BenchRow => {
+    const value = spreadOf(runs.map((run) => run[key]));
+    const baseline = spreadOf(side.runs.map((run) => run[key]));
+    return {
+      figure: figures[j],
+      value: value.median,
+      unit: "ms",
+      baseline: side.name,
+      baselineValue: baseline.median,
+      spread: { value, baseline },
+      goal: key === "p99" ? { valueAtMost: options.goalMs } : "info",
+      note: options.note,
+    };
+  });
 }
 
 /** The two latency rows at checkpoint 0: B's p50 and p99 against A's. */
@@ -422,20 +438,10 @@ function latencyRowsAtZero(
   const figures = crossNodeRows(mib).slice(9, 11);
   const note =
     `two more nodes A0 and B0 on the same nats-server with --checkpoint-ms 0 (every write is checkpointed at once); ${options.lineWrites} writes of ${LINE_BYTES} bytes every ${LINE_EVERY_MS} ms on A0, stamped (bench/_stamps.ts); p50 and p99 per run, median of ${options.runs} runs per side interleaved with the other runs (min–max in the cell); goal: issue 14's p99 across nodes ≤ ${LATENCY_GOAL_AT_ZERO_MS} ms at checkpoint 0`;
-  return (["p50", "p99"] as const).map((key, j): BenchRow => {
-    const value = spreadOf(all.latencyB0.map((run) => run[key]));
-    const baseline = spreadOf(all.latencyA0.map((run) => run[key]));
-    return {
-      figure: figures[j],
-      value: value.median,
-      unit: "ms",
-      baseline: "the same follower on node A0",
-      baselineValue: baseline.median,
-      spread: { value, baseline },
-      goal: key === "p99" ? { valueAtMost: LATENCY_GOAL_AT_ZERO_MS } : "info",
-      note,
-    };
-  });
+  return latencyPair(figures, all.latencyB0, {
+    name: "the same follower on node A0",
+    runs: all.latencyA0,
+  }, { goalMs: LATENCY_GOAL_AT_ZERO_MS, note });
 }
 
 /** The three memory rows: nats-server, A and B against the lone node. */
