@@ -38,6 +38,8 @@ export interface WsClientOptions {
 interface Outgoing {
   bytes: Uint8Array<ArrayBuffer>;
   counted: number;
+  /** Whether its buffer goes to the socket's pool once written. */
+  pooled: boolean;
 }
 
 type Handler<E extends Event> = ((event: E) => void) | null;
@@ -180,13 +182,7 @@ export class WsClient extends EventTarget {
    * connecting; dropped once closing, as the WebSocket API does.
    */
   send(data: string | Uint8Array | ArrayBuffer): void {
-    if (this.#phase === WsClient.CONNECTING) {
-      throw new DOMException(
-        "the socket is still connecting",
-        "InvalidStateError",
-      );
-    }
-    if (this.#phase !== WsClient.OPEN || this.#closeSent) return;
+    if (!this.#accepting()) return;
     if (typeof data === "string") {
       const bytes = new TextEncoder().encode(data);
       this.#enqueue(encodeFrame(Opcode.TEXT, bytes), bytes.byteLength);
@@ -197,6 +193,28 @@ export class WsClient extends EventTarget {
         bytes.byteLength,
       );
     }
+  }
+
+  /** Whether a message may be queued now; throws while connecting. */
+  #accepting(): boolean {
+    if (this.#phase === WsClient.CONNECTING) {
+      throw new DOMException(
+        "the socket is still connecting",
+        "InvalidStateError",
+      );
+    }
+    return this.#phase === WsClient.OPEN && !this.#closeSent;
+  }
+
+  /**
+   * Queues a binary frame the caller encoded ({@linkcode encodeFrame}) and
+   * keeps: its buffer is never reused by the socket. `counted` is its
+   * payload length, for {@linkcode WsClient.bufferedAmount}. The same
+   * rules as {@linkcode WsClient.send}.
+   */
+  sendFrame(frame: Uint8Array<ArrayBuffer>, counted: number): void {
+    if (!this.#accepting()) return;
+    this.#enqueue(frame, counted, false);
   }
 
   /**
@@ -235,9 +253,13 @@ export class WsClient extends EventTarget {
     this.#enqueue(encodeFrame(Opcode.CLOSE, payload), 0);
   }
 
-  #enqueue(bytes: Uint8Array<ArrayBuffer>, counted: number): void {
+  #enqueue(
+    bytes: Uint8Array<ArrayBuffer>,
+    counted: number,
+    pooled = true,
+  ): void {
     if (this.#writeError !== undefined) return;
-    this.#queue.push({ bytes, counted });
+    this.#queue.push({ bytes, counted, pooled });
     this.#buffered += counted;
     if (!this.#writing) this.#writeQueued();
   }
@@ -250,7 +272,7 @@ export class WsClient extends EventTarget {
         await writeAll(this.#conn, next.bytes);
         this.#queue.shift();
         this.#buffered -= next.counted;
-        this.#buffers.give(next.bytes.buffer);
+        if (next.pooled) this.#buffers.give(next.bytes.buffer);
       }
     } catch (error) {
       this.#writing = false;

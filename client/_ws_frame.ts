@@ -90,6 +90,12 @@ function nextMask(): number {
  */
 export class FrameBuffers {
   readonly #free: ArrayBuffer[] = [];
+  readonly #limit: number;
+
+  /** A pool keeping at most `limit` free buffers. */
+  constructor(limit: number = POOLED_BUFFERS) {
+    this.#limit = limit;
+  }
 
   /** A buffer of at least `size` bytes (not zeroed when reused). */
   take(size: number): ArrayBuffer {
@@ -106,7 +112,7 @@ export class FrameBuffers {
   give(buffer: ArrayBuffer): void {
     if (
       buffer.byteLength >= MIN_POOLED_BYTES &&
-      this.#free.length < POOLED_BUFFERS
+      this.#free.length < this.#limit
     ) {
       this.#free.push(buffer);
     }
@@ -115,7 +121,7 @@ export class FrameBuffers {
 
 /** Frames this big or bigger have their buffers reused. */
 const MIN_POOLED_BYTES = 64 * 1024;
-/** Buffers kept for reuse, per socket. */
+/** Buffers a pool keeps for reuse by default (a socket's). */
 const POOLED_BUFFERS = 4;
 
 /**
@@ -161,6 +167,35 @@ export function encodeFrame(
   new Uint32Array(buffer, start - 4, 1)[0] = nextMask();
   mask(payload, new Uint8Array(buffer, start - 4, length + 4));
   return bytes;
+}
+
+/**
+ * Bytes `[from, end)` of the payload of `frame`, a frame of
+ * {@linkcode encodeFrame} whose payload is `payloadLength` bytes long,
+ * unmasked into a buffer of their own: what a sender that kept the frame
+ * instead of a copy of its payload resends.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * import { encodeFrame, Opcode, unmaskedPayload } from "./_ws_frame.ts";
+ * const frame = encodeFrame(Opcode.BINARY, new Uint8Array([1, 2, 3, 4, 5]));
+ * assertEquals([...unmaskedPayload(frame, 5, 3)], [4, 5]);
+ * ```
+ */
+export function unmaskedPayload(
+  frame: Uint8Array,
+  payloadLength: number,
+  from: number,
+): Uint8Array<ArrayBuffer> {
+  const masked = frame.subarray(frame.byteLength - payloadLength);
+  const key = frame.subarray(masked.byteOffset - frame.byteOffset - 4);
+  // XOR is its own inverse: masking again with the key turned to byte
+  // `from` gives the bytes back.
+  const out = new Uint8Array(4 + payloadLength - from);
+  for (let i = 0; i < 4; i++) out[i] = key[(from + i) & 3];
+  mask(masked.subarray(from), out);
+  return out.subarray(4);
 }
 
 /**

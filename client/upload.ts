@@ -30,6 +30,12 @@ import {
   toSocketUrl,
 } from "./_connect.ts";
 import { WsClient } from "./_ws_client.ts";
+import {
+  encodeFrame,
+  FrameBuffers,
+  Opcode,
+  unmaskedPayload,
+} from "./_ws_frame.ts";
 import { openDownload } from "./download.ts";
 
 /**
@@ -184,7 +190,13 @@ function uploadUrl(server: string | URL): string {
 interface SentFrame {
   offset: number;
   length: number;
-  bytes?: Uint8Array;
+  /** The masked frame as sent, kept for a resume. */
+  frame?: Uint8Array<ArrayBuffer>;
+  /**
+   * Whether its buffer may be reused once acknowledged: not once a lost
+   * socket may still be writing it (it was pending at a resume).
+   */
+  reusable: boolean;
 }
 
 /**
@@ -229,11 +241,11 @@ export class Upload {
   #unacknowledged: SentFrame[] = [];
   #head = 0;
   /**
-   * Copies of acknowledged full frames, for the next frames' copies: a fresh
-   * buffer per frame is zeroed, faulted in and collected, which cost the
-   * client more than the copy itself. At most a window of them exists.
+   * Buffers of acknowledged frames, for the next frames: a fresh buffer per
+   * frame is zeroed, faulted in and collected, which cost the client more
+   * than the masking. Sized for a window of frames.
    */
-  #spareCopies: Uint8Array[] = [];
+  readonly #frames: FrameBuffers;
   #failure: Error | undefined;
   /** The final status, once the server sent it (or the reference told it). */
   #outcome: ResourceStatus | undefined;
@@ -282,6 +294,7 @@ export class Upload {
       caCerts: options.caCerts,
     };
     this.#hash = options.checksum ? createHash("sha256") : undefined;
+    this.#frames = new FrameBuffers(Math.ceil(this.#window / MAX_FRAME) + 1);
     // Nobody may be awaiting the final status yet; don't report it as unhandled.
     this.#final.promise.catch(() => {});
     this.#socket = socket;
@@ -367,8 +380,8 @@ export class Upload {
       this.#head < frames.length &&
       frames[this.#head].offset + frames[this.#head].length <= offset
     ) {
-      const bytes = frames[this.#head].bytes;
-      if (bytes?.byteLength === MAX_FRAME) this.#spareCopies.push(bytes);
+      const { frame, reusable } = frames[this.#head];
+      if (frame !== undefined && reusable) this.#frames.give(frame.buffer);
       frames[this.#head++] = undefined as unknown as SentFrame;
     }
     if (this.#head === frames.length) {
@@ -527,8 +540,14 @@ export class Upload {
     this.#attach(socket);
     this.#reconnects++;
     this.#acknowledge(offset);
-    for (const { offset: start, bytes } of this.#pending()) {
-      socket.send(offset > start ? bytes!.subarray(offset - start) : bytes!);
+    for (const sent of this.#pending()) {
+      // The lost socket may still be writing it: never reused.
+      sent.reusable = false;
+      const frame = sent.frame!;
+      if (offset <= sent.offset) socket.sendFrame(frame, sent.length);
+      else {
+        socket.send(unmaskedPayload(frame, sent.length, offset - sent.offset));
+      }
     }
     if (this.#endOfInput) socket.send(JSON.stringify(this.#endOfInput));
     this.#connected = true;
@@ -606,28 +625,30 @@ export class Upload {
       await this.#waitUntil(() =>
         this.#connected && this.#unacknowledgedCost() + cost <= this.#window
       );
-      this.#socket.send(piece);
       this.#hash?.update(piece);
       this.#unacknowledged.push({
         offset: this.#sent,
         length: piece.byteLength,
-        bytes: this.#resume && this.#graceMs > 0
-          ? this.#copy(piece)
-          : undefined,
+        frame: this.#send(piece),
+        reusable: true,
       });
       this.#sent += piece.byteLength;
     }
   }
 
   /**
-   * A copy of `piece` kept for a resume: the caller may reuse its buffer
-   * once write() resolved, and a resume must resend the bytes as they were.
+   * Sends `piece`; returns its frame when a resume may need it again. The
+   * caller may reuse its buffer once write() resolved, so a resume resends
+   * the frame as it went out (masked, one copy of the bytes), not `piece`.
    */
-  #copy(piece: Uint8Array): Uint8Array {
-    if (piece.byteLength !== MAX_FRAME) return piece.slice();
-    const copy = this.#spareCopies.pop() ?? new Uint8Array(MAX_FRAME);
-    copy.set(piece);
-    return copy;
+  #send(piece: Uint8Array): Uint8Array<ArrayBuffer> | undefined {
+    if (!this.#resume || this.#graceMs === 0) {
+      this.#socket.send(piece);
+      return undefined;
+    }
+    const frame = encodeFrame(Opcode.BINARY, piece, this.#frames);
+    this.#socket.sendFrame(frame, piece.byteLength);
+    return frame;
   }
 
   /** A writable stream over {@linkcode Upload.write}; closing it finishes the upload. */

@@ -461,3 +461,89 @@ Deno.test("ws client: close() during a TLS handshake the server never answers en
   const event = await ended;
   assertEquals([event.code, event.wasClean], [1006, false]);
 });
+
+Deno.test("upload client: a resume at an offset inside a sent frame resends the rest of it (unmasked from the kept frame, masked anew) and the later frames as they went out; the server gets every byte once, in order", async () => {
+  const data = randomBytes(1024 * 1024 + 12_345, 3);
+  // Inside the second 256 KiB frame, at an odd byte of its masking key.
+  const resumeAt = 300_001;
+  const resumed = Promise.withResolvers<Uint8Array[]>();
+  const keys = new Set<number | undefined>();
+  let connections = 0;
+  await using server = new RawWsServer(async (peer) => {
+    await peer.accept();
+    const first = ++connections === 1;
+    const hello = JSON.parse(
+      new TextDecoder().decode((await frame(peer)).payload),
+    );
+    assertEquals(hello.type, first ? "request-upload" : "resume-upload");
+    if (!first) assertEquals([hello.id, hello.token], ["r1", "t1"]);
+    const ready = {
+      type: "ready-for-upload",
+      id: "r1",
+      reference: `${server.url}resources/r1`,
+      window: 4 << 20,
+      token: "t1",
+      offset: first ? 0 : resumeAt,
+      resumeGraceMs: 10_000,
+    };
+    await peer.write(serverFrame(Opcode.TEXT, JSON.stringify(ready)));
+    if (first) {
+      // Two frames in, the connection is lost; nothing was acknowledged.
+      for (let i = 0; i < 2; i++) keys.add((await frame(peer)).mask);
+      return;
+    }
+    const parts: Uint8Array[] = [];
+    for (;;) {
+      const next = await frame(peer);
+      keys.add(next.mask);
+      if (next.opcode === Opcode.TEXT) {
+        const end = JSON.parse(new TextDecoder().decode(next.payload));
+        assertEquals(end.type, "end-of-input");
+        assertEquals(end.sha256, await sha256(data));
+        break;
+      }
+      parts.push(next.payload);
+    }
+    resumed.resolve(parts);
+    const now = new Date().toISOString();
+    const status = {
+      id: "r1",
+      name: "x",
+      mimeType: "application/octet-stream",
+      metadata: {},
+      status: "COMPLETED",
+      size: data.byteLength,
+      createdAt: now,
+      updatedAt: now,
+      finishedAt: now,
+    };
+    await peer.write(
+      serverFrame(
+        Opcode.TEXT,
+        JSON.stringify({ type: "final-status", resource: status }),
+      ),
+    );
+    await frame(peer, Opcode.TEXT); // the client's close
+  });
+  const upload = await startUpload(server.url, { name: "x" });
+  await upload.write(data);
+  const final = await upload.finish();
+  assertEquals([final.status, upload.reconnects], ["COMPLETED", 1]);
+  const parts = await resumed.promise;
+  // The rest of frame 2, then frames 3, 4 and 5 (the last one short).
+  assertEquals(parts.map((part) => part.byteLength), [
+    2 * 262_144 - resumeAt,
+    262_144,
+    262_144,
+    data.byteLength - 4 * 262_144,
+  ]);
+  const received = new Uint8Array(data.byteLength - resumeAt);
+  let at = 0;
+  for (const part of parts) {
+    received.set(part, at);
+    at += part.byteLength;
+  }
+  assertEquals(await sha256(received), await sha256(data.subarray(resumeAt)));
+  assert(!keys.has(undefined), "every frame is masked");
+  await upload.closed();
+});
