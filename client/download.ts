@@ -181,7 +181,7 @@ export class Download {
   #onMessage(event: MessageEvent): void {
     this.#liveness.touch();
     if (typeof event.data !== "string") {
-      this.#onFrame(new Uint8Array(event.data as ArrayBuffer));
+      this.#onFrame(event.data as Uint8Array);
       return;
     }
     let message: DownloadServerMessage;
