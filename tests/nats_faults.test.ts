@@ -14,6 +14,7 @@ import {
   startTestServer,
 } from "./_helpers.ts";
 import { freePort, startNats } from "./_nats.ts";
+import { FaultProxy } from "./_proxy.ts";
 
 const SERVER_MAIN = new URL("../server/main.ts", import.meta.url).pathname;
 
@@ -79,4 +80,38 @@ Deno.test("an unreachable --nats at start exits 1 naming the URL", async () => {
   } finally {
     await Deno.remove(dataDir, { recursive: true });
   }
+});
+
+Deno.test("a node whose engine link is black-holed mid-upload (open, every byte dropped, no FIN) notices, reconnects and goes on: the upload completes byte-identical, followed from node B", async () => {
+  await using nats = await startNats();
+  await using proxy = new FaultProxy(new URL(nats.url));
+  await using a = await startTestServer({
+    nats: `nats://127.0.0.1:${proxy.url.port}`,
+  });
+  await using b = await startTestServer({ nats: nats.url });
+  const data = randomBytes(1_500_000, 1405);
+  const uploading = await startUpload(a.url, {
+    name: "through-a-black-hole.bin",
+  });
+  await uploading.write(data.subarray(0, 500_000));
+  const onB = await openDownload(onNode(uploading.reference, b.url));
+  await onB.waitForStatus((s) => s.size === 500_000);
+  const followed = readAll(onB.follow());
+  // Awaited below; a failure must not go unhandled meanwhile.
+  followed.catch(() => {});
+
+  // The open link drops everything from now on; a new one would pass.
+  proxy.blackHole();
+  proxy.heal();
+  const linksBefore = proxy.accepted;
+  const started = performance.now();
+  await uploading.write(data.subarray(500_000));
+  const final = await uploading.finish();
+  const tookMs = performance.now() - started;
+  assertEquals(final.status, "COMPLETED", final.error);
+  assertEquals(final.sha256, await sha256(data));
+  assertEquals(await sha256(await followed), await sha256(data));
+  assert(proxy.accepted > linksBefore, "node A opened a new engine link");
+  await onB.close();
+  console.log(`COMPLETED ${tookMs.toFixed(0)} ms after the link went dark`);
 });

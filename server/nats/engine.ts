@@ -47,6 +47,15 @@ export interface EngineOptions {
 const DUPLICATE_WINDOW_NS = 120 * 1e9;
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 const RECONNECT_WAIT_MS = 250;
+/**
+ * A PING this often; a link with {@linkcode MAX_PINGS_OUT} unanswered is
+ * dropped for a new one. A link that went dark without a FIN (a black hole,
+ * a dead NAT entry) is so noticed within 3 × 2 s, well inside the lease
+ * (renewed every third of its 12 s) and a publish's 30 s deadline; nats.js's
+ * default (2 min, 2 out) took minutes, and the upload FAILED meanwhile.
+ */
+const PING_INTERVAL_MS = 2000;
+const MAX_PINGS_OUT = 2;
 
 /**
  * Thrown when no NATS server of `--nats` answers at start; names them.
@@ -144,6 +153,8 @@ export class NatsEngine {
         maxReconnectAttempts: -1,
         // A restarted engine is back in ~30 ms: look for it often.
         reconnectTimeWait: RECONNECT_WAIT_MS,
+        pingInterval: PING_INTERVAL_MS,
+        maxPingOut: MAX_PINGS_OUT,
         name: "spool",
         // Else every request (each piece's publish) builds an Error for its
         // stack up front: a tenth of an uploading node's CPU in a profile.
