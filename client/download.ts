@@ -335,9 +335,10 @@ export class Download {
    * Reads the whole resource as it grows, from `start`: the server sends each
    * new range as it is checkpointed; the stream closes once the resource is
    * `COMPLETED` and every byte is read, and errors with
-   * {@linkcode ResourceFailedError} on `FAILED`. Chunks of under 32 KiB may
-   * be views on one buffer they share (never written again): copy a small
-   * part of one that is kept for long, so it does not keep the rest.
+   * {@linkcode ResourceFailedError} on `FAILED`. A chunk may be a view on a
+   * read buffer (64 KiB or more, never written again) it shares with the
+   * chunks next to it: copy a small part of one kept for long, so it does
+   * not keep the rest.
    */
   follow(options: FollowOptions = {}): ReadableStream<Uint8Array> {
     const start = options.start ?? 0;
