@@ -199,6 +199,23 @@ Deno.test({
   },
 });
 
+/** A raw server's `ready-for-upload` for upload `r1` (token `t1`), as a frame. */
+function readyForUpload(
+  serverUrl: string,
+  options: { window: number; offset?: number; resumeGraceMs?: number },
+): Uint8Array {
+  const ready = {
+    type: "ready-for-upload",
+    id: "r1",
+    reference: `${serverUrl}resources/r1`,
+    window: options.window,
+    token: "t1",
+    offset: options.offset ?? 0,
+    resumeGraceMs: options.resumeGraceMs ?? 0,
+  };
+  return serverFrame(Opcode.TEXT, JSON.stringify(ready));
+}
+
 /** The next frame from the client that is not `skip`. */
 async function frame(peer: RawPeer, skip?: number): Promise<ClientFrame> {
   for (;;) {
@@ -429,16 +446,7 @@ Deno.test("upload client: binary data from the server fails the upload with unex
       new TextDecoder().decode((await frame(peer)).payload),
     );
     assertEquals(request.type, "request-upload");
-    const ready = {
-      type: "ready-for-upload",
-      id: "r1",
-      reference: `${server.url}resources/r1`,
-      window: 1 << 20,
-      token: "t",
-      offset: 0,
-      resumeGraceMs: 0,
-    };
-    await peer.write(serverFrame(Opcode.TEXT, JSON.stringify(ready)));
+    await peer.write(readyForUpload(server.url, { window: 1 << 20 }));
     await peer.write(serverFrame(Opcode.BINARY, new Uint8Array(3)));
     const close = await frame(peer, Opcode.TEXT);
     assertEquals(close.opcode, Opcode.CLOSE);
@@ -478,16 +486,11 @@ Deno.test("upload client: a resume at an offset inside a sent frame resends the 
     );
     assertEquals(hello.type, first ? "request-upload" : "resume-upload");
     if (!first) assertEquals([hello.id, hello.token], ["r1", "t1"]);
-    const ready = {
-      type: "ready-for-upload",
-      id: "r1",
-      reference: `${server.url}resources/r1`,
+    await peer.write(readyForUpload(server.url, {
       window: 4 << 20,
-      token: "t1",
       offset: first ? 0 : resumeAt,
       resumeGraceMs: 10_000,
-    };
-    await peer.write(serverFrame(Opcode.TEXT, JSON.stringify(ready)));
+    }));
     if (first) {
       // Two frames in, the connection is lost; nothing was acknowledged.
       for (let i = 0; i < 2; i++) keys.add((await frame(peer)).mask);
