@@ -235,10 +235,11 @@ function mask(payload: Uint8Array, out: Uint8Array): void {
 
 /**
  * Reads server frames one by one from a connection: headers through a
- * small buffer, big payloads straight into their own buffer. A small
- * payload is a view on the read buffer (a copy per frame and a buffer per
- * frame to zero and collect were a third of a follower's CPU): a buffer
- * once lent is never written again where a view may point, only past them.
+ * small buffer, big payloads straight into their own buffer. A payload
+ * already (mostly) in the read buffer is a view on it (a copy per frame and
+ * a buffer per frame to zero and collect were a quarter of a follower's
+ * CPU): a buffer once lent is never written again where a view may point,
+ * only past them.
  *
  * @example
  * ```ts ignore
