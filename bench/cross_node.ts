@@ -14,7 +14,13 @@
 import { createHash } from "node:crypto";
 import { openDownload, startUpload } from "../mod.ts";
 import { DEFAULT_CHECKPOINT_MS } from "../server/defaults.ts";
-import { type Listening, sampleRss, spawnSpool, track } from "./_process.ts";
+import {
+  flushDirtyPages,
+  type Listening,
+  sampleRss,
+  spawnSpool,
+  track,
+} from "./_process.ts";
 import { type BenchRow, type Spread, spreadOf } from "./_row.ts";
 import { BenchError } from "./_bounded.ts";
 import { cpuSecondsOf } from "../testing/process_cpu.ts";
@@ -153,6 +159,9 @@ async function followRun(
   data: Uint8Array,
   options: { mib: number; sampled: number[]; metered: number[] },
 ): Promise<ThroughputRun> {
+  // The lone node writes a file, nats-server its stream's blocks: each side
+  // starts with the earlier runs' pages written back, not paying for them.
+  await flushDirtyPages();
   const upload = await startUpload(uploadNode, { name: "cross-node.bin" });
   const follower = await openDownload(onNode(upload.reference, followNode));
   const sampler = sampleRss(options.sampled);

@@ -5,23 +5,19 @@
 
 import { openDownload, startUpload } from "../mod.ts";
 import { CpuMeter } from "../testing/process_cpu.ts";
-import { runLoad, spawnListening, spawnSpool, startLoad } from "./_process.ts";
+import {
+  flushDirtyPages,
+  runLoad,
+  spawnListening,
+  spawnSpool,
+  startLoad,
+} from "./_process.ts";
 import { type BenchRow, spreadOf } from "./_row.ts";
 
 const MIB = 1024 * 1024;
 
 function mibPerSecond(result: Record<string, unknown>): number {
   return (Number(result.bytes) / MIB) / (Number(result.ms) / 1000);
-}
-
-/** Writes dirty pages back (`sync`), so one run's writes do not slow the next. */
-async function flushDirtyPages(): Promise<void> {
-  try {
-    await new Deno.Command("sync").output();
-  } catch (error) {
-    // No `sync` binary (not Unix): runs are then only interleaved.
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
 }
 
 /** One transfer: its rate and the CPU seconds per GB of server and client. */
