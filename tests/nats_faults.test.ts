@@ -1,6 +1,7 @@
 /**
  * Engine faults: NATS restarting during a live upload loses no
- * acknowledged byte, and an unreachable `--nats` at start exits non-zero
+ * acknowledged byte, a black-holed engine link is replaced in time for the
+ * upload to go on, and an unreachable `--nats` at start exits non-zero
  * naming the URL.
  */
 

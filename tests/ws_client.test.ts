@@ -15,6 +15,7 @@ import {
 } from "./_raw_ws_server.ts";
 import { randomBytes, sha256 } from "./_helpers.ts";
 import { prng } from "../testing/seeded_random.ts";
+import { concat } from "@std/bytes/concat";
 import { startUpload } from "../client/upload.ts";
 
 /** An open client, its messages queued. */
@@ -541,13 +542,10 @@ Deno.test("upload client: a resume at an offset inside a sent frame resends the 
     262_144,
     data.byteLength - 4 * 262_144,
   ]);
-  const received = new Uint8Array(data.byteLength - resumeAt);
-  let at = 0;
-  for (const part of parts) {
-    received.set(part, at);
-    at += part.byteLength;
-  }
-  assertEquals(await sha256(received), await sha256(data.subarray(resumeAt)));
+  assertEquals(
+    await sha256(concat(parts)),
+    await sha256(data.subarray(resumeAt)),
+  );
   assert(!keys.has(undefined), "every frame is masked");
   await upload.closed();
 });
@@ -560,14 +558,7 @@ Deno.test("ws client: binary messages of every size class, written in random cut
   }
   const messages = sizes.map((size, i) => randomBytes(size, 100 + i));
   const parts = messages.map((bytes) => serverFrame(Opcode.BINARY, bytes));
-  const stream = new Uint8Array(
-    parts.reduce((n, part) => n + part.byteLength, 0),
-  );
-  let at = 0;
-  for (const part of parts) {
-    stream.set(part, at);
-    at += part.byteLength;
-  }
+  const stream = concat(parts);
   await using server = new RawWsServer(async (peer) => {
     await peer.accept();
     peer.conn.setNoDelay(true);
