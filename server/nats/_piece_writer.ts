@@ -16,18 +16,13 @@
  */
 
 import { headers } from "@nats-io/transport-node";
-import { concat } from "@std/bytes/concat";
 import type { ResourceStatus } from "../../protocol/status.ts";
 import { type ResourceWriter, TakenOverError } from "../store.ts";
 import type { Lease } from "./lease.ts";
-import {
-  FencedError,
-  type PublishOptions,
-  publishReliably,
-} from "./_publish.ts";
+import { FencedError, retryPublish } from "./_publish.ts";
+import type { PiecePublisher } from "./_piece_publisher.ts";
 import { dataSubject, OFFSET_HEADER, SEGMENT_BYTES } from "./subjects.ts";
 import type { StatusPublisher } from "./_status_publisher.ts";
-import type { JetStreamClient } from "@nats-io/jetstream";
 
 /** Pieces published and not yet acknowledged, at most. */
 const MAX_PIECES_IN_FLIGHT = 16;
@@ -37,7 +32,7 @@ const MAX_BYTES_IN_FLIGHT = 4 * 1024 * 1024;
 /** What a writer needs from its store. */
 export interface PieceWriterParts {
   /** Publishes the pieces. */
-  js: JetStreamClient;
+  pieces: PiecePublisher;
   /** Publishes the checkpoints, fenced. */
   statuses: StatusPublisher;
   /** The upload's lease: once lost, no byte is taken. */
@@ -167,22 +162,13 @@ export class PieceWriter implements ResourceWriter {
       this.#dropStaged(error as Error);
       return;
     }
-    // One part (an engine keeping up) goes as it is; several are joined.
-    const piece = this.#staged.length === 1
-      ? this.#staged[0]
-      : concat(this.#staged);
-    const offset = this.#offset - this.#stagedBytes;
+    const parts = this.#staged;
+    const bytes = this.#stagedBytes;
+    const offset = this.#offset - bytes;
     this.#staged = [];
     this.#stagedBytes = 0;
     this.#stagedStored = undefined;
-    const id = this.#status.id;
-    const header = headers();
-    header.set(OFFSET_HEADER, String(offset));
-    this.#publish(
-      dataSubject(id, Math.floor(offset / SEGMENT_BYTES)),
-      piece,
-      { msgID: `${id}:${offset}:${piece.byteLength}`, headers: header },
-    );
+    this.#publish(offset, parts, bytes);
     staged.resolve(this.#stored);
   }
 
@@ -217,14 +203,25 @@ export class PieceWriter implements ResourceWriter {
   }
 
   /**
-   * Publishes one piece now; `#stored` then waits for it after every earlier
-   * one, so a status never counts a piece whose predecessor is missing.
+   * Publishes `parts` (`bytes` in all) as the piece at `offset` now;
+   * `#stored` then waits for it after every earlier one, so a status never
+   * counts a piece whose predecessor is missing.
    */
-  #publish(subject: string, piece: Uint8Array, options: PublishOptions): void {
-    const ack = publishReliably(this.#parts.js, subject, piece, options);
+  #publish(offset: number, parts: Uint8Array[], bytes: number): void {
+    const id = this.#status.id;
+    const subject = dataSubject(id, Math.floor(offset / SEGMENT_BYTES));
+    const msgID = `${id}:${offset}:${bytes}`;
+    const ack = retryPublish(subject, (timeoutMs) => {
+      const header = headers();
+      header.set(OFFSET_HEADER, String(offset));
+      return this.#parts.pieces.publish(subject, header, parts, {
+        msgID,
+        timeoutMs,
+      });
+    });
     const leave = () => {
       this.#inFlight.splice(this.#inFlight.indexOf(settled), 1);
-      this.#inFlightBytes -= piece.byteLength;
+      this.#inFlightBytes -= bytes;
     };
     const settled = ack.then(() => {
       leave();
@@ -241,7 +238,7 @@ export class PieceWriter implements ResourceWriter {
     // The failure is kept for the next append; `stored` also carries it.
     stored.catch((error) => this.#failure ??= error);
     this.#inFlight.push(settled);
-    this.#inFlightBytes += piece.byteLength;
+    this.#inFlightBytes += bytes;
     this.#stored = stored;
   }
 

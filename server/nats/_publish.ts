@@ -71,21 +71,40 @@ function isRefusal(error: unknown): boolean {
  * const ack = await publishReliably(js, "spool.d.ID.0", bytes, { msgID: "ID:0" });
  * ```
  */
-export async function publishReliably(
+export function publishReliably(
   js: JetStreamClient,
   subject: string,
   payload: Uint8Array | string,
   options: PublishOptions,
 ): Promise<PubAck> {
+  return retryPublish(subject, (timeoutMs) =>
+    js.publish(subject, payload, {
+      msgID: options.msgID,
+      headers: options.headers,
+      expect: options.expect,
+      timeout: timeoutMs,
+    }));
+}
+
+/**
+ * Makes `attempt` (one publish on `subject`, given how long to wait for its
+ * acknowledgement) until the stream acknowledges it, as
+ * {@linkcode publishReliably} does; every attempt must carry the same
+ * message id.
+ *
+ * @example
+ * ```ts ignore
+ * const ack = await retryPublish("spool.d.ID.0", (timeoutMs) => publisher.publish(...));
+ * ```
+ */
+export async function retryPublish(
+  subject: string,
+  attempt: (timeoutMs: number) => Promise<PubAck>,
+): Promise<PubAck> {
   const deadline = performance.now() + PUBLISH_DEADLINE_MS;
-  for (let attempt = 1;; attempt++) {
+  for (let count = 1;; count++) {
     try {
-      return await js.publish(subject, payload, {
-        msgID: options.msgID,
-        headers: options.headers,
-        expect: options.expect,
-        timeout: ATTEMPT_TIMEOUT_MS,
-      });
+      return await attempt(ATTEMPT_TIMEOUT_MS);
     } catch (error) {
       if (isRefusal(error)) {
         if (/wrong last/i.test((error as Error).message)) {
@@ -95,7 +114,7 @@ export async function publishReliably(
       }
       if (performance.now() + RETRY_PAUSE_MS > deadline) {
         throw new Error(
-          `the engine did not store a message on ${subject} after ${attempt} attempts in ${PUBLISH_DEADLINE_MS} ms: ${
+          `the engine did not store a message on ${subject} after ${count} attempts in ${PUBLISH_DEADLINE_MS} ms: ${
             (error as Error).message
           }`,
           { cause: error },

@@ -15,7 +15,8 @@ import {
   type StreamInfo,
 } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
-import { connectGathering } from "./_gathering_transport.ts";
+import { connectEngine } from "./_deno_transport.ts";
+import { PiecePublisher } from "./_piece_publisher.ts";
 import {
   DATA_MODEL,
   LEASE_BUCKET,
@@ -72,10 +73,14 @@ export class EngineUnreachableError extends Error {
   readonly code = "engine-unreachable";
   /** Creates the error for `servers`, which failed with `cause`. */
   constructor(servers: string[], cause: string) {
+    // A TLS engine's certificate: Deno's roots decide, as for any client.
+    const expected = /certificate/i.test(cause)
+      ? "a certificate this node trusts (a private CA goes in DENO_CERT, or deno run --cert)"
+      : "a nats-server with JetStream (-js) listening there";
     super(
       `cannot reach NATS at ${
         servers.join(",")
-      } (${cause}); expected a nats-server with JetStream (-js) listening there`,
+      } (${cause}); expected ${expected}`,
     );
     this.name = "EngineUnreachableError";
   }
@@ -124,6 +129,8 @@ export class NatsEngine {
   readonly leases: KV;
   /** This node's name in leases: unique per process. */
   readonly node: string;
+  /** Publishes upload pieces (statuses go through `js`). */
+  readonly pieces: PiecePublisher;
 
   private constructor(
     nc: NatsConnection,
@@ -132,6 +139,7 @@ export class NatsEngine {
   ) {
     this.nc = nc;
     this.js = jetstream(nc);
+    this.pieces = new PiecePublisher(nc);
     this.jsm = jsm;
     this.leases = leases;
     this.node = `${Deno.hostname()}:${Deno.pid}:${
@@ -147,7 +155,7 @@ export class NatsEngine {
   static async connect(options: EngineOptions): Promise<NatsEngine> {
     let nc: NatsConnection;
     try {
-      nc = await connectGathering({
+      nc = await connectEngine({
         servers: options.servers,
         timeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
         maxReconnectAttempts: -1,
@@ -190,6 +198,7 @@ export class NatsEngine {
 
   /** Drains and closes the connection. */
   async close(): Promise<void> {
+    this.pieces.close();
     if (this.nc.isClosed()) return;
     try {
       await this.nc.drain();

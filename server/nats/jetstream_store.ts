@@ -135,7 +135,7 @@ export class JetStreamStore implements ResourceStore {
     const id = status.id;
     this.#leases.set(id, lease);
     const parts = {
-      js: this.#engine.js,
+      pieces: this.#engine.pieces,
       statuses: this.statuses,
       lease,
       yielded: () => this.#yielded(id, lease),
