@@ -99,6 +99,23 @@ async function checkSplit(
   }
 }
 
+/** {@linkcode checkSplit} with `rounds` seeded cuttings of up to `most` cuts. */
+async function checkRandomCuts(
+  bytes: Uint8Array,
+  ends: number[],
+  options: { seed: number; rounds: number; most: number },
+): Promise<void> {
+  let seed = options.seed;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+  for (let round = 0; round < options.rounds; round++) {
+    const cuts = Array.from(
+      { length: 1 + (next() % options.most) },
+      () => next() % bytes.byteLength,
+    ).sort((a, b) => a - b);
+    await checkSplit(bytes, cuts, ends);
+  }
+}
+
 Deno.test("engine reader: every one and two cuts of a server's stream reach the parser unchanged, in units that end only at protocol boundaries", async () => {
   const { bytes, ends } = protocolStream();
   for (let cut = 0; cut <= bytes.byteLength; cut++) {
@@ -115,15 +132,7 @@ Deno.test("engine reader: every one and two cuts of a server's stream reach the 
       }
     }
   }
-  let seed = 7;
-  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
-  for (let round = 0; round < 500; round++) {
-    const cuts = Array.from(
-      { length: 1 + (next() % 12) },
-      () => next() % bytes.byteLength,
-    ).sort((a, b) => a - b);
-    await checkSplit(bytes, cuts, ends);
-  }
+  await checkRandomCuts(bytes, ends, { seed: 7, rounds: 500, most: 12 });
 });
 
 Deno.test("engine reader: a message larger than the read buffer is one unit of its exact size, read straight into it; small units are views of a shared buffer", async () => {
@@ -138,15 +147,7 @@ Deno.test("engine reader: a message larger than the read buffer is one unit of i
     bigEnd,
     ...after.ends.map((end) => bigEnd + end),
   ];
-  let seed = 11;
-  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
-  for (let round = 0; round < 200; round++) {
-    const cuts = Array.from(
-      { length: 1 + (next() % 40) },
-      () => next() % bytes.byteLength,
-    ).sort((a, b) => a - b);
-    await checkSplit(bytes, cuts, ends);
-  }
+  await checkRandomCuts(bytes, ends, { seed: 11, rounds: 200, most: 40 });
   // Whole reads: the big message has a buffer of its own, read into directly.
   const source = cutSource(bytes, []);
   const reader = new UnitReader(source.read);

@@ -1,17 +1,20 @@
 /**
  * nats.js's socket, on Deno's own TCP (and TLS) connections instead of
  * Node's `net` layer: reads go through a {@linkcode UnitReader}, so the
- * parser gets whole messages, each byte read once straight into the buffer
- * it stays in; writes go to the connection in order, as nats.js sends them.
+ * parser gets whole messages and a large one is read straight into the
+ * buffer it stays in; writes go to the connection in order, as nats.js
+ * sends them.
  * A server that requires TLS (or offers it) gets it after its INFO line, as
  * with nats.js's own transports, its certificate checked against Deno's
  * roots (a private CA: `DENO_CERT` or `deno run --cert`); Spool gives the
  * engine no client certificate, so none is supported here.
  *
- * nats.js's transport factory is global to the process: a later `connect`
- * of `@nats-io/transport-node` elsewhere in it (tests make some; the server
- * does not) makes this connection's reconnects go through Node's layer
- * again, slower but correct.
+ * nats.js's transport factory is global to the process: after a
+ * `connectEngine`, every connection's reconnects go through this transport
+ * (a plain `connect` of `@nats-io/transport-node` included), and after a
+ * later plain `connect` (tests make some; the server does not), the
+ * engine's go through Node's layer again: slower (pieces then go through
+ * nats.js's queue, `_piece_publisher.ts`) but correct.
  *
  * @module
  */
@@ -47,11 +50,12 @@ export class DenoTransport implements Transport {
   #phase: Phase = "dialing";
   #conn: Deno.Conn | undefined;
   #reader: UnitReader | undefined;
-  /** Frames not yet written, oldest first; `#writes` settles once none is. */
+  /** Frames not yet written, oldest first; `#writing` while one is. */
   #outbound: Uint8Array[] = [];
   #writing = false;
-  #writes: Promise<void> = Promise.resolve();
   #encrypted = false;
+  /** Aborts a dial still connecting once the protocol handler gave up on it. */
+  readonly #dialing = new AbortController();
   readonly #closed = Promise.withResolvers<void | Error>();
 
   get isClosed(): boolean {
@@ -76,6 +80,7 @@ export class DenoTransport implements Transport {
     const tcp = await Deno.connect({
       hostname: server.hostname,
       port: server.port,
+      signal: this.#dialing.signal,
     });
     tcp.setNoDelay(true);
     this.#conn = tcp;
@@ -90,10 +95,11 @@ export class DenoTransport implements Transport {
         hostname: server.tlsName || server.hostname,
       });
       this.#conn = tls;
+      this.#checkDialing();
       // Now, so that a certificate refused fails the dial, naming why.
       await tls.handshake();
       this.#encrypted = true;
-      // What followed INFO was sent before the upgrade: there is none.
+      // A server upgrading sends nothing after INFO in plain text.
       first.rest = new Uint8Array(0);
     }
     this.#checkDialing();
@@ -153,7 +159,8 @@ export class DenoTransport implements Transport {
     return new UnitReader((into) => {
       const next = early.shift();
       if (next === undefined) return conn.read(into);
-      // Both are far smaller than a read buffer.
+      // INFO is at most MAX_INFO_BYTES, what came with it less: each fits
+      // the reader's first buffer (READ_BYTES, as large).
       into.set(next);
       return Promise.resolve(next.byteLength);
     });
@@ -176,8 +183,11 @@ export class DenoTransport implements Transport {
     } catch (error) {
       // Reads end with an error once the connection is closed here.
       if (this.#phase !== "closed") failure = error as Error;
+    } finally {
+      // Also when nats.js stops iterating (its parser threw): nobody would
+      // read the socket, and a server going away would go unnoticed.
+      this.#close(failure);
     }
-    this.#close(failure);
   }
 
   isEncrypted(): boolean {
@@ -187,7 +197,7 @@ export class DenoTransport implements Transport {
   send(frame: Uint8Array): void {
     if (this.#phase !== "open") return;
     this.#outbound.push(frame);
-    if (!this.#writing) this.#writes = this.#writeAll();
+    if (!this.#writing) this.#writeAll();
   }
 
   /** Writes the queued frames in order; a failed write closes the connection. */
@@ -210,9 +220,12 @@ export class DenoTransport implements Transport {
     }
   }
 
-  async close(error?: Error): Promise<void> {
-    await this.#writes;
+  close(error?: Error): Promise<void> {
+    // As nats.js's Node transport: frames not written yet are dropped (a
+    // drain wrote them already); waiting on a peer that stopped reading
+    // would never end.
     this.#close(error);
+    return Promise.resolve();
   }
 
   disconnect(): void {
@@ -240,6 +253,7 @@ export class DenoTransport implements Transport {
   }
 
   #release(): void {
+    this.#dialing.abort();
     this.#outbound = [];
     const conn = this.#conn;
     this.#conn = undefined;

@@ -73,6 +73,8 @@ export class PiecePublisher {
   readonly #waiting = new Map<string, Waiting>();
   #next = 0;
   #closed = false;
+  /** Why the reply subscription ended: every later publish fails with it. */
+  #failure: Error | undefined;
 
   /** A publisher on `nc`, with its own reply subscription. */
   constructor(nc: NatsConnection) {
@@ -80,8 +82,13 @@ export class PiecePublisher {
     this.#inbox = createInbox();
     this.#subscription = nc.subscribe(`${this.#inbox}.*`, {
       callback: (error, message) => {
-        if (error) this.#failAll(error);
-        else this.#answer(message);
+        if (error) {
+          this.#failure = new Error(
+            `the subscription for acknowledgements failed: ${error.message}`,
+            { cause: error },
+          );
+          this.#failAll(this.#failure);
+        } else this.#answer(message);
       },
     });
   }
@@ -104,6 +111,7 @@ export class PiecePublisher {
         ),
       );
     }
+    if (this.#failure) return Promise.reject(this.#failure);
     const token = (this.#next++).toString(36);
     headers.set(MSG_ID_HEADER, options.msgID);
     const message = hpub(subject, `${this.#inbox}.${token}`, headers, parts);
@@ -152,8 +160,15 @@ export class PiecePublisher {
     if (waiting === undefined) return; // timed out before
     this.#waiting.delete(token);
     clearTimeout(waiting.timer);
-    if (message.data.byteLength === 0 && message.headers?.code === 503) {
-      waiting.reject(new Error("no responders: no stream takes the subject"));
+    if (message.data.byteLength === 0 && message.headers !== undefined) {
+      const { code, description } = message.headers;
+      waiting.reject(
+        new Error(
+          code === 503
+            ? "no responders: no stream takes the subject"
+            : `the engine answered with status ${code} (${description}); expected the stream's acknowledgement`,
+        ),
+      );
       return;
     }
     try {
@@ -222,7 +237,8 @@ function hpub(
       small.push(part);
       continue;
     }
-    frames.push(concat(small), part);
+    if (small.length > 0) frames.push(concat(small));
+    frames.push(part);
     small = [];
   }
   small.push(CRLF);

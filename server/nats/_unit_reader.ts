@@ -7,7 +7,7 @@
  * KiB, far larger than a read. Here small units are read into a shared
  * buffer and passed as views of it (no copy), and a message larger than
  * what is left of that buffer is read straight into a buffer of its exact
- * size: each byte is copied once, by the kernel.
+ * size: only the part of it that came with the read before is copied.
  *
  * @module
  */
@@ -19,7 +19,8 @@ const READ_BYTES = 64 * 1024;
 /** A read into less room than this starts a new buffer instead. */
 const MIN_READ_ROOM = 4 * 1024;
 /**
- * A message announced larger than this is passed on as it comes: the
+ * A message announced larger than this is not gathered (its line goes on
+ * alone, and the parser fails the connection, which reconnects): the
  * server's `max_payload` keeps real ones far below, and a corrupt size
  * must not allocate.
  */
