@@ -33,6 +33,7 @@ export {
   type WriteObserver,
 } from "./resource.ts";
 export { DISCONNECTED_REASON } from "./upload_socket.ts";
+export { sha256UploadHash, type UploadHash } from "./upload_hash.ts";
 export * from "./limits.ts";
 export * from "../protocol/close_codes.ts";
 // The vocabulary the exports above speak, so this entry stands alone.

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { createHash, type Hash } from "node:crypto";
+import { sha256UploadHash, type UploadHash } from "./upload_hash.ts";
 import { isTerminal, type ResourceStatus } from "../protocol/status.ts";
 import type { SpoolError } from "../protocol/errors.ts";
 import {
@@ -91,7 +91,7 @@ export interface LiveResourceOptions {
    * (the writer continues after them) and the SHA-256 of those bytes, rebuilt
    * from the store, which the resource keeps updating. Default: none.
    */
-  resumed?: { written: number; hash: Hash };
+  resumed?: { written: number; hash: UploadHash };
 }
 
 const DEFAULT_TAIL_BYTES = 512 * 1024;
@@ -165,7 +165,8 @@ export class Resource {
   /** Set once another node took the upload over; its statuses come then. */
   #handedOver = false;
   readonly #handOver = Promise.withResolvers<void>();
-  readonly #hash: Hash;
+  readonly #hash: UploadHash;
+  #digest: Promise<string> | undefined;
   /** Bytes the hash covers: every byte taken, written or still queued. */
   #hashed: number;
   readonly #recent: RecentBytes;
@@ -188,12 +189,14 @@ export class Resource {
     this.#writer = options.writer;
     this.#accepting = this.live;
     this.#written = options.resumed?.written ?? status.size;
-    this.#hash = options.resumed?.hash ?? createHash("sha256");
+    this.#hash = options.resumed?.hash ?? sha256UploadHash();
     this.#hashed = this.#written;
     this.#recent = new RecentBytes(this.#written);
     this.#tailLimit = options.tailBytes ?? DEFAULT_TAIL_BYTES;
     if (isTerminal(status)) this.#finished.resolve(status);
     options.writer?.lost?.then((error) => this.#handOverNow(error));
+    // However it ends (after its digest, if completed), the hash may stop.
+    this.#finished.promise.then(() => this.#hash.release?.());
   }
 
   /** The latest published status. */
@@ -474,6 +477,7 @@ export class Resource {
     if (this.#handedOver) return;
     this.#queuedBytes = Math.max(0, this.#queuedBytes - bytes.byteLength);
     this.#written += bytes.byteLength;
+    this.#hash.stored?.(this.#written);
     this.#appendsWritten += appends;
     if (bytes.byteLength > 0) {
       this.#recent.push(bytes, this.#tailBytes());
@@ -565,7 +569,19 @@ export class Resource {
         `the upload took ${this.#hashed} bytes but ${this.#written} were stored; expected every byte taken to be stored before completion`,
       );
     }
-    const sha256 = this.#hash.digest("hex");
+    let sha256: string;
+    try {
+      // Once: a second `complete` may come while a taken-over hash catches up.
+      this.#digest ??= this.#hash.digest();
+      sha256 = await this.#digest;
+    } catch (error) {
+      // A taken-over upload's hash reads back what was stored before.
+      return this.fail(
+        `could not hash the bytes stored before this node took the upload over: ${
+          (error as Error).message
+        }`,
+      );
+    }
     if (expectedSha256 !== undefined && expectedSha256 !== sha256) {
       return this.fail(
         `checksum mismatch: uploader sent sha256 ${expectedSha256}, server computed ${sha256} over ${this.#written} bytes`,

@@ -8,13 +8,14 @@
  * the exact bytes, and stop at a gap.
  */
 
-import { assertEquals, assertRejects } from "@std/assert";
+import { assertEquals, assertRejects, assertStringIncludes } from "@std/assert";
 import { createHash } from "node:crypto";
 import type { ResourceStatus } from "../protocol/status.ts";
 import { NatsEngine } from "../server/nats/engine.ts";
 import { JetStreamStore } from "../server/nats/jetstream_store.ts";
 import { SEGMENT_BYTES } from "../server/nats/subjects.ts";
 import { newResourceId } from "../server/resource_id.ts";
+import { Resource } from "../server/resource.ts";
 import { randomBytes, readAll, sha256, testStatus } from "./_helpers.ts";
 import { publishPieces, startNats } from "./_nats.ts";
 
@@ -144,7 +145,7 @@ Deno.test("JetStream takeover and dataSize: the hash rebuilt from pieces stored 
     throw new Error("expected node B to take the live upload over");
   }
   assertEquals(taken.written, SIZE);
-  assertEquals(taken.hash.digest("hex"), await sha256(data));
+  assertEquals(await taken.hash.digest(), await sha256(data));
   await taken.writer.close();
 });
 
@@ -173,6 +174,41 @@ Deno.test("JetStream readers: a gap below a segment's later pieces ends the stor
   }
   assertEquals(taken.written, 6 * U);
   const expected = createHash("sha256").update(data.subarray(0, 6 * U));
-  assertEquals(taken.hash.digest("hex"), expected.digest("hex"));
+  assertEquals(await taken.hash.digest(), expected.digest("hex"));
   await taken.writer.close();
+});
+
+Deno.test("JetStream takeover reads only past the last checkpoint: it answers without the bytes below it, whose gap the hash finds and names", async () => {
+  await using nodes = await twoNodes();
+  const { a, b, id } = nodes;
+  const data = randomBytes(SIZE, 44);
+  // Below the checkpoint [6U, 12U) is missing (no real writer leaves that);
+  // past it, the pieces join up to SIZE.
+  await publishPieces(a.engine, id, data, [
+    [0, 6 * U],
+    [12 * U, S],
+    [S, 2 * S],
+    [2 * S, 3 * S],
+    [3 * S, SIZE],
+  ]);
+  await a.save(statusOf(id, 2 * S));
+  const taken = await b.takeOver(id);
+  if (taken === undefined) {
+    throw new Error("expected node B to take the live upload over");
+  }
+  assertEquals(taken.written, SIZE);
+  // The upload's end on node B: FAILED, naming the missing byte.
+  const resource = new Resource(b, taken.status, {
+    checkpointMs: 0,
+    writer: taken.writer,
+    resumed: { written: taken.written, hash: taken.hash },
+  });
+  const final = await resource.complete();
+  assertEquals(final.status, "FAILED");
+  assertStringIncludes(
+    final.error ?? "",
+    `could not hash the bytes stored before this node took the upload over: resource ${id} has a gap: no piece holds byte ${
+      6 * U
+    }`,
+  );
 });

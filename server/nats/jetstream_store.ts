@@ -7,7 +7,7 @@
  * @module
  */
 
-import { createHash, type Hash } from "node:crypto";
+import { CatchUpHash } from "./_catch_up_hash.ts";
 import { headers } from "@nats-io/transport-node";
 import { isTerminal, type ResourceStatus } from "../../protocol/status.ts";
 import { InvalidResourceIdError } from "../file_store.ts";
@@ -67,8 +67,8 @@ export interface TakenOver {
   status: ResourceStatus;
   /** Bytes stored without a gap: the durable offset the uploader resumes from. */
   written: number;
-  /** The SHA-256 of those bytes, read back from the stream. */
-  hash: Hash;
+  /** The SHA-256 of the upload, reading those bytes back meanwhile. */
+  hash: CatchUpHash;
   /** The node that held the upload. */
   from: string;
 }
@@ -159,10 +159,12 @@ export class JetStreamStore implements ResourceStore {
 
   /**
    * Takes the live upload `id` over from the node holding it (its uploader
-   * resumed here): takes its lease by compare-and-set, reads and hashes
-   * every byte stored without a gap, and publishes a status fenced after
-   * the last one, so that the other node's later statuses are refused.
-   * Resolves with `undefined` when the upload is not live any more.
+   * resumed here): takes its lease by compare-and-set, finds where the bytes
+   * stored without a gap end (reading only past the last checkpoint), and
+   * publishes a status fenced after the last one, so that the other node's
+   * later statuses are refused. The hash reads the stored bytes back in the
+   * background. Resolves with `undefined` when the upload is not live any
+   * more.
    */
   async takeOver(id: string): Promise<TakenOver | undefined> {
     checkedId(id);
@@ -185,32 +187,28 @@ export class JetStreamStore implements ResourceStore {
   }
 
   /**
-   * Hashes the stored bytes and publishes the status that fences the
-   * previous holder out; `undefined` if the upload ended meanwhile.
+   * Publishes the status that fences the previous holder out, at the end
+   * of the bytes stored without a gap; `undefined` if the upload ended
+   * meanwhile.
    */
   async #fence(
     id: string,
   ): Promise<
-    { status: ResourceStatus; written: number; hash: Hash } | undefined
+    { status: ResourceStatus; written: number; hash: CatchUpHash } | undefined
   > {
-    const hash = createHash("sha256");
     let written = 0;
     for (let attempt = 1;; attempt++) {
       const last = await this.statuses.last(id, { fromLeader: true });
       if (last?.status === undefined || isTerminal(last.status)) {
         return undefined;
       }
+      // The checkpoint counts stored bytes only: what is past it may be too.
       written = await readStored(
         this.#engine.jsm,
         id,
-        written,
-        (bytes) => hash.update(bytes),
+        Math.max(written, last.status.size),
+        () => {},
       );
-      if (written < last.status.size) {
-        throw new Error(
-          `resource ${id} holds ${written} bytes without a gap but its status counts ${last.status.size}; expected every counted byte stored`,
-        );
-      }
       const status: ResourceStatus = {
         ...last.status,
         status: written === 0 ? last.status.status : "IN_PROGRESS",
@@ -222,6 +220,11 @@ export class JetStreamStore implements ResourceStore {
           after: last.seq,
           tag: "take",
         });
+        const jsm = this.#engine.jsm;
+        const hash = new CatchUpHash(
+          written,
+          (start, end) => readRange(jsm, id, start, end),
+        );
         return { status, written, hash };
       } catch (error) {
         // The previous holder checkpointed in between: look again.
