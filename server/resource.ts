@@ -166,7 +166,7 @@ export class Resource {
   #handedOver = false;
   readonly #handOver = Promise.withResolvers<void>();
   readonly #hash: UploadHash;
-  #digest: Promise<string> | undefined;
+  #digest: string | Promise<string> | undefined;
   /** Bytes the hash covers: every byte taken, written or still queued. */
   #hashed: number;
   readonly #recent: RecentBytes;
@@ -197,6 +197,8 @@ export class Resource {
     options.writer?.lost?.then((error) => this.#handOverNow(error));
     // However it ends (after its digest, if completed), the hash may stop.
     this.#finished.promise.then(() => this.#hash.release?.());
+    // Found while the upload goes on: no use taking more bytes.
+    this.#hash.failed?.then((error) => this.#hashFailed(error));
   }
 
   /** The latest published status. */
@@ -551,6 +553,13 @@ export class Resource {
     });
   }
 
+  /** A taken-over upload's hash could not read back what was stored before. */
+  #hashFailed(error: Error): Promise<ResourceStatus> {
+    return this.fail(
+      `could not hash the bytes stored before this node took the upload over: ${error.message}`,
+    );
+  }
+
   /**
    * Ends the upload: waits for pending writes, then publishes `COMPLETED`
    * with the SHA-256, or `FAILED` when `expectedSha256` does not match.
@@ -569,18 +578,19 @@ export class Resource {
         `the upload took ${this.#hashed} bytes but ${this.#written} were stored; expected every byte taken to be stored before completion`,
       );
     }
+    // Once: a second `complete` may come while a taken-over hash catches up.
+    this.#digest ??= this.#hash.digest();
     let sha256: string;
-    try {
-      // Once: a second `complete` may come while a taken-over hash catches up.
-      this.#digest ??= this.#hash.digest();
-      sha256 = await this.#digest;
-    } catch (error) {
-      // A taken-over upload's hash reads back what was stored before.
-      return this.fail(
-        `could not hash the bytes stored before this node took the upload over: ${
-          (error as Error).message
-        }`,
-      );
+    if (typeof this.#digest === "string") sha256 = this.#digest;
+    else {
+      try {
+        sha256 = await this.#digest;
+      } catch (error) {
+        return this.#hashFailed(error as Error);
+      }
+      // Meanwhile another end came (a failure, a handover): it stands.
+      if (this.#finishing) return await this.#finishing;
+      if (!this.live) return this.#status;
     }
     if (expectedSha256 !== undefined && expectedSha256 !== sha256) {
       return this.fail(
@@ -700,6 +710,7 @@ export class Resource {
     if (this.#handedOver || isTerminal(this.#status)) return this.#status;
     this.#handedOver = true;
     this.#accepting = false;
+    this.#hash.release?.();
     this.#dropQueued();
     clearTimeout(this.#checkpointTimer);
     this.#checkpointTimer = undefined;

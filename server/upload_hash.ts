@@ -9,14 +9,14 @@ import { createHash } from "node:crypto";
 /**
  * The SHA-256 of an upload's bytes, given in order. A resource taken over
  * from another node starts with one still reading back the bytes stored
- * before (`server/nats/_catch_up_hash.ts`), so the digest is a promise.
+ * before (`server/nats/_catch_up_hash.ts`), whose digest is a promise.
  *
  * @example
  * ```ts
  * import { sha256UploadHash } from "./upload_hash.ts";
  * const hash = sha256UploadHash();
  * hash.update(new TextEncoder().encode("abc"));
- * console.log(await hash.digest()); // ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
+ * console.log(hash.digest()); // ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
  * ```
  */
 export interface UploadHash {
@@ -27,10 +27,15 @@ export interface UploadHash {
    * earlier bytes may read these from the store instead of keeping them.
    */
   stored?(bytes: number): void;
-  /** Lowercase hex of the hash of every byte given; called once. */
-  digest(): Promise<string>;
+  /**
+   * Lowercase hex of the hash of every byte given, at once when it has
+   * them all (or once it has); called once.
+   */
+  digest(): string | Promise<string>;
   /** The upload ended without a digest (failed, handed over): stop any work. */
   release?(): void;
+  /** Resolves if the hash can never be made (what it had to read back failed). */
+  failed?: Promise<Error>;
 }
 
 /**
@@ -50,6 +55,6 @@ export function sha256UploadHash(): UploadHash {
     update(bytes) {
       hash.update(bytes);
     },
-    digest: () => Promise.resolve(hash.digest("hex")),
+    digest: () => hash.digest("hex"),
   };
 }

@@ -16,6 +16,9 @@ import { JetStreamStore } from "../server/nats/jetstream_store.ts";
 import { SEGMENT_BYTES } from "../server/nats/subjects.ts";
 import { newResourceId } from "../server/resource_id.ts";
 import { Resource } from "../server/resource.ts";
+import { CatchUpHash } from "../server/nats/_catch_up_hash.ts";
+import { readRange } from "../server/nats/_range_reader.ts";
+import { Lease } from "../server/nats/lease.ts";
 import { randomBytes, readAll, sha256, testStatus } from "./_helpers.ts";
 import { publishPieces, startNats } from "./_nats.ts";
 
@@ -203,7 +206,8 @@ Deno.test("JetStream takeover reads only past the last checkpoint: it answers wi
     writer: taken.writer,
     resumed: { written: taken.written, hash: taken.hash },
   });
-  const final = await resource.complete();
+  // Found while the upload goes on: it fails without waiting for its end.
+  const final = await resource.finished;
   assertEquals(final.status, "FAILED");
   assertStringIncludes(
     final.error ?? "",
@@ -211,4 +215,47 @@ Deno.test("JetStream takeover reads only past the last checkpoint: it answers wi
       6 * U
     }`,
   );
+});
+
+Deno.test("JetStream takeover: another node taking the upload while its completion waits for the hash leaves the upload as that node makes it, not FAILED here", async () => {
+  await using nodes = await twoNodes();
+  const { a, b, id } = nodes;
+  const data = randomBytes(SIZE, 45);
+  await publishPieces(a.engine, id, data, SHUFFLED);
+  await a.save(statusOf(id, SIZE));
+  const taken = await b.takeOver(id);
+  if (taken === undefined) {
+    throw new Error("expected node B to take the live upload over");
+  }
+  taken.hash.release();
+  // B's reading back waits for the gate: the completion waits with it.
+  const gate = Promise.withResolvers<void>();
+  const hash = new CatchUpHash(taken.written, (start, end, signal) => {
+    const stream = readRange(b.engine.jsm, id, start, end, signal);
+    return stream.pipeThrough(
+      new TransformStream({
+        async transform(bytes, controller) {
+          await gate.promise;
+          controller.enqueue(bytes);
+        },
+      }),
+    );
+  });
+  const resource = new Resource(b, taken.status, {
+    checkpointMs: 0,
+    writer: taken.writer,
+    resumed: { written: taken.written, hash },
+  });
+  const completing = resource.complete(await sha256(data));
+  // Node A takes it back (its fence would come next); B learns it.
+  const back = await Lease.takeOver(a.engine, id, {
+    node: a.engine.node,
+    leaseMs: a.leaseMs,
+  });
+  assertEquals(await resource.stillHeld(), false);
+  gate.resolve();
+  const final = await completing;
+  assertEquals(final.status, "IN_PROGRESS", final.error);
+  assertEquals((await a.lastStatus(id))?.status, "IN_PROGRESS");
+  await back.lease.release();
 });

@@ -43,12 +43,16 @@ const READ_RETRY_PAUSE_MS = 250;
 async function getReliably(
   jsm: JetStreamManager,
   query: DirectMsgRequest,
+  signal?: AbortSignal,
 ): Promise<StoredMsg | null> {
   const deadline = performance.now() + READ_DEADLINE_MS;
   for (let attempt = 1;; attempt++) {
+    signal?.throwIfAborted();
     try {
       return await jsm.direct.getMessage(STREAM, query);
     } catch (error) {
+      // Whoever asked is gone: no more attempts.
+      signal?.throwIfAborted();
       if (performance.now() + READ_RETRY_PAUSE_MS > deadline) {
         throw new Error(
           `the engine did not answer a read of ${
@@ -60,7 +64,7 @@ async function getReliably(
         );
       }
       // Backing off between attempts is the point: the engine is away.
-      await delay(READ_RETRY_PAUSE_MS);
+      await delay(READ_RETRY_PAUSE_MS, { signal });
     }
   }
 }
@@ -108,12 +112,19 @@ class SegmentPieces {
   /** Pieces fetched and not yet passed, in stream order. */
   #pieces: Piece[] = [];
   #nextSeq = 1;
+  readonly #signal: AbortSignal | undefined;
 
-  constructor(jsm: JetStreamManager, id: string, segment: number) {
+  constructor(
+    jsm: JetStreamManager,
+    id: string,
+    segment: number,
+    signal?: AbortSignal,
+  ) {
     this.#jsm = jsm;
     this.#id = id;
     this.#subject = dataSubject(id, segment);
     this.#start = segment * SEGMENT_BYTES;
+    this.#signal = signal;
   }
 
   /**
@@ -131,7 +142,7 @@ class SegmentPieces {
       const message = await getReliably(this.#jsm, {
         seq: this.#nextSeq,
         next_by_subj: this.#subject,
-      });
+      }, this.#signal);
       if (message === null) {
         const after = this.#pieces.reduce(
           (first, piece) => Math.min(first, piece.offset),
@@ -208,9 +219,9 @@ async function segmentBytes(
   jsm: JetStreamManager,
   id: string,
   segment: number,
-  range: { from: number; to: number },
+  range: { from: number; to: number; signal?: AbortSignal },
 ): Promise<Uint8Array[]> {
-  const pieces = new SegmentPieces(jsm, id, segment);
+  const pieces = new SegmentPieces(jsm, id, segment, range.signal);
   const parts: Uint8Array[] = [];
   for (let position = range.from, missed = 0; position < range.to;) {
     const bytes = await pieces.at(position);
@@ -218,7 +229,7 @@ async function segmentBytes(
       // The checkpoint counted this byte, so it is stored; with
       // `allow_direct` a replica still catching up may answer without it.
       if (++missed > GAP_RETRIES) throw new Error(bytes);
-      await delay(GAP_RETRY_PAUSE_MS);
+      await delay(GAP_RETRY_PAUSE_MS, { signal: range.signal });
       continue;
     }
     const part = bytes.subarray(0, range.to - position);
@@ -265,7 +276,7 @@ export async function readStored(
  * Up to {@linkcode PREFETCH_SEGMENTS} segments are read at once (each is
  * its own subject, so their direct gets are independent): a follower on
  * another node catching up after a checkpoint is not one round trip per
- * piece behind.
+ * piece behind. Once `signal` aborts, no read is attempted again.
  *
  * @example
  * ```ts ignore
@@ -277,8 +288,9 @@ export function readRange(
   id: string,
   start: number,
   end: number,
+  signal?: AbortSignal,
 ): ReadableStream<Uint8Array> {
-  const ahead = new SegmentsAhead(jsm, id, { start, end });
+  const ahead = new SegmentsAhead(jsm, id, { start, end, signal });
   let pending: Uint8Array | undefined;
   let position = start;
   return new ReadableStream({
@@ -314,15 +326,17 @@ class SegmentsAhead {
   #nextSegment: number;
   readonly #reads: Promise<Uint8Array[]>[] = [];
   #parts: Uint8Array[] = [];
+  readonly #signal: AbortSignal | undefined;
 
   constructor(
     jsm: JetStreamManager,
     id: string,
-    range: { start: number; end: number },
+    range: { start: number; end: number; signal?: AbortSignal },
   ) {
     this.#jsm = jsm;
     this.#id = id;
     this.#end = range.end;
+    this.#signal = range.signal;
     this.#nextSegment = Math.floor(range.start / SEGMENT_BYTES);
     this.#fill(range.start);
   }
@@ -336,6 +350,7 @@ class SegmentsAhead {
       const read = segmentBytes(this.#jsm, this.#id, segment, {
         from: Math.max(from, segmentStart),
         to: Math.min(this.#end, segmentStart + SEGMENT_BYTES),
+        signal: this.#signal,
       });
       // Its failure is taken when it is its turn (or dropped by cancel).
       read.catch(() => {});

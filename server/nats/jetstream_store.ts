@@ -223,7 +223,7 @@ export class JetStreamStore implements ResourceStore {
         const jsm = this.#engine.jsm;
         const hash = new CatchUpHash(
           written,
-          (start, end) => readRange(jsm, id, start, end),
+          (start, end, signal) => readRange(jsm, id, start, end, signal),
         );
         return { status, written, hash };
       } catch (error) {
