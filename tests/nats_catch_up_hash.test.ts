@@ -3,7 +3,7 @@
  * bytes are read back while appends come; the appends kept meanwhile stay
  * within the bound (the oldest stored ones are read back instead); the
  * digest covers every byte in order; a gap in the stored bytes makes the
- * digest fail naming it.
+ * digest fail naming it; a released hash stops reading.
  */
 
 import { assert, assertEquals, assertRejects } from "@std/assert";
@@ -14,6 +14,7 @@ import { SEGMENT_BYTES } from "../server/nats/subjects.ts";
 import { newResourceId } from "../server/resource_id.ts";
 import { randomBytes, sha256 } from "./_helpers.ts";
 import { publishPieces, startNats } from "./_nats.ts";
+import { within } from "./_fault_actors.ts";
 
 /** Spans of `[from, to)` in pieces of at most `size` bytes, within segments. */
 function spans(from: number, to: number, size: number): [number, number][] {
@@ -83,6 +84,34 @@ Deno.test("catch-up hash: a gap in the stored bytes fails the digest, naming the
       (from, to) => readRange(engine.jsm, id, from, to),
     );
     await assertRejects(() => hash.digest(), Error, "no piece holds byte 1000");
+  } finally {
+    await engine.close();
+  }
+});
+
+Deno.test("catch-up hash: released while the engine does not answer, it stops at the read under way instead of retrying for the read deadline", async () => {
+  await using nats = await startNats();
+  const engine = await NatsEngine.connect({ servers: [nats.url] });
+  try {
+    const id = newResourceId();
+    const data = randomBytes(2 * SEGMENT_BYTES, 99);
+    await publishPieces(engine, id, data, spans(0, data.byteLength, 200_000));
+    Deno.kill(nats.pid, "SIGSTOP");
+    try {
+      const hash = new CatchUpHash(
+        data.byteLength,
+        (from, to, signal) => readRange(engine.jsm, id, from, to, signal),
+      );
+      hash.release();
+      // One direct get times out (5 s); retrying would go on for 30 s.
+      await within(
+        15_000,
+        "the released hash's digest",
+        assertRejects(() => hash.digest(), Error, "ended before its hash did"),
+      );
+    } finally {
+      Deno.kill(nats.pid, "SIGCONT");
+    }
   } finally {
     await engine.close();
   }
