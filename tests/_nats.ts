@@ -6,7 +6,7 @@
 
 import { connect, headers } from "@nats-io/transport-node";
 import { delay } from "@std/async/delay";
-import type { NatsEngine } from "../server/nats/engine.ts";
+import { NatsEngine } from "../server/nats/engine.ts";
 import {
   dataSubject,
   OFFSET_HEADER,
@@ -69,6 +69,33 @@ export async function startNats(
       if (!options.dir) await Deno.remove(dir, { recursive: true });
     },
   };
+}
+
+/** A nats-server and one node's engine connection to it. */
+export interface NatsWithEngine {
+  nats: NatsServer;
+  engine: NatsEngine;
+  /** Closes the connection, then stops the server. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Starts a nats-server ({@linkcode startNats}) and connects an engine to it. */
+export async function startEngine(): Promise<NatsWithEngine> {
+  const nats = await startNats();
+  try {
+    const engine = await NatsEngine.connect({ servers: [nats.url] });
+    return {
+      nats,
+      engine,
+      async [Symbol.asyncDispose]() {
+        await engine.close();
+        await nats[Symbol.asyncDispose]();
+      },
+    };
+  } catch (error) {
+    await nats[Symbol.asyncDispose]();
+    throw error;
+  }
 }
 
 /** A server of a {@linkcode NatsCluster}. */

@@ -13,7 +13,7 @@ import {
   RawWsServer,
   serverFrame,
 } from "./_raw_ws_server.ts";
-import { randomBytes, sha256 } from "./_helpers.ts";
+import { randomBytes, sha256, testStatus } from "./_helpers.ts";
 import { prng } from "../testing/seeded_random.ts";
 import { concat } from "@std/bytes/concat";
 import { startUpload } from "../client/upload.ts";
@@ -510,18 +510,12 @@ Deno.test("upload client: a resume at an offset inside a sent frame resends the 
       parts.push(next.payload);
     }
     resumed.resolve(parts);
-    const now = new Date().toISOString();
-    const status = {
+    const status = testStatus("x", {
       id: "r1",
-      name: "x",
-      mimeType: "application/octet-stream",
-      metadata: {},
       status: "COMPLETED",
       size: data.byteLength,
-      createdAt: now,
-      updatedAt: now,
-      finishedAt: now,
-    };
+      finishedAt: new Date().toISOString(),
+    });
     await peer.write(
       serverFrame(
         Opcode.TEXT,

@@ -240,23 +240,20 @@ async function segmentBytes(
 }
 
 /**
- * Reads the bytes of resource `id` stored without a gap from byte `from`
- * on, giving each run of them to `take`; resolves with the offset where
- * they end. How a node taking an upload over finds (and hashes) what the
- * stream holds: the durable offset the uploader resumes from. Pieces
- * stored out of offset order or twice count once, at their offsets.
+ * Where the bytes of resource `id` stored without a gap from byte `from`
+ * on end: how a node taking an upload over finds the durable offset the
+ * uploader resumes from. Pieces stored out of offset order or twice count
+ * once, at their offsets.
  *
  * @example
  * ```ts ignore
- * const hash = createHash("sha256");
- * const end = await readStored(engine.jsm, id, 0, (bytes) => hash.update(bytes));
+ * const end = await storedEnd(engine.jsm, id, status.size);
  * ```
  */
-export async function readStored(
+export async function storedEnd(
   jsm: JetStreamManager,
   id: string,
   from: number,
-  take: (bytes: Uint8Array) => void,
 ): Promise<number> {
   let position = from;
   for (;;) {
@@ -265,7 +262,6 @@ export async function readStored(
     while (Math.floor(position / SEGMENT_BYTES) === segment) {
       const bytes = await pieces.at(position);
       if (typeof bytes === "string") return position;
-      take(bytes);
       position += bytes.byteLength;
     }
   }

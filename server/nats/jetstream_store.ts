@@ -20,7 +20,7 @@ import {
 import type { NatsEngine } from "./engine.ts";
 import { Lease } from "./lease.ts";
 import { PieceWriter } from "./_piece_writer.ts";
-import { readRange, readStored, segmentEnd } from "./_range_reader.ts";
+import { readRange, segmentEnd, storedEnd } from "./_range_reader.ts";
 import { StatusPublisher } from "./_status_publisher.ts";
 import { FencedError } from "./_publish.ts";
 import {
@@ -203,11 +203,10 @@ export class JetStreamStore implements ResourceStore {
         return undefined;
       }
       // The checkpoint counts stored bytes only: what is past it may be too.
-      written = await readStored(
+      written = await storedEnd(
         this.#engine.jsm,
         id,
         Math.max(written, last.status.size),
-        () => {},
       );
       const status: ResourceStatus = {
         ...last.status,
